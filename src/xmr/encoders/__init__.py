@@ -1,0 +1,54 @@
+"""Encoders: one registry, one factory.
+
+A spec is ``NAME`` or ``NAME:ARG``; ``ARG`` is everything after the first colon and is interpreted by the
+encoder (a hub id or local directory for ``hf``, ``ARCH[:TAG]`` for ``openclip``, a variant for ``concept``).
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigError
+from ..registry import Registry
+from .base import Encoder, l2_normalize
+
+#: name -> factory(arg: str | None, device: str | None) -> Encoder
+ENCODERS: Registry = Registry("encoder")
+
+DEFAULT_ENCODER = "concept"
+
+# modules that register encoders; imported lazily so `import xmr` stays light
+_MODULES = ("concept", "hf", "openclip", "tiny")
+
+
+def _load_all() -> None:
+    for m in _MODULES:
+        importlib.import_module(f"{__name__}.{m}")
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``"hf:openai/clip-vit-base-patch32"`` -> ``("hf", "openai/clip-vit-base-patch32")``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"empty encoder spec {spec!r}; try {DEFAULT_ENCODER!r}")
+    name, sep, arg = spec.strip().partition(":")
+    return name, (arg if sep else None)
+
+
+def create_encoder(spec: str = DEFAULT_ENCODER, device: str | None = None) -> Encoder:
+    """Build an encoder from a spec string, e.g. ``concept``, ``hf:./my-clip``, ``openclip:ViT-B-32:laion2b``,
+    ``tiny``. Raises :class:`~xmr.errors.ConfigError` for unknown names and
+    :class:`~xmr.errors.ModelUnavailableError` when weights are not available offline."""
+    _load_all()
+    name, arg = parse_spec(spec)
+    factory = ENCODERS.get(name)
+    enc = factory(arg, device=device)
+    enc.spec = spec.strip()
+    return enc
+
+
+def list_encoders() -> list[tuple[str, str]]:
+    """(name, help) of every registered encoder."""
+    _load_all()
+    return [(e.name, e.help) for e in ENCODERS]
+
+
+__all__ = ["ENCODERS", "DEFAULT_ENCODER", "Encoder", "create_encoder", "list_encoders", "l2_normalize", "parse_spec"]

@@ -1,0 +1,111 @@
+"""The encoder interface every model implements.
+
+An encoder maps texts and images into one shared space. Subclasses implement two batch methods; this base class
+adds batching, a progress bar, ``torch.no_grad``, float32 output and L2 normalisation.
+"""
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..media.image import ImageLike, load_image
+
+log = logging.getLogger(__name__)
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation, float32. Rows of zeros stay zero (they are never produced on purpose)."""
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, eps)
+
+
+def _progress(total: int, desc: str, show: bool | None):
+    from tqdm.auto import tqdm
+
+    disable = (not show) if show is not None else (total < 64 or log.getEffectiveLevel() > logging.INFO)
+    return tqdm(total=total, desc=desc, unit="item", disable=disable, leave=False)
+
+
+class Encoder(ABC):
+    """Dual encoder: ``encode_text`` and ``encode_images`` return L2-normalised float32 arrays of width ``dim``."""
+
+    #: the spec string this encoder was created from (stored in indexes and eval fingerprints)
+    spec: str = ""
+    #: embedding width
+    dim: int = 0
+    #: torch device the model runs on
+    device: torch.device = torch.device("cpu")
+
+    @abstractmethod
+    def _encode_text_batch(self, texts: list[str]) -> np.ndarray | torch.Tensor:
+        """(B,) texts -> (B, dim) unnormalised features."""
+
+    @abstractmethod
+    def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray | torch.Tensor:
+        """(B,) RGB PIL images -> (B, dim) unnormalised features."""
+
+    def encode_text(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        show_progress: bool | None = None,
+        normalize: bool = True,
+    ) -> np.ndarray:
+        """Encode texts -> (N, dim) float32, L2-normalised unless ``normalize=False``."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [str(t) for t in texts]
+        # length-sorted batches waste less padding; results are put back in input order
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.no_grad(), _progress(len(texts), "encode text", show_progress) as bar:
+            for s in range(0, len(texts), batch_size):
+                idx = order[s : s + batch_size]
+                out[idx] = _to_numpy(self._encode_text_batch([texts[i] for i in idx]))
+                bar.update(len(idx))
+        return l2_normalize(out) if normalize else out
+
+    def encode_images(
+        self,
+        images: Sequence[ImageLike],
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+        normalize: bool = True,
+    ) -> np.ndarray:
+        """Encode images (paths or PIL images) -> (N, dim) float32, L2-normalised.
+
+        A path that cannot be decoded raises :class:`~xmr.errors.MediaError` (callers that index folders load
+        images first and skip bad ones; nothing here substitutes a placeholder).
+        """
+        images = list(images)
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        with torch.no_grad(), _progress(len(images), "encode images", show_progress) as bar:
+            for s in range(0, len(images), batch_size):
+                batch = [load_image(x) for x in images[s : s + batch_size]]
+                out[s : s + len(batch)] = _to_numpy(self._encode_image_batch(batch))
+                bar.update(len(batch))
+        return l2_normalize(out) if normalize else out
+
+    def describe(self) -> dict:
+        """JSON-able description (spec, dim, class) for fingerprints and ``xmr info``."""
+        return {"spec": self.spec, "dim": self.dim, "class": type(self).__name__}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(spec={self.spec!r}, dim={self.dim})"
+
+
+def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(torch.float32).cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def batched(items: Sequence, n: int) -> Iterable[Sequence]:
+    for s in range(0, len(items), n):
+        yield items[s : s + n]

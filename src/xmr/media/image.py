@@ -1,0 +1,111 @@
+"""Safe image loading and numpy/PIL preprocessing (no torchvision).
+
+:func:`load_image` either returns a fully decoded RGB ``PIL.Image`` or raises a :class:`~xmr.errors.MediaError`
+subclass with a reason. It never returns a placeholder.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..errors import CorruptMediaError, MediaError, MediaTooLargeError, UnreadableMediaError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
+)
+
+#: Images with more pixels than this are refused (decompression-bomb guard). 100 MP ~ 10,000 x 10,000.
+MAX_PIXELS = 100_000_000
+#: Files larger than this many bytes are refused before decoding.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+ImageLike = Union[str, os.PathLike, Image.Image]
+
+
+def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
+    """Decode ``src`` (path or PIL image) to an RGB image, honouring EXIF orientation.
+
+    Raises:
+        UnreadableMediaError: missing, unreadable, or empty (0-byte) file.
+        MediaTooLargeError: file over ``max_bytes`` or image over ``max_pixels`` (decompression bomb).
+        CorruptMediaError: not an image, truncated or corrupt data.
+    """
+    if isinstance(src, Image.Image):
+        return src.convert("RGB") if src.mode != "RGB" else src
+    path = Path(src)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise UnreadableMediaError(path, f"cannot stat file ({e.strerror or e})") from None
+    if size == 0:
+        raise UnreadableMediaError(path, "empty file (0 bytes)")
+    if size > max_bytes:
+        raise MediaTooLargeError(path, f"file is {size} bytes, over the {max_bytes}-byte limit")
+    try:
+        with open(path, "rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fh) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise MediaTooLargeError(path, f"{w}x{h} pixels is over the {max_pixels}-pixel limit")
+                im.load()  # full decode: truncated data raises here (LOAD_TRUNCATED_IMAGES stays False)
+                im = ImageOps.exif_transpose(im)
+                return im.convert("RGB")
+    except MediaError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise MediaTooLargeError(path, f"decompression bomb guard: {e}") from None
+    except PermissionError as e:
+        raise UnreadableMediaError(path, f"permission denied ({e.strerror})") from None
+    except IsADirectoryError:
+        raise UnreadableMediaError(path, "is a directory") from None
+    except Image.UnidentifiedImageError:
+        raise CorruptMediaError(path, "not a recognised image format") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        # PIL reports truncated/corrupt streams as OSError ("image file is truncated", "broken data stream"...)
+        raise CorruptMediaError(path, f"corrupt or truncated image ({e})") from None
+    except MemoryError:
+        raise MediaTooLargeError(path, "ran out of memory while decoding") from None
+
+
+@dataclass
+class ImagePreprocess:
+    """Resize-shorter-side + centre-crop + normalise, done with PIL and numpy.
+
+    Matches the usual ``Resize(size, bicubic) -> CenterCrop(crop) -> ToTensor -> Normalize(mean, std)`` pipeline.
+    """
+
+    size: int = 224  # shorter side after resize
+    crop: int = 224  # square centre crop
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    resample: str = "bicubic"  # PIL resampling filter name
+    rescale: float = 1.0 / 255.0
+
+    def resize_crop(self, im: Image.Image) -> Image.Image:
+        w, h = im.size
+        scale = self.size / min(w, h)
+        nw, nh = max(self.crop, round(w * scale)), max(self.crop, round(h * scale))
+        im = im.resize((nw, nh), getattr(Image.Resampling, self.resample.upper()))
+        left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
+        return im.crop((left, top, left + self.crop, top + self.crop))
+
+    def to_array(self, im: Image.Image) -> np.ndarray:
+        """(crop, crop, 3) RGB image -> (3, crop, crop) float32 normalised array."""
+        x = np.asarray(im, dtype=np.float32) * self.rescale
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def __call__(self, im: Image.Image) -> np.ndarray:
+        return self.to_array(self.resize_crop(im))
+
+
+def preprocess_images(images: Sequence[ImageLike], pre: ImagePreprocess) -> np.ndarray:
+    """Load and preprocess a batch -> (B, 3, crop, crop) float32. Raises MediaError on the first bad item."""
+    return np.stack([pre(load_image(x)) for x in images]) if images else np.zeros((0, 3, pre.crop, pre.crop), np.float32)
