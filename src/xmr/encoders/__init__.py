@@ -9,7 +9,7 @@ import importlib
 
 from ..errors import ConfigError
 from ..registry import Registry
-from .base import Encoder, l2_normalize
+from .base import Encoder, l2_normalize  # noqa: E402
 
 #: name -> factory(arg: str | None, device: str | None) -> Encoder
 ENCODERS: Registry = Registry("encoder")

@@ -1,0 +1,54 @@
+"""The ``xmr`` command line. Each subcommand lives in its own module and registers itself in ``COMMANDS``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from ..errors import XmrError
+from ._common import COMMANDS
+
+# subcommand modules (each registers itself)
+from . import demo_cmd, eval_cmd, index_cmd, info_cmd, models_cmd, search_cmd  # noqa: F401,E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xmr", description="Cross-modal retrieval: search images with text or images.")
+    p.add_argument("--version", action="version", version=f"xmr {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (setup, run, help_) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        setup(sp)
+        sp.set_defaults(_run=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose <= 1 else logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # third-party chatter (weight-loading bars, HTTP retries) stays quiet unless -vv
+    if args.verbose < 2:
+        for name in ("transformers", "sentence_transformers", "huggingface_hub", "httpx", "urllib3", "faiss"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        return int(args._run(args) or 0)
+    except XmrError as e:
+        print(f"xmr: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nxmr: interrupted (work already committed is kept; re-run to resume)", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

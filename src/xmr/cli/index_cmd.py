@@ -1,0 +1,49 @@
+"""``xmr index DIR``: add a folder's images to an index (incremental, resumable)."""
+from __future__ import annotations
+
+import sys
+
+from ._common import add_device_arg, add_index_arg, add_model_arg, index_path, print_json, progress_flag, register_command
+
+
+def setup(p):
+    p.add_argument("folder", metavar="DIR", help="folder to index (recursively)")
+    add_index_arg(p)
+    add_model_arg(p, default=None)
+    add_device_arg(p)
+    p.add_argument("--batch-size", type=int, default=32, help="images per encoder batch and per commit (default 32)")
+    p.add_argument("--include-hidden", action="store_true", help="also index files and folders whose name starts with '.'")
+    p.add_argument("--json", action="store_true", help="print the run report as JSON")
+
+
+def run(args) -> int:
+    from ..encoders import DEFAULT_ENCODER, create_encoder
+    from ..index import IndexStore, index_folder
+    from ..errors import XmrIndexError
+
+    path = index_path(args)
+    spec = args.model
+    if spec is None:  # an existing index keeps its model; a new one gets the default
+        try:
+            with IndexStore(path) as st:
+                spec = st.model_spec
+        except XmrIndexError:
+            spec = None
+        spec = spec or DEFAULT_ENCODER
+    enc = create_encoder(spec, device=args.device)
+    rep = index_folder(args.folder, path, enc, batch_size=args.batch_size, show_progress=progress_flag(args),
+                       include_hidden=args.include_hidden)
+    if args.json:
+        print_json({"index": path, "model": enc.spec, **rep.to_dict()})
+        return 0
+    print(f"indexed {rep.root} into {path} with model {enc.spec!r}")
+    print(f"  {rep.seen} media files: {rep.added} added, {rep.updated} updated, {rep.unchanged} unchanged, "
+          f"{rep.removed} removed, {len(rep.skipped)} skipped; index holds {rep.total} items")
+    if rep.skipped:
+        print(f"skipped {len(rep.skipped)}:", file=sys.stderr)
+        for p_, why in rep.skipped:
+            print(f"  {p_}: {why}", file=sys.stderr)
+    return 0
+
+
+register_command("index", "index a folder of images (re-runs add new/changed files and drop deleted ones)", setup, run)

@@ -1,0 +1,45 @@
+"""``xmr info``: what an index holds."""
+from __future__ import annotations
+
+import os
+
+from ._common import add_index_arg, index_path, print_json, register_command
+
+
+def setup(p):
+    add_index_arg(p)
+    p.add_argument("--json", action="store_true")
+
+
+def run(args) -> int:
+    import json
+
+    from ..index import IndexStore
+
+    path = index_path(args)
+    with IndexStore(path, readonly=True) as st:
+        size = sum(f.stat().st_size for f in st.path.iterdir() if f.is_file())
+        info = {
+            "index": path,
+            "model": st.model_spec,
+            "dim": st.dim,
+            "items": st.count(),
+            "roots": [{"root": r, "items": n} for r, n in st.roots()],
+            "generation": st.generation,
+            "bytes_on_disk": size,
+            "skipped": [{"path": p, "reason": why} for p, why in st.skipped()],
+        }
+    if args.json:
+        print_json(info)
+        return 0
+    print(f"index:  {path}\nmodel:  {info['model']} (dim {info['dim']})\nitems:  {info['items']}")
+    for r in info["roots"]:
+        print(f"  {r['items']:6d}  {r['root']}")
+    print(f"size:   {size / 1e6:.1f} MB")
+    print(f"skipped files: {len(info['skipped'])}")
+    for s in info["skipped"]:
+        print(f"  {s['path']}: {s['reason']}")
+    return 0
+
+
+register_command("info", "show what an index holds (model, counts, skipped files with reasons)", setup, run)

