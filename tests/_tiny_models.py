@@ -105,7 +105,8 @@ def build(model_type: str, out_dir: str | Path, seed: int = 0) -> Path:
         cls, ip = T.AltCLIPModel, T.CLIPImageProcessorPil(size={"shortest_edge": IMAGE}, crop_size=square)
     elif model_type == "align":
         tok = bert_tokenizer()
-        vision = dict(image_size=IMAGE, width_coefficient=0.1, depth_coefficient=0.1, hidden_dim=64)
+        vision = dict(image_size=IMAGE, width_coefficient=0.1, depth_coefficient=0.1, hidden_dim=64,
+                      initializer_range=0.5)  # 0.02 makes a 8-channel EfficientNet output ~1e-30
         # ALIGN's image embedding is the pooled EfficientNet output (width 32 here), unprojected
         cfg = T.AlignConfig(text_config=_text(tok), vision_config=vision, projection_dim=32)
         cls = T.AlignModel

@@ -26,18 +26,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    """xmr's own INFO messages (and progress bars) by default; third-party chatter only with -vv."""
+    logging.basicConfig(level=logging.DEBUG if verbose >= 2 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("xmr").setLevel(logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO))
+    if verbose < 2:
+        for name in ("transformers", "sentence_transformers", "huggingface_hub", "httpx", "urllib3", "faiss"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:  # transformers' "Loading weights" bars
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose <= 1 else logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # third-party chatter (weight-loading bars, HTTP retries) stays quiet unless -vv
-    if args.verbose < 2:
-        for name in ("transformers", "sentence_transformers", "huggingface_hub", "httpx", "urllib3", "faiss"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    _setup_logging(args.verbose, args.quiet)
     try:
         return int(args._run(args) or 0)
     except XmrError as e:

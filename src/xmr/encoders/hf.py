@@ -265,21 +265,24 @@ def _download(src: str):
 def _load_parts(src: str, local_files_only: bool):
     """(model, tokenizer, image processor); never runs remote code."""
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
     image_kw, model_kw = _backend_kwargs()
     kw = {"local_files_only": local_files_only, "trust_remote_code": False}
     config = AutoConfig.from_pretrained(src, **kw)
+    model_cls = MODEL_MAPPING.get(type(config), None)  # the class AutoModel will build, known before loading weights
+    if not (hasattr(model_cls, "get_text_features") and hasattr(model_cls, "get_image_features")):
+        raise ConfigError(
+            f"hf:{src} has model type {config.model_type!r}"
+            + (f" ({model_cls.__name__})" if model_cls else "")
+            + ", which is not a text-image dual encoder (no get_text_features/get_image_features). "
+            f"Known types: {', '.join(sorted(MODEL_TYPES))}"
+        )
     if config.model_type not in MODEL_TYPES:
-        log.info("hf: model type %r is not in the known list %s; trying the generic policy", config.model_type,
-                 sorted(MODEL_TYPES))
+        log.info("hf: model type %r is not in %s; using the default text policy", config.model_type, sorted(MODEL_TYPES))
     tokenizer = AutoTokenizer.from_pretrained(src, **kw)
     image_processor = AutoImageProcessor.from_pretrained(src, **kw, **image_kw)
     model = AutoModel.from_pretrained(src, config=config, **kw, **model_kw)
-    if not (hasattr(model, "get_text_features") and hasattr(model, "get_image_features")):
-        raise ConfigError(
-            f"hf:{src} is a {type(model).__name__} (model type {config.model_type!r}), not a text-image dual encoder "
-            f"(no get_text_features/get_image_features). Known types: {', '.join(sorted(MODEL_TYPES))}"
-        )
     return model, tokenizer, image_processor
 
 
@@ -302,8 +305,8 @@ def _load(src: str, is_local: bool):
         raise
     except ImportError as e:  # e.g. SigLIP's sentencepiece tokenizer without the sentencepiece package
         raise MissingExtraError(
-            f"hf:{src} needs a package that is not installed: {e}. Install what the message names "
-            "(SigLIP checkpoints need: pip install sentencepiece protobuf)"
+            f"hf:{src} needs a package that is not installed: {' '.join(str(e).split())} "
+            "(SigLIP's tokenizer needs: pip install sentencepiece)"
         ) from None
     except ValueError as e:  # unknown model type / tokenizer class for this transformers version
         import transformers
