@@ -27,6 +27,17 @@ TEXTS = list(CAPTIONS.values()) + ["", "x", "ünïcödé ✓ 日本語 " * 5]  #
 
 
 @pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run ~100x faster on one thread than on two contended ones (OpenMP spin-waits on a busy 2-core box)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module", autouse=True)
 def offline_hub(tmp_path_factory):
     """No network, no ~/.cache: HF_HUB_OFFLINE=1 and an empty temp Hugging Face cache, for this whole module."""
     import huggingface_hub.constants as hc
@@ -173,6 +184,15 @@ def test_directory_without_a_model(tmp_path):
 
 def test_incomplete_directory(tmp_path, clip_dir):
     (tmp_path / "config.json").write_text((clip_dir / "config.json").read_text())  # config but no weights/tokenizer
+    assert "incomplete" in _fails_fast(f"hf:{tmp_path}")
+
+
+@pytest.mark.parametrize("missing", [("tokenizer.json", "tokenizer_config.json"), ("preprocessor_config.json",)])
+def test_directory_missing_tokenizer_or_processor(tmp_path, clip_dir, missing):
+    """transformers 5 would build an empty tokenizer from nothing; the encoder must refuse, not embed garbage."""
+    for f in clip_dir.iterdir():
+        if f.name not in missing:
+            (tmp_path / f.name).write_bytes(f.read_bytes())
     assert "incomplete" in _fails_fast(f"hf:{tmp_path}")
 
 

@@ -56,7 +56,7 @@ class ConceptConfig:
     normalization: str = "tf"  # pixel normalisation: "tf" (mean=std=0.5, the Lite training setup) | "imagenet"
     views: str = "multicrop"  # "center" (one centre crop) | "multicrop" (whole image + 2x2 grid + flip, probs averaged)
     class_text: tuple[str, ...] = ("prompts", "synonyms", "descriptions")  # class texts averaged: names|prompts|synonyms|descriptions
-    image_temperature: float = 2.0  # softmax temperature on the classifier logits (>1 flattens p)
+    image_temperature: float = 1.0  # softmax temperature on the classifier logits (>1 flattens p)
     text_temperature: float = 0.05  # softmax temperature on query-to-class cosine similarities
     space: str = "hellinger"  # "hellinger": sqrt(p).sqrt(w) | "cosine": cos(p, w) | "text": image as expected class-text embedding
 
@@ -96,7 +96,8 @@ CONCEPT_PRESETS.add("fast", ConceptConfig(views="center"), help="one centre crop
 CONCEPT_PRESETS.add("lite2", ConceptConfig(backbone="lite2"), help="EfficientNet-Lite2 backbone (xmr[lite2])")
 CONCEPT_PRESETS.add(
     "prototype",
-    ConceptConfig(normalization="imagenet", views="center", class_text=("names",), space="cosine"),
+    ConceptConfig(normalization="imagenet", views="center", class_text=("names",), space="cosine",
+                  image_temperature=2.0),
     help="the first prototype (class names, cosine, ImageNet normalisation, centre crop): the ablation baseline",
 )
 

@@ -281,6 +281,10 @@ def _load_parts(src: str, local_files_only: bool):
     if config.model_type not in MODEL_TYPES:
         log.info("hf: model type %r is not in %s; using the default text policy", config.model_type, sorted(MODEL_TYPES))
     tokenizer = AutoTokenizer.from_pretrained(src, **kw)
+    # transformers 5 quietly builds an empty tokenizer when the tokenizer files are missing; refuse it
+    text_vocab = getattr(getattr(config, "text_config", config), "vocab_size", None)
+    if isinstance(text_vocab, int) and len(tokenizer) < text_vocab // 2:
+        raise OSError(f"tokenizer files missing: the tokenizer has {len(tokenizer)} tokens, the model {text_vocab}")
     image_processor = AutoImageProcessor.from_pretrained(src, **kw, **image_kw)
     model = AutoModel.from_pretrained(src, config=config, **kw, **model_kw)
     return model, tokenizer, image_processor
