@@ -46,3 +46,14 @@ def sample_dir(tmp_path) -> Path:
     d = tmp_path / "photos"
     shutil.copytree(SAMPLES, d, ignore=shutil.ignore_patterns("*.json", "*.md"))
     return d
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Small models run much faster on one thread on a busy 2-core machine; restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

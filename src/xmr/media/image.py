@@ -90,8 +90,12 @@ class ImagePreprocess:
 
     def resize_crop(self, im: Image.Image) -> Image.Image:
         w, h = im.size
-        scale = self.size / min(w, h)
-        nw, nh = max(self.crop, round(w * scale)), max(self.crop, round(h * scale))
+        # shorter side -> exactly `size`, longer side truncated (as transformers / torchvision compute it)
+        if w <= h:
+            nw, nh = self.size, int(self.size * h / w)
+        else:
+            nw, nh = int(self.size * w / h), self.size
+        nw, nh = max(self.crop, nw), max(self.crop, nh)
         im = im.resize((nw, nh), getattr(Image.Resampling, self.resample.upper()))
         left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
         return im.crop((left, top, left + self.crop, top + self.crop))
