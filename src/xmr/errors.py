@@ -38,6 +38,10 @@ class CorruptMediaError(MediaError):
     """The file is not a decodable image/video, or is truncated/corrupt."""
 
 
+class NoVideoStreamError(CorruptMediaError):
+    """A video file (by extension) holds no video stream (audio-only, subtitles-only, empty container)."""
+
+
 class MediaTooLargeError(MediaError):
     """The file exceeds the configured size or pixel limit (e.g. a decompression bomb)."""
 
@@ -53,6 +57,7 @@ __all__ = [
     "MediaError",
     "UnreadableMediaError",
     "CorruptMediaError",
+    "NoVideoStreamError",
     "MediaTooLargeError",
     "XmrIndexError",
 ]

@@ -1,4 +1,4 @@
-"""``xmr index DIR``: add a folder's images to an index (incremental, resumable)."""
+"""``xmr index DIR``: add a folder's images and videos to an index (incremental, resumable)."""
 from __future__ import annotations
 
 import sys
@@ -14,11 +14,18 @@ def setup(p):
     p.add_argument("--batch-size", type=int, default=32, help="images per encoder batch and per commit (default 32)")
     p.add_argument("--include-hidden", action="store_true", help="also index files and folders whose name starts with '.'")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
+    v = p.add_argument_group("videos (one vector per video + one per time segment; needs xmr[video])")
+    v.add_argument("--video-fps", type=float, default=1.0, metavar="F",
+                   help="frames sampled per second of video (default 1.0)")
+    v.add_argument("--video-max-frames", type=int, default=1800, metavar="N",
+                   help="frames per video at most; longer videos are sampled sparser, with longer segments (default 1800)")
+    v.add_argument("--segment", type=float, default=4.0, metavar="SECONDS", help="segment length (default 4)")
+    v.add_argument("--segment-stride", type=float, default=2.0, metavar="SECONDS", help="segment hop (default 2)")
 
 
 def run(args) -> int:
     from ..encoders import DEFAULT_ENCODER, create_encoder
-    from ..index import IndexStore, index_folder
+    from ..index import IndexStore, VideoIndexConfig, index_folder
     from ..errors import XmrIndexError
 
     path = index_path(args)
@@ -30,9 +37,11 @@ def run(args) -> int:
         except XmrIndexError:
             spec = None
         spec = spec or DEFAULT_ENCODER
+    video = VideoIndexConfig(fps=args.video_fps, max_frames=args.video_max_frames, window=args.segment,
+                             stride=args.segment_stride, min_frames=min(8, max(1, args.video_max_frames)))
     enc = create_encoder(spec, device=args.device)
     rep = index_folder(args.folder, path, enc, batch_size=args.batch_size, show_progress=progress_flag(args),
-                       include_hidden=args.include_hidden)
+                       include_hidden=args.include_hidden, video=video)
     if args.json:
         print_json({"index": path, "model": enc.spec, **rep.to_dict()})
         return 0
@@ -46,4 +55,5 @@ def run(args) -> int:
     return 0
 
 
-register_command("index", "index a folder of images (re-runs add new/changed files and drop deleted ones)", setup, run)
+register_command("index", "index a folder of images and videos (re-runs add new/changed files and drop deleted ones)",
+                 setup, run)

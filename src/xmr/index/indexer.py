@@ -1,7 +1,8 @@
 """Incremental folder indexing: walk, diff against the index, encode what is new or changed, drop what is gone.
 
 Only files whose (size, mtime) changed are re-hashed; only files whose content hash changed are re-encoded. Each
-batch is committed on its own, so an interrupted run resumes where it stopped with no duplicates.
+batch of images is committed on its own, and each video (its item row and all its segment rows) in its own
+transaction, so an interrupted run resumes where it stopped with no duplicates and no half-indexed video.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..encoders.base import Encoder
-from ..errors import MediaError, XmrIndexError
+from ..errors import MediaError, MissingExtraError, XmrIndexError
 from ..media.image import load_image
 from .store import IndexStore, NewItem
+from .video import VideoIndexConfig, embed_video
 from .walker import Found, Skip, walk_media
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,12 @@ def index_folder(
     batch_size: int = 32,
     show_progress: bool | None = None,
     include_hidden: bool = False,
+    video: VideoIndexConfig | None = None,
 ) -> IndexReport:
-    """Index every image under ``root`` into the index at ``index_path`` with ``encoder``."""
+    """Index every image and video under ``root`` into the index at ``index_path`` with ``encoder``.
+
+    Videos are embedded per :class:`~xmr.index.video.VideoIndexConfig` (``video``, default settings if None):
+    one vector per file plus one per time segment."""
     from tqdm.auto import tqdm
 
     root_p = Path(root).absolute()
@@ -117,7 +123,7 @@ def index_folder(
                    disable=(not show_progress) if show_progress is not None else None)
         try:
             for s in range(0, len(todo), batch_size):
-                _encode_batch(store, encoder, todo[s : s + batch_size], rep, batch_size)
+                _encode_batch(store, encoder, todo[s : s + batch_size], rep, batch_size, video or VideoIndexConfig())
                 bar.update(min(batch_size, len(todo) - s))
         finally:
             bar.close()
@@ -127,7 +133,8 @@ def index_folder(
     return rep
 
 
-def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, batch_size: int) -> None:
+def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, batch_size: int,
+                  video_cfg: VideoIndexConfig) -> None:
     images, metas, replace, clear = [], [], [], []
     for f, old_id in batch:
         try:
@@ -141,6 +148,9 @@ def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, 
                 store.touch(old_id, f.size, f.mtime)  # only the timestamp moved
                 rep.unchanged += 1
                 continue
+        if f.media_type == "video":
+            _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
+            continue
         try:
             im = load_image(f.path)
         except MediaError as e:
@@ -162,6 +172,29 @@ def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, 
     new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v)
            for (f, digest, (w, h)), v in zip(metas, vecs)]
     store.add_batch(new, replace_ids=replace, clear_skips=clear)
+
+
+def _encode_video(store: IndexStore, encoder: Encoder, f: Found, digest: str, old_id: int | None, rep: IndexReport,
+                  batch_size: int, cfg: VideoIndexConfig) -> None:
+    """Embed one video and commit its item row and segment rows in one transaction (or skip it)."""
+    try:
+        emb = embed_video(f.path, encoder, cfg, batch_size=batch_size)
+    except MissingExtraError as e:
+        # not the file's fault: reported, but not recorded as a bad file, so it is tried again once PyAV is there
+        rep.skipped.append((f.path, f"video support not installed: {e}"))
+        return
+    except MediaError as e:
+        _skip(store, rep, f, e.reason)
+        if old_id is not None:  # it was good before and is bad now: drop the stale vectors
+            rep.removed += store.delete([old_id])
+        return
+    item = NewItem(f.path, rep.root, f.size, f.mtime, digest, "video", emb.width, emb.height, emb.vector,
+                   segments=emb.segments)
+    store.add_batch([item], replace_ids=[old_id] if old_id is not None else [], clear_skips=[f.path])
+    if old_id is not None:
+        rep.updated += 1
+    else:
+        rep.added += 1
 
 
 def _skip(store: IndexStore, rep: IndexReport, f: Found, reason: str) -> None:

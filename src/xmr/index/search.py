@@ -1,4 +1,9 @@
-"""Query an index with text or an image."""
+"""Query an index with text or an image.
+
+Images have one vector each. Videos have a video-level vector and one vector per time segment (see
+:mod:`xmr.index.video`); a video's score is the best of its video-level score and its segments' scores, and its
+result carries ``start``/``end`` (seconds) of its best-scoring segment. Each file appears at most once.
+"""
 from __future__ import annotations
 
 import os
@@ -12,6 +17,7 @@ from ..errors import ConfigError
 from .store import IndexStore
 
 MAX_K = 10_000
+MEDIA_TYPES = ("image", "video")
 
 
 @dataclass
@@ -22,9 +28,15 @@ class SearchResult:
     score: float
     media_type: str
     root: str
+    start: float | None = None  # videos: the best segment's start, seconds from the first frame; None for images
+    end: float | None = None  # videos: the best segment's end (seconds)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON form. ``start``/``end`` are present for videos only (image results keep their v1 shape)."""
+        d = asdict(self)
+        if self.start is None and self.end is None:
+            del d["start"], d["end"]
+        return d
 
 
 def search_index(
@@ -34,8 +46,11 @@ def search_index(
     text: str | None = None,
     image: str | os.PathLike | None = None,
     k: int = 10,
+    media_type: str | None = None,
 ) -> list[SearchResult]:
-    """Top-``k`` items for a text query or an image query (exactly one of the two)."""
+    """Top-``k`` items for a text query or an image query (exactly one of the two).
+
+    ``media_type``: ``"image"`` or ``"video"`` keeps only that kind of file; ``None`` or ``"all"`` keeps both."""
     if (text is None) == (image is None):
         raise ConfigError("give exactly one of a text query or an image query")
     if not isinstance(k, int) or k < 1 or k > MAX_K:
@@ -44,8 +59,96 @@ def search_index(
         raise ConfigError("empty text query")
     if store.model_spec is not None and store.model_spec != encoder.spec:
         raise ConfigError(f"index was built with {store.model_spec!r} but the query encoder is {encoder.spec!r}")
+    want = _check_media_type(media_type)
     q = encoder.encode_text([text]) if text is not None else encoder.encode_images([image])
-    return results_from_ids(store, *store.search(q, k))
+    return search_vector(store, q[0], k, media_type=want)
+
+
+def _check_media_type(media_type: str | None) -> str | None:
+    if media_type in (None, "all"):
+        return None
+    if media_type not in MEDIA_TYPES:
+        raise ConfigError(f"media type must be one of image, video, all; got {media_type!r}")
+    return media_type
+
+
+def search_vector(store: IndexStore, query: np.ndarray, k: int, *, media_type: str | None = None
+                  ) -> list[SearchResult]:
+    """Top-``k`` files for one L2-normalised query vector ``(dim,)`` over item and video-segment vectors.
+
+    Exact (same result as scoring every vector): the item-level top-k and enough of the segment-level ranking to
+    cover ``k`` distinct videos are merged; any file whose best score can be in the top ``k`` is in one of the
+    two lists, and its missing half (video-level score or best segment) is then computed exactly.
+
+    ``store`` is an :class:`IndexStore` or anything with the same read methods used here: ``faiss_index()``
+    (``ntotal``, ``reconstruct``), ``search``, ``get_items``, ``count_segments``, ``search_segments``,
+    ``get_segments``, ``segments_of`` (``xmr.serve`` passes a snapshot view).
+    """
+    want = _check_media_type(media_type)
+    q = np.ascontiguousarray(np.asarray(query, np.float32).reshape(1, -1))
+    # 1. item-level: top k of the wanted type (deepened when a type filter drops rows)
+    item_score: dict[int, float] = {}
+    recs = {}
+    n_items = store.faiss_index().ntotal
+    kk = min(k, n_items)
+    while kk > 0:
+        scores, ids = store.search(q, kk)
+        got = store.get_items([i for i in ids[0] if i >= 0])
+        hits = [(float(s), int(i)) for s, i in zip(scores[0], ids[0])
+                if int(i) in got and (want is None or got[int(i)].media_type == want)]
+        if len(hits) >= k or kk >= n_items:
+            for s, i in hits[:k]:
+                item_score[i] = s
+                recs[i] = got[i]
+            break
+        kk = min(n_items, kk * 4)
+    # 2. segment-level: best segment per video, until k distinct videos are covered
+    best_seg: dict[int, tuple[float, float, float]] = {}  # item id -> (score, start, end)
+    n_segs = store.count_segments() if want in (None, "video") else 0
+    ks = min(n_segs, k * 8)
+    while ks > 0:
+        scores, sids = store.search_segments(q, ks)
+        segs = store.get_segments([i for i in sids[0] if i >= 0])
+        best_seg = {}
+        for s, i in zip(scores[0], sids[0]):
+            rec = segs.get(int(i))
+            if rec is not None and rec.item_id not in best_seg:  # ranked list: the first one is the best
+                best_seg[rec.item_id] = (float(s), rec.start, rec.end)
+        if len(best_seg) >= k or ks >= n_segs:
+            break
+        ks = min(n_segs, ks * 4)
+    # 3. complete each candidate exactly, merge, rank
+    missing = [i for i in best_seg if i not in recs]
+    recs.update(store.get_items(missing))
+    index = store.faiss_index() if missing else None
+    out = []
+    for i, rec in recs.items():
+        if want is not None and rec.media_type != want:
+            continue
+        v = item_score.get(i)
+        if v is None:
+            v = float(index.reconstruct(int(i)) @ q[0])
+        start = end = None
+        score = v
+        if rec.media_type == "video":
+            seg = best_seg.get(i) or _best_segment(store, i, q[0])
+            if seg is not None:
+                score, start, end = max(v, seg[0]), seg[1], seg[2]
+        out.append(SearchResult(0, rec.id, rec.path, score, rec.media_type, rec.root, start, end))
+    out.sort(key=lambda r: (-r.score, r.id))
+    out = out[:k]
+    for n, r in enumerate(out, 1):
+        r.rank = n
+    return out
+
+
+def _best_segment(store: IndexStore, item_id: int, q: np.ndarray) -> tuple[float, float, float] | None:
+    segs, vecs = store.segments_of(item_id)
+    if not segs:
+        return None
+    s = vecs @ q
+    j = int(np.argmax(s))
+    return float(s[j]), segs[j].start, segs[j].end
 
 
 def results_from_ids(store: IndexStore, scores: np.ndarray, ids: np.ndarray) -> list[SearchResult]:

@@ -2,9 +2,11 @@
 
 Layout of an index folder::
 
-    meta.sqlite     items(id, path, root, size, mtime, sha256, media_type, vector, ...), skipped(...), meta(...)
+    meta.sqlite     items(id, path, root, size, mtime, sha256, media_type, vector, ...), skipped(...), meta(...),
+                    segments(id, item_id, start, end, vector): time segments of video items
     vectors.faiss   IndexIDMap2(IndexFlatIP(dim)) built from the rows; ids are ``items.id``
     vectors.gen     the ``generation`` the FAISS file was built from
+    segments.faiss  the same over ``segments`` (ids are ``segments.id``), with ``segments.gen``
 
 Every batch of new vectors is committed to SQLite in one transaction together with a bumped ``generation``, so a
 crash (Ctrl-C, ``kill -9``) loses at most the batch in flight and never leaves half a batch. The FAISS file is a
@@ -24,7 +26,7 @@ import numpy as np
 
 from ..errors import XmrIndexError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1 -> 2: `segments` table added (created in place when a v1 index is opened for writing)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,6 +44,14 @@ CREATE TABLE IF NOT EXISTS items (
     vector BLOB NOT NULL            -- float32, dim values
 );
 CREATE INDEX IF NOT EXISTS items_root ON items(root);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id INTEGER NOT NULL,       -- items.id of the video; rows are deleted together with their item
+    start REAL NOT NULL,            -- seconds from the first frame
+    end REAL NOT NULL,
+    vector BLOB NOT NULL            -- float32, dim values
+);
+CREATE INDEX IF NOT EXISTS segments_item ON segments(item_id);
 CREATE TABLE IF NOT EXISTS skipped (
     path TEXT PRIMARY KEY,
     root TEXT NOT NULL,
@@ -77,6 +87,15 @@ class NewItem:
     width: int | None
     height: int | None
     vector: np.ndarray
+    segments: Sequence[tuple[float, float, np.ndarray]] = ()  # (start s, end s, vector) for videos
+
+
+@dataclass
+class SegmentRecord:
+    id: int
+    item_id: int
+    start: float
+    end: float
 
 
 class IndexStore:
@@ -101,16 +120,24 @@ class IndexStore:
             self._check_schema()
         except sqlite3.DatabaseError as e:
             raise XmrIndexError(f"cannot open index {self.path}: {e}") from None
-        self._faiss = None
-        self._faiss_gen = None
+        self._faiss_cache: dict[str, tuple[object, int]] = {}  # table -> (FAISS index, generation it was built at)
 
     # ---- meta -------------------------------------------------------------------------------------------------
     def _check_schema(self) -> None:
         v = self.get_meta("schema_version")
         if v is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(v) == 1 and SCHEMA_VERSION == 2:
+            # v1 -> v2 only adds the `segments` table, which _SCHEMA has just created (IF NOT EXISTS) on a
+            # writable open; a read-only open of a v1 index works without segments.
+            if self._has_table("segments"):
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(v) != SCHEMA_VERSION:
             raise XmrIndexError(f"index {self.path} has schema {v}; this xmr reads schema {SCHEMA_VERSION}")
+        self.has_segments = self._has_table("segments")
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -180,7 +207,7 @@ class IndexStore:
         dim = self.dim
         with self._tx():
             for i in replace_ids:
-                self.db.execute("DELETE FROM items WHERE id=?", (int(i),))
+                self._delete_item(int(i))
             for p in clear_skips:
                 self.db.execute("DELETE FROM skipped WHERE path=?", (p,))
             now = time.time()
@@ -195,6 +222,17 @@ class IndexStore:
                     " width=excluded.width, height=excluded.height, added=excluded.added, vector=excluded.vector",
                     (it.path, it.root, it.size, it.mtime, it.sha256, it.media_type, it.width, it.height, now, v.tobytes()),
                 )
+                if self.has_segments:  # an upsert keeps the row id: its old segments go, the new ones come in
+                    item_id = self.db.execute("SELECT id FROM items WHERE path=?", (it.path,)).fetchone()[0]
+                    self.db.execute("DELETE FROM segments WHERE item_id=?", (item_id,))
+                    for start, end, sv in it.segments:
+                        sv = np.ascontiguousarray(sv, dtype=np.float32)
+                        if sv.shape != (dim,) or not np.isfinite(sv).all():
+                            raise XmrIndexError(f"refusing to store a bad segment vector for {it.path} at {start} s")
+                        self.db.execute("INSERT INTO segments(item_id,start,end,vector) VALUES(?,?,?,?)",
+                                        (item_id, float(start), float(end), sv.tobytes()))
+                elif it.segments:
+                    raise XmrIndexError(f"index {self.path} is read-only schema 1 and cannot store video segments")
             self._bump()
 
     def touch(self, item_id: int, size: int, mtime: float) -> None:
@@ -207,9 +245,40 @@ class IndexStore:
             return 0
         with self._tx():
             for i in ids:
-                self.db.execute("DELETE FROM items WHERE id=?", (i,))
+                self._delete_item(i)
             self._bump()
         return len(ids)
+
+    def _delete_item(self, item_id: int) -> None:
+        self.db.execute("DELETE FROM items WHERE id=?", (item_id,))
+        if self.has_segments:
+            self.db.execute("DELETE FROM segments WHERE item_id=?", (item_id,))
+
+    # ---- video segments ---------------------------------------------------------------------------------------
+    def count_segments(self) -> int:
+        if not self.has_segments:
+            return 0
+        return self.db.execute("SELECT COUNT(*) FROM segments").fetchone()[0]
+
+    def get_segments(self, ids: Sequence[int]) -> dict[int, SegmentRecord]:
+        """Segment rows by ``segments.id``."""
+        out: dict[int, SegmentRecord] = {}
+        ids = [int(i) for i in ids]
+        for s in range(0, len(ids), 500):
+            chunk = ids[s : s + 500]
+            q = f"SELECT id, item_id, start, end FROM segments WHERE id IN ({','.join('?' * len(chunk))})"
+            for r in self.db.execute(q, chunk):
+                out[r[0]] = SegmentRecord(*r)
+        return out
+
+    def segments_of(self, item_id: int) -> tuple[list[SegmentRecord], np.ndarray]:
+        """All segments of one item in time order, with their vectors (n, dim)."""
+        if not self.has_segments:
+            return [], np.zeros((0, self.dim or 0), np.float32)
+        rows = self.db.execute("SELECT id, item_id, start, end, vector FROM segments WHERE item_id=? ORDER BY start",
+                               (int(item_id),)).fetchall()
+        vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), self.dim or 0)
+        return [SegmentRecord(*r[:4]) for r in rows], vecs
 
     # ---- skipped files ----------------------------------------------------------------------------------------
     def record_skip(self, path: str, root: str, reason: str, size: int | None, mtime: float | None) -> None:
@@ -231,12 +300,19 @@ class IndexStore:
         return self.db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
 
     # ---- vectors ----------------------------------------------------------------------------------------------
-    def iter_vectors(self, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (ids int64 (n,), vectors float32 (n, dim)) in id order, ``chunk`` rows at a time."""
+    def iter_vectors(self, chunk: int = 4096, table: str = "items") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids int64 (n,), vectors float32 (n, dim)) in id order, ``chunk`` rows at a time.
+
+        ``table`` is ``"items"`` (one vector per file) or ``"segments"`` (video segments)."""
+        if table not in ("items", "segments"):
+            raise ValueError(f"unknown vector table {table!r}")
+        if table == "segments" and not self.has_segments:
+            return
         dim = self.dim
         last = -1
         while True:
-            rows = self.db.execute("SELECT id, vector FROM items WHERE id>? ORDER BY id LIMIT ?", (last, chunk)).fetchall()
+            rows = self.db.execute(f"SELECT id, vector FROM {table} WHERE id>? ORDER BY id LIMIT ?",
+                                   (last, chunk)).fetchall()
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -245,52 +321,68 @@ class IndexStore:
             last = int(ids[-1])
 
     def faiss_index(self):
-        """The FAISS index for the current generation: loaded from disk when fresh, else rebuilt (and saved)."""
+        """The FAISS index over item vectors for the current generation: loaded from disk when fresh, else
+        rebuilt from SQLite (and saved)."""
+        return self._cached_faiss("items")
+
+    def segments_faiss_index(self):
+        """The FAISS index over video segment vectors (ids are ``segments.id``), cached like :meth:`faiss_index`."""
+        return self._cached_faiss("segments")
+
+    _FAISS_FILES = {"items": ("vectors.faiss", "vectors.gen"), "segments": ("segments.faiss", "segments.gen")}
+
+    def _cached_faiss(self, table: str):
         import faiss
 
         gen = self.generation
-        if self._faiss is not None and self._faiss_gen == gen:
-            return self._faiss
-        fpath, gpath = self.path / "vectors.faiss", self.path / "vectors.gen"
+        hit = self._faiss_cache.get(table)
+        if hit is not None and hit[1] == gen:
+            return hit[0]
+        fname, gname = self._FAISS_FILES[table]
+        fpath, gpath = self.path / fname, self.path / gname
+        expected = self.count() if table == "items" else self.count_segments()
         index = None
         try:
             if fpath.exists() and gpath.exists() and int(gpath.read_text().strip() or -1) == gen:
                 index = faiss.read_index(str(fpath))
-                if index.ntotal != self.count():
+                if index.ntotal != expected:
                     index = None
         except (RuntimeError, ValueError, OSError):
             index = None  # stale or damaged cache: rebuilt below from SQLite, the source of truth
         if index is None:
-            index = self._build_faiss()
-            self._save_faiss(index, gen)
-        self._faiss, self._faiss_gen = index, gen
+            index = self._build_faiss(table)
+            self._save_faiss(index, gen, table)
+        self._faiss_cache[table] = (index, gen)
         return index
 
-    def _build_faiss(self):
+    def _build_faiss(self, table: str = "items"):
         import faiss
 
         dim = self.dim or 1
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        for ids, vecs in self.iter_vectors():
+        for ids, vecs in self.iter_vectors(table=table):
             index.add_with_ids(vecs, ids)
         return index
 
-    def _save_faiss(self, index, gen: int) -> None:
+    def _save_faiss(self, index, gen: int, table: str = "items") -> None:
         import faiss
 
         if not os.access(self.path, os.W_OK):
             return  # read-only index folder: keep the rebuilt index in memory only
-        fpath, gpath = self.path / "vectors.faiss", self.path / "vectors.gen"
-        tmp = self.path / f".vectors.faiss.{os.getpid()}.tmp"
+        fname, gname = self._FAISS_FILES[table]
+        fpath, gpath = self.path / fname, self.path / gname
+        tmp = self.path / f".{fname}.{os.getpid()}.tmp"
         faiss.write_index(index, str(tmp))
         os.replace(tmp, fpath)
-        tmpg = self.path / f".vectors.gen.{os.getpid()}.tmp"
+        tmpg = self.path / f".{gname}.{os.getpid()}.tmp"
         tmpg.write_text(str(gen))
         os.replace(tmpg, gpath)
 
     def sync_faiss(self) -> None:
-        """Bring vectors.faiss up to date with SQLite (called at the end of an indexing run)."""
+        """Bring vectors.faiss (and segments.faiss) up to date with SQLite (called at the end of an indexing run)."""
         self.faiss_index()
+        if self.count_segments():
+            self.segments_faiss_index()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner-product search -> (scores (q, k), ids (q, k)); missing slots have id -1."""
@@ -298,6 +390,14 @@ class IndexStore:
         index = self.faiss_index()
         if index.ntotal == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        return index.search(q, min(k, index.ntotal))
+
+    def search_segments(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search` over video segments -> (scores (q, k), segment ids (q, k))."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if not self.count_segments():
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        index = self.segments_faiss_index()
         return index.search(q, min(k, index.ntotal))
 
     # ---- plumbing ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 from ..media.image import IMAGE_EXTENSIONS
+from ..media.video import VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class Found:
     path: str  # absolute path as walked (not symlink-resolved)
     size: int
     mtime: float
-    media_type: str  # "image"
+    media_type: str  # "image" or "video"
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class Skip:
 
 def media_type_of(name: str) -> str | None:
     ext = os.path.splitext(name)[1].lower()
-    return "image" if ext in IMAGE_EXTENSIONS else None
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    return "video" if ext in VIDEO_EXTENSIONS else None
 
 
 def walk_media(root: Union[str, os.PathLike], exclude: tuple[str, ...] = (), include_hidden: bool = False

@@ -1,0 +1,462 @@
+"""Video decoding with PyAV: sample a few frames from a clip without decoding (or holding) the whole clip.
+
+:func:`sample_frames` returns an ``(N, H, W, 3)`` uint8 array of RGB frames, or raises a
+:class:`~xmr.errors.MediaError` subclass with a reason. It never returns zero frames, a placeholder, or fewer
+frames than asked for.
+
+How frames are found
+--------------------
+Targets are timestamps in seconds from the first video frame (``t = 0``). For each target the frame *shown* at
+that time is returned: the last frame whose presentation time ``pts * time_base`` is ``<= t`` (so variable frame
+rate clips are sampled by time, never by frame index).
+
+Targets are visited in increasing order with one decoder. Before each target we decide between *seeking*
+(``container.seek`` to the keyframe at or before the target, then decoding forward to it) and *decoding forward*
+from where the decoder already is. The rule (:func:`_should_seek`):
+
+* if the container has a keyframe index (MP4/MOV, AVI, MKV with cues): seek only when there is a keyframe
+  after the decoder's position and at or before the target, and it is more than ``SEEK_MIN_GAP_S`` seconds
+  ahead; otherwise decoding forward touches no more frames than a seek would;
+* without an index: seek when the target is more than ``SEEK_NO_INDEX_GAP_S`` seconds ahead.
+
+So short clips and dense sampling (targets closer than a keyframe interval) decode sequentially with no seek at
+all, and a long file sampled sparsely decodes about half a keyframe interval per target. Only the frame just
+before the target is kept while decoding, so memory is the sampled frames (downscaled with ``size``) plus the
+decoder's own buffers, whatever the file's length.
+
+Rotation: the display matrix side data (``VideoFrame.rotation``, counter-clockwise degrees; or the legacy
+``rotate`` stream tag, clockwise) is applied in multiples of 90 degrees, like ``ffmpeg``'s autorotate. Mirror
+flips in the matrix are not applied.
+
+Errors: zero-byte / unreadable files raise :class:`UnreadableMediaError`; files that are not media, have no video
+stream (:class:`NoVideoStreamError`), fail to decode, or are truncated so that a requested timestamp lies beyond
+the last decodable frame raise :class:`CorruptMediaError`. PyAV's own ``av.error.*`` and ``OSError`` never escape.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+import numpy as np
+
+from ..errors import CorruptMediaError, MediaTooLargeError, NoVideoStreamError, UnreadableMediaError
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
+
+#: with a keyframe index: seek only if it skips more than this many seconds of decoding
+SEEK_MIN_GAP_S = 1.0
+#: without a keyframe index: seek only if the target is this many seconds ahead of the decoder
+SEEK_NO_INDEX_GAP_S = 5.0
+#: frames larger than this (width x height, before ``size``) are refused (decoder memory guard)
+MAX_FRAME_PIXELS = 8192 * 8192
+#: a target may lie this far past the last decodable frame's end before the file counts as truncated
+END_TOLERANCE_S = 0.25
+
+PathLike = Union[str, os.PathLike]
+Size = Union[int, tuple[int, int], None]
+
+
+def _av():
+    from .._deps import require
+
+    return require("av", "video", "av (PyAV)")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` learns from a file's headers (and its first frame)."""
+
+    duration: float  # seconds, of the video stream
+    fps: float  # average frame rate (frames / s); variable-rate clips report their average
+    width: int  # display width (after rotation)
+    height: int  # display height (after rotation)
+    rotation: int  # counter-clockwise degrees applied to decoded frames: 0, 90, 180 or 270
+    has_audio: bool
+    num_frames_estimate: int  # from the container header, else duration * fps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- public API ----------------------------------------------------------------------------------------------
+
+
+def probe(path: PathLike) -> VideoInfo:
+    """Read a video's duration, frame rate, display size and rotation (decodes only the first frame)."""
+    with VideoReader(path) as clip:
+        return clip.info
+
+
+def sample_timestamps(
+    duration: float, num_frames: int | None = 12, *, fps: float | None = None,
+    start: float | None = None, end: float | None = None,
+) -> np.ndarray:
+    """Target times (seconds, float64, increasing) for a clip of ``duration`` seconds.
+
+    * ``fps=None``: ``num_frames`` times at the centres of equal parts of ``[start, end)`` (TSN-style uniform
+      sampling: the first and last parts are represented, the very first/last instants are not).
+    * ``fps=F``: ``start + (k + 0.5) / F`` for every ``k`` inside the window; ``num_frames`` (if not None) caps the
+      count by keeping an evenly spread subset.
+    """
+    t0 = 0.0 if start is None else float(start)
+    t1 = float(duration) if end is None else min(float(end), float(duration))
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 < 0 or t1 <= t0:
+        raise ValueError(f"empty or invalid time window [{t0}, {t1}) for a {duration:.3f} s clip")
+    if fps is None:
+        if num_frames is None or num_frames < 1:
+            raise ValueError("num_frames must be >= 1 when fps is not given")
+        return t0 + (np.arange(num_frames) + 0.5) * (t1 - t0) / num_frames
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    n = max(1, int(math.floor((t1 - t0) * fps + 0.5)))
+    ts = t0 + (np.arange(n) + 0.5) / fps
+    ts = ts[ts < t1] if n > 1 else np.array([min(ts[0], (t0 + t1) / 2)])
+    if num_frames is not None and len(ts) > num_frames:
+        ts = ts[np.linspace(0, len(ts) - 1, num_frames).round().astype(int)]
+    return ts
+
+
+def sample_frames(
+    path: PathLike, num_frames: int | None = 12, *, fps: float | None = None,
+    start: float | None = None, end: float | None = None, size: Size = None,
+) -> np.ndarray:
+    """Decode frames sampled from ``path`` -> ``(N, H, W, 3)`` uint8 RGB (display orientation).
+
+    Args:
+        num_frames: frames spread uniformly over the window (or, with ``fps``, the maximum count).
+        fps: sample at this rate instead (see :func:`sample_timestamps`).
+        start, end: window in seconds from the first frame (default: the whole clip).
+        size: ``int`` = downscale so the shorter side is at most ``size`` (never upscales);
+            ``(width, height)`` = exact output size; ``None`` = native resolution.
+
+    Raises:
+        MediaError subclasses (see the module docstring), ``ValueError`` for an empty window or bad options.
+    """
+    with VideoReader(path) as clip:
+        ts = sample_timestamps(clip.info.duration, num_frames, fps=fps, start=start, end=end)
+        out = None
+        for k, (_, arr) in enumerate(clip.frames_at(ts, size=size)):
+            if out is None:  # filled in place: no list of frames + stacked copy (2x the memory)
+                out = np.empty((len(ts), *arr.shape), dtype=np.uint8)
+            out[k] = arr
+    return out
+
+
+def iter_frames(path: PathLike, timestamps: Sequence[float], *, size: Size = None
+                ) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(frame_time_s, (H, W, 3) uint8)`` for each target time (sorted ascending), one at a time.
+
+    The streaming form of :func:`sample_frames` for callers that encode frames in batches (bounded memory for
+    any number of targets). ``frame_time_s`` is the presentation time of the frame shown at the target.
+    """
+    with VideoReader(path) as clip:
+        yield from clip.frames_at(np.asarray(timestamps, dtype=np.float64), size=size)
+
+
+# ---- implementation ------------------------------------------------------------------------------------------
+
+
+class VideoReader:
+    """An open video: ``info`` (:class:`VideoInfo`) and :meth:`frames_at`; a context manager.
+
+    Opening reads the headers and decodes the first frame (rotation, size, a first check that the stream
+    decodes); every PyAV / OS error is mapped to a :class:`~xmr.errors.MediaError` subclass."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+        self.container = None
+        av = _av()
+        try:
+            size = self.path.stat().st_size
+        except OSError as e:
+            raise UnreadableMediaError(self.path, f"cannot stat file ({e.strerror or e})") from None
+        if self.path.is_dir():
+            raise UnreadableMediaError(self.path, "is a directory")
+        if size == 0:
+            raise UnreadableMediaError(self.path, "empty file (0 bytes)")
+        try:
+            self.container = av.open(str(self.path), mode="r", metadata_errors="ignore")
+        except PermissionError as e:
+            raise UnreadableMediaError(self.path, f"permission denied ({e.strerror})") from None
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(self.path, f"{_open_failure(self.path)} ({_msg(e)})") from None
+        except OSError as e:
+            raise UnreadableMediaError(self.path, f"cannot open ({e.strerror or e})") from None
+        try:
+            self._init_stream()
+        except BaseException:
+            self.close()
+            raise
+
+    def _init_stream(self) -> None:
+        av = _av()
+        c = self.container
+        if not c.streams.video:
+            kinds = sorted({s.type for s in c.streams}) or ["no streams"]
+            raise NoVideoStreamError(self.path, f"no video stream (has: {', '.join(kinds)})")
+        self.stream = v = c.streams.video[0]
+        v.thread_type = "AUTO"
+        self.tb = float(v.time_base) if v.time_base else 1e-6
+        self.t_start = float(v.start_time * v.time_base) if v.start_time is not None and v.time_base else 0.0
+        rate = v.average_rate or v.guessed_rate or v.base_rate
+        self.fps = float(rate) if rate else 0.0
+        dur = float(v.duration * v.time_base) if v.duration and v.time_base else None
+        if dur is None:  # Matroska/WebM: the per-stream DURATION tag (the container's may include a longer audio)
+            dur = _parse_hms((v.metadata or {}).get("DURATION"))
+        if dur is None and c.duration:
+            dur = c.duration / 1_000_000 - max(0.0, self.t_start - (c.start_time or 0) / 1_000_000)
+        self._keyframes = self._keyframe_times()
+        try:
+            first = next(self._decode_from_start())
+        except StopIteration:
+            raise CorruptMediaError(self.path, "no decodable video frame") from None
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(self.path, f"cannot decode the first frame ({_msg(e)})") from None
+        cw, ch = first.width, first.height
+        self._coded = (cw, ch)  # output sizes derive from the first frame, so a mid-stream size change is rescaled
+        if cw * ch > MAX_FRAME_PIXELS:
+            raise MediaTooLargeError(self.path, f"{cw}x{ch} frames are over the {MAX_FRAME_PIXELS}-pixel limit")
+        self.rotation = _rotation_of(first, v)
+        t_first = self._time(first)
+        if t_first is not None:
+            self.t_start = t_first  # t = 0 is the first frame actually shown
+        if not dur or dur <= 0:
+            dur = self._scan_duration()
+        if self.fps <= 0:
+            self.fps = (v.frames / dur) if v.frames and dur else 25.0
+        n_est = int(v.frames) if v.frames else int(round(dur * self.fps))
+        w, h = (ch, cw) if self.rotation in (90, 270) else (cw, ch)
+        self.info = VideoInfo(round(dur, 6), round(self.fps, 6), w, h, self.rotation,
+                              bool(c.streams.audio), n_est)
+        self._reset()
+
+    # -- decoder state
+    def _reset(self) -> None:
+        self._it = None  # current frame generator
+        self._prev = None  # last frame with time <= the current target
+        self._pending = None  # first frame with time > the current target (look-ahead)
+        self._eof = False
+        self._last_time = None  # time of the newest decoded frame
+
+    def _decode_from_start(self):
+        av = _av()
+        try:
+            self.container.seek(0, backward=True, any_frame=False, stream=self.stream)
+        except av.error.FFmpegError:
+            pass  # unseekable input: decode from where the demuxer is (the start)
+        return self.container.decode(self.stream)
+
+    def _seek(self, t_abs: float) -> None:
+        av = _av()
+        try:
+            self.container.seek(int(math.floor(t_abs / self.tb)), backward=True, any_frame=False, stream=self.stream)
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(self.path, f"seek to {t_abs - self.t_start:.2f} s failed ({_msg(e)})") from None
+        self._it = self.container.decode(self.stream)
+        self._prev = self._pending = None
+        self._eof = False
+        self._last_time = None
+
+    def _keyframe_times(self) -> np.ndarray | None:
+        """Keyframe times (absolute seconds, sorted) from the container index; None when there is no index."""
+        try:
+            entries = self.stream.index_entries
+            ts = [e.timestamp for e in entries if e.is_keyframe]
+        except Exception:  # noqa: BLE001 - optional information; older PyAV lacks index_entries
+            return None
+        if len(ts) < 2:
+            return None  # no index, or one keyframe: nothing to choose between
+        return np.asarray(sorted(ts), dtype=np.float64) * self.tb
+
+    def _should_seek(self, t_abs: float) -> bool:
+        if self._it is None:
+            pos = self.t_start  # a fresh decoder started at the beginning costs nothing to start
+        elif self._last_time is None:
+            return False
+        else:
+            pos = self._last_time
+        if t_abs <= pos:
+            return False
+        if self._keyframes is not None:
+            i = int(np.searchsorted(self._keyframes, t_abs, side="right")) - 1  # last keyframe <= target
+            return i >= 0 and self._keyframes[i] - pos > SEEK_MIN_GAP_S
+        return t_abs - pos > SEEK_NO_INDEX_GAP_S
+
+    def _time(self, frame) -> float | None:
+        if frame.pts is None:
+            return None
+        return float(frame.pts) * self.tb
+
+    def _next_frame(self):
+        """Next decoded ``(frame, time)`` or None at the end of the stream."""
+        av = _av()
+        try:
+            f = next(self._it)
+        except StopIteration:
+            self._eof = True
+            return None
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(self.path, f"decode error after {self._rel(self._last_time)} s ({_msg(e)})") from None
+        except MemoryError:
+            raise MediaTooLargeError(self.path, "ran out of memory while decoding") from None
+        t = self._time(f)
+        if t is None:  # no pts (rare, raw streams): continue from the previous frame at the nominal rate
+            t = (self._last_time + 1.0 / self.fps) if self._last_time is not None else self.t_start
+        self._last_time = t
+        return f, t
+
+    def _frame_for(self, t_abs: float):
+        """``(frame, time)`` shown at ``t_abs`` (absolute seconds); targets must come in increasing order."""
+        if self._it is None and not self._should_seek(t_abs):
+            self._it = self._decode_from_start()
+        elif self._should_seek(t_abs):
+            self._seek(t_abs)
+        eps = 1e-6
+        while True:
+            if self._pending is None:
+                if self._eof:
+                    break
+                nxt = self._next_frame()
+                if nxt is None:
+                    break
+                self._pending = nxt
+            if self._pending[1] <= t_abs + eps:
+                self._prev, self._pending = self._pending, None
+                continue
+            break
+        if self._prev is not None:
+            if self._pending is None and self._eof:  # target lies after the last decodable frame
+                f, pt = self._prev
+                fdur = f.duration * self.tb if getattr(f, "duration", None) else 0.0
+                if t_abs > pt + max(fdur, 1.0 / self.fps) + END_TOLERANCE_S:
+                    raise CorruptMediaError(
+                        self.path, f"truncated: no frame at {self._rel(t_abs)} s, last decodable frame at "
+                        f"{self._rel(pt)} s of {self.info.duration:.2f} s")
+            return self._prev
+        if self._pending is not None:  # target before the first frame after the seek point
+            return self._pending
+        raise CorruptMediaError(self.path, f"truncated: no decodable frame at or after {self._rel(t_abs)} s")
+
+    def _rel(self, t_abs: float | None) -> str:
+        return "?" if t_abs is None else f"{t_abs - self.t_start:.2f}"
+
+    def _scan_duration(self) -> float:
+        """Duration from packet timestamps (demux only, no decoding), for containers without one."""
+        av = _av()
+        end = None
+        try:
+            self.container.seek(0, backward=True, any_frame=False, stream=self.stream)
+        except av.error.FFmpegError:
+            pass
+        try:
+            for pkt in self.container.demux(self.stream):
+                if pkt.pts is not None:
+                    e = float(pkt.pts + (pkt.duration or 0)) * self.tb
+                    end = e if end is None else max(end, e)
+        except av.error.FFmpegError:
+            pass  # damaged tail: the frames before it still count
+        if end is None or end <= self.t_start:
+            raise CorruptMediaError(self.path, "cannot determine the video duration")
+        return end - self.t_start
+
+    def frames_at(self, ts: np.ndarray, *, size: Size = None) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield (frame time s, (H, W, 3) uint8) for sorted target times ``ts`` (seconds from the first frame)."""
+        if len(ts) == 0:
+            return
+        ts = np.asarray(ts, dtype=np.float64)
+        if np.any(np.diff(ts) < 0):
+            raise ValueError("timestamps must be sorted in increasing order")
+        self._reset()
+        av = _av()
+        for t in ts:
+            f, ft = self._frame_for(self.t_start + float(t))
+            try:
+                arr = self._to_array(f, size)
+            except av.error.FFmpegError as e:
+                raise CorruptMediaError(self.path, f"cannot convert frame at {t:.2f} s ({_msg(e)})") from None
+            yield max(0.0, ft - self.t_start), arr
+
+    def _to_array(self, f, size: Size) -> np.ndarray:
+        rot = self.rotation
+        cw, ch = self._coded
+        if size is None:
+            w, h = cw, ch
+        elif isinstance(size, int):
+            dw, dh = (ch, cw) if rot in (90, 270) else (cw, ch)
+            s = min(1.0, size / min(dw, dh))
+            w, h = max(1, round(cw * s)), max(1, round(ch * s))
+        else:
+            dw, dh = int(size[0]), int(size[1])
+            w, h = (dh, dw) if rot in (90, 270) else (dw, dh)
+        if (w, h) == (f.width, f.height):
+            arr = f.to_ndarray(format="rgb24")
+        else:
+            arr = f.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+        if rot:
+            arr = np.ascontiguousarray(np.rot90(arr, k=rot // 90))
+        return arr
+
+    def close(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - closing a broken container must not mask the real error
+                pass
+            self.container = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+def _rotation_of(frame, stream) -> int:
+    """Counter-clockwise rotation in {0, 90, 180, 270} from the frame's display matrix or the ``rotate`` tag."""
+    rot = None
+    try:
+        r = frame.rotation
+        if r:
+            rot = float(r)
+    except Exception:  # noqa: BLE001 - older PyAV: no VideoFrame.rotation
+        rot = None
+    if rot is None:
+        tag = (stream.metadata or {}).get("rotate")
+        try:
+            rot = -float(tag) if tag is not None else 0.0  # the legacy tag is clockwise
+        except ValueError:
+            rot = 0.0
+    return int(round(rot / 90.0)) % 4 * 90
+
+
+def _parse_hms(s: str | None) -> float | None:
+    """``"00:00:14.013000000"`` -> 14.013; None when absent or malformed."""
+    try:
+        h, m, sec = str(s).split(":")
+        d = int(h) * 3600 + int(m) * 60 + float(sec)
+    except (ValueError, TypeError):
+        return None
+    return d if math.isfinite(d) and d > 0 else None
+
+
+def _open_failure(path: Path) -> str:
+    """Why a file the demuxer refused is bad, as far as its first bytes tell."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        head = b""
+    if head[4:8] == b"ftyp":  # an MP4/MOV that starts right but whose index ('moov' box) is missing or cut off
+        return "truncated or incomplete MP4/MOV file (no readable 'moov' index)"
+    return "not a readable video container"
+
+
+def _msg(e: BaseException) -> str:
+    s = getattr(e, "strerror", None) or str(e)
+    return s.strip() or type(e).__name__
+
+
+__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "VideoReader", "probe", "sample_frames", "sample_timestamps", "iter_frames"]
