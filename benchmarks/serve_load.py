@@ -1,0 +1,176 @@
+"""Bounded load test of ``xmr serve`` on loopback: latency percentiles, throughput and errors of text searches.
+
+Builds an index of the bundled sample images (or uses ``--index``), starts ``xmr serve`` in a subprocess on a free
+127.0.0.1 port, sends ``--requests`` text searches from ``--concurrency`` concurrent httpx clients (queries cycle
+through a fixed list), then reads the server's own per-stage timings from ``/metrics`` and stops the server.
+Bounded: at most ``--requests`` requests and ``--max-seconds`` of load; nothing leaves 127.0.0.1.
+
+    python benchmarks/serve_load.py                                  # 2,000 searches, 16 clients, model concept
+    python benchmarks/serve_load.py --requests 200 --concurrency 4   # a quick look
+    python benchmarks/serve_load.py --json out.json                  # also write the numbers as JSON
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "src" / "xmr" / "assets" / "samples"
+XMR = [sys.executable, "-c", "import sys; from xmr.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+QUERIES = [
+    "a facial photo of a tabby cat", "a cup of coffee on a saucer", "a red motorcycle standing in a garage",
+    "a rocket standing on a launchpad", "a portrait of an astronaut with the American flag",
+    "a person looking at a camera on a tripod", "a black-and-white silhouette of a horse",
+    "a page of text about segmentation", "a cat", "coffee", "a motorbike", "space", "a horse", "a photographer",
+    "a dog running on the beach", "a red car", "a bowl of soup", "a cat sleeping on a sofa", "an espresso",
+    "a launch at night", "text on paper", "a man with a camera", "an animal", "a vehicle",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def run_load(base: str, n: int, concurrency: int, max_seconds: float, k: int) -> dict:
+    import httpx
+
+    lat: list[float] = []
+    statuses: dict[str, int] = {}
+    next_i = 0
+    t_start = time.perf_counter()
+
+    async def worker(client):
+        nonlocal next_i
+        while next_i < n and time.perf_counter() - t_start < max_seconds:
+            i, next_i = next_i, next_i + 1
+            t0 = time.perf_counter()
+            try:
+                r = await client.get("/api/search", params={"q": QUERIES[i % len(QUERIES)], "k": k})
+                ok = r.status_code == 200 and len(r.json()["results"]) > 0
+                key = str(r.status_code) if ok or r.status_code != 200 else "200-empty"
+            except Exception as e:  # noqa: BLE001 - every failure is counted, by kind
+                key = type(e).__name__
+            lat.append(time.perf_counter() - t0)
+            statuses[key] = statuses.get(key, 0) + 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    wall = time.perf_counter() - t_start
+    a = np.array(lat) * 1000
+    return {
+        "requests": len(lat), "concurrency": concurrency, "wall_s": round(wall, 2),
+        "throughput_rps": round(len(lat) / wall, 1),
+        "latency_ms": {p: round(float(np.percentile(a, q)), 1) for p, q in
+                       (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))},
+        "errors": sum(v for s, v in statuses.items() if s != "200"), "statuses": statuses,
+    }
+
+
+def stage_means(metrics_text: str) -> dict:
+    out = {}
+    for stage in ("encode_query", "search", "rescore"):
+        s = re.search(rf'xmr_stage_duration_seconds_sum{{stage="{stage}"}} (\S+)', metrics_text)
+        c = re.search(rf'xmr_stage_duration_seconds_count{{stage="{stage}"}} (\S+)', metrics_text)
+        if s and c and float(c.group(1)) > 0:
+            out[stage] = round(1000 * float(s.group(1)) / float(c.group(1)), 2)
+    b = re.search(r"^xmr_query_encoder_batches_total (\S+)", metrics_text, re.M)
+    out["encoder_batches"] = int(float(b.group(1))) if b else None
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--model", default="concept")
+    ap.add_argument("--index", help="an existing index (default: a temporary index of the bundled samples)")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--max-seconds", type=float, default=600, help="stop sending after this long")
+    ap.add_argument("--startup-timeout", type=float, default=300)
+    ap.add_argument("--json", help="write the results to this file")
+    args = ap.parse_args()
+    if not (1 <= args.requests <= 100_000 and 1 <= args.concurrency <= 256):
+        ap.error("--requests must be 1..100000 and --concurrency 1..256")
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    tmp = Path(tempfile.mkdtemp(prefix="xmr-serve-load-"))
+    server = None
+    try:
+        index = args.index
+        if index is None:
+            photos, index = tmp / "photos", str(tmp / "index")
+            shutil.copytree(SAMPLES, photos, ignore=shutil.ignore_patterns("*.json", "*.md"))
+            subprocess.run(XMR + ["-q", "index", str(photos), "--index", index, "--model", args.model], check=True,
+                           env=env)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = open(tmp / "server.log", "w")
+        server = subprocess.Popen(XMR + ["-q", "serve", "--index", index, "--host", "127.0.0.1", "--port", str(port)],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        import httpx
+
+        deadline = time.monotonic() + args.startup_timeout
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"server exited with {server.returncode}:\n{(tmp / 'server.log').read_text()}")
+            try:
+                health = httpx.get(base + "/health", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("server did not come up in time")
+                time.sleep(0.5)
+        for q in QUERIES:  # warm-up, not measured
+            httpx.get(base + "/api/search", params={"q": q}, timeout=60)
+        before = stage_means(httpx.get(base + "/metrics").text)
+        res = asyncio.run(run_load(base, args.requests, args.concurrency, args.max_seconds, args.k))
+        stages = stage_means(httpx.get(base + "/metrics").text)
+        res["server_mean_ms"] = {k: v for k, v in stages.items() if k != "encoder_batches"}
+        if stages.get("encoder_batches") is not None and before.get("encoder_batches") is not None:
+            res["mean_text_batch"] = round(res["requests"] / max(1, stages["encoder_batches"] -
+                                                                 before["encoder_batches"]), 1)
+        res.update(model=health["model"], items=health["items"], k=args.k, cpus=os.cpu_count(),
+                   python=platform.python_version(),
+                   command="python benchmarks/serve_load.py " + " ".join(sys.argv[1:]))
+    finally:
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    lm = res["latency_ms"]
+    print(f"{res['requests']} searches, {res['concurrency']} concurrent clients, model {res['model']}, "
+          f"{res['items']} items, k={res['k']}")
+    print(f"latency ms: p50 {lm['p50']}  p90 {lm['p90']}  p99 {lm['p99']}  max {lm['max']}")
+    print(f"throughput: {res['throughput_rps']} req/s over {res['wall_s']} s;  errors: {res['errors']} "
+          f"{res['statuses']}")
+    print(f"server stage means (ms): {res['server_mean_ms']};  mean text batch: {res.get('mean_text_batch')}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0 if res["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""``xmr serve``: the search service and web page over an index (extra ``xmr[serve]``)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from ._common import add_device_arg, add_index_arg, index_path, register_command
+
+log = logging.getLogger("xmr.serve")
+
+
+def setup(p):
+    add_index_arg(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only). Anything else exposes every "
+                        "indexed file to whoever can reach the port, without authentication")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="extra Host header value to accept (e.g. the machine's LAN name); repeatable")
+    add_device_arg(p)
+
+
+def run(args) -> int:
+    from .._deps import require
+    from ..errors import ConfigError
+    from ..serve import ServeSettings, create_app
+    from ..serve.settings import is_loopback
+
+    uvicorn = require("uvicorn", extra="serve")
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be 1..65535, got {args.port}")
+    settings = ServeSettings(host=args.host, port=args.port, extra_hosts=tuple(args.allowed_host), device=args.device)
+    if not is_loopback(args.host):
+        bar = "!" * 78
+        print(f"{bar}\nxmr serve: WARNING: binding to {args.host}, not to loopback. Anyone who can reach this machine "
+              f"on port {args.port}\ncan search the index and download every indexed file. There is no "
+              f"authentication.\nUse --host 127.0.0.1 (the default) unless this network is trusted.\n{bar}",
+              file=sys.stderr)
+    app = create_app(index_path(args), settings=settings)
+    live = app.state.xmr.live
+    snap = live.snapshot()
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"xmr serve: http://{shown}:{args.port}/  (index {live.path}, {snap.count} items, model {live.model_spec}; "
+          f"Ctrl-C stops)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
+                access_log=bool(args.verbose), server_header=False)
+    return 0
+
+
+register_command("serve", "web page and REST API to search an index (needs xmr[serve])", setup, run)

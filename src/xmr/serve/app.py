@@ -1,0 +1,155 @@
+"""``create_app``: the FastAPI application of ``xmr serve`` (API + web page), safe by default.
+
+Safety properties (tested in ``tests/test_serve_api.py``):
+
+* media is addressed by integer item id; the file path comes from the index and must resolve under its root;
+* query length, ``k`` and upload size are bounded; bad input gets a 4xx ``{"error": ...}``;
+* an unexpected exception is logged with its traceback and answered with a generic 500 ``{"error": ...}``;
+* Host headers are checked (DNS-rebinding guard): a loopback server only answers to loopback names;
+* responses carry ``nosniff`` / no-referrer / frame-deny headers, the page a strict Content-Security-Policy.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from .. import __version__
+from ..encoders.base import Encoder
+from ..errors import ConfigError
+from .api import ServeContext, build_router
+from .batcher import QueryEncoder
+from .live import LiveIndex
+from .metrics import Metrics, MetricsMiddleware
+from .settings import ServeSettings
+from .thumbs import ThumbnailCache
+
+log = logging.getLogger(__name__)
+
+_STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+             "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                     (b"x-frame-options", b"DENY")]
+
+
+class _SecurityHeaders:
+    """Adds ``nosniff``, ``no-referrer`` and ``DENY`` framing headers to every response."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def _send(msg):
+            if msg["type"] == "http.response.start":
+                msg["headers"] = list(msg.get("headers", [])) + _SECURITY_HEADERS
+            await send(msg)
+
+        await self.app(scope, receive, _send)
+
+
+def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
+               settings: ServeSettings | None = None) -> FastAPI:
+    """The app serving the index at ``index_path``.
+
+    Args:
+        index_path: an index folder made by ``xmr index`` (opened read-only; updates are picked up live).
+        encoder: the query encoder; default: ``create_encoder(<the index's model spec>)``. Must match the index.
+        settings: limits, allowed hosts, caches (:class:`ServeSettings`).
+    """
+    s = settings or ServeSettings()
+    live = LiveIndex(index_path, allow_outside_root=s.allow_outside_root)
+    if encoder is None:
+        from ..encoders import create_encoder
+
+        encoder = create_encoder(live.model_spec, device=s.device)
+    elif encoder.spec != live.model_spec:
+        raise ConfigError(f"index {live.path} was built with {live.model_spec!r}, the encoder is {encoder.spec!r}")
+    thumbs = ThumbnailCache(s.thumb_size, s.thumb_cache_bytes)
+
+    def gauges():
+        snap = live._snap
+        return {
+            "xmr_index_items": ("gauge", "Items in the served index snapshot.", snap.count if snap else 0),
+            "xmr_index_generation": ("gauge", "Generation of the served index snapshot.",
+                                     snap.generation if snap else 0),
+            "xmr_index_reloads_total": ("counter", "Snapshot rebuilds after the index changed.", live.reloads),
+            "xmr_thumbnail_cache_bytes": ("gauge", "Bytes of JPEG thumbnails held in memory.", thumbs.nbytes),
+            "xmr_query_encoder_batches_total": ("counter", "Forward passes of the query encoder (concurrent text "
+                                                "queries share one).", queries.batches),
+        }
+
+    queries = QueryEncoder(encoder, s.max_text_batch)
+    ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        ctx.queries.close()
+
+    app = FastAPI(
+        title="xmr search service",
+        version=__version__,
+        description="Search an xmr index with text or an image. Items are addressed by id only. "
+                    "Errors are JSON objects `{\"error\": \"...\"}`.",
+        lifespan=lifespan,
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    app.state.xmr = ctx
+    app.include_router(build_router(ctx))
+    _add_page(app)
+    _add_error_handlers(app)
+    # outermost last: host check -> security headers -> metrics -> routes
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=s.allowed_host_list())
+    return app
+
+
+def _add_page(app: FastAPI) -> None:
+    static = resources.files("xmr.serve") / "static"
+    page = (static / "index.html").read_text(encoding="utf-8")
+    assets = {name: (static / name).read_bytes() for name in _STATIC}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index_page():
+        return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_CSP, "Cache-Control": "no-cache"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str):
+        if name not in assets:  # a fixed list of names: nothing from the URL reaches the filesystem
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return Response(assets[name], media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        msg = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and msg == "Not Found":
+            msg = "not found"
+        return JSONResponse({"error": msg}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        parts = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "path", "body"))
+            parts.append(f"{loc}: {e.get('msg', 'invalid')}" if loc else str(e.get("msg", "invalid")))
+        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": "internal server error"}, status_code=500)

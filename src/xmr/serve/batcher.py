@@ -1,0 +1,86 @@
+"""Query encoding for a multi-threaded server.
+
+One worker thread owns the encoder: model forward passes never run concurrently (tokenizers and some models are
+not thread-safe, and on a small CPU concurrent forwards only fight for cores). Text queries that arrive while the
+worker is busy are encoded together in the next batch, so throughput grows with load instead of latency.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+
+import numpy as np
+
+from ..encoders.base import Encoder
+
+_STOP = object()
+
+
+class QueryEncoder:
+    """Thread-safe front of an :class:`Encoder`: ``encode_text(str)`` / ``encode_image(PIL)`` -> (dim,) float32."""
+
+    def __init__(self, encoder: Encoder, max_batch: int = 32) -> None:
+        self.encoder = encoder
+        self.max_batch = max(1, int(max_batch))
+        self._q: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.batches = 0  # number of forward passes made (for tests and metrics)
+
+    def encode_text(self, text: str) -> np.ndarray:
+        return self._submit("text", text)
+
+    def encode_image(self, image) -> np.ndarray:
+        return self._submit("image", image)
+
+    def _submit(self, kind: str, payload) -> np.ndarray:
+        self._ensure_worker()
+        fut: Future = Future()
+        self._q.put((kind, payload, fut))
+        return fut.result()
+
+    def _ensure_worker(self) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="xmr-query-encoder", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is _STOP:
+                return
+            texts, images = [], []
+            (texts if job[0] == "text" else images).append(job)
+            while len(texts) < self.max_batch:  # whatever else is already waiting
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._q.put(_STOP)
+                    break
+                (texts if nxt[0] == "text" else images).append(nxt)
+            if texts:
+                self._do(texts, lambda xs: self.encoder.encode_text(xs, batch_size=self.max_batch, show_progress=False))
+            for job in images:  # uploads are rare and large: one at a time
+                self._do([job], lambda xs: self.encoder.encode_images(xs, batch_size=1, show_progress=False))
+
+    def _do(self, jobs, fn) -> None:
+        self.batches += 1
+        try:
+            vecs = fn([j[1] for j in jobs])
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting request, which reports it
+            for j in jobs:
+                j[2].set_exception(e)
+            return
+        for j, v in zip(jobs, vecs):
+            j[2].set_result(np.asarray(v, dtype=np.float32))
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._q.put(_STOP)
+            self._thread.join(timeout=10)
+            self._thread = None
