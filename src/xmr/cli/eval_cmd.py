@@ -15,6 +15,17 @@ def setup(p):
     p.add_argument("--limit", type=int, default=None, help="only the first N items (quick runs)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help='print {"t2i": {...}, "i2t": {...}, "rsum", "fingerprint"}')
+    from ..rescore._cli import add_fuse_arg, add_rerank_args, add_rescore_args
+
+    mq = p.add_argument_group("multi-query retrieval")
+    mq.add_argument("--queries-per-target", type=int, default=None, metavar="N",
+                    help="each query is N captions of one item (consecutive captions in loader order; a remainder "
+                         "shorter than N is dropped)")
+    add_fuse_arg(mq)
+    add_rescore_args(p)
+    p.add_argument("--rescore-topk", type=int, default=None, metavar="K",
+                   help="apply text->item re-scoring to each text's top-K dual candidates only (as xmr search does)")
+    add_rerank_args(p)
 
 
 def run(args) -> int:
@@ -29,13 +40,62 @@ def run(args) -> int:
     if args.limit:
         ds = ds.subset(args.limit)
     enc = create_encoder(args.model, device=args.device)
-    res = evaluate_model(ds, enc, protocol=args.protocol, batch_size=args.batch_size, show_progress=progress_flag(args))
+    res = evaluate_model(ds, enc, protocol=args.protocol, batch_size=args.batch_size, show_progress=progress_flag(args),
+                         **_stage_kwargs(args))
     if args.json:
         print_json(res)
     else:
         print(f"{ds.name}: {len(ds)} items, {ds.num_texts} texts; model {enc.spec}")
         print(format_table(res))
+        for line in _stage_lines(res):
+            print(line)
     return 0
+
+
+def _stage_kwargs(args) -> dict:
+    """evaluate_model keywords for multi-query / re-scoring / re-ranking (empty when none is asked for)."""
+    from ..errors import ConfigError
+    from ..rescore import parse_rescore_names
+    from ..rescore._cli import check_rerank_args, rescore_params
+
+    kw: dict = {}
+    if args.queries_per_target is not None:
+        kw.update(queries_per_target=args.queries_per_target, fuse=args.fuse)
+    elif args.fuse != "mean-sim":
+        raise ConfigError("--fuse needs --queries-per-target N")
+    if args.rescore:
+        names = parse_rescore_names(args.rescore)
+        kw.update(rescore=names, rescore_params=rescore_params(args, names), bank=args.bank,
+                  rescore_topk=args.rescore_topk)
+    elif args.bank or args.rescore_topk:
+        raise ConfigError("--bank and --rescore-topk need --rescore (e.g. --rescore qbnorm)")
+    if args.rerank:
+        check_rerank_args(args)
+        kw.update(rerank=args.rerank, rerank_k=args.rerank_k, rerank_alpha=args.rerank_alpha)
+    return kw
+
+
+def _stage_lines(res: dict) -> list[str]:
+    out = []
+    if "multi_query" in res:
+        m = res["multi_query"]
+        out.append(f"multi-query: {m['queries_per_target']} captions per query, fused by {m['fuse']}: "
+                   f"{m['num_queries']} queries ({m['captions_dropped']} captions left over)")
+    for r in res.get("rescore", []):
+        bank = r["querybank"]
+        src = f", querybank {bank['source']} ({bank['size']} queries)" if bank else ""
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        trans = f" [transductive: {', '.join(r['transductive_directions'])}]" if r["transductive"] else ""
+        out.append(f"rescore: {r['step']}({params}){src}{trans}")
+    if "rerank" in res:
+        r = res["rerank"]
+        out.append(f"rerank: {r['cross_encoder']['spec']} on top-{r['k']} (alpha {r['alpha']}): "
+                   f"{r['pairs_scored']} pairs in {r['cross_s']} s; t2i R@1 gain {r['t2i_gain']['R@1']:+.2f}")
+    if "before" in res:
+        b = res["before"]
+        out.append(f"before: t2i R@1 {b['t2i']['R@1']:.2f} R@5 {b['t2i']['R@5']:.2f}   "
+                   f"i2t R@1 {b['i2t']['R@1']:.2f} R@5 {b['i2t']['R@5']:.2f}")
+    return out
 
 
 register_command("eval", "evaluate a model on an image-text retrieval benchmark", setup, run)

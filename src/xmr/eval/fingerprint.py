@@ -45,5 +45,8 @@ def protocol_fingerprint(dataset, protocol: str, model: dict, extra: dict | None
         "caption_policy": dataset.caption_policy,
         "protocol": protocol,
     }
+    mq = (extra or {}).get("multi_query")
+    if mq:  # N captions fused into one query is a different query set, hence a different benchmark
+        core["multi_query"] = {k: mq[k] for k in ("queries_per_target", "num_queries", "grouping")}
     fid = hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:12]
     return {"id": fid, **core, "dataset_spec": dataset.spec, "model": model, "packages": package_versions(), **(extra or {})}

@@ -5,17 +5,32 @@ import time
 
 import numpy as np
 
-from ..errors import MediaError
+from ..errors import ConfigError, MediaError
 from .fingerprint import protocol_fingerprint
 
 
 def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: int = 32,
-                   show_progress: bool | None = None) -> dict:
+                   show_progress: bool | None = None, rescore=None, rescore_params: dict | None = None,
+                   bank=None, queries_per_target: int | None = None, fuse: str = "mean-sim",
+                   rerank=None, rerank_k: int = 10, rerank_alpha: float = 0.0,
+                   rescore_topk: int | None = None) -> dict:
     """Text->item and item->text retrieval of ``encoder`` on ``dataset`` under ``protocol``.
 
     Returns ``{"t2i": {...}, "i2t": {...}, "rsum": float, "fingerprint": {...}, "timing": {...}}``. A media file
     that cannot be decoded raises :class:`~xmr.errors.MediaError` naming every bad file: dropping gallery items
     would silently change the benchmark.
+
+    Optional stages (docs/rescoring.md), each recorded in the result and in the fingerprint:
+
+    * ``queries_per_target=N``: each query is a group of N captions of one item (:func:`xmr.multiquery.group_captions`),
+      fused by ``fuse`` (``mean-sim``, ``mean-emb``, ``max``, ``learned:DIR``) -> ``res["multi_query"]``;
+    * ``rescore="qbnorm,dsl"`` (or a :class:`~xmr.rescore.RescorePipeline`) with ``rescore_params`` per method and
+      ``bank`` (a querybank source string or a :class:`~xmr.rescore.QueryBank`) -> ``res["rescore"]``; with
+      ``rescore_topk=K`` text->item re-scoring sees only each text's top-K candidates, as ``xmr search`` does;
+    * ``rerank=SPEC`` (or a :class:`~xmr.rerank.CrossEncoder`): top-``rerank_k`` of each text re-scored by a
+      cross-encoder, combined with ``rerank_alpha`` -> ``res["rerank"]`` (t2i only).
+
+    With any stage, ``res["before"]`` holds the plain dual-encoder metrics of the same queries.
     """
     from . import evaluate_sims
     from ..media.image import load_image
@@ -34,14 +49,74 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     t1 = time.perf_counter()
     txt = encoder.encode_text(dataset.texts, show_progress=show_progress)
     t2 = time.perf_counter()
-    sims = txt @ img.T  # (num_texts, num_items)
-    res = evaluate_sims(sims, np.asarray(dataset.text_to_item), protocol=protocol)
+    staged = queries_per_target is not None or rescore is not None or rerank is not None
+    if not staged:
+        sims = txt @ img.T  # (num_texts, num_items)
+        res = evaluate_sims(sims, np.asarray(dataset.text_to_item), protocol=protocol)
+        extra = None
+    else:
+        res, extra = _staged(dataset, encoder, txt, img, protocol, rescore, rescore_params, bank,
+                             queries_per_target, fuse, rerank, rerank_k, rerank_alpha, show_progress, rescore_topk)
     t3 = time.perf_counter()
     res["rsum"] = round(sum(res[d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)), 4)
-    res["fingerprint"] = protocol_fingerprint(dataset, protocol, encoder.describe())
+    res["fingerprint"] = protocol_fingerprint(dataset, protocol, encoder.describe(), extra=extra)
     res["timing"] = {"encode_images_s": round(t1 - t0, 3), "encode_text_s": round(t2 - t1, 3),
                      "metrics_s": round(t3 - t2, 3)}
     return res
+
+
+def _staged(dataset, encoder, txt, img, protocol, rescore, rescore_params, bank, queries_per_target, fuse,
+            rerank, rerank_k, rerank_alpha, show_progress, rescore_topk=None) -> tuple[dict, dict]:
+    """Multi-query fusion -> re-scoring -> two-stage re-ranking, each recorded (see :func:`evaluate_model`)."""
+    from . import evaluate_sims
+
+    extra: dict = {}
+    texts = dataset.texts
+    t2i = np.asarray(dataset.text_to_item)
+    allow_textless = False
+    if queries_per_target is not None:
+        from ..multiquery import fuse_sims, group_captions
+
+        if rerank is not None:
+            raise ConfigError("re-ranking multi-queries is not supported: use --rerank or --queries-per-target")
+        groups, t2i = group_captions(dataset.text_offsets, queries_per_target)
+        sims = fuse_sims(txt[groups], img, fuse)
+        allow_textless = True  # items with fewer than N captions have no multi-query
+        extra["multi_query"] = {"queries_per_target": int(queries_per_target), "fuse": str(fuse),
+                                "num_queries": int(len(groups)), "captions_used": int(groups.size),
+                                "captions_dropped": int(dataset.num_texts - groups.size),
+                                "items_without_query": int(len(dataset) - len(np.unique(t2i))),
+                                "grouping": "consecutive captions of an item in loader order; remainder dropped"}
+    else:
+        sims = txt @ img.T
+    ev = lambda s: evaluate_sims(s, t2i, protocol=protocol, allow_textless_items=allow_textless)  # noqa: E731
+    base = ev(sims)
+    res = {"t2i": base["t2i"], "i2t": base["i2t"]}
+    t2i_sims, i2t_sims = sims, sims
+    if rescore is not None:
+        from ..rescore import QueryBank, RescorePipeline, build_pipeline, querybank_from_source
+
+        if isinstance(bank, str):
+            bank = querybank_from_source(bank, encoder, img, test_texts=dataset.texts, show_progress=show_progress)
+        elif bank is not None and not isinstance(bank, QueryBank):
+            raise ConfigError(f"bank must be a source string or a QueryBank, got {type(bank).__name__}")
+        pipe = rescore if isinstance(rescore, RescorePipeline) else build_pipeline(rescore, rescore_params, bank)
+        t2i_sims = pipe.dense(sims, "t2i") if rescore_topk is None else pipe.dense_via_topk(sims, rescore_topk)
+        i2t_sims = pipe.dense(sims, "i2t")
+        res = {"t2i": ev(t2i_sims)["t2i"], "i2t": ev(i2t_sims)["i2t"]}
+        extra["rescore"] = [{**r, "t2i_candidates": rescore_topk} if rescore_topk else r for r in pipe.records()]
+    if rerank is not None:
+        from ..rerank import create_reranker, rerank_dense
+
+        ce = create_reranker(rerank) if isinstance(rerank, str) else rerank
+        before_t2i = res["t2i"]
+        reranked, info = rerank_dense(t2i_sims, texts, dataset.media, ce, k=rerank_k, alpha=rerank_alpha)
+        res = {"t2i": ev(reranked)["t2i"], "i2t": res["i2t"]}
+        extra["rerank"] = {"cross_encoder": ce.describe(), **info, "directions": ["t2i"],
+                           "t2i_gain": {m: round(res["t2i"][m] - before_t2i[m], 4) for m in before_t2i}}
+    res["before"] = base
+    res.update(extra)
+    return res, extra
 
 
 def format_table(res: dict) -> str:

@@ -1,0 +1,51 @@
+"""Command-line options shared by ``xmr eval`` and ``xmr search`` for re-scoring, multi-query and re-ranking."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ConfigError
+
+
+def add_rescore_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("re-scoring (docs/rescoring.md)")
+    g.add_argument("--rescore", metavar="METHODS", default=None,
+                   help="comma-separated re-scorers applied in this order: qbnorm, dsl, csls (e.g. qbnorm,dsl)")
+    g.add_argument("--bank", metavar="SPEC_OR_FILE", default=None,
+                   help="querybank: a dataset spec (its training captions, e.g. coco:DIR:train2017) or a text file "
+                        "with one query per line. Required by qbnorm; makes dsl/csls non-transductive")
+    g.add_argument("--beta", type=float, default=20.0, help="qbnorm: inverse temperature (default 20)")
+    g.add_argument("--bank-k", type=int, default=1, help="qbnorm: top-k of each bank query forming the activation "
+                                                          "set (default 1)")
+    g.add_argument("--qb-mode", choices=("dynamic", "inverted"), default="dynamic",
+                   help="qbnorm: dynamic inverted softmax (default) or plain inverted softmax on every query")
+    g.add_argument("--dsl-temperature", type=float, default=1.0,
+                   help="dsl: softmax temperature (default 1; CAMoE's x100 scale is 0.01)")
+    g.add_argument("--csls-k", type=int, default=10, help="csls: neighbours averaged (default 10)")
+
+
+def add_rerank_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("two-stage re-ranking")
+    g.add_argument("--rerank", metavar="SPEC", default=None,
+                   help="cross-encoder for the top candidates: hf:<BLIP ITM dir> or xattn:<trained matcher dir>")
+    g.add_argument("--rerank-k", type=int, default=10, help="candidates re-scored per query (default 10)")
+    g.add_argument("--rerank-alpha", type=float, default=0.0,
+                   help="final score = alpha * dual + (1 - alpha) * cross (default 0: cross-encoder only)")
+
+
+def add_fuse_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fuse", default="mean-sim", metavar="METHOD",
+                   help="multi-query fusion: mean-sim (default), mean-emb, max, learned:DIR")
+
+
+def rescore_params(args, names: list[str]) -> dict[str, dict]:
+    """Per-method parameters from the options, for the methods in ``names`` only."""
+    all_params = {"qbnorm": {"beta": args.beta, "k": args.bank_k, "mode": args.qb_mode},
+                  "dsl": {"temperature": args.dsl_temperature}, "csls": {"k": args.csls_k}}
+    return {n: all_params[n] for n in names if n in all_params}
+
+
+def check_rerank_args(args) -> None:
+    if args.rerank_k < 1:
+        raise ConfigError(f"--rerank-k must be at least 1, got {args.rerank_k}")
+    if not 0.0 <= args.rerank_alpha <= 1.0:
+        raise ConfigError(f"--rerank-alpha must be in [0, 1], got {args.rerank_alpha}")
