@@ -47,7 +47,7 @@ def run(args) -> int:
             top = search_index(store, enc, text=cap, k=1)
             hits += bool(top) and Path(top[0].path).name == fname
         print(f"\neach sample's own caption finds its image first for {hits} of {len(captions)} captions")
-    print(f'next: xmr index ~/Pictures && xmr search "a dog on the beach"   (xmr --help for more)')
+    print('next: xmr index ~/Pictures && xmr search "a dog on the beach"   (xmr --help for more)')
     return 0
 
 

@@ -1,7 +1,6 @@
 """``xmr info``: what an index holds."""
 from __future__ import annotations
 
-import os
 
 from ._common import add_index_arg, index_path, print_json, register_command
 
@@ -12,7 +11,6 @@ def setup(p):
 
 
 def run(args) -> int:
-    import json
 
     from ..index import IndexStore
 

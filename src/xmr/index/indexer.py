@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from ..encoders.base import Encoder
 from ..errors import MediaError, MissingExtraError, XmrIndexError

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -28,8 +28,12 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 ImageLike = Union[str, os.PathLike, Image.Image]
 
 
-def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
+def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
+               draft: int | None = None) -> Image.Image:
     """Decode ``src`` (path or PIL image) to an RGB image, honouring EXIF orientation.
+
+    ``draft``: for previews, let JPEGs decode at a reduced scale (DCT scaling) keeping at least ``draft`` pixels
+    per side; a no-op for other formats.
 
     Raises:
         UnreadableMediaError: missing, unreadable, or empty (0-byte) file.
@@ -54,6 +58,8 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
                 w, h = im.size
                 if w * h > max_pixels:
                     raise MediaTooLargeError(path, f"{w}x{h} pixels is over the {max_pixels}-pixel limit")
+                if draft:
+                    im.draft("RGB", (draft, draft))
                 im.load()  # full decode: truncated data raises here (LOAD_TRUNCATED_IMAGES stays False)
                 im = ImageOps.exif_transpose(im)
                 return im.convert("RGB")

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import io
 import threading
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
-from ..errors import CorruptMediaError, MediaError, MediaTooLargeError, XmrError
-from ..media.image import MAX_PIXELS
+from ..media.image import load_image
 
 
 class ThumbnailCache:
@@ -64,36 +60,11 @@ class ThumbnailCache:
 
             im = Image.fromarray(sample_frames(path, 1, size=self.max_side)[0])  # the frame at mid-clip
         else:
-            im = decode_for_thumbnail(path, self.max_side)
+            im = load_image(path, draft=2 * self.max_side)  # same guards as indexing
         im.thumbnail((self.max_side, self.max_side))
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=85)
         return buf.getvalue()
 
 
-def decode_for_thumbnail(path: Path, side: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode an image for a ``side``-pixel thumbnail, with the guards of :func:`xmr.media.image.load_image`
-    (pixel limit, decompression bomb, full decode so truncation fails, EXIF orientation). JPEGs are decoded at a
-    reduced scale (``Image.draft``, DCT scaling): a 12 MP photo costs a fraction of a full decode."""
-    try:
-        with open(path, "rb") as fh, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(fh) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise MediaTooLargeError(path, f"{w}x{h} pixels is over the {max_pixels}-pixel limit")
-                im.draft("RGB", (2 * side, 2 * side))  # no-op for formats other than JPEG
-                im.load()
-                return ImageOps.exif_transpose(im).convert("RGB")
-    except MediaError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise MediaTooLargeError(path, f"decompression bomb guard: {e}") from None
-    except Image.UnidentifiedImageError:
-        raise CorruptMediaError(path, "not a recognised image format") from None
-    except (SyntaxError, ValueError, EOFError, MemoryError) as e:
-        raise CorruptMediaError(path, f"corrupt or truncated image ({e})") from None
-    # OSError (missing, permission, truncated data) propagates: the route answers 404 for it too
-
-
-__all__ = ["ThumbnailCache", "decode_for_thumbnail", "MediaError", "XmrError"]
+__all__ = ["ThumbnailCache"]
