@@ -455,3 +455,14 @@ def test_video_media_ranges_and_thumbnail(video_client):
     assert r.headers["content-range"] == f"bytes 1000-1999/{len(data)}" and r.content == data[1000:2000]
     t = c.get(vid["thumbnail"])
     assert t.status_code == 200 and Image.open(io.BytesIO(t.content)).format == "JPEG"
+
+
+def test_openapi_page_works_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text and "cdn" not in page.text.lower()
+    js = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    assert client.get("/docs-assets/../../etc/passwd").status_code == 404
+    assert client.get("/docs-assets/other.js").status_code == 404
+    assert "/api/search" in client.get("/openapi.json").json()["paths"]

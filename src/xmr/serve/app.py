@@ -104,11 +104,13 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
                     "Errors are JSON objects `{\"error\": \"...\"}`.",
         lifespan=lifespan,
         redoc_url=None,
+        docs_url=None,  # served by _add_docs from local files: the default page loads Swagger UI from a CDN
         redirect_slashes=False,
     )
     app.state.xmr = ctx
     app.include_router(build_router(ctx))
     _add_page(app)
+    _add_docs(app)
     _add_error_handlers(app)
     # outermost last: host check -> security headers -> metrics -> routes
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
@@ -131,6 +133,35 @@ def _add_page(app: FastAPI) -> None:
         if name not in assets:  # a fixed list of names: nothing from the URL reaches the filesystem
             return JSONResponse({"error": "not found"}, status_code=404)
         return Response(assets[name], media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+_DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
+
+
+def _add_docs(app: FastAPI) -> None:
+    """The OpenAPI page at ``/docs`` with Swagger UI from the ``swagger-ui-bundle`` wheel (no CDN: works offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+    assets = {n: (swagger_ui_path / n).read_bytes() for n in _DOCS_ASSETS} if swagger_ui_path else {}
+
+    @app.get("/docs", include_in_schema=False)
+    def docs_page():
+        if not assets:
+            return HTMLResponse("<p>The interactive API page needs <code>pip install 'xmr[serve]'</code> "
+                                "(swagger-ui-bundle). The schema is at <a href='/openapi.json'>/openapi.json</a>.</p>")
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="")
+
+    @app.get("/docs-assets/{name}", include_in_schema=False)
+    def docs_asset(name: str):
+        if name not in assets:  # fixed names only
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return Response(assets[name], media_type=_DOCS_ASSETS[name], headers={"Cache-Control": "max-age=86400"})
 
 
 def _add_error_handlers(app: FastAPI) -> None:
