@@ -22,6 +22,7 @@ def run(args) -> int:
             "model": st.model_spec,
             "dim": st.dim,
             "items": st.count(),
+            "segments": st.count_segments(),
             "roots": [{"root": r, "items": n} for r, n in st.roots()],
             "generation": st.generation,
             "bytes_on_disk": size,
@@ -30,7 +31,8 @@ def run(args) -> int:
     if args.json:
         print_json(info)
         return 0
-    print(f"index:  {path}\nmodel:  {info['model']} (dim {info['dim']})\nitems:  {info['items']}")
+    print(f"index:  {path}\nmodel:  {info['model']} (dim {info['dim']})\nitems:  {info['items']}"
+          f" ({info['segments']} video segments)")
     for r in info["roots"]:
         print(f"  {r['items']:6d}  {r['root']}")
     print(f"size:   {size / 1e6:.1f} MB")

@@ -1,0 +1,168 @@
+"""Shared base of the video heads: config handling, input checks, similarity, save / load."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, ModelUnavailableError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+_FORMAT = "xmr-video-head"
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Fields every head has. Subclasses add their own (one-line comment each)."""
+
+    dim: int = 64  # width of frame features and text embeddings (the shared embedding space)
+    max_frames: int = 64  # most frames a head with position embeddings accepts
+    init_logit_scale: float = math.log(1 / 0.07)  # initial log of the similarity scale (CLIP's 1/0.07)
+    seed: int = 0  # initialisation seed (the global torch RNG is left untouched)
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, int) and not isinstance(v, bool) and f.name != "seed" and v < 1:
+                raise ConfigError(f"{type(self).__name__}: {f.name} must be >= 1, got {v}")
+        heads = getattr(self, "heads", None)
+        if heads and self.dim % heads:
+            raise ConfigError(f"{type(self).__name__}: dim {self.dim} is not a multiple of heads {heads}")
+
+    @classmethod
+    def coerce(cls, config=None, **overrides) -> "HeadConfig":
+        if config is None:
+            config = {}
+        if isinstance(config, cls):
+            return replace(config, **overrides) if overrides else config
+        if not isinstance(config, dict):
+            raise ConfigError(f"{cls.__name__}: expected a dict or {cls.__name__}, got {type(config).__name__}")
+        d = {**config, **overrides}
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+class VideoHead(nn.Module):
+    """A temporal head. Subclasses set ``name``, ``Config`` and implement :meth:`similarity` (and, when the video
+    embedding does not depend on the query, :meth:`embed_video`).
+
+    Shapes: text (B_t, D); frames (B_v, T, D), or for ``patch_tokens`` heads (B_v, T, 1 + P, W).
+    Similarities are cosine similarities in [-1, 1] (unscaled); training multiplies them by ``logit_scale.exp()``.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[HeadConfig]] = HeadConfig
+    query_independent: ClassVar[bool] = True  # False: the video embedding depends on the text (X-Pool)
+    patch_tokens: ClassVar[bool] = False  # True: input is (B, T, 1 + P, W) patch tokens (TS2-Net)
+
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        self.config = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
+            self.build()
+
+    def build(self) -> None:
+        """Create the head's layers (called under a seeded RNG)."""
+
+    # --- input checks -------------------------------------------------------------------------------------
+    def check_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        want = 4 if self.patch_tokens else 3
+        if not isinstance(frames, torch.Tensor):
+            frames = torch.as_tensor(frames, dtype=torch.float32)
+        if frames.dim() != want:
+            if self.patch_tokens:
+                raise ConfigError(
+                    f"video head {self.name!r} needs frame patch tokens (B, T, 1+P, W), got shape {tuple(frames.shape)}; "
+                    "use an encoder that exposes patch tokens (e.g. `tiny`: encode_image_tokens) or another head "
+                    "(mean, seqtransf, xpool, prototypes)")
+            raise ConfigError(f"video head {self.name!r} needs frame features (B, T, D), got shape {tuple(frames.shape)}")
+        if frames.shape[1] > self.config.max_frames:
+            raise ConfigError(f"video head {self.name!r}: {frames.shape[1]} frames > max_frames {self.config.max_frames}")
+        if not self.patch_tokens and frames.shape[-1] != self.config.dim:
+            raise ConfigError(f"video head {self.name!r}: frame width {frames.shape[-1]} != config dim {self.config.dim}")
+        return frames
+
+    def check_text(self, text: torch.Tensor) -> torch.Tensor:
+        if text.dim() != 2 or text.shape[1] != self.config.dim:
+            raise ConfigError(f"video head {self.name!r}: text must be (B_t, {self.config.dim}), got {tuple(text.shape)}")
+        return text
+
+    # --- scoring ------------------------------------------------------------------------------------------
+    def embed_video(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B_v, T, D) -> (B_v, D) L2-normalised (query-independent heads only)."""
+        raise ConfigError(f"video head {self.name!r} has no query-independent video embedding; use similarity()")
+
+    def similarity(self, text: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """(B_t, D), frames -> (B_t, B_v) cosine similarities."""
+        text = F.normalize(self.check_text(text), dim=-1)
+        return text @ self.embed_video(frames).T
+
+    def forward(self, text: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        return self.similarity(text, frames)
+
+    def as_pool(self) -> Callable:
+        """Adapter for :func:`xmr.index.video.embed_video`'s ``pool(frame_embs (T, D), times) -> (D,)``."""
+        if not self.query_independent or self.patch_tokens:
+            raise ConfigError(f"video head {self.name!r} cannot pool frame embeddings into one index vector")
+
+        def pool(frame_embs, times=None):
+            import numpy as np
+
+            with torch.no_grad():
+                x = torch.as_tensor(np.asarray(frame_embs, dtype=np.float32))[None]
+                v = self.embed_video(x)
+            if v.dim() != 2:
+                raise ConfigError(f"video head {self.name!r} gives several vectors per video; not an index pool")
+            return v[0].numpy()
+
+        return pool
+
+    # --- persistence --------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` ({"model": "xmr-video-head", "head": name, ...config}) and ``model.safetensors``."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / CONFIG_FILE).write_text(
+            json.dumps({"model": _FORMAT, "head": self.name, **asdict(self.config)}, indent=2) + "\n")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(d / WEIGHTS_FILE), metadata={"format": "pt", "model": _FORMAT, "head": self.name})
+        return d
+
+
+def load_head(directory: str | Path) -> VideoHead:
+    from safetensors.torch import load_file
+
+    from . import VIDEO_HEADS
+
+    d = Path(directory).expanduser()
+    hint = "train one with `xmr train-head` or save one with head.save(dir)"
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (d / name).is_file():
+            raise ModelUnavailableError(f"video head {directory}: {name} is missing; {hint}")
+    try:
+        raw = json.loads((d / CONFIG_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"video head {directory}: unreadable {CONFIG_FILE} ({e})") from None
+    if not isinstance(raw, dict) or raw.pop("model", None) != _FORMAT:
+        raise ConfigError(f"video head {directory}: {CONFIG_FILE} is not a video-head config")
+    cls = VIDEO_HEADS.get(raw.pop("head", None))
+    head = cls(cls.Config.coerce(raw))
+    try:
+        head.load_state_dict(load_file(str(d / WEIGHTS_FILE), device="cpu"))
+    except Exception as e:  # header errors, missing / unexpected keys, shape mismatches
+        raise ModelUnavailableError(f"video head {directory}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} ({e})") from None
+    return head.eval()
