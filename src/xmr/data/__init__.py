@@ -17,10 +17,17 @@ import os
 from dataclasses import replace
 
 from ..errors import ConfigError
+from . import activitynet as _activitynet  # noqa: F401  (registers "activitynet")
 from . import coco as _coco  # noqa: F401  (registers "coco")
+from . import didemo as _didemo  # noqa: F401  (registers "didemo")
 from . import folder_csv as _folder_csv  # noqa: F401  (registers "csv")
 from . import karpathy as _karpathy  # noqa: F401  (registers "karpathy")
+from . import lsmdc as _lsmdc  # noqa: F401  (registers "lsmdc")
 from . import manifest as _manifest  # noqa: F401  (registers "manifest")
+from . import msrvtt as _msrvtt  # noqa: F401  (registers "msrvtt")
+from . import msvd as _msvd  # noqa: F401  (registers "msvd")
+from . import vatex as _vatex  # noqa: F401  (registers "vatex")
+from . import youcook2 as _youcook2  # noqa: F401  (registers "youcook2")
 from .base import (
     COMMON_OPTIONS,
     DATASETS,
