@@ -389,7 +389,7 @@ def test_unknown_scheme_lists_available():
     available = r"Available: activitynet, coco, csv, didemo, karpathy, lsmdc, manifest, msrvtt, msvd, vatex, youcook2"
     with pytest.raises(ConfigError, match=r"unknown dataset scheme 'imagenet'.*" + available):
         load_dataset("imagenet:/data")
-    with pytest.raises(ConfigError, match=r"no dataset scheme in '/data/folder'.*Available: coco"):
+    with pytest.raises(ConfigError, match=r"no dataset scheme in '/data/folder'.*Available: activitynet, coco"):
         load_dataset("/data/folder")
     with pytest.raises(ConfigError, match="empty dataset spec"):
         load_dataset("  ")
