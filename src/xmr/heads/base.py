@@ -84,19 +84,23 @@ class VideoHead(nn.Module):
         if frames.dim() != want:
             if self.patch_tokens:
                 raise ConfigError(
-                    f"video head {self.name!r} needs frame patch tokens (B, T, 1+P, W), got shape {tuple(frames.shape)}; "
-                    "use an encoder that exposes patch tokens (e.g. `tiny`: encode_image_tokens) or another head "
-                    "(mean, seqtransf, xpool, prototypes)")
-            raise ConfigError(f"video head {self.name!r} needs frame features (B, T, D), got shape {tuple(frames.shape)}")
+                    f"video head {self.name!r} needs frame patch tokens (B, T, 1+P, W), got shape "
+                    f"{tuple(frames.shape)}; use an encoder that exposes patch tokens (e.g. `tiny`: "
+                    "encode_image_tokens) or another head (mean, seqtransf, xpool, prototypes)")
+            raise ConfigError(
+                f"video head {self.name!r} needs frame features (B, T, D), got shape {tuple(frames.shape)}")
         if frames.shape[1] > self.config.max_frames:
-            raise ConfigError(f"video head {self.name!r}: {frames.shape[1]} frames > max_frames {self.config.max_frames}")
+            raise ConfigError(
+                f"video head {self.name!r}: {frames.shape[1]} frames > max_frames {self.config.max_frames}")
         if not self.patch_tokens and frames.shape[-1] != self.config.dim:
-            raise ConfigError(f"video head {self.name!r}: frame width {frames.shape[-1]} != config dim {self.config.dim}")
+            raise ConfigError(
+                f"video head {self.name!r}: frame width {frames.shape[-1]} != config dim {self.config.dim}")
         return frames
 
     def check_text(self, text: torch.Tensor) -> torch.Tensor:
         if text.dim() != 2 or text.shape[1] != self.config.dim:
-            raise ConfigError(f"video head {self.name!r}: text must be (B_t, {self.config.dim}), got {tuple(text.shape)}")
+            raise ConfigError(
+                f"video head {self.name!r}: text must be (B_t, {self.config.dim}), got {tuple(text.shape)}")
         return text
 
     # --- scoring ------------------------------------------------------------------------------------------
@@ -164,5 +168,6 @@ def load_head(directory: str | Path) -> VideoHead:
     try:
         head.load_state_dict(load_file(str(d / WEIGHTS_FILE), device="cpu"))
     except Exception as e:  # header errors, missing / unexpected keys, shape mismatches
-        raise ModelUnavailableError(f"video head {directory}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} ({e})") from None
+        raise ModelUnavailableError(
+            f"video head {directory}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} ({e})") from None
     return head.eval()
