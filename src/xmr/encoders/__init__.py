@@ -9,7 +9,6 @@ import importlib
 
 from ..errors import ConfigError
 from ..registry import Registry
-from .base import Encoder, l2_normalize  # noqa: E402
 
 #: name -> factory(arg: str | None, device: str | None) -> Encoder
 ENCODERS: Registry = Registry("encoder")
@@ -23,6 +22,15 @@ _MODULES = ("concept", "hf", "openclip", "tiny")
 def _load_all() -> None:
     for m in _MODULES:
         importlib.import_module(f"{__name__}.{m}")
+
+
+def __getattr__(name: str):
+    # the Encoder base class pulls in torch: loaded on first use so `xmr --help` stays fast
+    if name in ("Encoder", "l2_normalize"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
