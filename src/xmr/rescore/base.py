@@ -10,6 +10,8 @@ A method may change only one direction; the other is then returned unchanged (``
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from typing import ClassVar
 
 import numpy as np
@@ -52,7 +54,7 @@ def check_direction(direction: str) -> str:
     return direction
 
 
-class Rescorer:
+class Rescorer(ABC):
     """One re-scoring step. Subclasses set ``name`` and implement :meth:`dense` (and :meth:`topk` where it can
     be done exactly on candidate lists)."""
 
@@ -60,9 +62,9 @@ class Rescorer:
     #: "required" | "optional" | "none": whether a querybank is needed
     bank_use: ClassVar[str] = "none"
 
+    @abstractmethod
     def params(self) -> dict:
         """JSON-able parameters (recorded in results)."""
-        raise NotImplementedError
 
     def bank_requests(self) -> list[tuple]:
         """QueryBank statistics this step needs (computed in one pass for all steps)."""
@@ -76,9 +78,9 @@ class Rescorer:
         """Whether the ``direction`` scores of one query depend on the other test queries."""
         return False
 
+    @abstractmethod
     def dense(self, sims: np.ndarray, direction: str = "t2i", bank=None) -> np.ndarray:
         """Re-score a dense (Q, G) matrix for ranking in ``direction``; never modifies ``sims``."""
-        raise NotImplementedError
 
     def topk(self, scores: np.ndarray, cols: np.ndarray, bank=None) -> np.ndarray:
         """Re-score t2i candidate lists: ``scores`` (Q, K) of gallery columns ``cols`` (Q, K), each row sorted by
