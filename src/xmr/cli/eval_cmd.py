@@ -98,4 +98,4 @@ def _stage_lines(res: dict) -> list[str]:
     return out
 
 
-register_command("eval", "evaluate a model on an image-text retrieval benchmark", setup, run)
+register_command("eval", "evaluate a model on an image-text or video-text retrieval benchmark", setup, run)
