@@ -16,7 +16,7 @@ ENCODERS: Registry = Registry("encoder")
 DEFAULT_ENCODER = "concept"
 
 # modules that register encoders; imported lazily so `import xmr` stays light
-_MODULES = ("concept", "hf", "openclip", "tiny")
+_MODULES = ("concept", "hf", "openclip", "tiny", "video")
 
 
 def _load_all() -> None:

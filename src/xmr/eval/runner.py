@@ -82,13 +82,14 @@ def _encode_gallery(dataset, encoder, batch_size: int, show_progress) -> np.ndar
                               "supported yet: use the whole-video (paragraph) mode of the loader")
         from tqdm.auto import tqdm
 
-        from ..index.video import VideoIndexConfig, embed_video
+        from ..index.video import VideoIndexConfig, embed_video, mean_pool
 
         cfg = VideoIndexConfig(min_frames=12)
         vecs = []
         for p in tqdm(dataset.media, desc="encode videos", unit="video", disable=show_progress is False):
             try:
-                vecs.append(embed_video(p, encoder, cfg, batch_size=batch_size).vector)
+                vecs.append(embed_video(p, encoder, cfg, batch_size=batch_size,
+                              pool=getattr(encoder, "video_pool", mean_pool)).vector)
             except MediaError as e:
                 bad.append(f"{e.path}: {e.reason}")
         if not bad:

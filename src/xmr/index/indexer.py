@@ -18,7 +18,7 @@ from ..encoders.base import Encoder
 from ..errors import MediaError, MissingExtraError, XmrIndexError
 from ..media.image import load_image
 from .store import IndexStore, NewItem
-from .video import VideoIndexConfig, embed_video
+from .video import VideoIndexConfig, embed_video, mean_pool
 from .walker import Found, Skip, walk_media
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,8 @@ def _encode_video(store: IndexStore, encoder: Encoder, f: Found, digest: str, ol
                   batch_size: int, cfg: VideoIndexConfig) -> None:
     """Embed one video and commit its item row and segment rows in one transaction (or skip it)."""
     try:
-        emb = embed_video(f.path, encoder, cfg, batch_size=batch_size)
+        emb = embed_video(f.path, encoder, cfg, batch_size=batch_size,
+                          pool=getattr(encoder, "video_pool", mean_pool))
     except MissingExtraError as e:
         # not the file's fault: reported, but not recorded as a bad file, so it is tried again once PyAV is there
         rep.skipped.append((f.path, f"video support not installed: {e}"))
