@@ -73,9 +73,11 @@ def test_trained_head_pools_index_vectors(tmp_path, synth, seq_head, capsys):
     clip = sorted((synth.parent / "videos").glob("*.mp4"))[0]
     head = load_head(seq_head)
     want = embed_video(clip, enc.base, VideoIndexConfig(), pool=head.as_pool()).vector
+    want = want / np.linalg.norm(want)
     plain = embed_video(clip, enc.base, VideoIndexConfig()).vector
     with IndexStore(index) as st:
         row = st.db.execute("SELECT id FROM items WHERE path=?", (str(clip),)).fetchone()
         got = next(v for ids, vecs in st.iter_vectors() for i, v in zip(ids, vecs) if i == row[0])
     np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.linalg.norm(got) == pytest.approx(1.0, abs=1e-5)
     assert not np.allclose(got, plain, atol=1e-3)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import ConfigError
 from . import ENCODERS
-from .base import Encoder
+from .base import Encoder, l2_normalize
 
 
 class VideoEncoder(Encoder):
@@ -25,7 +25,9 @@ class VideoEncoder(Encoder):
         self.head_dir = head_dir
         self.device = base.device
         self.dim = base.dim
-        self.video_pool = head.as_pool()  # frame embeddings (T, D) -> (D,); raises for unsuitable heads
+        pool = head.as_pool()  # raises for heads that cannot make one query-independent vector
+        # index/eval contract: pool(frame_embs (T, D), times (T,)) -> (D,) L2-normalised
+        self.video_pool = lambda embs, times: l2_normalize(pool(embs, times)[None])[0]
 
     def _encode_text_batch(self, texts: list[str]):
         return self.base._encode_text_batch(texts)
