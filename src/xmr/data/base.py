@@ -15,10 +15,11 @@ Nothing here touches the file system except :meth:`RetrievalDataset.check_media`
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -320,6 +321,20 @@ def require_file(path: str | os.PathLike, what: str) -> str:
         hint = " (it is a folder)" if os.path.isdir(p) else ""
         raise ConfigError(f"{what} not found: {p}{hint}. See docs/datasets.md for the expected layout")
     return p
+
+
+def iter_jsonl(path: str) -> Iterator[tuple[str, object]]:
+    """(``"PATH, line N"``, parsed object) for every non-blank line of a JSON-lines file; bad JSON raises
+    ConfigError with the line number."""
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {lineno}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
 
 
 def group_rows(rows: Iterable[tuple[str, str, Sequence[str], Mapping[str, object]]], source: str) -> list[Item]:

@@ -25,6 +25,7 @@ from .base import (
     Item,
     RetrievalDataset,
     group_rows,
+    iter_jsonl,
     require_file,
     resolve_media,
     select_split,
@@ -78,17 +79,9 @@ def read_manifest(path: str | os.PathLike, *, root: str | None = None) -> list[I
     base = os.path.abspath(os.path.expanduser(root)) if root else os.path.dirname(path)
 
     def rows():
-        with open(path, encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {lineno}"
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ConfigError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-                media, caps, extra = _parse_line(obj, where)
-                yield where, resolve_media(media, base), caps, extra
+        for where, obj in iter_jsonl(path):
+            media, caps, extra = _parse_line(obj, where)
+            yield where, resolve_media(media, base), caps, extra
 
     return group_rows(rows(), path)
 

@@ -25,13 +25,12 @@ Captions of one video keep the order of ``sentences`` in the JSON. Several split
 from __future__ import annotations
 
 import csv
-import json
 import os
 from typing import Mapping
 
 from ..errors import ConfigError
 from ._video_common import annotation_file, load_json, text, video_ext, video_root
-from .base import DATASETS, Item, RetrievalDataset, group_rows, requested_splits, select_split, take_options
+from .base import DATASETS, Item, RetrievalDataset, group_rows, iter_jsonl, requested_splits, select_split, take_options
 
 DATA_JSON = "MSRVTT_data.json"
 JSFUSION_CSV = "MSRVTT_JSFUSION_test.csv"
@@ -126,20 +125,12 @@ def read_caption_jsonl(path: str, root: str, ext: str) -> list[Item]:
     """Items of a JSON-lines file with ``clip_name`` (or ``video_id``) and ``caption`` per line."""
 
     def rows():
-        with open(path, encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {lineno}"
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ConfigError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-                vid = obj.get("clip_name", obj.get("video_id")) if isinstance(obj, dict) else None
-                if not isinstance(vid, str) or not vid.strip():
-                    raise ConfigError(f"{where}: needs a 'clip_name' (or 'video_id') string")
-                vid = vid.strip()
-                yield where, os.path.join(root, f"{vid}.{ext}"), [text(obj.get("caption"), where)], {"id": vid}
+        for where, obj in iter_jsonl(path):
+            vid = obj.get("clip_name", obj.get("video_id")) if isinstance(obj, dict) else None
+            if not isinstance(vid, str) or not vid.strip():
+                raise ConfigError(f"{where}: needs a 'clip_name' (or 'video_id') string")
+            vid = vid.strip()
+            yield where, os.path.join(root, f"{vid}.{ext}"), [text(obj.get("caption"), where)], {"id": vid}
 
     return group_rows(rows(), path)
 

@@ -69,13 +69,22 @@ def _encode_gallery(dataset, encoder, batch_size: int, show_progress) -> np.ndar
         raise ConfigError(f"{dataset.name} mixes images and videos; evaluate them as separate datasets")
     bad: list[str] = []
     if kinds == {"image"}:
-        for p in dataset.media:
-            try:
-                load_image(p)
-            except MediaError as e:
-                bad.append(f"{e.path}: {e.reason}")
+        # decode once, batch by batch: bad files are collected (and encoding stops) so all of them can be named
+        from tqdm.auto import tqdm
+
+        out, media = [], dataset.media
+        for s in tqdm(range(0, len(media), batch_size), desc="encode images", unit="batch",
+                      disable=show_progress is False):
+            batch = []
+            for p in media[s : s + batch_size]:
+                try:
+                    batch.append(load_image(p))
+                except MediaError as e:
+                    bad.append(f"{e.path}: {e.reason}")
+            if not bad:
+                out.append(encoder.encode_images(batch, batch_size=batch_size, show_progress=False))
         if not bad:
-            return encoder.encode_images(dataset.media, batch_size=batch_size, show_progress=show_progress)
+            return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)
     else:
         if any(it.start is not None or it.end is not None for it in dataset.items):
             raise ConfigError(f"{dataset.name} has moment items (start/end); moment-level evaluation is not "
