@@ -120,6 +120,68 @@ def test_describe_names_the_model(clip, clip_dir):
     assert d["model_type"] == "clip" and d["dim"] == 16 and d["spec"] == f"hf:{clip_dir}"
 
 
+# ------------------------------------------------------------------------------------------------- patch tokens
+
+
+def test_clip_image_tokens_shape_class_token_first(clip):
+    import torch
+
+    tokens = clip.encode_image_tokens(IMAGES[:3])
+    n_patches = (tiny_models.IMAGE // tiny_models.PATCH) ** 2
+    assert clip.token_width == tiny_models.WIDTH  # the vision hidden size, not the projected dim (16)
+    assert tokens.shape == (3, 1 + n_patches, tiny_models.WIDTH)
+    assert tokens.dtype == torch.float32 and tokens.device == clip.device and not tokens.requires_grad
+    assert torch.isfinite(tokens).all()
+    # post_layernorm over every token: each token has ~zero mean and ~unit variance before the norm's affine part
+    ln = clip.model.vision_model.post_layernorm
+    normed = (tokens - ln.bias) / ln.weight
+    torch.testing.assert_close(normed.mean(-1), torch.zeros(3, 1 + n_patches), atol=1e-4, rtol=0)
+
+
+def test_clip_class_token_is_the_pooled_output_before_projection(clip):
+    """tokens[:, 0] == vision_model(...).pooler_output, and projecting it gives the image embedding."""
+    import torch
+
+    pil = [Image.open(p).convert("RGB") for p in IMAGES[:2]]
+    tokens = clip.encode_image_tokens(pil)
+    pixels = clip.image_processor(images=pil, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        pooled = clip.model.vision_model(pixel_values=pixels).pooler_output
+        embeds = clip.model.visual_projection(tokens[:, 0])
+    torch.testing.assert_close(tokens[:, 0], pooled, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(clip.encode_images(pil, normalize=False), embeds.numpy(), atol=1e-5)
+    torch.testing.assert_close(tokens, clip.encode_image_tokens(IMAGES[:2]), atol=1e-6, rtol=1e-6)  # paths == PIL
+
+
+@pytest.mark.parametrize("model_type", ["chinese_clip", "altclip"])
+def test_clip_family_image_tokens(model_type, tmp_path):
+    import torch
+
+    enc = create_encoder(f"hf:{tiny_models.build(model_type, tmp_path)}", device="cpu")
+    tokens = enc.encode_image_tokens(IMAGES[:2])
+    assert tokens.shape == (2, 1 + (tiny_models.IMAGE // tiny_models.PATCH) ** 2, enc.token_width)
+    pixels = enc.image_processor(images=[Image.open(p).convert("RGB") for p in IMAGES[:2]], return_tensors="pt")
+    with torch.no_grad():
+        pooled = enc.model.vision_model(pixel_values=pixels["pixel_values"]).pooler_output
+    torch.testing.assert_close(tokens[:, 0], pooled, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ["siglip", "align"])
+def test_image_tokens_refused_without_a_class_token(model_type, tmp_path):
+    enc = create_encoder(f"hf:{tiny_models.build(model_type, tmp_path)}", device="cpu")
+    with pytest.raises(ConfigError, match=r"class token are not available.*mean, seqtransf, xpool, prototypes") as info:
+        enc.encode_image_tokens(IMAGES[:1])
+    assert repr(model_type) in str(info.value)
+    with pytest.raises(ConfigError, match="not available"):
+        enc.token_width
+    assert not hasattr(enc, "token_width") and getattr(enc, "token_width", None) is None
+
+
+def test_tiny_token_width():
+    enc = create_encoder("tiny", device="cpu")
+    assert enc.token_width == enc.config.width == enc.encode_image_tokens(IMAGES[:1]).shape[-1]
+
+
 # ------------------------------------------------------------------------------------------ every supported type
 
 

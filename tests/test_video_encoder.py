@@ -44,9 +44,12 @@ def test_unsuitable_heads_are_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="train-head"):
         create_encoder("video:tiny+seqtransf")  # trained head without weights
-    create_head("xpool", dim=64).save(tmp_path / "xp")
-    with pytest.raises(ConfigError, match="cannot pool"):
-        create_encoder(f"video:tiny+xpool@{tmp_path / 'xp'}")
+    create_head("ts2net", dim=64, width=64).save(tmp_path / "ts")
+    with pytest.raises(ConfigError, match="patch tokens"):  # concept has no patch tokens
+        create_encoder(f"video:concept:fast+ts2net@{tmp_path / 'ts'}")
+    create_head("ts2net", dim=64, width=32, heads=4).save(tmp_path / "ts32")
+    with pytest.raises(ConfigError, match="width 32"):
+        create_encoder(f"video:tiny+ts2net@{tmp_path / 'ts32'}")
     create_head("seqtransf", dim=32).save(tmp_path / "small")
     with pytest.raises(ConfigError, match="dim 32"):
         create_encoder(f"video:tiny+seqtransf@{tmp_path / 'small'}")

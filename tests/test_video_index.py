@@ -1,5 +1,5 @@
 """Videos in the index: one vector per video + per-segment vectors, bad videos skipped like bad images, search
-results with start/end, --type filter, exact merged search, schema v1 -> v2 upgrade, one transaction per video."""
+results with start/end, --type filter, exact merged search, schema v1 -> v3 upgrade, one transaction per video."""
 from __future__ import annotations
 
 import json
@@ -162,6 +162,7 @@ def test_schema_v1_index_is_upgraded(tmp_path, tiny_encoder, sample_dir):
     index_folder(sample_dir, index, tiny_encoder, show_progress=False)
     with sqlite3.connect(index / "meta.sqlite") as c:  # make it look like an index written by xmr 0.1 (schema 1)
         c.execute("DROP TABLE segments")
+        c.execute("DROP TABLE frames")
         c.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     with IndexStore(index, readonly=True) as st:  # read-only: usable as is, without segments
         assert st.count() == 8 and not st.has_segments and st.count_segments() == 0
@@ -170,7 +171,7 @@ def test_schema_v1_index_is_upgraded(tmp_path, tiny_encoder, sample_dir):
     rep = index_folder(sample_dir, index, tiny_encoder, show_progress=False)
     assert rep.added == 1 and rep.unchanged == 8
     with IndexStore(index) as st:
-        assert st.get_meta("schema_version") == "2" and st.count_segments() == 6
+        assert st.get_meta("schema_version") == "3" and st.count_segments() == 6 and st.has_frames
 
 
 def test_missing_pyav_reports_but_does_not_remember(folder, tmp_path, tiny_encoder, monkeypatch):

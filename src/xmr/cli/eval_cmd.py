@@ -14,6 +14,9 @@ def setup(p):
     p.add_argument("--captions", default=None, help="caption policy: all (default), first, firstN")
     p.add_argument("--limit", type=int, default=None, help="only the first N items (quick runs)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="video datasets: frames sampled uniformly per video or moment (default: the head's "
+                        "num_frames; 12 for image encoders)")
     p.add_argument("--json", action="store_true", help='print {"t2i": {...}, "i2t": {...}, "rsum", "fingerprint"}')
     from ..rescore._cli import add_fuse_arg, add_rerank_args, add_rescore_args
 
@@ -39,9 +42,11 @@ def run(args) -> int:
     ds = load_dataset(args.dataset, split=args.split, captions=args.captions, check_media=True)
     if args.limit:
         ds = ds.subset(args.limit)
+    if args.frames is not None and not 1 <= args.frames <= 1024:
+        raise ConfigError("--frames must be between 1 and 1024")
     enc = create_encoder(args.model, device=args.device)
     res = evaluate_model(ds, enc, protocol=args.protocol, batch_size=args.batch_size, show_progress=progress_flag(args),
-                         **_stage_kwargs(args))
+                         num_frames=args.frames, **_stage_kwargs(args))
     if args.json:
         print_json(res)
     else:

@@ -18,8 +18,9 @@ def setup(p):
 
     add_fuse_arg(p)
     p.add_argument("--candidates", type=int, default=None, metavar="K",
-                   help="with --rescore/--rerank/several queries: candidate pool taken from the index "
-                        "(default max(100, k)); re-scoring is exact within the pool")
+                   help="candidate pool taken from the index and re-scored exactly (default max(100, k)): with "
+                        "--rescore/--rerank/several queries, and for indexes whose video head re-scores "
+                        "(video:...+xpool@DIR, +prototypes@DIR)")
     add_rescore_args(p)
     add_rerank_args(p)
 
@@ -34,16 +35,19 @@ def run(args) -> int:
         raise ConfigError('give a text query or --image FILE (e.g. xmr search "a cat on a sofa")')
     if len(queries) > 1 or args.rescore or args.rerank or args.bank or args.fuse != "mean-sim":
         return _run_staged(args, queries)
-    if args.candidates is not None:
-        raise ConfigError("--candidates only applies with --rescore, --rerank or several queries")
+    if args.candidates is not None and not 1 <= args.candidates <= 10_000:
+        raise ConfigError("--candidates must be between 1 and 10000")
     args.query = queries[0] if queries else None  # one query: the plain search, unchanged output
     with IndexStore(index_path(args), readonly=False) as store:
         spec = store.model_spec
         if spec is None:
             raise ConfigError(f"index {index_path(args)} is empty; run xmr index DIR first")
         enc = create_encoder(spec, device=args.device)
+        if args.candidates is not None and not getattr(enc, "keep_frames", False):
+            raise ConfigError("--candidates only applies with --rescore, --rerank, several queries, or an index whose "
+                              "video head re-scores (xpool, prototypes)")
         res = search_index(store, enc, text=args.query, image=args.image, k=args.k,
-                           media_type=getattr(args, "media_type", None))
+                           media_type=getattr(args, "media_type", None), candidates=args.candidates)
     if args.json:
         print_json({"query": args.query if args.query is not None else {"image": args.image}, "model": spec,
                     "results": [r.to_dict() for r in res]})
@@ -83,6 +87,9 @@ def _run_staged(args, queries: list[str]) -> int:
         if spec is None:
             raise ConfigError(f"index {index_path(args)} is empty; run xmr index DIR first")
         enc = create_encoder(spec, device=args.device)
+        if getattr(enc, "keep_frames", False):
+            raise ConfigError(f"index model {spec!r} re-scores videos with its head; --rescore, --rerank, --fuse and "
+                              "several queries cannot be combined with that yet (search with one query)")
         pipe, bank_ids, reranker = None, None, None
         if args.rescore:
             names = parse_rescore_names(args.rescore)

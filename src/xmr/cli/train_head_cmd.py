@@ -51,6 +51,7 @@ def run(args) -> int:
         feats = frame_features(enc, ds.items, args.frames)
     overrides.setdefault("dim", enc.dim)
     overrides.setdefault("max_frames", max(args.frames, 64))
+    overrides.setdefault("num_frames", args.frames)  # index / eval subsample longer videos to what it was trained on
     import torch
 
     text = torch.from_numpy(enc.encode_text(ds.texts, show_progress=False))

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ..errors import ConfigError
-from .base import requested_splits
+from .base import Item, RetrievalDataset, requested_splits
 
 _EXT_RE = re.compile(r"^[A-Za-z0-9]{1,8}$")
 
@@ -88,6 +88,28 @@ def split_files(folder: str, files: Mapping[str, str], split: str | None, what: 
     return [(s, annotation_file(folder, files[s], f"{what} {s!r} split file")) for s in wanted]
 
 
+def split_dataset(
+    scheme: str,
+    folder: str,
+    files: Mapping[str, str],
+    split: str | None,
+    what: str,
+    caption_policy: str,
+    read: Callable[[str, str], list[Item]],
+    suffix: str = "",
+) -> RetrievalDataset:
+    """The dataset of the split files :func:`split_files` selects, each read with ``read(path, split name)``:
+    items in file order, named ``scheme[:split][suffix]``, ``source_files`` the files read."""
+    chosen = split_files(folder, files, split, what)
+    items = [it for s, p in chosen for it in read(p, s)]
+    return RetrievalDataset.from_items(
+        scheme + (f":{split}" if split else "") + suffix,
+        items,
+        caption_policy=caption_policy,
+        source_files=[p for _, p in chosen],
+    )
+
+
 def seconds(value: object, where: str) -> float:
     if isinstance(value, bool):
         raise ConfigError(f"{where}: expected a number of seconds, got {value!r}")
@@ -119,6 +141,7 @@ __all__ = [
     "video_ext",
     "choose",
     "split_files",
+    "split_dataset",
     "seconds",
     "text",
     "paragraph",

@@ -25,7 +25,7 @@ from ._video_common import (
     load_json,
     paragraph,
     seconds,
-    split_files,
+    split_dataset,
     text,
     video_ext,
     video_root,
@@ -80,13 +80,9 @@ def load_activitynet(
     mode = choose(opts, "mode", MODES, "activitynet")
     folder = dataset_folder(arg, "ActivityNet Captions")
     root, ext = video_root(opts, os.path.join(folder, "videos")), video_ext(opts, "mp4")
-    files = split_files(folder, SPLIT_FILES, split, "ActivityNet Captions")
-    items = [it for s, p in files for it in read_activitynet(p, s, root, mode, ext)]
-    return RetrievalDataset.from_items(
-        "activitynet" + (f":{split}" if split else "") + f"/{mode}",
-        items,
-        caption_policy=caption_policy,
-        source_files=[p for _, p in files],
+    return split_dataset(
+        "activitynet", folder, SPLIT_FILES, split, "ActivityNet Captions", caption_policy,
+        read=lambda path, s: read_activitynet(path, s, root, mode, ext), suffix=f"/{mode}",
     )
 
 

@@ -28,7 +28,7 @@ from ._video_common import (
     load_json,
     paragraph,
     seconds,
-    split_files,
+    split_dataset,
     text,
     video_ext,
     video_root,
@@ -84,13 +84,9 @@ def load_didemo(arg: str, *, split: str | None, caption_policy: str, options: Ma
     ext = video_ext(opts, "") if "ext" in opts else None  # None: keep the extension named in the JSON
     folder = dataset_folder(arg, "DiDeMo")
     root = video_root(opts, os.path.join(folder, "videos"))
-    files = split_files(folder, SPLIT_FILES, split, "DiDeMo")
-    items = [it for s, p in files for it in read_didemo(p, s, root, mode, ext)]
-    return RetrievalDataset.from_items(
-        "didemo" + (f":{split}" if split else "") + f"/{mode}",
-        items,
-        caption_policy=caption_policy,
-        source_files=[p for _, p in files],
+    return split_dataset(
+        "didemo", folder, SPLIT_FILES, split, "DiDeMo", caption_policy,
+        read=lambda path, s: read_didemo(path, s, root, mode, ext), suffix=f"/{mode}",
     )
 
 

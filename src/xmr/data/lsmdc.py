@@ -18,7 +18,7 @@ import os
 from typing import Mapping
 
 from ..errors import ConfigError
-from ._video_common import dataset_folder, read_lines, split_files, text, video_ext, video_root
+from ._video_common import dataset_folder, read_lines, split_dataset, text, video_ext, video_root
 from .base import DATASETS, RetrievalDataset, group_rows, take_options
 
 SPLIT_FILES = {
@@ -56,13 +56,9 @@ def load_lsmdc(arg: str, *, split: str | None, caption_policy: str, options: Map
     opts = take_options("lsmdc", options, ("root", "ext"))
     folder = dataset_folder(arg, "LSMDC")
     root, ext = video_root(opts, os.path.join(folder, "videos")), video_ext(opts, "avi")
-    files = split_files(folder, SPLIT_FILES, split, "LSMDC")
-    items = [it for s, p in files for it in read_lsmdc(p, s, root, ext)]
-    return RetrievalDataset.from_items(
-        "lsmdc" + (f":{split}" if split else ""),
-        items,
-        caption_policy=caption_policy,
-        source_files=[p for _, p in files],
+    return split_dataset(
+        "lsmdc", folder, SPLIT_FILES, split, "LSMDC", caption_policy,
+        read=lambda path, s: read_lsmdc(path, s, root, ext),
     )
 
 

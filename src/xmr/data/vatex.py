@@ -22,7 +22,7 @@ import re
 from typing import Mapping
 
 from ..errors import ConfigError
-from ._video_common import choose, dataset_folder, load_json, split_files, text, video_ext, video_root
+from ._video_common import choose, dataset_folder, load_json, split_dataset, text, video_ext, video_root
 from .base import DATASETS, Item, RetrievalDataset, take_options
 
 SPLIT_FILES = {
@@ -77,13 +77,9 @@ def load_vatex(arg: str, *, split: str | None, caption_policy: str, options: Map
     videos = choose(opts, "videos", VIDEO_MODES, "vatex")
     folder = dataset_folder(arg, "VATEX")
     root, ext = video_root(opts, os.path.join(folder, "videos")), video_ext(opts, "mp4")
-    files = split_files(folder, SPLIT_FILES, split, "VATEX")
-    items = [it for s, p in files for it in read_vatex(p, s, root, videos, ext)]
-    return RetrievalDataset.from_items(
-        "vatex" + (f":{split}" if split else ""),
-        items,
-        caption_policy=caption_policy,
-        source_files=[p for _, p in files],
+    return split_dataset(
+        "vatex", folder, SPLIT_FILES, split, "VATEX", caption_policy,
+        read=lambda path, s: read_vatex(path, s, root, videos, ext),
     )
 
 

@@ -17,6 +17,10 @@ huggingface_hub retries an unreachable Hub for ~25 s per file before giving up.
 
 Images go through the checkpoint's own image processor with the PIL backend, so preprocessing needs no torchvision
 and does not change when torchvision happens to be installed.
+
+Patch tokens (:meth:`HFEncoder.encode_image_tokens`, for heads such as TS2-Net) exist for ViT towers with a class
+token pooled through ``post_layernorm`` (CLIP, MetaCLIP 2, AltCLIP, Chinese-CLIP); SigLIP / SigLIP 2 (attention-pool
+head, no class token) and ALIGN (a CNN) refuse them with :class:`~xmr.errors.ConfigError`.
 """
 from __future__ import annotations
 
@@ -26,11 +30,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from PIL import Image
 
 from ..errors import ConfigError, MissingExtraError, ModelUnavailableError, XmrError
+from ..media.image import ImageLike, load_image
 from . import ENCODERS
 from ._device import resolve_device
 from .base import Encoder
@@ -63,6 +69,15 @@ MODEL_TYPES: dict[str, TextPolicy] = {
     "siglip2": TextPolicy(padding="max_length", max_length=64, input_keys=("input_ids",)),
 }
 
+#: video heads that work on pooled (B, T, D) frame vectors, offered when patch tokens are unavailable
+VECTOR_HEADS = ("mean", "seqtransf", "xpool", "prototypes")
+
+
+class PatchTokensUnavailable(ConfigError, AttributeError):
+    """This model has no class-token patch tokens. Also an AttributeError, so ``hasattr(enc, "token_width")`` is
+    False (and ``getattr(enc, "token_width", None)`` is None) for such models, while direct access explains why."""
+
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -91,6 +106,35 @@ class HFEncoder(Encoder):
                 "this is not a dual encoder with a shared space"
             )
         self.dim = int(t.shape[-1])
+        self._token_tower = _class_token_tower(model)
+
+    @property
+    def token_width(self) -> int:
+        """W of :meth:`encode_image_tokens`: the vision tower's hidden size (not projected to ``dim``). Raises
+        :class:`PatchTokensUnavailable` (a ConfigError) for model types without class-token patch tokens."""
+        return int(self._require_token_tower().post_layernorm.normalized_shape[-1])
+
+    def _require_token_tower(self):
+        if self._token_tower is None:
+            raise PatchTokensUnavailable(
+                f"hf:{self.source}: patch tokens with a class token are not available for model type "
+                f"{self.model_type!r} (its image tower has no class token: SigLIP/SigLIP 2 pool with an attention "
+                "head, ALIGN is a CNN). Use a head that works on frame vectors instead: " + ", ".join(VECTOR_HEADS)
+                + "; or a CLIP-style model (CLIP, MetaCLIP 2, AltCLIP, Chinese-CLIP)"
+            )
+        return self._token_tower
+
+    @torch.no_grad()
+    def encode_image_tokens(self, images: Sequence[ImageLike]) -> torch.Tensor:
+        """(B,) images (paths or PIL) -> (B, 1 + P, W) float tokens on the model's device, class token first, no
+        grad: the vision tower's last hidden state through its ``post_layernorm`` (the norm CLIP applies to the
+        pooled class token, so ``tokens[:, 0]`` is the tower's ``pooler_output``, before the projection).
+        Raises ConfigError for towers without a class token (SigLIP, SigLIP 2, ALIGN)."""
+        tower = self._require_token_tower()
+        batch = [load_image(im) for im in images]
+        pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
+        out = tower(pixel_values=pixels.to(self.device, dtype=self.model.dtype))
+        return tower.post_layernorm(_last_hidden_state(out))
 
     @classmethod
     def load(cls, arg: str, device: str | None = None) -> "HFEncoder":
@@ -151,6 +195,33 @@ def _pooled(out, kind: str) -> torch.Tensor:
         f"get_{kind}_features returned {type(out).__name__} with neither {kind}_embeds nor pooler_output; "
         "this transformers version/model type is not supported by the hf encoder"
     )
+
+
+def _last_hidden_state(out) -> torch.Tensor:
+    """(B, N, W) from a vision tower's output: a ModelOutput (always in transformers 5.x, by default in 4.x), a
+    plain tuple (4.x with ``return_dict=False``) or a tensor."""
+    if isinstance(out, torch.Tensor):
+        return out
+    v = getattr(out, "last_hidden_state", None)
+    if isinstance(v, torch.Tensor):
+        return v
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise ConfigError(f"the vision tower returned {type(out).__name__} without a last_hidden_state")
+
+
+def _class_token_tower(model):
+    """The ViT vision tower whose ``last_hidden_state`` starts with a class token pooled through ``post_layernorm``
+    (CLIP, MetaCLIP 2, AltCLIP, Chinese-CLIP), else None (SigLIP: no class token, attention-pool head; ALIGN: CNN).
+    Decided by structure, so unlisted CLIP-like model types work too."""
+    tower = getattr(model, "vision_model", None)
+    if tower is not None and not hasattr(tower, "post_layernorm"):  # a *VisionModel wrapping the transformer
+        tower = getattr(tower, "vision_model", tower)
+    norm = getattr(tower, "post_layernorm", None)
+    embeddings = getattr(tower, "embeddings", None)
+    if isinstance(norm, torch.nn.LayerNorm) and isinstance(getattr(embeddings, "class_embedding", None), torch.Tensor):
+        return tower
+    return None
 
 
 def _accepted_args(fn) -> set[str]:

@@ -219,6 +219,7 @@ class TinyEncoder(Encoder):
         self.model = model.to(self.device).eval()
         self.config = c = model.config
         self.dim = c.dim
+        self.token_width = c.width  # W of encode_image_tokens / encode_text_tokens
         self.preprocess = ImagePreprocess(size=c.image_size, crop=c.image_size, mean=c.mean, std=c.std)
 
     def pixels(self, images: Sequence[ImageLike]) -> torch.Tensor:

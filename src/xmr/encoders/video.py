@@ -2,20 +2,33 @@
 
 Examples: ``video:concept+mean`` (CLIP4Clip meanP, no weights), ``video:tiny+seqtransf@heads/seq`` (a head trained
 with ``xmr train-head --encoder tiny --head seqtransf --out heads/seq``). Texts and images go through the image
-encoder unchanged; videos are sampled into frames, encoded by the image tower and pooled by the head
-(``video_pool``, used by ``xmr index`` and ``xmr eval``). Only heads whose video embedding does not depend on the
-query and that pool frame embeddings can make index vectors: X-Pool (query-dependent), TS2-Net (patch tokens) and
-prototypes (several vectors per video) are refused with the reason.
+encoder unchanged; videos are sampled into frames, each frame is encoded by the image tower (:meth:`encode_frames`:
+L2-normalised embeddings, or patch tokens for ``ts2net``), and the head pools them.
+
+Every head works in ``xmr index`` / ``xmr search`` / ``xmr eval``:
+
+* query-independent single-vector heads (``mean``, ``seqtransf``, ``ts2net``): ``video_pool`` gives the stored
+  video and segment vectors; search is one inner product, as for images;
+* heads that need re-scoring (``xpool``: the video embedding depends on the text; ``prototypes``: several vectors
+  per video) store a query-independent candidate vector (meanP for X-Pool, the mean of the prototypes) plus the
+  frame embeddings (``keep_frames``); :meth:`video_rescorer` re-scores the top candidates of a query exactly with the
+  head (the video and each of its segments), see :class:`VideoRescorer`.
 
 The head package is imported when such a spec is created, never by ``import xmr.encoders``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
 from . import ENCODERS
 from .base import Encoder, l2_normalize
+
+#: default first-stage pool re-scored by a head that needs re-scoring (xmr search --candidates)
+DEFAULT_CANDIDATES = 100
 
 
 class VideoEncoder(Encoder):
@@ -25,9 +38,23 @@ class VideoEncoder(Encoder):
         self.head_dir = head_dir
         self.device = base.device
         self.dim = base.dim
-        pool = head.as_pool()  # raises for heads that cannot make one query-independent vector
-        # index/eval contract: pool(frame_embs (T, D), times (T,)) -> (D,) L2-normalised
-        self.video_pool = lambda embs, times: l2_normalize(pool(embs, times)[None])[0]
+        if head.patch_tokens:
+            if not hasattr(base, "encode_image_tokens"):
+                raise ConfigError(f"head {head.name!r} needs patch tokens, which {base.spec!r} does not expose "
+                                  "(encoders with patch tokens: tiny, hf: CLIP-style ViTs); use mean, seqtransf, "
+                                  "xpool or prototypes with this encoder")
+            width = base.token_width  # hf: raises ConfigError for towers without a class token (SigLIP, ALIGN)
+            if width != head.config.width:
+                raise ConfigError(f"head {head.name!r} expects tokens of width {head.config.width} but {base.spec!r} "
+                                  f"gives {width}: train the head on this encoder's tokens")
+        if head.config.dim != base.dim:
+            raise ConfigError(f"head in {head_dir} has dim {head.config.dim} but {base.spec} gives {base.dim}: "
+                              "train the head on this encoder's features")
+        #: True: the index keeps frame embeddings and search re-scores candidates with the head
+        self.keep_frames = head.needs_rescoring
+        pool = head.candidate_pool() if self.keep_frames else head.as_pool()
+        # index/eval contract: pool(frame_feats (T, ...), times (T,)) -> (D,) L2-normalised
+        self.video_pool = lambda feats, times: l2_normalize(pool(feats, times)[None])[0]
 
     def _encode_text_batch(self, texts: list[str]):
         return self.base._encode_text_batch(texts)
@@ -35,11 +62,53 @@ class VideoEncoder(Encoder):
     def _encode_image_batch(self, images: list[Image.Image]):
         return self.base._encode_image_batch(images)
 
+    def encode_frames(self, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Frames -> what the head takes: (N, D) L2-normalised embeddings, or (N, 1 + P, W) patch tokens."""
+        if self.head.patch_tokens:
+            out = [self.base.encode_image_tokens(images[s: s + batch_size]).float().cpu().numpy()
+                   for s in range(0, len(images), batch_size)]
+            return np.concatenate(out)
+        return self.base.encode_images(images, batch_size=batch_size, show_progress=False)
+
+    def video_rescorer(self, candidates: int | None = None) -> "VideoRescorer | None":
+        """The search-time re-scorer for heads that need one (None otherwise)."""
+        if not self.keep_frames:
+            return None
+        return VideoRescorer(self.head, DEFAULT_CANDIDATES if candidates is None else int(candidates))
+
     def describe(self) -> dict:
         from dataclasses import asdict
 
         return {**super().describe(), "image_encoder": self.base.describe(), "head": self.head.name,
                 "head_dir": self.head_dir, "head_config": asdict(self.head.config)}
+
+
+@dataclass
+class VideoRescorer:
+    """Exact head scores for the candidate videos of one query (used by :func:`xmr.index.search.search_vector`).
+
+    ``candidates``: how many first-stage results (by the stored candidate vectors, images included) are re-scored.
+    A video outside them is not found even if its exact score would be high: that is the two-stage trade-off
+    (docs/video_heads.md measures how often the exhaustive top-k is kept)."""
+
+    head: object
+    candidates: int = DEFAULT_CANDIDATES
+
+    def __post_init__(self):
+        if self.candidates < 1:
+            raise ConfigError(f"candidates must be >= 1, got {self.candidates}")
+
+    def score(self, query: np.ndarray, times: np.ndarray, feats: np.ndarray,
+              windows: list[tuple[float, float]]) -> tuple[float, list[float | None]]:
+        """(score of the whole video, score of each window or None when no stored frame falls in it)."""
+        sets, where = [feats], []
+        for s, e in windows:
+            m = (times >= s) & (times < e)  # the rule embed_video used to build the segment
+            where.append(len(sets) if m.any() else None)
+            if m.any():
+                sets.append(feats[m])
+        sc = self.head.score_frames(query, sets)
+        return float(sc[0]), [None if j is None else float(sc[j]) for j in where]
 
 
 def parse_video_arg(arg: str | None) -> tuple[str, str, str | None]:
@@ -72,7 +141,4 @@ def _make_video(arg: str | None, device: str | None = None) -> VideoEncoder:
         head = load_head(head_dir)
         if head.name != head_name:
             raise ConfigError(f"{head_dir} holds a {head.name!r} head, not {head_name!r}")
-        if head.config.dim != base.dim:
-            raise ConfigError(f"head in {head_dir} has dim {head.config.dim} but {base_spec} gives {base.dim}: "
-                              "train the head on this encoder's features")
     return VideoEncoder(base, head.to(base.device), head_dir)

@@ -13,7 +13,7 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
                    show_progress: bool | None = None, rescore=None, rescore_params: dict | None = None,
                    bank=None, queries_per_target: int | None = None, fuse: str = "mean-sim",
                    rerank=None, rerank_k: int = 10, rerank_alpha: float = 0.0,
-                   rescore_topk: int | None = None) -> dict:
+                   rescore_topk: int | None = None, num_frames: int | None = None) -> dict:
     """Text->item and item->text retrieval of ``encoder`` on ``dataset`` under ``protocol``.
 
     Returns ``{"t2i": {...}, "i2t": {...}, "rsum": float, "fingerprint": {...}, "timing": {...}}``. A media file
@@ -31,22 +31,32 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
       cross-encoder, combined with ``rerank_alpha`` -> ``res["rerank"]`` (t2i only).
 
     With any stage, ``res["before"]`` holds the plain dual-encoder metrics of the same queries.
+
+    Video datasets (whole videos, or moments: items with ``start``/``end``): ``num_frames`` frames (default: the
+    head's ``num_frames``, 12 without a head) are sampled uniformly from each clip or window and pooled by the
+    encoder's head (``video:<spec>+<head>[@DIR]``; plain image encoders: meanP). X-Pool and prototype heads are scored
+    exhaustively (every text against every video). The settings are in ``res["fingerprint"]["extra"]["video"]``.
     """
     from . import evaluate_sims
 
     t0 = time.perf_counter()
-    img = _encode_gallery(dataset, encoder, batch_size, show_progress)
+    img = _encode_gallery(dataset, encoder, batch_size, show_progress, num_frames)
     t1 = time.perf_counter()
     txt = encoder.encode_text(dataset.texts, show_progress=show_progress)
     t2 = time.perf_counter()
     staged = queries_per_target is not None or rescore is not None or rerank is not None
+    extra = {"video": video_eval_settings(encoder, num_frames)} if _is_video(dataset) else None
+    if staged and isinstance(img, HeadGallery):
+        raise ConfigError(f"the {img.head.name!r} head scores each (text, video) pair itself; multi-query, "
+                          "re-scoring and re-ranking need one vector per video and cannot be combined with it yet")
     if not staged:
-        sims = txt @ img.T  # (num_texts, num_items)
+        sims = img.sims(txt) if isinstance(img, HeadGallery) else txt @ img.T  # (num_texts, num_items)
         res = evaluate_sims(sims, np.asarray(dataset.text_to_item), protocol=protocol)
-        extra = None
     else:
-        res, extra = _staged(dataset, encoder, txt, img, protocol, rescore, rescore_params, bank,
-                             queries_per_target, fuse, rerank, rerank_k, rerank_alpha, show_progress, rescore_topk)
+        res, staged_extra = _staged(dataset, encoder, txt, img, protocol, rescore, rescore_params, bank,
+                                    queries_per_target, fuse, rerank, rerank_k, rerank_alpha, show_progress,
+                                    rescore_topk)
+        extra = {**(extra or {}), **staged_extra}
     t3 = time.perf_counter()
     res["rsum"] = round(sum(res[d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)), 4)
     res["fingerprint"] = protocol_fingerprint(dataset, protocol, encoder.describe(), extra=extra)
@@ -55,10 +65,11 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     return res
 
 
-def _encode_gallery(dataset, encoder, batch_size: int, show_progress) -> np.ndarray:
-    """(num_items, dim) gallery embeddings. Images: the encoder's image tower. Videos: frames sampled uniformly
-    (at most 1 fps, at least 12 frames), encoded, mean-pooled (CLIP4Clip meanP). Any undecodable file stops the
-    evaluation with the list of bad files."""
+def _encode_gallery(dataset, encoder, batch_size: int, show_progress, num_frames: int | None = None):
+    """Gallery embeddings (num_items, dim), or a :class:`HeadGallery` for video heads that score per query.
+
+    Images: the encoder's image tower. Videos (and moments: items with ``start``/``end``): see :func:`_encode_videos`.
+    Any undecodable file stops the evaluation with the list of bad files."""
     from ..index.walker import media_type_of
     from ..media.image import load_image
 
@@ -86,25 +97,100 @@ def _encode_gallery(dataset, encoder, batch_size: int, show_progress) -> np.ndar
         if not bad:
             return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)
     else:
-        if any(it.start is not None or it.end is not None for it in dataset.items):
-            raise ConfigError(f"{dataset.name} has moment items (start/end); moment-level evaluation is not "
-                              "supported yet: use the whole-video (paragraph) mode of the loader")
-        from tqdm.auto import tqdm
-
-        from ..index.video import VideoIndexConfig, embed_video, mean_pool
-
-        cfg = VideoIndexConfig(min_frames=12)
-        vecs = []
-        for p in tqdm(dataset.media, desc="encode videos", unit="video", disable=show_progress is False):
-            try:
-                vecs.append(embed_video(p, encoder, cfg, batch_size=batch_size,
-                              pool=getattr(encoder, "video_pool", mean_pool)).vector)
-            except MediaError as e:
-                bad.append(f"{e.path}: {e.reason}")
+        gallery = _encode_videos(dataset, encoder, num_frames, bad, show_progress)
         if not bad:
-            return np.stack(vecs).astype(np.float32)
+            return gallery
     raise MediaError(bad[0].split(":")[0], f"{len(bad)} gallery file(s) cannot be decoded; fix or remove them "
                      "from the dataset (dropping them would change the protocol):\n  " + "\n  ".join(bad[:10]))
+
+
+#: frames per video when the encoder has no head of its own (CLIP4Clip's 12 uniformly sampled frames)
+DEFAULT_EVAL_FRAMES = 12
+
+
+def video_eval_settings(encoder, num_frames: int | None) -> dict:
+    """How video items are turned into frames for evaluation (recorded in the fingerprint)."""
+    head = getattr(encoder, "head", None)
+    n = num_frames or (head.config.num_frames if head is not None else DEFAULT_EVAL_FRAMES)
+    return {"frames": int(n), "sampling": "uniform over the clip or the item's start/end window",
+            "frame_size": FRAME_SIZE, "head": head.name if head is not None else "mean (meanP)",
+            "scoring": ("exhaustive head similarity" if head is not None and head.needs_rescoring
+                        else "dot product of video embeddings")}
+
+
+FRAME_SIZE = 224  # decoded frames are downscaled to this shorter side (as for train-head's features)
+
+
+class HeadGallery:
+    """Frame features (N_v, T, D) of a video gallery scored by a head that cannot give one vector per video (X-Pool,
+    prototypes): :meth:`sims` is the exhaustive (N_t, N_v) matrix, in text x video chunks (bounded memory)."""
+
+    def __init__(self, head, feats: np.ndarray):
+        self.head, self.feats = head, feats
+        self.shape = (len(feats), feats.shape[-1])
+
+    def __len__(self) -> int:
+        return len(self.feats)
+
+    def sims(self, txt: np.ndarray, text_chunk: int = 256, video_chunk: int = 256) -> np.ndarray:
+        import torch
+
+        head = self.head
+        dev = head.logit_scale.device
+        out = np.zeros((len(txt), len(self.feats)), np.float32)
+        with torch.no_grad():
+            for v0 in range(0, len(self.feats), video_chunk):
+                f = torch.from_numpy(np.ascontiguousarray(self.feats[v0: v0 + video_chunk])).to(dev)
+                for t0 in range(0, len(txt), text_chunk):
+                    t = torch.from_numpy(np.ascontiguousarray(txt[t0: t0 + text_chunk])).to(dev)
+                    out[t0: t0 + len(t), v0: v0 + len(f)] = head.similarity(t, f).cpu().numpy()
+        return out
+
+
+def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], show_progress):
+    """Each video (or moment window) -> ``frames`` uniformly sampled frames -> the image tower (or patch tokens for
+    TS2-Net) -> the encoder's head (plain image encoders: meanP). Bad files and empty windows are added to ``bad``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..heads.features import item_frames
+    from ..index.video import mean_pool
+
+    head = getattr(encoder, "head", None)
+    n = video_eval_settings(encoder, num_frames)["frames"]
+    keep = head is not None and head.needs_rescoring
+    encode = getattr(encoder, "encode_frames", None) or (
+        lambda ims: encoder.encode_images(ims, show_progress=False))
+    out = []
+    for it in tqdm(dataset.items, desc="encode videos", unit="video", disable=show_progress is False):
+        try:
+            frames = item_frames(it, n, FRAME_SIZE)
+        except (MediaError, ValueError) as e:
+            where = f" [{it.start}-{it.end} s]" if it.start is not None or it.end is not None else ""
+            bad.append(f"{getattr(e, 'path', it.media)}{where}: {getattr(e, 'reason', e)}")
+            continue
+        if bad:
+            continue  # keep decoding to name every bad file, but stop encoding
+        f = np.asarray(encode(frames), dtype=np.float32)  # (T, D) or (T, 1 + P, W)
+        if keep:
+            out.append(f)
+        elif head is None:
+            out.append(mean_pool(f, None))
+        else:
+            with torch.no_grad():
+                v = head.embed_video(torch.from_numpy(f)[None].to(head.logit_scale.device))[0].cpu().numpy()
+            out.append(v / max(float(np.linalg.norm(v)), 1e-12))
+    if bad:
+        return None
+    if keep:
+        return HeadGallery(head, np.stack(out))
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, encoder.dim), np.float32)
+
+
+def _is_video(dataset) -> bool:
+    from ..index.walker import media_type_of
+
+    return bool(dataset.media) and media_type_of(dataset.media[0]) == "video"
 
 
 def _staged(dataset, encoder, txt, img, protocol, rescore, rescore_params, bank, queries_per_target, fuse,

@@ -24,6 +24,7 @@ class HeadConfig:
 
     dim: int = 64  # width of frame features and text embeddings (the shared embedding space)
     max_frames: int = 64  # most frames a head with position embeddings accepts
+    num_frames: int = 12  # frames per video the head was trained with; longer inputs are uniformly subsampled to it
     init_logit_scale: float = math.log(1 / 0.07)  # initial log of the similarity scale (CLIP's 1/0.07)
     seed: int = 0  # initialisation seed (the global torch RNG is left untouched)
 
@@ -32,6 +33,8 @@ class HeadConfig:
             v = getattr(self, f.name)
             if isinstance(v, int) and not isinstance(v, bool) and f.name != "seed" and v < 1:
                 raise ConfigError(f"{type(self).__name__}: {f.name} must be >= 1, got {v}")
+        if self.num_frames > self.max_frames:
+            raise ConfigError(f"{type(self).__name__}: num_frames {self.num_frames} > max_frames {self.max_frames}")
         heads = getattr(self, "heads", None)
         if heads and self.dim % heads:
             raise ConfigError(f"{type(self).__name__}: dim {self.dim} is not a multiple of heads {heads}")
@@ -64,6 +67,7 @@ class VideoHead(nn.Module):
     Config: ClassVar[type[HeadConfig]] = HeadConfig
     query_independent: ClassVar[bool] = True  # False: the video embedding depends on the text (X-Pool)
     patch_tokens: ClassVar[bool] = False  # True: input is (B, T, 1 + P, W) patch tokens (TS2-Net)
+    multi_vector: ClassVar[bool] = False  # True: embed_video gives (B, K, D), the text takes its best vector
 
     def __init__(self, config: HeadConfig):
         super().__init__()
@@ -86,7 +90,7 @@ class VideoHead(nn.Module):
                 raise ConfigError(
                     f"video head {self.name!r} needs frame patch tokens (B, T, 1+P, W), got shape "
                     f"{tuple(frames.shape)}; use an encoder that exposes patch tokens (e.g. `tiny`: "
-                    "encode_image_tokens) or another head (mean, seqtransf, xpool, prototypes)")
+                    "encode_image_tokens; CLIP-style hf: ViTs) or another head (mean, seqtransf, xpool, prototypes)")
             raise ConfigError(
                 f"video head {self.name!r} needs frame features (B, T, D), got shape {tuple(frames.shape)}")
         if frames.shape[1] > self.config.max_frames:
@@ -116,22 +120,78 @@ class VideoHead(nn.Module):
     def forward(self, text: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         return self.similarity(text, frames)
 
-    def as_pool(self) -> Callable:
-        """Adapter for :func:`xmr.index.video.embed_video`'s ``pool(frame_embs (T, D), times) -> (D,)``."""
-        if not self.query_independent or self.patch_tokens:
-            raise ConfigError(f"video head {self.name!r} cannot pool frame embeddings into one index vector")
+    @property
+    def needs_rescoring(self) -> bool:
+        """True when one stored vector per video cannot give the head's exact score (X-Pool's query-dependent
+        pooling, several prototypes per video): an index then keeps the frame features and re-scores candidates."""
+        return not self.query_independent or self.multi_vector
 
-        def pool(frame_embs, times=None):
+    def subsample(self, frames):
+        """Uniformly keep ``config.num_frames`` of the T frames (axis 0 of a (T, ...) array or tensor; axis 1 of a
+        (B, T, ...) tensor is not handled here). Fewer frames are returned unchanged."""
+        t = frames.shape[0]
+        n = self.config.num_frames
+        if t <= n:
+            return frames
+        idx = ((torch.arange(n, dtype=torch.float64) + 0.5) * t / n).floor().long().clamp(max=t - 1)
+        return frames[idx] if isinstance(frames, torch.Tensor) else frames[idx.numpy()]
+
+    def as_pool(self) -> Callable:
+        """Adapter for :func:`xmr.index.video.embed_video`'s ``pool(frame_feats (T, ...), times) -> (D,)``: the
+        head's video embedding of the uniformly subsampled frames (``num_frames``)."""
+        if not self.query_independent or self.multi_vector:
+            raise ConfigError(f"video head {self.name!r} cannot pool frame features into one index vector; "
+                              "use candidate_pool() and re-score with score_frames()")
+
+        def pool(frame_feats, times=None):
             import numpy as np
 
             with torch.no_grad():
-                x = torch.as_tensor(np.asarray(frame_embs, dtype=np.float32))[None]
-                v = self.embed_video(x)
-            if v.dim() != 2:
-                raise ConfigError(f"video head {self.name!r} gives several vectors per video; not an index pool")
-            return v[0].numpy()
+                x = torch.as_tensor(np.asarray(self.subsample(frame_feats), dtype=np.float32))[None]
+                v = self.embed_video(x.to(self.logit_scale.device))
+            return v[0].cpu().numpy()
 
         return pool
+
+    def candidate_pool(self) -> Callable:
+        """A query-independent ``pool(frame_feats (T, D), times) -> (D,)`` for first-stage retrieval: the head's own
+        embedding when it has one; the L2-normalised mean of the prototypes for multi-vector heads; meanP (mean of
+        the L2-normalised frames) for query-dependent heads (X-Pool's candidates)."""
+        if not self.needs_rescoring:
+            return self.as_pool()
+
+        def pool(frame_feats, times=None):
+            import numpy as np
+
+            with torch.no_grad():
+                x = torch.as_tensor(np.asarray(self.subsample(frame_feats), dtype=np.float32))[None]
+                x = x.to(self.logit_scale.device)
+                if self.multi_vector:
+                    v = self.embed_video(x).mean(dim=1)
+                else:
+                    v = F.normalize(x, dim=-1).mean(dim=1)
+                return F.normalize(v, dim=-1)[0].cpu().numpy()
+
+        return pool
+
+    @torch.no_grad()
+    def score_frames(self, query, frame_sets):
+        """Exact scores of one query vector (D,) against several frame sets, each (T_i, D) (a video, or the frames of
+        each of its segments) -> (n,) float32 cosine similarities. Each set is subsampled to ``num_frames``; sets with
+        the same length are scored in one batch."""
+        import numpy as np
+
+        dev = self.logit_scale.device
+        q = torch.as_tensor(np.asarray(query, dtype=np.float32)).reshape(1, -1).to(dev)
+        out = np.zeros(len(frame_sets), dtype=np.float32)
+        groups: dict[int, list[int]] = {}
+        sets = [self.subsample(np.asarray(f, dtype=np.float32)) for f in frame_sets]
+        for i, f in enumerate(sets):
+            groups.setdefault(len(f), []).append(i)
+        for idx in groups.values():
+            batch = torch.from_numpy(np.stack([sets[i] for i in idx])).to(dev)
+            out[idx] = self.similarity(q, batch)[0].cpu().numpy()
+        return out
 
     # --- persistence --------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """Frozen features for training / scoring video heads: sample frames once, encode them once.
 
 * :func:`frame_features` -> (N_v, T, D) L2-normalised frame embeddings (any encoder);
-* :func:`frame_tokens` -> (N_v, T, 1 + P, W) patch tokens (encoders with ``encode_image_tokens``, e.g. ``tiny``).
+* :func:`frame_tokens` -> (N_v, T, 1 + P, W) patch tokens (encoders with ``encode_image_tokens``: ``tiny``,
+  CLIP-style ``hf:`` ViTs).
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from PIL import Image
 from ..errors import ConfigError
 
 
-def _frames(item, num_frames: int, size: int | None) -> list[Image.Image]:
+def item_frames(item, num_frames: int, size: int | None = 224) -> list[Image.Image]:
+    """``num_frames`` frames spread uniformly over an item's video (or its ``start``/``end`` window), as PIL images
+    whose shorter side is at most ``size``. Raises MediaError (bad file) or ValueError (empty window)."""
     from ..media.video import sample_frames
 
     arr = sample_frames(item.media, num_frames, start=getattr(item, "start", None), end=getattr(item, "end", None),
@@ -27,7 +30,7 @@ def frame_features(encoder, items: Sequence, num_frames: int = 8, size: int | No
     propagate (MediaError); no placeholder frames."""
     out = np.zeros((len(items), num_frames, encoder.dim), dtype=np.float32)
     for i, it in enumerate(items):
-        out[i] = encoder.encode_images(_frames(it, num_frames, size), show_progress=False)
+        out[i] = encoder.encode_images(item_frames(it, num_frames, size), show_progress=False)
     return torch.from_numpy(out)
 
 
@@ -36,5 +39,5 @@ def frame_tokens(encoder, items: Sequence, num_frames: int = 8, size: int | None
     if not hasattr(encoder, "encode_image_tokens"):
         raise ConfigError(
             f"encoder {getattr(encoder, 'spec', type(encoder).__name__)!r} does not expose patch tokens "
-            "(encode_image_tokens); ts2net needs them — use the `tiny` encoder or another head")
-    return torch.stack([encoder.encode_image_tokens(_frames(it, num_frames, size)).float().cpu() for it in items])
+            "(encode_image_tokens); ts2net needs them — use `tiny`, a CLIP-style hf: ViT, or another head")
+    return torch.stack([encoder.encode_image_tokens(item_frames(it, num_frames, size)).float().cpu() for it in items])

@@ -22,6 +22,7 @@ class PrototypeConfig(HeadConfig):
 @VIDEO_HEADS.register("prototypes", help="K learned prototypes attend over frames; text matches its best one")
 class PrototypeHead(VideoHead):
     name = "prototypes"
+    multi_vector = True
     Config = PrototypeConfig
 
     def build(self) -> None:

@@ -178,7 +178,8 @@ def _encode_video(store: IndexStore, encoder: Encoder, f: Found, digest: str, ol
     """Embed one video and commit its item row and segment rows in one transaction (or skip it)."""
     try:
         emb = embed_video(f.path, encoder, cfg, batch_size=batch_size,
-                          pool=getattr(encoder, "video_pool", mean_pool))
+                          pool=getattr(encoder, "video_pool", mean_pool),
+                          keep_frames=getattr(encoder, "keep_frames", False))
     except MissingExtraError as e:
         # not the file's fault: reported, but not recorded as a bad file, so it is tried again once PyAV is there
         rep.skipped.append((f.path, f"video support not installed: {e}"))
@@ -189,7 +190,7 @@ def _encode_video(store: IndexStore, encoder: Encoder, f: Found, digest: str, ol
             rep.removed += store.delete([old_id])
         return
     item = NewItem(f.path, rep.root, f.size, f.mtime, digest, "video", emb.width, emb.height, emb.vector,
-                   segments=emb.segments)
+                   segments=emb.segments, frames=emb.frames)
     store.add_batch([item], replace_ids=[old_id] if old_id is not None else [], clear_skips=[f.path])
     if old_id is not None:
         rep.updated += 1

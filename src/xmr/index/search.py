@@ -3,6 +3,11 @@
 Images have one vector each. Videos have a video-level vector and one vector per time segment (see
 :mod:`xmr.index.video`); a video's score is the best of its video-level score and its segments' scores, and its
 result carries ``start``/``end`` (seconds) of its best-scoring segment. Each file appears at most once.
+
+Indexes built with a head that re-scores (``video:<spec>+xpool@DIR``, ``+prototypes@DIR``) store a query-independent
+candidate vector per video and segment plus the frame embeddings; :func:`search_vector` then takes the top
+``rescorer.candidates`` results by those vectors and re-scores their videos (whole video and every segment) exactly
+with the head before cutting to ``k``. Images in the pool keep their cosine score.
 """
 from __future__ import annotations
 
@@ -46,10 +51,13 @@ def search_index(
     image: str | os.PathLike | None = None,
     k: int = 10,
     media_type: str | None = None,
+    candidates: int | None = None,
 ) -> list[SearchResult]:
     """Top-``k`` items for a text query or an image query (exactly one of the two).
 
-    ``media_type``: ``"image"`` or ``"video"`` keeps only that kind of file; ``None`` or ``"all"`` keeps both."""
+    ``media_type``: ``"image"`` or ``"video"`` keeps only that kind of file; ``None`` or ``"all"`` keeps both.
+    ``candidates``: first-stage pool re-scored by the encoder's head (only for encoders with a
+    ``video_rescorer``, i.e. X-Pool / prototype heads; default 100)."""
     if (text is None) == (image is None):
         raise ConfigError("give exactly one of a text query or an image query")
     if not isinstance(k, int) or k < 1 or k > MAX_K:
@@ -59,8 +67,13 @@ def search_index(
     if store.model_spec is not None and store.model_spec != encoder.spec:
         raise ConfigError(f"index was built with {store.model_spec!r} but the query encoder is {encoder.spec!r}")
     want = _check_media_type(media_type)
+    make = getattr(encoder, "video_rescorer", None)
+    rescorer = make(candidates) if make is not None else None
+    if candidates is not None and rescorer is None:
+        raise ConfigError(f"candidates only apply to encoders whose head re-scores videos (xpool, prototypes); "
+                          f"{encoder.spec!r} ranks exactly without them")
     q = encoder.encode_text([text]) if text is not None else encoder.encode_images([image])
-    return search_vector(store, q[0], k, media_type=want)
+    return search_vector(store, q[0], k, media_type=want, rescorer=rescorer)
 
 
 def _check_media_type(media_type: str | None) -> str | None:
@@ -71,8 +84,8 @@ def _check_media_type(media_type: str | None) -> str | None:
     return media_type
 
 
-def search_vector(store: IndexStore, query: np.ndarray, k: int, *, media_type: str | None = None
-                  ) -> list[SearchResult]:
+def search_vector(store: IndexStore, query: np.ndarray, k: int, *, media_type: str | None = None,
+                  rescorer=None) -> list[SearchResult]:
     """Top-``k`` files for one L2-normalised query vector ``(dim,)`` over item and video-segment vectors.
 
     Exact (same result as scoring every vector): the item-level top-k and enough of the segment-level ranking to
@@ -81,9 +94,15 @@ def search_vector(store: IndexStore, query: np.ndarray, k: int, *, media_type: s
 
     ``store`` is an :class:`IndexStore` or anything with the same read methods used here: ``faiss_index()``
     (``ntotal``, ``reconstruct``), ``search``, ``get_items``, ``count_segments``, ``search_segments``,
-    ``get_segments``, ``segments_of`` (``xmr.serve`` passes a snapshot view).
+    ``get_segments``, ``segments_of``, and ``frames_of`` with a rescorer (``xmr.serve`` passes a snapshot view).
+
+    ``rescorer`` (:class:`xmr.encoders.video.VideoRescorer`): the result is the top ``k`` of the first
+    ``rescorer.candidates`` results after exact re-scoring of their videos (see the module docstring).
     """
     want = _check_media_type(media_type)
+    if rescorer is not None:
+        pool = search_vector(store, query, max(k, rescorer.candidates), media_type=want)
+        return rescore_results(store, query, pool, k, rescorer)
     q = np.ascontiguousarray(np.asarray(query, np.float32).reshape(1, -1))
     # 1. item-level: top k of the wanted type (deepened when a type filter drops rows)
     item_score: dict[int, float] = {}
@@ -136,6 +155,33 @@ def search_vector(store: IndexStore, query: np.ndarray, k: int, *, media_type: s
         out.append(SearchResult(0, rec.id, rec.path, score, rec.media_type, rec.root, start, end))
     out.sort(key=lambda r: (-r.score, r.id))
     out = out[:k]
+    for n, r in enumerate(out, 1):
+        r.rank = n
+    return out
+
+
+def rescore_results(store, query: np.ndarray, pool: list[SearchResult], k: int, rescorer) -> list[SearchResult]:
+    """Second stage: exact head scores for the videos in ``pool`` (first-stage results, any length), score =
+    max(whole video, best segment) as for plain search; returns the new top ``k``."""
+    from ..errors import XmrIndexError
+
+    q = np.asarray(query, np.float32).reshape(-1)
+    for r in pool:
+        if r.media_type != "video":
+            continue
+        fr = store.frames_of(r.id)
+        if fr is None:
+            raise XmrIndexError(f"video {r.path} has no stored frame features, which this index's head needs to "
+                                "re-score it; re-index the folder (xmr index DIR --index ...)")
+        segs, _ = store.segments_of(r.id)
+        whole, seg_scores = rescorer.score(q, fr[0], fr[1], [(g.start, g.end) for g in segs])
+        r.score, r.start, r.end = whole, None, None
+        scored = [(s, g) for s, g in zip(seg_scores, segs) if s is not None]
+        if scored:
+            s, g = max(scored, key=lambda x: x[0])
+            r.score, r.start, r.end = max(whole, s), g.start, g.end
+    pool.sort(key=lambda r: (-r.score, r.id))
+    out = pool[:k]
     for n, r in enumerate(out, 1):
         r.rank = n
     return out

@@ -3,7 +3,9 @@
 Layout of an index folder::
 
     meta.sqlite     items(id, path, root, size, mtime, sha256, media_type, vector, ...), skipped(...), meta(...),
-                    segments(id, item_id, start, end, vector): time segments of video items
+                    segments(id, item_id, start, end, vector): time segments of video items,
+                    frames(item_id, count, times, features): frame embeddings of videos, kept only when the
+                    index's head re-scores candidates (X-Pool, prototypes)
     vectors.faiss   IndexIDMap2(IndexFlatIP(dim)) built from the rows; ids are ``items.id``
     vectors.gen     the ``generation`` the FAISS file was built from
     segments.faiss  the same over ``segments`` (ids are ``segments.id``), with ``segments.gen``
@@ -26,7 +28,9 @@ import numpy as np
 
 from ..errors import XmrIndexError
 
-SCHEMA_VERSION = 2  # 1 -> 2: `segments` table added (created in place when a v1 index is opened for writing)
+SCHEMA_VERSION = 3
+# 1 -> 2: `segments` table added; 2 -> 3: `frames` table added. Both are created in place (CREATE TABLE IF NOT
+# EXISTS) when an older index is opened for writing; a read-only open of an older index works without them.
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +56,12 @@ CREATE TABLE IF NOT EXISTS segments (
     vector BLOB NOT NULL            -- float32, dim values
 );
 CREATE INDEX IF NOT EXISTS segments_item ON segments(item_id);
+CREATE TABLE IF NOT EXISTS frames (
+    item_id INTEGER PRIMARY KEY,    -- items.id of the video; deleted together with its item
+    count INTEGER NOT NULL,         -- T frames
+    times BLOB NOT NULL,            -- float32 (T,) seconds
+    features BLOB NOT NULL          -- float32 (T, dim) L2-normalised frame embeddings
+);
 CREATE TABLE IF NOT EXISTS skipped (
     path TEXT PRIMARY KEY,
     root TEXT NOT NULL,
@@ -88,6 +98,7 @@ class NewItem:
     height: int | None
     vector: np.ndarray
     segments: Sequence[tuple[float, float, np.ndarray]] = ()  # (start s, end s, vector) for videos
+    frames: tuple[np.ndarray, np.ndarray] | None = None  # (times (T,), features (T, dim)) for re-scoring heads
 
 
 @dataclass
@@ -127,14 +138,14 @@ class IndexStore:
         v = self.get_meta("schema_version")
         if v is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(v) == 1 and SCHEMA_VERSION == 2:
-            # v1 -> v2 only adds the `segments` table, which _SCHEMA has just created (IF NOT EXISTS) on a
-            # writable open; a read-only open of a v1 index works without segments.
-            if self._has_table("segments"):
+        elif int(v) < SCHEMA_VERSION:
+            # older schemas only lack tables that _SCHEMA has just created (IF NOT EXISTS) on a writable open
+            if self._has_table("segments") and self._has_table("frames"):
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(v) != SCHEMA_VERSION:
             raise XmrIndexError(f"index {self.path} has schema {v}; this xmr reads schema {SCHEMA_VERSION}")
         self.has_segments = self._has_table("segments")
+        self.has_frames = self._has_table("frames")
 
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
@@ -233,7 +244,22 @@ class IndexStore:
                                         (item_id, float(start), float(end), sv.tobytes()))
                 elif it.segments:
                     raise XmrIndexError(f"index {self.path} is read-only schema 1 and cannot store video segments")
+                if self.has_frames:
+                    item_id = self.db.execute("SELECT id FROM items WHERE path=?", (it.path,)).fetchone()[0]
+                    self.db.execute("DELETE FROM frames WHERE item_id=?", (item_id,))
+                    if it.frames is not None:
+                        self._insert_frames(item_id, it.path, *it.frames)
+                elif it.frames is not None:
+                    raise XmrIndexError(f"index {self.path} has an old schema and cannot store frame features")
             self._bump()
+
+    def _insert_frames(self, item_id: int, path: str, times: np.ndarray, feats: np.ndarray) -> None:
+        times = np.ascontiguousarray(times, dtype=np.float32).reshape(-1)
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        if feats.shape != (len(times), self.dim) or not len(times) or not np.isfinite(feats).all():
+            raise XmrIndexError(f"refusing to store bad frame features for {path} (shape {feats.shape})")
+        self.db.execute("INSERT INTO frames(item_id,count,times,features) VALUES(?,?,?,?)",
+                        (item_id, len(times), times.tobytes(), feats.tobytes()))
 
     def touch(self, item_id: int, size: int, mtime: float) -> None:
         """Record a new mtime/size for a file whose content hash did not change (no re-encode)."""
@@ -253,6 +279,8 @@ class IndexStore:
         self.db.execute("DELETE FROM items WHERE id=?", (item_id,))
         if self.has_segments:
             self.db.execute("DELETE FROM segments WHERE item_id=?", (item_id,))
+        if self.has_frames:
+            self.db.execute("DELETE FROM frames WHERE item_id=?", (item_id,))
 
     # ---- video segments ---------------------------------------------------------------------------------------
     def count_segments(self) -> int:
@@ -279,6 +307,20 @@ class IndexStore:
                                (int(item_id),)).fetchall()
         vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), self.dim or 0)
         return [SegmentRecord(*r[:4]) for r in rows], vecs
+
+    def frames_of(self, item_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(times (T,), features (T, dim)) stored for a video, or None (images; indexes without a re-scoring head)."""
+        if not self.has_frames:
+            return None
+        r = self.db.execute("SELECT count, times, features FROM frames WHERE item_id=?", (int(item_id),)).fetchone()
+        if r is None:
+            return None
+        t = np.frombuffer(r[1], dtype=np.float32)
+        return t, np.frombuffer(r[2], dtype=np.float32).reshape(r[0], self.dim or 0)
+
+    def count_frames(self) -> int:
+        """Videos with stored frame features."""
+        return self.db.execute("SELECT COUNT(*) FROM frames").fetchone()[0] if self.has_frames else 0
 
     # ---- skipped files ----------------------------------------------------------------------------------------
     def record_skip(self, path: str, root: str, reason: str, size: int | None, mtime: float | None) -> None:

@@ -63,6 +63,7 @@ class VideoEmbedding:
     height: int
     duration: float
     num_frames: int  # frames encoded
+    frames: tuple[np.ndarray, np.ndarray] | None = None  # (times (T,), features (T, ...)) when keep_frames=True
 
 
 def mean_pool(frame_embs: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
@@ -101,27 +102,40 @@ def embed_video(
     *,
     batch_size: int = 32,
     pool: Pool = mean_pool,
+    keep_frames: bool = False,
 ) -> VideoEmbedding:
-    """Decode, encode and pool one video. Raises :class:`~xmr.errors.MediaError` for a bad file."""
+    """Decode, encode and pool one video. Raises :class:`~xmr.errors.MediaError` for a bad file.
+
+    Frames are encoded by ``encoder.encode_frames(images)`` when the encoder has it (a ``video:`` encoder: frame
+    embeddings, or patch tokens for TS2-Net), else by ``encoder.encode_images``. ``keep_frames=True`` also returns
+    the frame times and features (``VideoEmbedding.frames``), which an index keeps for heads that re-score."""
     from ..media.video import VideoReader
 
     with VideoReader(path) as reader:
-        return _embed(reader, encoder, cfg, batch_size, pool)
+        return _embed(reader, encoder, cfg, batch_size, pool, keep_frames)
 
 
-def _embed(reader, encoder: Encoder, cfg: VideoIndexConfig, batch_size: int, pool: Pool) -> VideoEmbedding:
+def _embed(reader, encoder: Encoder, cfg: VideoIndexConfig, batch_size: int, pool: Pool,
+           keep_frames: bool = False) -> VideoEmbedding:
     from PIL import Image
 
     info = reader.info
     times, scale = frame_times(info.duration, cfg)
-    embs = np.zeros((len(times), encoder.dim), dtype=np.float32)
+    encode = getattr(encoder, "encode_frames", None)
+    if encode is None:
+        def encode(images):
+            return encoder.encode_images(images, batch_size=batch_size, show_progress=False)
+    embs: np.ndarray | None = None  # (T, ...) features, allocated when the first batch gives their shape
     batch: list[Image.Image] = []
     i = 0
 
     def flush():
-        nonlocal i, batch
+        nonlocal i, batch, embs
         if batch:
-            embs[i : i + len(batch)] = encoder.encode_images(batch, batch_size=batch_size, show_progress=False)
+            f = np.asarray(encode(batch), dtype=np.float32)
+            if embs is None:
+                embs = np.zeros((len(times), *f.shape[1:]), dtype=np.float32)
+            embs[i : i + len(batch)] = f
             i += len(batch)
             batch = []
 
@@ -131,9 +145,14 @@ def _embed(reader, encoder: Encoder, cfg: VideoIndexConfig, batch_size: int, poo
         if len(batch) >= batch_size:
             flush()
     flush()
+    if embs is None or i != len(times):  # the reader raises first; this guards the contract (never zero frames)
+        from ..errors import CorruptMediaError
+
+        raise CorruptMediaError(reader.path, f"decoded {i} of {len(times)} frames")
     segs = []
     for s, e in segment_windows(info.duration, cfg.window * scale, cfg.stride * scale):
         m = (times >= s) & (times < e)  # sample times are < duration, so the last window takes the tail
         if m.any():
             segs.append((s, e, pool(embs[m], times[m])))
-    return VideoEmbedding(pool(embs, times), segs, info.width, info.height, info.duration, len(times))
+    return VideoEmbedding(pool(embs, times), segs, info.width, info.height, info.duration, len(times),
+                          (times.astype(np.float32), embs) if keep_frames else None)

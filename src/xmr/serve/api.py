@@ -78,6 +78,7 @@ class ServeContext:
     queries: QueryEncoder
     thumbs: ThumbnailCache
     metrics: Metrics
+    rescorer: object = None  # VideoRescorer of an X-Pool / prototype index (encoder.video_rescorer())
 
 
 def build_router(ctx: ServeContext) -> APIRouter:
@@ -88,13 +89,16 @@ def build_router(ctx: ServeContext) -> APIRouter:
     K = Annotated[int, Query(ge=1, le=s.max_k, description=f"number of results, 1..{s.max_k}")]
     T = Annotated[MediaFilter, Query(description="media type filter")]
 
+    rescorer = ctx.rescorer
+
     def _search(vec_fn, k: int, media_type: str) -> tuple[Snapshot, list[dict]]:
         with metrics.stage("encode_query"):
             vec = vec_fn()
-        with metrics.stage("search"):
-            snap, hits = live.search(vec, k, media_type)
-        with metrics.stage("rescore"):
-            pass  # no re-scorer yet: the stage is timed so dashboards keep their shape when one is added
+        with metrics.stage("search"):  # with a re-scoring head (X-Pool, prototypes): its candidate pool
+            snap, hits = live.search(vec, k if rescorer is None else max(k, rescorer.candidates), media_type)
+        with metrics.stage("rescore"):  # timed even when empty, so dashboards keep their shape
+            if rescorer is not None:
+                hits = live.rescore(snap, vec, hits, k, rescorer)
         return snap, [_result(r) for r in hits]
 
     def _result(r) -> dict:

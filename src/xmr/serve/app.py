@@ -90,7 +90,9 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
         }
 
     queries = QueryEncoder(encoder, s.max_text_batch)
-    ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges))
+    make_rescorer = getattr(encoder, "video_rescorer", None)  # X-Pool / prototype heads re-score their candidates
+    ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges),
+                       rescorer=make_rescorer() if make_rescorer is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

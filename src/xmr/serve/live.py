@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XmrIndexError
-from ..index.search import search_vector
+from ..index.search import rescore_results, search_vector
 from ..index.store import IndexStore, ItemRecord, SegmentRecord
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,10 @@ class SnapshotStore:
         vecs = np.stack([self.snap.segments.reconstruct(s) for s in sids]) if sids else \
             np.zeros((0, self.dim or 0), np.float32)
         return [self.snap.segment_rows[s] for s in sids], vecs
+
+
+    def frames_of(self, item_id: int):
+        return self._store.frames_of(item_id)
 
 
 def _search(index, queries: np.ndarray, k: int):
@@ -174,12 +178,18 @@ class LiveIndex:
             db.execute("COMMIT")
         return Snapshot(gen, items.ntotal, items, segments, seg_rows, by_item, time.time(), time.perf_counter() - t0)
 
-    def search(self, query: np.ndarray, k: int, media_type: str = "all") -> tuple[Snapshot, list]:
+    def search(self, query: np.ndarray, k: int, media_type: str = "all", rescorer=None) -> tuple[Snapshot, list]:
         """Top-``k`` :class:`~xmr.index.search.SearchResult` for one query vector ``(dim,)`` on the newest
-        snapshot; ``media_type`` is ``image``, ``video`` or ``all``."""
+        snapshot; ``media_type`` is ``image``, ``video`` or ``all``; ``rescorer``: the encoder's video re-scorer
+        for X-Pool / prototype indexes (see :func:`~xmr.index.search.search_vector`)."""
         snap = self.snapshot()
         view = SnapshotStore(snap, self.store())
-        return snap, search_vector(view, query, k, media_type=None if media_type == "all" else media_type)
+        return snap, search_vector(view, query, k, media_type=None if media_type == "all" else media_type,
+                                   rescorer=rescorer)
+
+    def rescore(self, snap: Snapshot, query: np.ndarray, hits: list, k: int, rescorer) -> list:
+        """The second stage of :meth:`search` on its own (the server times it separately)."""
+        return rescore_results(SnapshotStore(snap, self.store()), query, hits, k, rescorer)
 
     # ---- items ------------------------------------------------------------------------------------------------
     def get_item(self, item_id: int) -> ItemRecord | None:

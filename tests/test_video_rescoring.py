@@ -1,0 +1,162 @@
+"""Every video head in the main job: X-Pool and prototype indexes keep frame embeddings and re-score candidates
+exactly; TS2-Net pools patch tokens into index vectors; `xmr eval` scores X-Pool exhaustively and evaluates moments."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("av")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from xmr.synth.videos import generate_videos
+
+    # 6 s clips: two 4 s segments each, so the best segment matters
+    return generate_videos(tmp_path_factory.mktemp("synth"), n=6, seed=5, frames=48, fps=8)
+
+
+@pytest.fixture(scope="module")
+def heads(tmp_path_factory):
+    """Untrained (seeded) heads saved like `xmr train-head` does; exactness does not need training."""
+    from xmr.heads import create_head
+
+    d = tmp_path_factory.mktemp("heads")
+    create_head("xpool", dim=64, num_frames=8, seed=1).save(d / "xpool")
+    create_head("prototypes", dim=64, num_frames=8, seed=1).save(d / "prototypes")
+    create_head("ts2net", dim=64, width=64, num_frames=8, seed=1).save(d / "ts2net")
+    return d
+
+
+def _exhaustive(store, enc, query: str):
+    """Brute force: the head's exact score of every video and every segment, score = max(video, best segment)."""
+    q = enc.encode_text([query])[0]
+    out = {}
+    for (i,) in store.db.execute("SELECT id FROM items WHERE media_type='video'").fetchall():
+        times, feats = store.frames_of(i)
+        segs, _ = store.segments_of(i)
+        best = float(enc.head.score_frames(q, [feats])[0])
+        for g in segs:
+            m = (times >= g.start) & (times < g.end)
+            best = max(best, float(enc.head.score_frames(q, [feats[m]])[0]))
+        out[i] = best
+    return out
+
+
+@pytest.mark.parametrize("name", ["xpool", "prototypes"])
+def test_rescoring_head_index_matches_exhaustive_scores(tmp_path, synth, heads, name, capsys):
+    from xmr import create_encoder
+    from xmr.cli import main
+    from xmr.index import IndexStore, search_index, search_vector
+
+    spec = f"video:tiny+{name}@{heads / name}"
+    enc = create_encoder(spec)
+    assert enc.keep_frames and enc.video_rescorer() is not None
+    index = tmp_path / "idx"
+    assert main(["-q", "index", str(synth.parent), "--index", str(index), "--model", spec]) == 0
+    capsys.readouterr()
+    with IndexStore(index) as st:
+        assert st.count() == 6 and st.count_frames() == 6 and st.count_segments() == 12
+        times, feats = st.frames_of(st.db.execute("SELECT id FROM items LIMIT 1").fetchone()[0])
+        assert feats.shape == (len(times), 64) and np.allclose(np.linalg.norm(feats, axis=1), 1, atol=1e-5)
+        want = _exhaustive(st, enc, "a red circle")
+        got = search_index(st, enc, text="a red circle", k=6, candidates=6)  # pool = everything -> exhaustive
+        assert [r.id for r in got] == sorted(want, key=lambda i: (-want[i], i))
+        assert [r.score for r in got] == pytest.approx([want[r.id] for r in got], abs=1e-5)
+        assert all(r.start is not None and r.end > r.start for r in got)
+        # a pool of 2 candidates re-scores only those: the results are a re-ordering of the first stage's top 2
+        first = search_vector(st, enc.encode_text(["a red circle"])[0], 2)  # the stored candidate vectors only
+        two = search_index(st, enc, text="a red circle", k=2, candidates=2)
+        assert {r.id for r in two} == {r.id for r in first} and len(two) == 2
+    assert main(["-q", "search", "a red circle", "--index", str(index), "--json", "--candidates", "6"]) == 0
+    res = json.loads(capsys.readouterr().out)["results"]
+    assert [r["id"] for r in res] == [r.id for r in got] and all("start" in r for r in res)
+
+
+def test_xpool_index_refuses_staged_search_and_plain_index_refuses_candidates(tmp_path, synth, heads, sample_dir,
+                                                                             capsys):
+    from xmr.cli import main
+
+    spec = f"video:tiny+xpool@{heads / 'xpool'}"
+    index = tmp_path / "idx"
+    assert main(["-q", "index", str(synth.parent), "--index", str(index), "--model", spec]) == 0
+    assert main(["-q", "search", "a red circle", "a blue square", "--index", str(index)]) == 2
+    assert "re-scores videos" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert main(["-q", "index", str(sample_dir), "--index", str(plain), "--model", "tiny"]) == 0
+    assert main(["-q", "search", "a cat", "--index", str(plain), "--candidates", "5"]) == 2
+    assert "--candidates only applies" in capsys.readouterr().err
+
+
+def test_ts2net_index_vectors_are_the_heads_pooling_of_patch_tokens(tmp_path, synth, heads):
+    import torch
+
+    from xmr import create_encoder
+    from xmr.index import IndexStore, index_folder
+    from xmr.index.video import VideoIndexConfig, embed_video
+
+    enc = create_encoder(f"video:tiny+ts2net@{heads / 'ts2net'}")
+    assert not enc.keep_frames and enc.video_rescorer() is None
+    clip = sorted((synth.parent / "videos").glob("*.mp4"))[0]
+    emb = embed_video(clip, enc, VideoIndexConfig(), pool=enc.video_pool, keep_frames=True)
+    times, tokens = emb.frames
+    assert tokens.shape == (len(times), 1 + 16, 64)  # tiny: 32 px / 8 px patches = 16 patch tokens + class token
+    with torch.no_grad():
+        sub = enc.head.subsample(torch.from_numpy(tokens))
+        want = enc.head.embed_video(sub[None])[0].numpy()
+    np.testing.assert_allclose(emb.vector, want / np.linalg.norm(want), atol=1e-5)
+    index_folder(synth.parent, tmp_path / "idx", enc, show_progress=False)
+    with IndexStore(tmp_path / "idx") as st:
+        assert st.count() == 6 and st.count_frames() == 0  # query-independent: no frames kept
+
+
+def test_eval_xpool_is_exhaustive_head_similarity(synth, heads):
+    import torch
+
+    from xmr import create_encoder
+    from xmr.data import load_dataset
+    from xmr.eval import evaluate_model, evaluate_sims
+    from xmr.heads.features import item_frames
+
+    enc = create_encoder(f"video:tiny+xpool@{heads / 'xpool'}")
+    ds = load_dataset(f"manifest:{synth}")
+    res = evaluate_model(ds, enc, show_progress=False)
+    assert res["fingerprint"]["video"]["frames"] == 8
+    assert res["fingerprint"]["video"]["scoring"] == "exhaustive head similarity"
+    feats = torch.from_numpy(np.stack([enc.encode_frames(item_frames(it, 8, 224)) for it in ds.items]))
+    with torch.no_grad():
+        sims = enc.head.similarity(torch.from_numpy(enc.encode_text(ds.texts)), feats).numpy()
+    want = evaluate_sims(sims, ds.text_to_item)
+    assert res["t2i"] == pytest.approx(want["t2i"]) and res["i2t"] == pytest.approx(want["i2t"])
+    with pytest.raises(Exception, match="scores each"):
+        evaluate_model(ds, enc, show_progress=False, queries_per_target=1)
+
+
+def test_eval_moments_samples_inside_each_window(tmp_path, synth, tiny_encoder):
+    """Two moments of one clip are two gallery items; each is encoded from frames inside its own window."""
+    from xmr.data import load_dataset
+    from xmr.eval import evaluate_model, evaluate_sims
+    from xmr.heads.features import item_frames
+    from xmr.index.video import mean_pool
+
+    clip = str(sorted((synth.parent / "videos").glob("*.mp4"))[0])
+    m = tmp_path / "moments.jsonl"
+    m.write_text("\n".join(json.dumps(r) for r in [
+        {"media": clip, "captions": ["the start"], "start": 0.0, "end": 2.0},
+        {"media": clip, "captions": ["the end"], "start": 4.0, "end": 6.0},
+        {"media": clip, "captions": ["nowhere"], "start": 50.0, "end": 60.0}]) + "\n")
+    from xmr.errors import MediaError
+
+    with pytest.raises(MediaError, match=r"\[50.0-60.0 s\]"):  # a window past the clip's end is named, not dropped
+        evaluate_model(load_dataset(f"manifest:{m}"), tiny_encoder, show_progress=False)
+    m.write_text("\n".join(m.read_text().splitlines()[:2]) + "\n")
+    ds = load_dataset(f"manifest:{m}")
+    assert [(it.start, it.end) for it in ds.items] == [(0.0, 2.0), (4.0, 6.0)]
+    res = evaluate_model(ds, tiny_encoder, show_progress=False)
+    frames = [np.stack([np.asarray(f) for f in item_frames(it, 12, 224)]) for it in ds.items]
+    assert not np.array_equal(frames[0], frames[1])  # different windows, different frames
+    vids = np.stack([mean_pool(tiny_encoder.encode_images(item_frames(it, 12, 224)), None) for it in ds.items])
+    want = evaluate_sims(tiny_encoder.encode_text(ds.texts) @ vids.T, ds.text_to_item)
+    assert res["t2i"] == pytest.approx(want["t2i"])
