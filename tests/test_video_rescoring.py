@@ -160,3 +160,52 @@ def test_eval_moments_samples_inside_each_window(tmp_path, synth, tiny_encoder):
     vids = np.stack([mean_pool(tiny_encoder.encode_images(item_frames(it, 12, 224)), None) for it in ds.items])
     want = evaluate_sims(tiny_encoder.encode_text(ds.texts) @ vids.T, ds.text_to_item)
     assert res["t2i"] == pytest.approx(want["t2i"])
+
+
+def test_xpool_candidate_embedding_is_xpool_with_uniform_attention():
+    """With the query projection zeroed every attention logit is 0, so X-Pool's view of a video is the same for every
+    text and must equal the query-independent candidate embedding the index stores."""
+    import torch
+    import torch.nn.functional as F
+
+    from xmr.heads import create_head
+
+    head = create_head("xpool", dim=16, seed=3).eval()
+    frames = torch.randn(5, 6, 16, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert not torch.allclose(head.embed_video_for(text, frames)[0], head.candidate_embedding(frames), atol=1e-3)
+        head.q.weight.zero_()
+        head.q.bias.zero_()
+        views = head.embed_video_for(text, frames)  # (3, 5, 16)
+        cand = head.candidate_embedding(frames)
+    for t in range(3):
+        torch.testing.assert_close(views[t], cand, atol=1e-5, rtol=0)
+    assert torch.allclose(cand.norm(dim=-1), torch.ones(5))
+    # the index's candidate pool is the same vector for one video (frames subsampled to num_frames first)
+    pool = head.candidate_pool()
+    np.testing.assert_allclose(pool(frames[0].numpy()), F.normalize(cand[0], dim=0).numpy(), atol=1e-5)
+
+
+def test_server_reranks_like_the_cli(tmp_path, synth, heads):
+    pytest.importorskip("fastapi", reason="xmr serve needs the serve extra")
+    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+    from fastapi.testclient import TestClient
+
+    from xmr import create_encoder
+    from xmr.index import IndexStore, index_folder, search_index
+    from xmr.serve import ServeSettings, create_app
+
+    enc = create_encoder(f"video:tiny+xpool@{heads / 'xpool'}")
+    index_folder(synth.parent, tmp_path / "idx", enc, show_progress=False)
+    with IndexStore(tmp_path / "idx") as st:
+        want = search_index(st, enc, text="a green square moves left", k=4)
+    client = TestClient(create_app(tmp_path / "idx", encoder=enc, settings=ServeSettings()),
+                        base_url="http://127.0.0.1")
+    r = client.get("/api/search", params={"q": "a green square moves left", "k": 4})
+    assert r.status_code == 200
+    got = r.json()["results"]
+    assert [x["id"] for x in got] == [w.id for w in want]
+    assert [x["score"] for x in got] == pytest.approx([w.score for w in want], abs=1e-6)
+    assert [(x["start"], x["end"]) for x in got] == [(w.start, w.end) for w in want]
+    assert 'xmr_stage_duration_seconds_count{stage="rescore"} 1' in client.get("/metrics").text

@@ -10,7 +10,7 @@ Every head works in ``xmr index`` / ``xmr search`` / ``xmr eval``:
 * query-independent single-vector heads (``mean``, ``seqtransf``, ``ts2net``): ``video_pool`` gives the stored
   video and segment vectors; search is one inner product, as for images;
 * heads that need re-scoring (``xpool``: the video embedding depends on the text; ``prototypes``: several vectors
-  per video) store a query-independent candidate vector (meanP for X-Pool, the mean of the prototypes) plus the
+  per video) store a query-independent candidate vector (X-Pool with uniform attention, the mean of the prototypes) plus the
   frame embeddings (``keep_frames``); :meth:`video_rescorer` re-scores the top candidates of a query exactly with the
   head (the video and each of its segments), see :class:`VideoRescorer`.
 

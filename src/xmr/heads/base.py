@@ -153,24 +153,26 @@ class VideoHead(nn.Module):
 
         return pool
 
+    def candidate_embedding(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, D) L2-normalised query-independent vectors for first-stage retrieval: the head's own
+        embedding when it has one; the mean of the prototypes for multi-vector heads; meanP (mean of the
+        L2-normalised frames) for query-dependent heads unless they override this (X-Pool does)."""
+        if self.multi_vector:
+            return F.normalize(self.embed_video(frames).mean(dim=1), dim=-1)
+        if not self.query_independent:
+            return F.normalize(F.normalize(self.check_frames(frames), dim=-1).mean(dim=1), dim=-1)
+        return self.embed_video(frames)
+
     def candidate_pool(self) -> Callable:
-        """A query-independent ``pool(frame_feats (T, D), times) -> (D,)`` for first-stage retrieval: the head's own
-        embedding when it has one; the L2-normalised mean of the prototypes for multi-vector heads; meanP (mean of
-        the L2-normalised frames) for query-dependent heads (X-Pool's candidates)."""
-        if not self.needs_rescoring:
-            return self.as_pool()
+        """:meth:`candidate_embedding` as an index pool ``pool(frame_feats (T, D), times) -> (D,)`` (frames
+        subsampled to ``num_frames``)."""
 
         def pool(frame_feats, times=None):
             import numpy as np
 
             with torch.no_grad():
                 x = torch.as_tensor(np.asarray(self.subsample(frame_feats), dtype=np.float32))[None]
-                x = x.to(self.logit_scale.device)
-                if self.multi_vector:
-                    v = self.embed_video(x).mean(dim=1)
-                else:
-                    v = F.normalize(x, dim=-1).mean(dim=1)
-                return F.normalize(v, dim=-1)[0].cpu().numpy()
+                return self.candidate_embedding(x.to(self.logit_scale.device))[0].cpu().numpy()
 
         return pool
 

@@ -5,7 +5,7 @@ Series:
                                                          (``/api/items/{item_id}``), ``unmatched`` for 404s
     xmr_http_request_duration_seconds{route}             histogram of whole-request latency
     xmr_stage_duration_seconds{stage}                    histogram per search stage: ``encode_query``,
-                                                         ``search``, ``rescore`` (no re-scorer yet: stays at 0)
+                                                         ``search``, ``rescore`` (X-Pool / prototype indexes; ~0 otherwise)
     xmr_index_items, xmr_index_generation                gauges of the snapshot being served
     xmr_index_reloads_total                              counter of snapshot rebuilds after index updates
     xmr_thumbnail_cache_bytes                            gauge
