@@ -127,7 +127,7 @@ def main():
         for seed in args.seeds:
             tt = WordGRU(len(vocab) + 1, 64, seed)
             x = toks if h == "ts2net" else feats
-            cfg = {"dim": 64, "max_frames": 8}
+            cfg = {"dim": 64, "max_frames": 8, "num_frames": 8}
             name = h
             if h == "mean+proj":  # order-blind control with a trainable video side
                 name, cfg["proj"] = "mean", True

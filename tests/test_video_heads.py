@@ -142,6 +142,82 @@ def test_token_shift_moves_channels_between_frames():
     assert torch.equal(y[..., 4:], x[..., 4:])
 
 
+def test_token_shift_moves_whole_tokens_like_ts2net():
+    # TS2-Net's released code on a 7x7 grid (ViT-B/32): tokens 1, 8, ..., 43 come from frame t-1 and 4, 11, ..., 46
+    # from frame t+1, all channels; the class token and every other patch stay; end frames keep their own tokens
+    x = torch.randn(2, 3, 50, 6)
+    y = token_shift(x, 1 / 7, mode="tokens")
+    back, fwd = list(range(1, 50, 7)), list(range(4, 50, 7))
+    assert torch.equal(y[:, 1:, back], x[:, :-1, back]) and torch.equal(y[:, 0, back], x[:, 0, back])
+    assert torch.equal(y[:, :-1, fwd], x[:, 1:, fwd]) and torch.equal(y[:, -1, fwd], x[:, -1, fwd])
+    kept = [i for i in range(50) if i not in back + fwd]
+    assert 0 in kept and torch.equal(y[:, :, kept], x[:, :, kept])
+    assert torch.equal(token_shift(x, 0.0, "tokens"), x)
+    assert torch.equal(token_shift(x[:, :1], 0.5, "tokens"), x[:, :1])  # one frame: nothing to shift
+    head = create_head("ts2net", CFG["ts2net"], shift_mode="tokens", shift_fraction=1 / 7)
+    assert head.embed_video(_inputs("ts2net")[1]).shape == (6, D)
+    with pytest.raises(ConfigError, match="shift_mode"):
+        create_head("ts2net", CFG["ts2net"], shift_mode="rows")
+
+
+def _zero_residual_branches(encoder: torch.nn.TransformerEncoder) -> None:
+    for layer in encoder.layers:  # pre-norm blocks: x + 0 + 0 -> every block passes its input through
+        for lin in (layer.self_attn.out_proj, layer.linear2):
+            torch.nn.init.zeros_(lin.weight)
+            torch.nn.init.zeros_(lin.bias)
+
+
+def test_seqtransf_normalises_frames_before_mean_like_clip4clip():
+    # CLIP4Clip: y = transformer(x + pos) + x, then each frame is L2-normalised, then meanP. With the blocks'
+    # residual branches and the positions at zero, y = 2x per frame, so the head must equal meanP exactly
+    # (it would not if the frames were averaged before normalising: their norms differ).
+    seq, mean = create_head("seqtransf", dim=D, heads=2), create_head("mean", dim=D)
+    _zero_residual_branches(seq.transformer)
+    torch.nn.init.zeros_(seq.frame_pos)
+    _, frames = _inputs("seqtransf")
+    frames = frames * torch.linspace(0.2, 3.0, T)[None, :, None]  # frame norms far apart
+    with torch.no_grad():
+        assert torch.allclose(seq.embed_video(frames), mean.embed_video(frames), atol=1e-6)
+        unnormalised = torch.nn.functional.normalize(frames.mean(dim=1), dim=-1)
+        assert not torch.allclose(seq.embed_video(frames), unnormalised, atol=1e-3)
+
+
+def test_ts2net_pools_the_class_token_outputs_per_frame():
+    # like TS2-Net's seqTransf stage: residual to the input tokens, then only each frame's class-token output is
+    # kept (normalised per frame, mean-pooled). With the blocks' residual branches and the positions at zero the
+    # class-token output is 2 * (shifted) cls, so patch tokens cannot change the video vector.
+    head = create_head("ts2net", CFG["ts2net"])
+    _zero_residual_branches(head.transformer)
+    torch.nn.init.zeros_(head.frame_pos)
+    _, tokens = _inputs("ts2net")
+    other = tokens.clone()
+    other[:, :, 1:] = torch.randn_like(other[:, :, 1:])
+    with torch.no_grad():
+        v = head.embed_video(tokens)
+        cls = token_shift(tokens, head.config.shift_fraction, head.config.shift_mode)[:, :, 0]
+        per_frame = torch.nn.functional.normalize(head.proj(head.ln(2 * cls)), dim=-1)
+        assert torch.allclose(v, torch.nn.functional.normalize(per_frame.mean(dim=1), dim=-1), atol=1e-6)
+        assert torch.allclose(head.embed_video(other), v, atol=1e-6)
+
+
+def test_xpool_matches_reference_at_init_and_dropout_only_trains():
+    # X-Pool at its initialisation (identity projections, zero biases): with one frame the attention weight is 1, so
+    # the pooled video is LN3(2 * LN2(LN1(frame))) = the layer-normed frame (LayerNorm ignores scale, up to eps)
+    head = create_head("xpool", dim=D)
+    text, frames = _inputs("xpool")
+    one = frames[:, :1]
+    with torch.no_grad():
+        ln = torch.nn.functional.layer_norm(one[:, 0], (D,))
+        assert torch.allclose(head.pool(text, one), ln.expand(3, -1, -1), atol=1e-4)
+    drop = create_head("xpool", dim=D, dropout=0.3)
+    with torch.no_grad():
+        assert torch.equal(drop.eval().similarity(text, frames), head.eval().similarity(text, frames))
+        drop.train()
+        assert not torch.equal(drop.similarity(text, frames), head.similarity(text, frames))
+    with pytest.raises(ConfigError, match="dropout"):
+        create_head("xpool", dim=D, dropout=1.0)
+
+
 def test_mean_as_index_pool():
     from xmr.index.video import mean_pool
 

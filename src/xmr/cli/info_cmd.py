@@ -23,6 +23,7 @@ def run(args) -> int:
             "dim": st.dim,
             "items": st.count(),
             "segments": st.count_segments(),
+            "videos_with_frames": st.count_frames(),  # X-Pool / prototype indexes: frame embeddings for re-scoring
             "roots": [{"root": r, "items": n} for r, n in st.roots()],
             "generation": st.generation,
             "bytes_on_disk": size,
@@ -33,6 +34,8 @@ def run(args) -> int:
         return 0
     print(f"index:  {path}\nmodel:  {info['model']} (dim {info['dim']})\nitems:  {info['items']}"
           f" ({info['segments']} video segments)")
+    if info["videos_with_frames"]:
+        print(f"frames: kept for {info['videos_with_frames']} videos (the model's head re-scores search candidates)")
     for r in info["roots"]:
         print(f"  {r['items']:6d}  {r['root']}")
     print(f"size:   {size / 1e6:.1f} MB")

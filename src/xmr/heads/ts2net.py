@@ -1,13 +1,20 @@
 """``ts2net``: TS2-Net (Liu et al., ECCV 2022) on frozen patch tokens (B, T, 1 + P, W).
 
-* token shift: a fraction of the channels of every patch token is shifted one frame forward and the same fraction
-  one frame back (zero-filled at the ends), so each token mixes in its neighbours' features — TS2-Net shifts inside
-  the ViT blocks; here it is applied once to the frozen encoder's output tokens (the encoder stays frozen);
+* token shift: TS2-Net shifts *whole* patch tokens (all channels) inside the attention of the last two ViT blocks
+  (the residual stream stays unshifted). The encoder here is frozen, so the shift is applied once to its output
+  tokens, where a whole-token shift only relabels which frame a token belongs to (measured: it loses the motion
+  signal, see docs/video_heads.md). The default is therefore ``shift_mode="channels"`` (TokShift / TSM style: a
+  ``shift_fraction`` slice of the channels of every token from frame t-1, the next slice from frame t+1,
+  zero-filled at the ends), which mixes each token with its temporal neighbours; ``shift_mode="tokens"`` is
+  TS2-Net's whole-token pattern (see :func:`token_shift`);
 * token selection: an MLP scores every patch token (given its frame's class token), the top ``select_k`` patch
-  tokens per frame are kept next to the class token; TS2-Net makes top-k differentiable with perturbed maximum; here
-  the kept tokens are scaled by their softmax-normalised score (the scorer gets gradient through those weights);
-* a temporal transformer over all kept tokens of all frames (+ frame-position embeddings), mean-pooled and projected
-  from token width W to the embedding width ``dim``.
+  tokens per frame are kept next to the class token; TS2-Net makes top-k differentiable with a perturbed maximum
+  (random samples); here the kept tokens are scaled by their softmax-normalised score (deterministic; the scorer
+  gets gradient through those weights);
+* a temporal transformer (CLIP4Clip seqTransf, as in TS2-Net) over all kept tokens of all frames (+ frame-position
+  embeddings), plus a residual to its input; each frame's class-token output is projected from token width W to the
+  embedding width ``dim``, L2-normalised, and the frames are mean-pooled (meanP). TS2-Net instead weights the frames
+  by their similarity to the text (a query-dependent score); this head stays query-independent (one (B, D) vector).
 
 Needs an encoder that exposes patch tokens (``tiny``: ``encode_image_tokens``); a (B, T, D) input raises ConfigError.
 """
@@ -23,12 +30,15 @@ from ..errors import ConfigError
 from . import VIDEO_HEADS
 from .base import HeadConfig, VideoHead
 
+SHIFT_MODES = ("tokens", "channels")
+
 
 @dataclass(frozen=True)
 class TS2NetConfig(HeadConfig):
     width: int = 64  # token width W of the encoder's patch tokens (TinyConfig.width)
-    shift_fraction: float = 0.25  # fraction of channels shifted each way (TS2-Net: 1/4 of the channels)
-    select_k: int = 4  # patch tokens kept per frame (next to the class token)
+    shift_mode: str = "channels"  # "channels": a channel slice of every token (TokShift/TSM); "tokens": TS2-Net's
+    shift_fraction: float = 0.25  # share of channels (or, "tokens", of patch tokens) shifted each way (TS2-Net: 1/7)
+    select_k: int = 4  # patch tokens kept per frame next to the class token (TS2-Net: 3)
     layers: int = 1  # temporal transformer blocks over the kept tokens
     heads: int = 4  # attention heads; width must be a multiple
     mlp_ratio: float = 2.0  # MLP hidden width = width * mlp_ratio
@@ -39,16 +49,37 @@ class TS2NetConfig(HeadConfig):
             raise ConfigError(f"TS2NetConfig: width {self.width} is not a multiple of heads {self.heads}")
         if not 0.0 <= self.shift_fraction <= 0.5:
             raise ConfigError(f"TS2NetConfig: shift_fraction must be in [0, 0.5], got {self.shift_fraction}")
+        if self.shift_mode not in SHIFT_MODES:
+            raise ConfigError(f"TS2NetConfig: shift_mode must be one of {SHIFT_MODES}, got {self.shift_mode!r}")
 
 
-def token_shift(tokens: torch.Tensor, fraction: float) -> torch.Tensor:
-    """(B, T, N, W) -> same shape: the first ``fraction`` of channels come from frame t-1, the next ``fraction`` from
-    frame t+1 (zeros past the ends), the rest stay. Returns a new tensor."""
-    w = tokens.shape[-1]
-    n = int(w * fraction)
-    if n == 0 or tokens.shape[1] < 2:
-        return tokens.clone()
+def token_shift(tokens: torch.Tensor, fraction: float, mode: str = "channels") -> torch.Tensor:
+    """(B, T, 1 + P, W) -> same shape, a new tensor.
+
+    ``mode="channels"`` (default): the first ``fraction`` of the channels of every token come from frame t-1, the
+    next ``fraction`` from frame t+1 (zeros past the ends), the rest stay.
+
+    ``mode="tokens"`` (TS2-Net): with stride ``s = max(2, round(1 / fraction))``, patch ``p`` (0-based, after the
+    class token) takes the whole token of frame t-1 when ``p % s == 0`` and of frame t+1 when ``p % s == s // 2``;
+    frames without such a neighbour keep their own token, the class token stays. (``fraction=1/7`` on a 7x7 grid
+    moves tokens 1, 8, ..., 43 backward in time and 4, 11, ..., 46 forward, counting the class token as 0, as
+    TS2-Net's released code does.)
+    """
+    if mode not in SHIFT_MODES:
+        raise ConfigError(f"token_shift: mode must be one of {SHIFT_MODES}, got {mode!r}")
     out = tokens.clone()
+    if fraction <= 0 or tokens.shape[1] < 2:
+        return out
+    if mode == "tokens":
+        s = max(2, round(1 / fraction))
+        p = torch.arange(tokens.shape[2] - 1, device=tokens.device)
+        back, fwd = 1 + p[p % s == 0], 1 + p[p % s == s // 2]  # token indices (class token = 0)
+        out[:, 1:, back] = tokens[:, :-1, back]
+        out[:, :-1, fwd] = tokens[:, 1:, fwd]
+        return out
+    n = int(tokens.shape[-1] * fraction)
+    if n == 0:
+        return out
     out[:, 1:, :, :n] = tokens[:, :-1, :, :n]
     out[:, :1, :, :n] = 0
     out[:, :-1, :, n: 2 * n] = tokens[:, 1:, :, n: 2 * n]
@@ -68,7 +99,7 @@ class TS2NetHead(VideoHead):
                                     nn.Linear(c.width, 1))
         self.frame_pos = nn.Parameter(torch.randn(c.max_frames, c.width) * 0.02)
         layer = nn.TransformerEncoderLayer(c.width, c.heads, int(c.width * c.mlp_ratio), dropout=0.0,
-                                           batch_first=True, norm_first=True)
+                                           activation="gelu", batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
         self.ln = nn.LayerNorm(c.width)
         self.proj = nn.Linear(c.width, c.dim, bias=False)
@@ -93,9 +124,11 @@ class TS2NetHead(VideoHead):
         return torch.cat([cls, kept], dim=2)
 
     def embed_video(self, frames: torch.Tensor) -> torch.Tensor:
-        x = token_shift(self.check_frames(frames), self.config.shift_fraction)  # (B, T, 1 + P, W)
+        c = self.config
+        x = token_shift(self.check_frames(frames), c.shift_fraction, c.shift_mode)  # (B, T, 1 + P, W)
         x = self.select(x)  # (B, T, 1 + k, W)
         b, t, n, w = x.shape
-        x = (x + self.frame_pos[:t, None]).reshape(b, t * n, w)
-        y = self.transformer(x).mean(dim=1)  # (B, W)
-        return F.normalize(self.proj(self.ln(y)), dim=-1)
+        y = self.transformer((x + self.frame_pos[:t, None]).reshape(b, t * n, w)) + x.reshape(b, t * n, w)
+        frame_out = y.view(b, t, n, w)[:, :, 0]  # (B, T, W): each frame's class-token output
+        v = F.normalize(self.proj(self.ln(frame_out)), dim=-1)  # (B, T, D)
+        return F.normalize(v.mean(dim=1), dim=-1)

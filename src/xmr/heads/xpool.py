@@ -1,10 +1,16 @@
 """``xpool``: X-Pool (Gorti et al., CVPR 2022) — the text attends over the frames, so each (text, video) pair gets
-its own video embedding: softmax(q(text) · k(frames) / sqrt(d)) weighted values, multi-head, then an output
-projection, layer norm and a residual MLP.
+its own video embedding: softmax(q(text) · k(frames) / sqrt(d / heads)) weighted values, multi-head, then an output
+projection, layer norm, a residual linear (with dropout) and a final layer norm; similarity = cosine of the text and
+its own view of the video.
+
+Matches X-Pool's ``modules/transformer.py`` layer for layer (identity-initialised q/k/v/out and residual linear with
+zero biases, one head by default, no frame positions). Deviation: X-Pool normalises text and frames with one shared
+LayerNorm; here each side has its own (``ln_text``, ``ln_frames``; equal at initialisation).
 
 Cost: exhaustive scoring is O(B_t · B_v · T · D) (every text re-pools every video); nothing can be precomputed per
-video beyond k/v. :func:`rerank` keeps it affordable at search time: candidates come from the query-independent
-meanP embedding (one matrix product), and only the top ``k`` videos per text are re-scored exactly."""
+video beyond k/v. :func:`rerank` keeps it affordable at search time: candidates come from a query-independent
+embedding (:meth:`XPoolHead.candidate_embedding`: X-Pool with uniform attention; one matrix product), and only the
+top ``k`` videos per text are re-scored exactly."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from . import VIDEO_HEADS
 from .base import HeadConfig, VideoHead
 
@@ -21,6 +28,12 @@ from .base import HeadConfig, VideoHead
 class XPoolConfig(HeadConfig):
     heads: int = 1  # attention heads (X-Pool uses one); dim must be a multiple
     text_chunk: int = 256  # texts scored at once in similarity() (bounds the (chunk, B_v, T) attention memory)
+    dropout: float = 0.0  # dropout on the residual linear branch while training (X-Pool trains with 0.3)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"XPoolConfig: dropout must be in [0, 1), got {self.dropout}")
 
 
 @VIDEO_HEADS.register("xpool", help="X-Pool: text-conditioned attention over frames (query-dependent)")
@@ -35,6 +48,7 @@ class XPoolHead(VideoHead):
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
         self.ln_out = nn.LayerNorm(d)
         self.mlp = nn.Linear(d, d)
+        self.drop = nn.Dropout(self.config.dropout)
         self.ln_final = nn.LayerNorm(d)
         for lin in (self.q, self.k, self.v, self.o, self.mlp):  # X-Pool initialises to identity, zero bias
             nn.init.eye_(lin.weight)
@@ -52,7 +66,16 @@ class XPoolHead(VideoHead):
         att = att.softmax(dim=-1)
         pooled = torch.einsum("abht,bthc->abhc", att, v).reshape(bt, bv, d)  # (B_t, B_v, D)
         x = self.ln_out(self.o(pooled))
-        return self.ln_final(x + self.mlp(x))
+        return self.ln_final(x + self.drop(self.mlp(x)))
+
+    def candidate_embedding(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B_v, T, D) -> (B_v, D) L2-normalised: X-Pool with **uniform** attention over the frames (the view of a
+        query that attends equally to every frame). Query-independent, so it can be stored in an index, and in the
+        same space as X-Pool's own outputs — a better first stage for a trained head than meanP of the raw frames
+        (benchmarks/xpool_two_stage.py)."""
+        f = self.ln_frames(self.check_frames(frames))
+        x = self.ln_out(self.o(self.v(f).mean(dim=1)))
+        return F.normalize(self.ln_final(x + self.drop(self.mlp(x))), dim=-1)
 
     def embed_video_for(self, text: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """(B_t, D), (B_v, T, D) -> (B_t, B_v, D) L2-normalised: each text's own view of each video."""
@@ -72,20 +95,20 @@ class XPoolHead(VideoHead):
 @torch.no_grad()
 def rerank(head: XPoolHead, text: torch.Tensor, frames: torch.Tensor, k: int = 10,
            candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two-stage X-Pool search: meanP candidates, exact X-Pool scores for the top ``k``.
+    """Two-stage X-Pool search: first-stage candidates, exact X-Pool scores for the top ``k``.
 
     Args:
         text: (B_t, D); frames: (B_v, T, D).
-        candidates: optional (B_t, B_v) first-stage scores (default: cosine with the meanP video embedding).
+        candidates: optional (B_t, B_v) first-stage scores (default: cosine with :meth:`XPoolHead.candidate_embedding`,
+            the vector ``xmr index`` stores for the video).
     Returns:
         (scores (B_t, k), indices (B_t, k)) sorted by the exact X-Pool score, best first. Cost: one (B_t, B_v)
         product plus B_t · k · T · D for the re-scoring, instead of B_t · B_v · T · D.
     """
     text, frames = head.check_text(text), head.check_frames(frames)
     k = min(k, frames.shape[0])
-    if candidates is None:
-        mean = F.normalize(F.normalize(frames, dim=-1).mean(dim=1), dim=-1)  # (B_v, D) meanP
-        candidates = F.normalize(text, dim=-1) @ mean.T
+    if candidates is None:  # what an index stores per video: the uniform-attention embedding
+        candidates = F.normalize(text, dim=-1) @ head.candidate_embedding(frames).T
     top = candidates.topk(k, dim=1).indices  # (B_t, k)
     exact = torch.stack([head.similarity(text[i: i + 1], frames[top[i]])[0] for i in range(text.shape[0])])
     order = exact.argsort(dim=1, descending=True)
