@@ -84,3 +84,30 @@ def test_trained_head_pools_index_vectors(tmp_path, synth, seq_head, capsys):
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert np.linalg.norm(got) == pytest.approx(1.0, abs=1e-5)
     assert not np.allclose(got, plain, atol=1e-3)
+
+
+def test_index_stores_absolute_head_path_so_search_works_from_anywhere(tmp_path, synth, seq_head, monkeypatch,
+                                                                         capsys):
+    import shutil
+
+    from xmr.cli import main
+    from xmr.encoders import absolute_spec
+    from xmr.index import IndexStore
+
+    work = tmp_path / "work"
+    shutil.copytree(seq_head, work / "heads" / "seq")
+    monkeypatch.chdir(work)
+    assert absolute_spec("video:tiny+seqtransf@heads/seq") == f"video:tiny+seqtransf@{work / 'heads' / 'seq'}"
+    assert absolute_spec("hf:openai/clip-vit-base-patch32") == "hf:openai/clip-vit-base-patch32"  # not a path
+    index = tmp_path / "idx"
+    assert main(["-q", "index", str(synth.parent), "--index", str(index), "--model",
+                 "video:tiny+seqtransf@heads/seq"]) == 0
+    with IndexStore(index) as st:
+        assert st.model_spec == f"video:tiny+seqtransf@{work / 'heads' / 'seq'}"
+    # the same model written relatively is accepted on a re-run; search runs from another directory
+    assert main(["-q", "index", str(synth.parent), "--index", str(index), "--model",
+                 "video:tiny+seqtransf@heads/seq"]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["-q", "search", "a red circle", "--index", str(index), "--json", "--k", "1"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 1

@@ -24,19 +24,23 @@ def setup(p):
 
 
 def run(args) -> int:
-    from ..encoders import DEFAULT_ENCODER, create_encoder
+    from ..encoders import DEFAULT_ENCODER, absolute_spec, create_encoder
     from ..index import IndexStore, VideoIndexConfig, index_folder
     from ..errors import XmrIndexError
 
     path = index_path(args)
+    try:
+        with IndexStore(path) as st:
+            bound = st.model_spec
+    except XmrIndexError:
+        bound = None
     spec = args.model
     if spec is None:  # an existing index keeps its model; a new one gets the default
-        try:
-            with IndexStore(path) as st:
-                spec = st.model_spec
-        except XmrIndexError:
-            spec = None
-        spec = spec or DEFAULT_ENCODER
+        spec = bound or DEFAULT_ENCODER
+    elif bound is not None and absolute_spec(bound) == absolute_spec(spec):
+        spec = bound  # the same model, written another way (e.g. a relative path from the index's first run)
+    else:
+        spec = absolute_spec(spec)  # stored in the index: local paths absolute, so search works from anywhere
     video = VideoIndexConfig(fps=args.video_fps, max_frames=args.video_max_frames, window=args.segment,
                              stride=args.segment_stride, min_frames=min(8, max(1, args.video_max_frames)))
     enc = create_encoder(spec, device=args.device)

@@ -53,10 +53,30 @@ def create_encoder(spec: str = DEFAULT_ENCODER, device: str | None = None) -> En
     return enc
 
 
+def absolute_spec(spec: str) -> str:
+    """The spec with local paths made absolute (``tiny:ckpt`` -> ``tiny:/home/u/ckpt``; in ``video:<spec>+<head>@DIR``
+    both the image spec and DIR), so an index bound to it works from any working directory. Hub ids and names that
+    are not existing paths are unchanged."""
+    import os
+
+    name, arg = parse_spec(spec)
+    if arg is None:
+        return spec.strip()
+    if name == "video":
+        from .video import parse_video_arg
+
+        base, head, head_dir = parse_video_arg(arg)
+        tail = f"@{os.path.abspath(os.path.expanduser(head_dir))}" if head_dir else ""
+        return f"video:{absolute_spec(base)}+{head}{tail}"
+    p = os.path.expanduser(arg)
+    return f"{name}:{os.path.abspath(p)}" if os.path.exists(p) else spec.strip()
+
+
 def list_encoders() -> list[tuple[str, str]]:
     """(name, help) of every registered encoder."""
     _load_all()
     return [(e.name, e.help) for e in ENCODERS]
 
 
-__all__ = ["ENCODERS", "DEFAULT_ENCODER", "Encoder", "create_encoder", "list_encoders", "l2_normalize", "parse_spec"]
+__all__ = ["ENCODERS", "DEFAULT_ENCODER", "Encoder", "absolute_spec", "create_encoder", "list_encoders",
+           "l2_normalize", "parse_spec"]
