@@ -2,6 +2,7 @@
 fixtures in the real annotation layouts (tests/fixtures/video_datasets/README.md)."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pickle
@@ -60,6 +61,13 @@ def test_msrvtt_full_splits_and_options():
     both = load_dataset(f"msrvtt:{FIX / 'msrvtt'}:full-train+1k-A")
     assert both.splits == ["full-train", "1k-A"] and len(both) == 4
     assert load_dataset(both.spec).texts == both.texts  # canonical spec round-trips
+
+
+def test_msrvtt_clip4clip_video_folder(tmp_path):
+    """CLIP4Clip's MSRVTT.zip unpacks the videos to videos/all/: used when present."""
+    shutil.copy(FIX / "msrvtt" / "MSRVTT_JSFUSION_test.csv", tmp_path)
+    (tmp_path / "videos" / "all").mkdir(parents=True)
+    assert load_dataset(f"msrvtt:{tmp_path}").media[0] == str(tmp_path / "videos" / "all" / "video9771.mp4")
 
 
 def test_msrvtt_errors(tmp_path):
@@ -133,6 +141,21 @@ def test_msvd_json_and_pickle_captions(tmp_path):
     assert ds.texts == want.texts and ds.source_files[-1] == str(tmp_path / "raw-captions.json")
 
 
+def test_msvd_pickle_is_preferred_to_the_corpus_text(tmp_path):
+    """CLIP4Clip reads raw-captions.pkl; AllVideoDescriptions.txt is only a fallback."""
+    for name in ("test_list.txt", "AllVideoDescriptions.txt"):
+        shutil.copy(FIX / "msvd" / name, tmp_path)
+    caps = collections.defaultdict(list)  # a pickled defaultdict(list) / OrderedDict is accepted
+    caps["-4wsuPCjDBc_5_15"].append(["a", "squirrel", "eats", "."])
+    caps["-7KMZQEsJW4_205_208"].append(["guitar", "music"])
+    caps["0lh_UWF9ZP4_62_69"] += [["onion"], ["knife", "work"]]
+    (tmp_path / "raw-captions.pkl").write_bytes(pickle.dumps(caps))
+    ds = load_dataset(f"msvd:{tmp_path}:test")
+    assert ds.texts == ["a squirrel eats .", "guitar music", "onion", "knife work"]  # tokens joined by spaces
+    (tmp_path / "raw-captions.pkl").write_bytes(pickle.dumps(collections.OrderedDict(caps)))
+    assert load_dataset(f"msvd:{tmp_path}:test").texts == ds.texts
+
+
 class _Evil:
     def __init__(self, victim: str):
         self.victim = victim
@@ -191,14 +214,14 @@ def test_msvd_group_max_versus_standard_item_to_text():
 # ------------------------------------------------------------------------------------------------ DiDeMo
 
 
-def test_didemo_paragraph_in_time_order():
+def test_didemo_paragraph_in_file_order_like_clip4clip():
     ds = load_dataset(f"didemo:{FIX / 'didemo'}:test")
     assert [it.id for it in ds.items] == [
         "1234567@N00_1111111111_aaaaaaaaaa.mov",
         "7654321@N01_2222222222_bbbbbbbbbb.mp4",
-    ]
-    # file order is "jumps" (10 s), "walks in" (0 s), "leaves" (21.25 s): the paragraph follows the moments
-    assert ds.texts[0] == "a man walks in the man jumps the man leaves"
+    ]  # test_list.txt drops 9999999@N09_... (in test_data.json, not in the list), as CLIP4Clip does
+    # CLIP4Clip joins the descriptions in file order ("jumps" at 10 s, "walks in" at 0 s, "leaves" at 21.25 s)
+    assert ds.texts == ["the man jumps a man walks in the man leaves", "a red car drives by"]
     assert ds.items[0].start is None and ds.items[0].end is None
     assert ds.media[0] == str(FIX / "didemo" / "videos" / "1234567@N00_1111111111_aaaaaaaaaa.mov")
     assert load_dataset(f"didemo:{FIX / 'didemo'}:test?ext=mp4").media[0].endswith("aaaaaaaaaa.mp4")
@@ -206,9 +229,21 @@ def test_didemo_paragraph_in_time_order():
     assert everything.splits == ["train", "test"] and len(everything) == 3
 
 
+def test_didemo_without_or_with_extensionless_list(tmp_path):
+    shutil.copy(FIX / "didemo" / "test_data.json", tmp_path)
+    ds = load_dataset(f"didemo:{tmp_path}:test")  # no list: every video of the JSON
+    assert [it.id for it in ds.items][-1] == "9999999@N09_4444444444_dddddddddd.mp4" and len(ds) == 3
+    (tmp_path / "test_list.txt").write_text("9999999@N09_4444444444_dddddddddd\n\n")  # entry without extension
+    ds = load_dataset(f"didemo:{tmp_path}:test")
+    assert ds.texts == ["a bird lands on a branch"]
+    (tmp_path / "test_list.txt").write_text("nothing_matches.mp4\n")
+    with pytest.raises(ConfigError, match="no entry for the videos listed in"):
+        load_dataset(f"didemo:{tmp_path}:test")
+
+
 def test_didemo_moments_start_end():
     ds = load_dataset(f"didemo:{FIX / 'didemo'}:test?mode=moments")
-    assert len(ds) == 4 and ds.texts[:2] == ["the man jumps", "a man walks in"]  # file order
+    assert len(ds) == 4 and ds.texts[:2] == ["the man jumps", "a man walks in"]  # file order, listed videos
     assert [(it.start, it.end) for it in ds.items] == [(10.0, 16.25), (0.0, 5.0), (5.0, 11.25), (21.25, 28.75)]
     assert ds.items[0].id == "101"
 
@@ -228,23 +263,42 @@ def test_didemo_errors(tmp_path):
 # ------------------------------------------------------------------------------------------- ActivityNet
 
 
-def test_activitynet_paragraph_in_timestamp_order():
+def test_activitynet_paragraph_like_clip4clip():
     ds = load_dataset(f"activitynet:{FIX / 'activitynet'}:val_1")
-    assert [it.id for it in ds.items] == ["v_BBBBBBBBBBB", "v_CCCCCCCCCCC"]
-    assert ds.texts[0] == (
-        "A woman cracks eggs into a bowl. She then mixes the batter. She pours the batter into a pan."
+    # val_ids.json order; v_DDDDDDDDDDD is listed but has no captions in val_1.json: skipped, as in CLIP4Clip
+    assert [it.id for it in ds.items] == ["v_CCCCCCCCCCC", "v_BBBBBBBBBBB"]
+    # " ".join(sentences) in file order (not re-sorted by timestamp), each sentence stripped
+    assert ds.texts[1] == (
+        "She then mixes the batter. A woman cracks eggs into a bowl. She pours the batter into a pan."
     )
-    assert ds.media[1] == str(FIX / "activitynet" / "videos" / "v_CCCCCCCCCCC.mp4")
+    assert ds.items[1].start is None and ds.items[1].end is None
+    # CLIP4Clip drops the "v_" of the key to find the video file
+    assert ds.media == [str(FIX / "activitynet" / "videos" / f"{v}.mp4") for v in ("CCCCCCCCCCC", "BBBBBBBBBBB")]
+    keep = load_dataset(f"activitynet:{FIX / 'activitynet'}:val_1?prefix=keep")
+    assert keep.media[0] == str(FIX / "activitynet" / "videos" / "v_CCCCCCCCCCC.mp4")
     assert load_dataset(f"activitynet:{FIX / 'activitynet'}").splits == ["train", "val_1", "val_2"]
+    assert [it.id for it in load_dataset(f"activitynet:{FIX / 'activitynet'}:val_2").items] == ["v_BBBBBBBBBBB"]
+
+
+def test_activitynet_without_id_lists_keeps_file_order(tmp_path):
+    shutil.copy(FIX / "activitynet" / "val_1.json", tmp_path)
+    ds = load_dataset(f"activitynet:{tmp_path}:val_1")
+    assert [it.id for it in ds.items] == ["v_BBBBBBBBBBB", "v_CCCCCCCCCCC"]
+    (tmp_path / "val_ids.json").write_text('["v_NOPE"]')
+    with pytest.raises(ConfigError, match="none of the videos listed in .*val_ids.json"):
+        load_dataset(f"activitynet:{tmp_path}:val_1")
+    (tmp_path / "val_ids.json").write_text('{"v_BBBBBBBBBBB": 1}')
+    with pytest.raises(ConfigError, match="expected a JSON list"):
+        load_dataset(f"activitynet:{tmp_path}:val_1")
 
 
 def test_activitynet_moments():
     ds = load_dataset(f"activitynet:{FIX / 'activitynet'}:val_1?mode=moments&root=/an&ext=mkv")
     assert len(ds) == 4
-    assert [(it.start, it.end) for it in ds.items] == [(20.1, 41.0), (0.5, 20.1), (40.0, 60.2), (1.0, 14.0)]
-    assert ds.texts[0] == "She then mixes the batter."  # stripped
-    assert ds.media[0] == "/an/v_BBBBBBBBBBB.mkv"
-    assert [it.id for it in ds.items][:2] == ["v_BBBBBBBBBBB#0", "v_BBBBBBBBBBB#1"]
+    assert [(it.start, it.end) for it in ds.items] == [(1.0, 14.0), (20.1, 41.0), (0.5, 20.1), (40.0, 60.2)]
+    assert ds.texts[1] == "She then mixes the batter."  # stripped
+    assert ds.media[1] == "/an/BBBBBBBBBBB.mkv"
+    assert [it.id for it in ds.items][:3] == ["v_CCCCCCCCCCC#0", "v_BBBBBBBBBBB#0", "v_BBBBBBBBBBB#1"]
 
 
 def test_activitynet_errors(tmp_path):
@@ -275,6 +329,18 @@ def test_lsmdc_clips_and_movie_folders():
         load_dataset(f"lsmdc:{FIX / 'lsmdc'}:val")
 
 
+def test_lsmdc_flat_layout_and_stripped_lines(tmp_path):
+    clip = "1010_TITANIC_00.41.32.072-00.41.40.196"
+    ds = load_dataset(f"lsmdc:{FIX / 'lsmdc'}:test?layout=flat&root=/lsmdc&ext=mp4")
+    assert ds.media[0] == f"/lsmdc/{clip}.mp4"
+    (tmp_path / "LSMDC16_annos_val.csv").write_text(
+        f"{clip}\t1\t2\t1\t2\tSOMEONE waves, then leaves.  \r\n"  # commas are text; the line is stripped
+    )
+    assert load_dataset(f"lsmdc:{tmp_path}:val").texts == ["SOMEONE waves, then leaves."]
+    with pytest.raises(ConfigError, match="layout='tree'"):
+        load_dataset(f"lsmdc:{tmp_path}?layout=tree")
+
+
 def test_lsmdc_bad_row(tmp_path):
     (tmp_path / "LSMDC16_annos_training.csv").write_text("clip_only\tno sentence\n")
     with pytest.raises(ConfigError, match="line 1: expected 6 tab-separated columns"):
@@ -299,6 +365,34 @@ def test_vatex_clips_and_full_videos():
         parse_video_id("nodigits")
     with pytest.raises(ConfigError, match=str(FIX / "vatex" / "vatex_public_test_english_v1.1.json")):
         load_dataset(f"vatex:{FIX / 'vatex'}:public_test")
+
+
+def test_vatex_hgr_list_split_like_clip2video(tmp_path):
+    ds = load_dataset(f"vatex:{FIX / 'vatex'}:hgr-test")
+    assert [it.id for it in ds.items] == ["zzzz-yyyyyy_000000_000010", "abcdEFGHijk_000010_000020"]  # list order
+    assert ds.items[1].captions == ("Two kids play soccer in a yard.", "Children kick a ball outside.")
+    assert ds.media[0] == str(FIX / "vatex" / "videos" / "zzzz-yyyyyy_000000_000010.mp4")
+    assert [os.path.basename(p) for p in ds.source_files] == ["test_list.txt", "vatex_data.json"]
+    assert load_dataset(f"vatex:{FIX / 'vatex'}").splits == ["train", "val"]  # lists only when asked for
+    # TS2-Net's ref_captions.json, then the official files, as caption sources
+    shutil.copy(FIX / "vatex" / "test_list.txt", tmp_path)
+    (tmp_path / "ref_captions.json").write_text(
+        json.dumps({"zzzz-yyyyyy_000000_000010": ["a"], "abcdEFGHijk_000010_000020": ["b", "c"]})
+    )
+    assert load_dataset(f"vatex:{tmp_path}:hgr-test").texts == ["a", "b", "c"]
+    (tmp_path / "ref_captions.json").unlink()
+    with pytest.raises(ConfigError, match="no VATEX caption file for the list splits"):
+        load_dataset(f"vatex:{tmp_path}:hgr-test")
+    for name in ("vatex_training_v1.0.json", "vatex_validation_v1.0.json"):
+        shutil.copy(FIX / "vatex" / name, tmp_path)
+    assert load_dataset(f"vatex:{tmp_path}:hgr-test").texts == load_dataset(f"vatex:{FIX / 'vatex'}:hgr-test").texts
+    (tmp_path / "val_list.txt").write_text("Ptf_2VRj-V0_000122_000132\nnot_in_any_000001_000002\n")
+    with pytest.raises(ConfigError, match=r"val_list.txt, line 2: videoID 'not_in_any_000001_000002' has no caption"):
+        load_dataset(f"vatex:{tmp_path}:hgr-val")
+    with pytest.raises(ConfigError, match="Available splits: train, val, public_test, hgr-train"):
+        load_dataset(f"vatex:{tmp_path}:test")
+    with pytest.raises(ConfigError, match=str(tmp_path / "train_list.txt")):
+        load_dataset(f"vatex:{tmp_path}:hgr-train")
 
 
 # ---------------------------------------------------------------------------------------------- YouCook2

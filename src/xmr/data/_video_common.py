@@ -126,10 +126,29 @@ def text(value: object, where: str) -> str:
     return value.strip()
 
 
-def paragraph(sentences: Sequence[tuple[float, float, str]]) -> str:
-    """Sentences ``(start, end, text)`` joined by single spaces in time order (ties keep the given order),
-    as CLIP4Clip builds paragraph captions for DiDeMo and ActivityNet."""
-    return " ".join(t for _, _, t in sorted(sentences, key=lambda s: (s[0], s[1])))
+def paragraph(sentences: Sequence[str]) -> str:
+    """Sentences joined by single spaces in the order given (annotation-file order), as CLIP4Clip builds the
+    paragraph captions of DiDeMo (``" ".join`` of the descriptions) and ActivityNet (``" ".join`` of
+    ``sentences``). Each sentence is already stripped, so the reference's doubled spaces (ActivityNet
+    sentences start with a space) collapse; the words and their order are the same."""
+    return " ".join(sentences)
+
+
+def read_id_list(path: str, what: str) -> list[str]:
+    """Ids of a split list file (one per line, surrounding blanks stripped, blank lines skipped), in order,
+    duplicates dropped; ConfigError when it holds none. Accepts a JSON list of strings too (ActivityNet's
+    ``*_ids.json``)."""
+    if path.endswith(".json"):
+        data = load_json(path)
+        if not isinstance(data, list) or not all(isinstance(v, str) for v in data):
+            raise ConfigError(f"{path}: expected a JSON list of {what} id strings")
+        raw = data
+    else:
+        raw = read_lines(path)
+    ids = list(dict.fromkeys(v.strip() for v in raw if v.strip()))
+    if not ids:
+        raise ConfigError(f"{path}: no {what} ids")
+    return ids
 
 
 __all__ = [
@@ -145,4 +164,5 @@ __all__ = [
     "seconds",
     "text",
     "paragraph",
+    "read_id_list",
 ]

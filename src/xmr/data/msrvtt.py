@@ -5,7 +5,9 @@
     DIR/MSRVTT_JSFUSION_test.csv    key,vid_key,video_id,sentence   (1,000 rows, one caption per video)
     DIR/MSRVTT_train.9k.csv         video_id                         (9,000 rows)
     DIR/MSRVTT_train.7k.csv         video_id                         (7,010 rows)
-    DIR/videos/video0.mp4           (the ``root`` option names another video folder; ``ext`` another extension)
+    DIR/videos/all/video0.mp4       (as CLIP4Clip's ``MSRVTT.zip`` unpacks; ``DIR/videos/video0.mp4`` when there
+                                     is no ``DIR/videos/all`` folder; the ``root`` option names another video
+                                     folder, ``ext`` another extension)
 
 Splits (the item's ``split`` is the name asked for) and the files each reads:
 
@@ -17,6 +19,11 @@ Splits (the item's ``split`` is the name asked for) and the files each reads:
 - ``full-train`` (6,513 videos) and ``full-val`` (497, ``"validate"`` in the JSON): the official splits.
 
 Captions of one video keep the order of ``sentences`` in the JSON. Several splits join with ``+``.
+
+Checked against CLIP4Clip's ``dataloaders/dataloader_msrvtt_retrieval.py`` and X-Pool's
+``datasets/msrvtt_dataset.py``: both read ``video_id`` / ``sentence`` of the JSFusion CSV row by row (test), and
+for training every ``caption`` of ``MSRVTT_data.json``'s ``sentences`` whose ``video_id`` is in the
+train CSV's ``video_id`` column, with videos ``<video_id>.mp4``. The CSVs are comma-separated with a header row.
 
 ``msrvtt:FILE.jsonl`` instead reads a JSON-lines caption file with ``clip_name`` (or ``video_id``) and
 ``caption`` keys, one caption per line (the layout of ``shared/data/msrvtt-mini/captions_test.jsonl``); videos are
@@ -157,7 +164,8 @@ def load_msrvtt(arg: str, *, split: str | None, caption_policy: str, options: Ma
         raise ConfigError(
             f"unknown MSR-VTT split {', '.join(map(repr, unknown))}. Available splits: {', '.join(SPLITS)}"
         )
-    root = video_root(opts, os.path.join(path, "videos"))
+    videos = os.path.join(path, "videos")
+    root = video_root(opts, os.path.join(videos, "all") if os.path.isdir(os.path.join(videos, "all")) else videos)
     items, sources = [], []
     for s in wanted:
         its, files = read_msrvtt(path, s, root, ext)

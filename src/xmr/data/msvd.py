@@ -1,17 +1,22 @@
 """``msvd:DIR[:SPLIT]`` — MSVD (Microsoft Video Description corpus, YouTube clips) with the usual
-1,200 / 100 / 670 split (collaborative-experts / CLIP4Clip ``msvd_data.zip``)::
+1,200 / 100 / 670 split (collaborative-experts / CLIP4Clip ``msvd_data.zip``), read as CLIP4Clip's
+``dataloaders/dataloader_msvd_retrieval.py`` reads it::
 
     DIR/train_list.txt  val_list.txt  test_list.txt    one video id per line, e.g. -4wsuPCjDBc_5_15
-    DIR/raw-captions.json   or   DIR/AllVideoDescriptions.txt   or   DIR/raw-captions.pkl
+    DIR/raw-captions.pkl   or   DIR/raw-captions.json   or   DIR/AllVideoDescriptions.txt
     DIR/YouTubeClips/-4wsuPCjDBc_5_15.avi               (``root`` / ``ext`` options change folder / extension)
 
 Captions come from the first of these that exists:
 
-- ``raw-captions.json``: ``{"VIDEO_ID": ["a man is ...", ...]}`` (each caption a string or a list of tokens);
+- ``raw-captions.json``: ``{"VIDEO_ID": ["a man is ...", ...]}`` (each caption a string or a list of tokens),
+  the pickle converted to JSON;
+- ``raw-captions.pkl``: the file CLIP4Clip reads (``{video id: [[token, ...], ...]}``; each caption's tokens
+  joined by single spaces, as CLIP4Clip joins them), read with :func:`safe_load_caption_pickle`, which refuses
+  any pickle that would import or call anything but a plain ``dict`` / ``OrderedDict`` / ``defaultdict(list)``
+  (only containers and strings survive);
 - ``AllVideoDescriptions.txt``: the corpus' own text release, ``VIDEO_ID caption words`` per line, ``#`` lines
-  are comments;
-- ``raw-captions.pkl``: the same dict pickled by CLIP4Clip, read with :func:`safe_load_caption_pickle`, which
-  refuses any pickle that would import or call anything (only dict / list / tuple / str survive).
+  are comments. It is a fallback only: it is not the file the reference loaders read, and its captions are
+  untokenized (punctuation attached), so it gives the same videos but not byte-identical caption strings.
 
 Splits ``train`` / ``val`` / ``test`` are the ``*_list.txt`` files (without a split: every list that exists),
 items in list order, each with **all** its captions in file order (about 40 per video: MSVD is evaluated with
@@ -19,6 +24,7 @@ several captions per video; pick the i2t rule with the evaluation protocol).
 """
 from __future__ import annotations
 
+import collections
 import io
 import os
 import pickle
@@ -29,15 +35,27 @@ from ._video_common import dataset_folder, load_json, read_lines, split_files, v
 from .base import DATASETS, Item, RetrievalDataset, take_options
 
 SPLIT_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
-CAPTION_FILES = ("raw-captions.json", "AllVideoDescriptions.txt", "raw-captions.pkl")
+CAPTION_FILES = ("raw-captions.json", "raw-captions.pkl", "AllVideoDescriptions.txt")
+# the only globals a caption pickle may name: containers a pickler writes for a dict of lists (defaultdict(list)
+# needs ``list`` as its factory). Calling any of them with pickled arguments runs no code from the file.
+_ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "defaultdict"): collections.defaultdict,
+    ("builtins", "list"): list,
+    ("__builtin__", "list"): list,
+}
 
 
 class _CaptionUnpickler(pickle.Unpickler):
-    """Builds only what pickle opcodes make without imports (dict, list, tuple, str, numbers): any global
-    lookup, hence any constructor or function call (``__reduce__``), is refused."""
+    """Builds only what pickle opcodes make without imports (dict, list, tuple, str, numbers) plus the
+    containers of :data:`_ALLOWED_GLOBALS`: any other global lookup, hence any other constructor or function
+    call (``__reduce__``), is refused."""
 
     def find_class(self, module: str, name: str):  # noqa: D401
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        allowed = _ALLOWED_GLOBALS.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        return allowed
 
     def persistent_load(self, pid):
         raise pickle.UnpicklingError("refusing a persistent id")
