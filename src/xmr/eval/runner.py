@@ -35,20 +35,22 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     Video datasets (whole videos, or moments: items with ``start``/``end``): ``num_frames`` frames (default: the
     head's ``num_frames``, 12 without a head) are sampled uniformly from each clip or window and pooled by the
     encoder's head (``video:<spec>+<head>[@DIR]``; plain image encoders: meanP). X-Pool and prototype heads are scored
-    exhaustively (every text against every video). The settings are in ``res["fingerprint"]["extra"]["video"]``.
+    exhaustively (every text against every video). The settings are in ``res["fingerprint"]["video"]``.
     """
     from . import evaluate_sims
 
+    staged = queries_per_target is not None or rescore is not None or rerank is not None
+    head = getattr(encoder, "head", None)
+    is_video = _is_video(dataset)
+    if staged and is_video and head is not None and head.needs_rescoring:
+        raise ConfigError(f"the {head.name!r} head scores each (text, video) pair itself; multi-query, "
+                          "re-scoring and re-ranking need one vector per video and cannot be combined with it yet")
+    extra = {"video": video_eval_settings(encoder, num_frames)} if is_video else None
     t0 = time.perf_counter()
     img = _encode_gallery(dataset, encoder, batch_size, show_progress, num_frames)
     t1 = time.perf_counter()
     txt = encoder.encode_text(dataset.texts, show_progress=show_progress)
     t2 = time.perf_counter()
-    staged = queries_per_target is not None or rescore is not None or rerank is not None
-    extra = {"video": video_eval_settings(encoder, num_frames)} if _is_video(dataset) else None
-    if staged and isinstance(img, HeadGallery):
-        raise ConfigError(f"the {img.head.name!r} head scores each (text, video) pair itself; multi-query, "
-                          "re-scoring and re-ranking need one vector per video and cannot be combined with it yet")
     if not staged:
         sims = img.sims(txt) if isinstance(img, HeadGallery) else txt @ img.T  # (num_texts, num_items)
         res = evaluate_sims(sims, np.asarray(dataset.text_to_item), protocol=protocol)
@@ -127,7 +129,6 @@ class HeadGallery:
 
     def __init__(self, head, feats: np.ndarray):
         self.head, self.feats = head, feats
-        self.shape = (len(feats), feats.shape[-1])
 
     def __len__(self) -> int:
         return len(self.feats)
