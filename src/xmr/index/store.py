@@ -59,7 +59,7 @@ CREATE INDEX IF NOT EXISTS segments_item ON segments(item_id);
 CREATE TABLE IF NOT EXISTS frames (
     item_id INTEGER PRIMARY KEY,    -- items.id of the video; deleted together with its item
     count INTEGER NOT NULL,         -- T frames
-    times BLOB NOT NULL,            -- float32 (T,) seconds
+    times BLOB NOT NULL,            -- float64 (T,) seconds (the sampling grid segments were cut on)
     features BLOB NOT NULL          -- float32 (T, dim) L2-normalised frame embeddings
 );
 CREATE TABLE IF NOT EXISTS skipped (
@@ -254,7 +254,7 @@ class IndexStore:
             self._bump()
 
     def _insert_frames(self, item_id: int, path: str, times: np.ndarray, feats: np.ndarray) -> None:
-        times = np.ascontiguousarray(times, dtype=np.float32).reshape(-1)
+        times = np.ascontiguousarray(times, dtype=np.float64).reshape(-1)
         feats = np.ascontiguousarray(feats, dtype=np.float32)
         if feats.shape != (len(times), self.dim) or not len(times) or not np.isfinite(feats).all():
             raise XmrIndexError(f"refusing to store bad frame features for {path} (shape {feats.shape})")
@@ -315,7 +315,7 @@ class IndexStore:
         r = self.db.execute("SELECT count, times, features FROM frames WHERE item_id=?", (int(item_id),)).fetchone()
         if r is None:
             return None
-        t = np.frombuffer(r[1], dtype=np.float32)
+        t = np.frombuffer(r[1], dtype=np.float64)
         return t, np.frombuffer(r[2], dtype=np.float32).reshape(r[0], self.dim or 0)
 
     def count_frames(self) -> int:

@@ -155,4 +155,4 @@ def _embed(reader, encoder: Encoder, cfg: VideoIndexConfig, batch_size: int, poo
         if m.any():
             segs.append((s, e, pool(embs[m], times[m])))
     return VideoEmbedding(pool(embs, times), segs, info.width, info.height, info.duration, len(times),
-                          (times.astype(np.float32), embs) if keep_frames else None)
+                          (times.astype(np.float64), embs) if keep_frames else None)
