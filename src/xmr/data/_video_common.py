@@ -4,13 +4,12 @@ Nothing here is a loader; each dataset is its own small module that registers it
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Callable, Mapping, Sequence
 
 from ..errors import ConfigError
-from .base import Item, RetrievalDataset, requested_splits
+from .base import Item, RetrievalDataset, load_json, requested_splits
 
 _EXT_RE = re.compile(r"^[A-Za-z0-9]{1,8}$")
 
@@ -29,16 +28,6 @@ def annotation_file(folder: str, name: str, what: str) -> str:
     if not os.path.isfile(path):
         raise ConfigError(f"{what} not found: {path}. See docs/datasets.md for where to get it")
     return path
-
-
-def load_json(path: str) -> object:
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
 
 
 def read_lines(path: str) -> list[str]:

@@ -323,6 +323,17 @@ def require_file(path: str | os.PathLike, what: str) -> str:
     return p
 
 
+def load_json(path: str) -> object:
+    """The parsed JSON file (a UTF-8 BOM is accepted); bad JSON or an unreadable file raises ConfigError."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
+
+
 def iter_jsonl(path: str) -> Iterator[tuple[str, object]]:
     """(``"PATH, line N"``, parsed object) for every non-blank line of a JSON-lines file; bad JSON raises
     ConfigError with the line number."""

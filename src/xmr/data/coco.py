@@ -15,13 +15,12 @@ Each ``annotations/captions_<split>.json`` is one split, named after the file (`
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Mapping
 
 from ..errors import ConfigError
-from .base import DATASETS, Item, RetrievalDataset, require_file, requested_splits, take_options
+from .base import DATASETS, Item, RetrievalDataset, load_json, require_file, requested_splits, take_options
 
 _CAPTION_FILE = re.compile(r"^captions_(.+)\.json$")
 
@@ -45,19 +44,9 @@ def caption_files(folder: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _load_json(path: str) -> object:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
-
-
 def read_coco_captions(path: str, split: str, image_root: str) -> list[Item]:
     """Captioned images of one COCO caption file, by image id, captions by annotation id."""
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
         data.get("annotations"), list
     ):

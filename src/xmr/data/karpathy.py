@@ -20,13 +20,12 @@ Item ids are ``cocoid`` when present, else ``imgid``.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Mapping
 
 from ..errors import ConfigError
-from .base import DATASETS, Item, RetrievalDataset, require_file, select_split, take_options
+from .base import DATASETS, Item, RetrievalDataset, load_json, require_file, select_split, take_options
 
 #: candidate image folders under the root, tried in order, for entries without ``filepath``
 IMAGE_FOLDERS = ("flickr30k-images", "Flicker8k_Dataset", "Flickr8k_Dataset", "images")
@@ -52,11 +51,7 @@ def _sentence(s: object, where: str) -> str:
 
 def read_karpathy(path: str, *, root: str | None = None) -> tuple[str, list[Item]]:
     """(dataset name, every item of the file in file order)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ConfigError(
             f"{path}: not a Karpathy split file (needs a top-level 'images' list, as in dataset_coco.json)"

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import config_from_dict
 from ..errors import ConfigError, ModelUnavailableError
 from ..paths import cache_dir
 from ..registry import Registry
@@ -83,10 +84,7 @@ class ConceptConfig:
         d = dict(d)
         if "class_text" in d:
             d["class_text"] = tuple(d["class_text"])
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown concept config keys {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 #: named variants: ``concept:<name>``. "default" is what plain ``concept`` means.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..config import config_from_dict
 from ..errors import ConfigError, ModelUnavailableError
 from ..media.image import ImageLike, ImagePreprocess, load_image
 from . import ENCODERS
@@ -74,12 +75,7 @@ class TinyConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TinyConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"TinyConfig: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**d)
+        return config_from_dict(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def tokenize(texts: Sequence[str], context_length: int) -> torch.Tensor:

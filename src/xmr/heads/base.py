@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import config_from_dict
 from ..errors import ConfigError, ModelUnavailableError
 
 CONFIG_FILE = "config.json"
@@ -47,12 +48,7 @@ class HeadConfig:
             return replace(config, **overrides) if overrides else config
         if not isinstance(config, dict):
             raise ConfigError(f"{cls.__name__}: expected a dict or {cls.__name__}, got {type(config).__name__}")
-        d = {**config, **overrides}
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, {**config, **overrides})
 
 
 class VideoHead(nn.Module):
@@ -142,16 +138,7 @@ class VideoHead(nn.Module):
         if not self.query_independent or self.multi_vector:
             raise ConfigError(f"video head {self.name!r} cannot pool frame features into one index vector; "
                               "use candidate_pool() and re-score with score_frames()")
-
-        def pool(frame_feats, times=None):
-            import numpy as np
-
-            with torch.no_grad():
-                x = torch.as_tensor(np.asarray(self.subsample(frame_feats), dtype=np.float32))[None]
-                v = self.embed_video(x.to(self.logit_scale.device))
-            return v[0].cpu().numpy()
-
-        return pool
+        return self.candidate_pool()  # for these heads the candidate embedding is embed_video itself
 
     def candidate_embedding(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, D) L2-normalised query-independent vectors for first-stage retrieval: the head's own

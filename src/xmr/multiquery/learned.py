@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..config import config_from_dict
 from ..errors import ConfigError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,7 @@ class QueryWeightingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "QueryWeightingConfig":
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ConfigError(f"QueryWeightingConfig: unknown field(s) {sorted(extra)}; known: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def _module(dim: int):

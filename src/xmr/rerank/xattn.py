@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import config_from_dict
 from ..errors import ConfigError, ModelUnavailableError
 from . import RERANKERS
 from .base import CrossEncoder
@@ -47,11 +48,7 @@ class CrossMatcherConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CrossMatcherConfig":
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ConfigError(f"CrossMatcherConfig: unknown field(s) {sorted(extra)}; known: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 class _CrossBlock(nn.Module):
