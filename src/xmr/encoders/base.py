@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import ConfigError
 from ..media.image import ImageLike, load_image
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,37 @@ def _progress(total: int, desc: str, show: bool | None):
     return tqdm(total=total, desc=desc, unit="item", disable=disable, leave=False)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an encoder can do, declared on its class (and narrowed per instance where the loaded weights decide, e.g.
+    an ``hf:`` SigLIP has no class-token patch tokens). Callers ask ``encoder.capabilities.patch_tokens`` or
+    :meth:`Encoder.require` instead of probing for methods."""
+
+    text: bool = True  # encode_text(texts) -> (N, dim)
+    images: bool = True  # encode_images(images) -> (N, dim)
+    patch_tokens: bool = False  # encode_image_tokens(images) -> (B, 1 + P, token_width), class token first
+    text_tokens: bool = False  # encode_text_tokens(texts) -> ((B, L, token_width), mask (B, L))
+    video: bool = False  # a temporal head pools frames: encode_frames(images) + video_pool(feats, times)
+    video_rescoring: bool = False  # the head scores (query, frames) itself: indexes keep frames, search re-scores
+    languages: tuple[str, ...] = ("en",)  # languages the text tower was trained on ("*": many)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: what each capability is needed for, in refusal messages
+_CAPABILITY_METHODS = {"text": "encode_text", "images": "encode_images", "patch_tokens": "encode_image_tokens",
+                       "text_tokens": "encode_text_tokens", "video": "a temporal head (video:<spec>+<head>)",
+                       "video_rescoring": "a head that re-scores (video:<spec>+xpool@DIR, +prototypes@DIR)"}
+
+
 class Encoder(ABC):
-    """Dual encoder: ``encode_text`` and ``encode_images`` return L2-normalised float32 arrays of width ``dim``."""
+    """Dual encoder: ``encode_text`` and ``encode_images`` return L2-normalised float32 arrays of width ``dim``.
+
+    Subclasses declare what else they can do in ``capabilities`` (:class:`Capabilities`)."""
+
+    #: declared on the class; an instance may narrow it (``self.capabilities = replace(...)``)
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     #: the spec string this encoder was created from (stored in indexes and eval fingerprints)
     spec: str = ""
@@ -91,6 +122,12 @@ class Encoder(ABC):
                 out[s : s + len(batch)] = _to_numpy(self._encode_image_batch(batch))
                 bar.update(len(batch))
         return l2_normalize(out) if normalize else out
+
+    def require(self, capability: str, why: str) -> None:
+        """Raise ConfigError saying that ``why`` needs ``capability``, which this encoder does not have."""
+        if not getattr(self.capabilities, capability):
+            raise ConfigError(f"{why} needs {_CAPABILITY_METHODS.get(capability, capability)}, which encoder "
+                              f"{self.spec or type(self).__name__!r} does not provide")
 
     def describe(self) -> dict:
         """JSON-able description (spec, dim, class) for fingerprints and ``xmr info``."""

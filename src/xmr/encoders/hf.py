@@ -28,7 +28,7 @@ import inspect
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -39,7 +39,7 @@ from ..errors import ConfigError, MissingExtraError, ModelUnavailableError, XmrE
 from ..media.image import ImageLike, load_image
 from . import ENCODERS
 from ._device import resolve_device
-from .base import Encoder
+from .base import Capabilities, Encoder
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,17 @@ class PatchTokensUnavailable(ConfigError, AttributeError):
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+#: text languages by model type (default: English, as CLIP / SigLIP / ALIGN were trained)
+_LANGUAGES = {"chinese_clip": ("zh",), "altclip": ("*",)}
+
+
 class HFEncoder(Encoder):
-    """A transformers dual encoder. Build it with :meth:`load` (or ``create_encoder("hf:...")``)."""
+    """A transformers dual encoder. Build it with :meth:`load` (or ``create_encoder("hf:...")``).
+
+    Capabilities: CLIP-style ViTs expose class-token patch tokens; an instance whose tower has none (SigLIP, ALIGN)
+    narrows ``capabilities.patch_tokens`` to False when it is built."""
+
+    capabilities = Capabilities(patch_tokens=True)
 
     def __init__(self, model, tokenizer, image_processor, device: str | torch.device | None = None, source: str = ""):
         self.device = resolve_device(device)
@@ -107,6 +116,8 @@ class HFEncoder(Encoder):
             )
         self.dim = int(t.shape[-1])
         self._token_tower = _class_token_tower(model)
+        self.capabilities = replace(type(self).capabilities, patch_tokens=self._token_tower is not None,
+                                    languages=_LANGUAGES.get(self.model_type, ("en",)))
 
     @property
     def token_width(self) -> int:

@@ -29,7 +29,7 @@ from ..errors import ConfigError, ModelUnavailableError
 from ..media.image import ImageLike, ImagePreprocess, load_image
 from . import ENCODERS
 from ._device import resolve_device
-from .base import Encoder
+from .base import Capabilities, Encoder
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,8 @@ class TinyDualEncoder(nn.Module):
 
 class TinyEncoder(Encoder):
     """:class:`TinyDualEncoder` behind the :class:`Encoder` interface, plus token-level outputs."""
+
+    capabilities = Capabilities(patch_tokens=True, text_tokens=True)
 
     def __init__(self, model: TinyDualEncoder, device: str | torch.device | None = None):
         self.device = resolve_device(device)

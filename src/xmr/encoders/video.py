@@ -18,7 +18,7 @@ The head package is imported when such a spec is created, never by ``import xmr.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -39,20 +39,23 @@ class VideoEncoder(Encoder):
         self.device = base.device
         self.dim = base.dim
         if head.patch_tokens:
-            if not hasattr(base, "encode_image_tokens"):
+            if not base.capabilities.patch_tokens:
+                if base.spec.startswith("hf:"):
+                    base.token_width  # raises the model-specific reason (SigLIP / ALIGN: no class token)
                 raise ConfigError(f"head {head.name!r} needs patch tokens, which {base.spec!r} does not expose "
                                   "(encoders with patch tokens: tiny, hf: CLIP-style ViTs); use mean, seqtransf, "
                                   "xpool or prototypes with this encoder")
-            width = base.token_width  # hf: raises ConfigError for towers without a class token (SigLIP, ALIGN)
+            width = base.token_width
             if width != head.config.width:
                 raise ConfigError(f"head {head.name!r} expects tokens of width {head.config.width} but {base.spec!r} "
                                   f"gives {width}: train the head on this encoder's tokens")
         if head.config.dim != base.dim:
             raise ConfigError(f"head in {head_dir} has dim {head.config.dim} but {base.spec} gives {base.dim}: "
                               "train the head on this encoder's features")
-        #: True: the index keeps frame embeddings and search re-scores candidates with the head
-        self.keep_frames = head.needs_rescoring
-        pool = head.candidate_pool() if self.keep_frames else head.as_pool()
+        #: video: frames are pooled by the head; video_rescoring: the index keeps frame embeddings and search
+        #: re-scores candidates with the head (X-Pool, prototypes)
+        self.capabilities = replace(base.capabilities, video=True, video_rescoring=head.needs_rescoring)
+        pool = head.candidate_pool() if head.needs_rescoring else head.as_pool()
         # index/eval contract: pool(frame_feats (T, ...), times (T,)) -> (D,) L2-normalised
         self.video_pool = lambda feats, times: l2_normalize(pool(feats, times)[None])[0]
 
@@ -72,7 +75,7 @@ class VideoEncoder(Encoder):
 
     def video_rescorer(self, candidates: int | None = None) -> "VideoRescorer | None":
         """The search-time re-scorer for heads that need one (None otherwise)."""
-        if not self.keep_frames:
+        if not self.capabilities.video_rescoring:
             return None
         return VideoRescorer(self.head, DEFAULT_CANDIDATES if candidates is None else int(candidates))
 

@@ -123,7 +123,7 @@ class CrossAttentionMatcher(nn.Module):
 
 
 def _require_tokens(encoder) -> None:
-    if not (hasattr(encoder, "encode_text_tokens") and hasattr(encoder, "encode_image_tokens")):
+    if not (encoder.capabilities.text_tokens and encoder.capabilities.patch_tokens):
         raise ConfigError(f"encoder {getattr(encoder, 'spec', encoder)!r} has no token-level outputs "
                           "(encode_text_tokens / encode_image_tokens); use a tiny encoder")
 
