@@ -21,8 +21,7 @@ def synth_manifest(tmp_path_factory):
 def test_video_eval_matches_hand_pooled_embeddings(synth_manifest, tiny_encoder):
     from xmr.data import load_dataset
     from xmr.eval import evaluate_model, evaluate_sims
-    from xmr.heads.features import item_frames
-    from xmr.index.video import mean_pool
+    from xmr.video import item_frames, mean_pool
 
     ds = load_dataset(f"manifest:{synth_manifest}")
     res = evaluate_model(ds, tiny_encoder, show_progress=False)

@@ -62,7 +62,7 @@ def test_trained_head_pools_index_vectors(tmp_path, synth, seq_head, capsys):
     from xmr.cli import main
     from xmr.heads import load_head
     from xmr.index import IndexStore
-    from xmr.index.video import VideoIndexConfig, embed_video
+    from xmr.video import VideoIndexConfig, embed_video
 
     spec = f"video:tiny+seqtransf@{seq_head}"
     enc = create_encoder(spec)

@@ -219,7 +219,7 @@ def test_xpool_matches_reference_at_init_and_dropout_only_trains():
 
 
 def test_mean_as_index_pool():
-    from xmr.index.video import mean_pool
+    from xmr.video import mean_pool
 
     pool = create_head("mean", dim=D).as_pool()
     embs = np.random.default_rng(0).normal(size=(T, D)).astype(np.float32)

@@ -18,7 +18,7 @@ from conftest import FIXTURES, SAMPLES, SHARED_DATA  # noqa: E402
 from xmr.errors import ConfigError, XmrIndexError  # noqa: E402
 from xmr.index import IndexStore, VideoIndexConfig, index_folder, search_index, search_vector  # noqa: E402
 from xmr.index.store import NewItem  # noqa: E402
-from xmr.index.video import frame_times, segment_windows  # noqa: E402
+from xmr.video import segment_windows  # noqa: E402
 
 CLIP = FIXTURES / "video" / "video9771.mp4"
 
@@ -36,8 +36,8 @@ def test_segment_windows_and_frame_budget():
     assert segment_windows(10.0, 4.0, 2.0) == [(0, 4), (2, 6), (4, 8), (6, 10)]
     assert segment_windows(13.98, 4.0, 2.0)[-1] == (10.0, 13.98)
     cfg = VideoIndexConfig(fps=1.0, min_frames=8, max_frames=100)
-    assert len(frame_times(3.0, cfg)[0]) == 8 and frame_times(3.0, cfg)[1] == 1.0  # short clip: min_frames
-    t, scale = frame_times(7200.0, cfg)  # 2 h: 100 frames, windows 72x longer
+    assert len(cfg.plan.times(3.0)[0]) == 8 and cfg.plan.times(3.0)[1] == 1.0  # short clip: min_frames
+    t, scale = cfg.plan.times(7200.0)  # 2 h: 100 frames, windows 72x longer
     assert len(t) == 100 and scale == pytest.approx(72.0) and t.max() < 7200
     with pytest.raises(ConfigError):
         VideoIndexConfig(fps=0)

@@ -53,7 +53,7 @@ def test_rescoring_head_index_matches_exhaustive_scores(tmp_path, synth, heads, 
 
     spec = f"video:tiny+{name}@{heads / name}"
     enc = create_encoder(spec)
-    assert enc.keep_frames and enc.video_rescorer() is not None
+    assert enc.capabilities.video_rescoring and enc.video_rescorer() is not None
     index = tmp_path / "idx"
     assert main(["-q", "index", str(synth.parent), "--index", str(index), "--model", spec]) == 0
     capsys.readouterr()
@@ -95,12 +95,12 @@ def test_ts2net_index_vectors_are_the_heads_pooling_of_patch_tokens(tmp_path, sy
 
     from xmr import create_encoder
     from xmr.index import IndexStore, index_folder
-    from xmr.index.video import VideoIndexConfig, embed_video
+    from xmr.video import VideoIndexConfig, embed_video
 
     enc = create_encoder(f"video:tiny+ts2net@{heads / 'ts2net'}")
-    assert not enc.keep_frames and enc.video_rescorer() is None
+    assert not enc.capabilities.video_rescoring and enc.video_rescorer() is None
     clip = sorted((synth.parent / "videos").glob("*.mp4"))[0]
-    emb = embed_video(clip, enc, VideoIndexConfig(), pool=enc.video_pool, keep_frames=True)
+    emb = embed_video(clip, enc, VideoIndexConfig(), keep_frames=True)  # pooled by the head (capabilities.video)
     times, tokens = emb.frames
     assert tokens.shape == (len(times), 1 + 16, 64)  # tiny: 32 px / 8 px patches = 16 patch tokens + class token
     with torch.no_grad():
@@ -118,7 +118,7 @@ def test_eval_xpool_is_exhaustive_head_similarity(synth, heads):
     from xmr import create_encoder
     from xmr.data import load_dataset
     from xmr.eval import evaluate_model, evaluate_sims
-    from xmr.heads.features import item_frames
+    from xmr.video import item_frames
 
     enc = create_encoder(f"video:tiny+xpool@{heads / 'xpool'}")
     ds = load_dataset(f"manifest:{synth}")
@@ -138,8 +138,7 @@ def test_eval_moments_samples_inside_each_window(tmp_path, synth, tiny_encoder):
     """Two moments of one clip are two gallery items; each is encoded from frames inside its own window."""
     from xmr.data import load_dataset
     from xmr.eval import evaluate_model, evaluate_sims
-    from xmr.heads.features import item_frames
-    from xmr.index.video import mean_pool
+    from xmr.video import item_frames, mean_pool
 
     clip = str(sorted((synth.parent / "videos").glob("*.mp4"))[0])
     m = tmp_path / "moments.jsonl"

@@ -11,8 +11,10 @@ def setup(p):
 
 
 def run(args) -> int:
+    import json
 
     from ..index import IndexStore
+    from ..index.indexer import VIDEO_SETTINGS_KEY
 
     path = index_path(args)
     with IndexStore(path, readonly=True) as st:
@@ -24,6 +26,8 @@ def run(args) -> int:
             "items": st.count(),
             "segments": st.count_segments(),
             "videos_with_frames": st.count_frames(),  # X-Pool / prototype indexes: frame embeddings for re-scoring
+            # frame sampling (xmr.video.FramePlan) and segment windows of the last run that indexed videos
+            "video_settings": json.loads(st.get_meta(VIDEO_SETTINGS_KEY) or "null"),
             "roots": [{"root": r, "items": n} for r, n in st.roots()],
             "generation": st.generation,
             "bytes_on_disk": size,
@@ -34,6 +38,11 @@ def run(args) -> int:
         return 0
     print(f"index:  {path}\nmodel:  {info['model']} (dim {info['dim']})\nitems:  {info['items']}"
           f" ({info['segments']} video segments)")
+    if info["video_settings"]:
+        v = info["video_settings"]
+        fr = v["frames"]
+        print(f"videos: {fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames), "
+              f"frames {fr['frame_size']} px, segments {v['window']:g} s every {v['stride']:g} s")
     if info["videos_with_frames"]:
         print(f"frames: kept for {info['videos_with_frames']} videos (the model's head re-scores search candidates)")
     for r in info["roots"]:

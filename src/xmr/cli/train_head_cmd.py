@@ -27,8 +27,8 @@ def run(args) -> int:
     from ..encoders import create_encoder
     from ..errors import ConfigError
     from ..heads import VIDEO_HEADS, _load_all
-    from ..heads.features import frame_features, frame_tokens
     from ..heads.train import train_head
+    from ..video import frame_features, frame_tokens  # FramePlan.uniform(--frames, 224), as xmr eval samples
 
     _load_all()
     cls = VIDEO_HEADS.get(args.head)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -17,11 +18,14 @@ from pathlib import Path
 from ..encoders.base import Encoder
 from ..errors import MediaError, MissingExtraError, XmrIndexError
 from ..media.image import load_image
+from ..video import VideoIndexConfig, embed_video
 from .store import IndexStore, NewItem
-from .video import VideoIndexConfig, embed_video, mean_pool
 from .walker import Found, Skip, walk_media
 
 log = logging.getLogger(__name__)
+
+#: index meta key holding the video settings (``VideoIndexConfig.to_dict()``) of the last run that indexed videos
+VIDEO_SETTINGS_KEY = "video_settings"
 
 
 @dataclass
@@ -79,7 +83,7 @@ def index_folder(
 ) -> IndexReport:
     """Index every image and video under ``root`` into the index at ``index_path`` with ``encoder``.
 
-    Videos are embedded per :class:`~xmr.index.video.VideoIndexConfig` (``video``, default settings if None):
+    Videos are embedded per :class:`~xmr.video.VideoIndexConfig` (``video``, default settings if None):
     one vector per file plus one per time segment."""
     from tqdm.auto import tqdm
 
@@ -120,9 +124,14 @@ def index_folder(
 
         bar = tqdm(total=len(todo), desc="indexing", unit="file",
                    disable=(not show_progress) if show_progress is not None else None)
+        video = video or VideoIndexConfig()
+        recorded = False
         try:
             for s in range(0, len(todo), batch_size):
-                _encode_batch(store, encoder, todo[s : s + batch_size], rep, batch_size, video or VideoIndexConfig())
+                if _encode_batch(store, encoder, todo[s : s + batch_size], rep, batch_size, video) and not recorded:
+                    # how this run sampled videos (FramePlan, windows): shown by `xmr info`
+                    store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(video.to_dict()))
+                    recorded = True
                 bar.update(min(batch_size, len(todo) - s))
         finally:
             bar.close()
@@ -133,8 +142,10 @@ def index_folder(
 
 
 def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, batch_size: int,
-                  video_cfg: VideoIndexConfig) -> None:
+                  video_cfg: VideoIndexConfig) -> int:
+    """Encode and commit one batch of files; returns how many videos were indexed."""
     images, metas, replace, clear = [], [], [], []
+    videos = 0
     for f, old_id in batch:
         try:
             digest = file_sha256(f.path)
@@ -148,7 +159,7 @@ def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, 
                 rep.unchanged += 1
                 continue
         if f.media_type == "video":
-            _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
+            videos += _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
             continue
         try:
             im = load_image(f.path)
@@ -166,29 +177,28 @@ def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, 
         else:
             rep.added += 1
     if not images:
-        return
+        return videos
     vecs = encoder.encode_images(images, batch_size=batch_size, show_progress=False)
     new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v)
            for (f, digest, (w, h)), v in zip(metas, vecs)]
     store.add_batch(new, replace_ids=replace, clear_skips=clear)
+    return videos
 
 
 def _encode_video(store: IndexStore, encoder: Encoder, f: Found, digest: str, old_id: int | None, rep: IndexReport,
-                  batch_size: int, cfg: VideoIndexConfig) -> None:
-    """Embed one video and commit its item row and segment rows in one transaction (or skip it)."""
+                  batch_size: int, cfg: VideoIndexConfig) -> bool:
+    """Embed one video and commit its item row and segment rows in one transaction (True), or skip it (False)."""
     try:
-        emb = embed_video(f.path, encoder, cfg, batch_size=batch_size,
-                          pool=getattr(encoder, "video_pool", mean_pool),
-                          keep_frames=getattr(encoder, "keep_frames", False))
+        emb = embed_video(f.path, encoder, cfg, batch_size=batch_size)  # pooling / kept frames: by capabilities
     except MissingExtraError as e:
         # not the file's fault: reported, but not recorded as a bad file, so it is tried again once PyAV is there
         rep.skipped.append((f.path, f"video support not installed: {e}"))
-        return
+        return False
     except MediaError as e:
         _skip(store, rep, f, e.reason)
         if old_id is not None:  # it was good before and is bad now: drop the stale vectors
             rep.removed += store.delete([old_id])
-        return
+        return False
     item = NewItem(f.path, rep.root, f.size, f.mtime, digest, "video", emb.width, emb.height, emb.vector,
                    segments=emb.segments, frames=emb.frames)
     store.add_batch([item], replace_ids=[old_id] if old_id is not None else [], clear_skips=[f.path])
@@ -196,6 +206,7 @@ def _encode_video(store: IndexStore, encoder: Encoder, f: Found, digest: str, ol
         rep.updated += 1
     else:
         rep.added += 1
+    return True
 
 
 def _skip(store: IndexStore, rep: IndexReport, f: Found, reason: str) -> None:
