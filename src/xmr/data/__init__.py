@@ -17,6 +17,7 @@ import os
 from dataclasses import replace
 
 from ..errors import ConfigError
+from ..spec import parse_spec
 from . import activitynet as _activitynet  # noqa: F401  (registers "activitynet")
 from . import coco as _coco  # noqa: F401  (registers "coco")
 from . import didemo as _didemo  # noqa: F401  (registers "didemo")
@@ -59,16 +60,14 @@ def parse_dataset_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     The ``:SPLIT`` suffix is returned as the ``split`` option (ConfigError if both are given and differ).
     Bare paths ending in ``.jsonl`` (manifest), ``.csv`` / ``.tsv`` (csv) or named ``dataset_*.json``
     (karpathy) get their scheme from the file name."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"empty dataset spec {spec!r}; e.g. coco:/data/coco:val2017 or /data/eval.jsonl")
-    spec = spec.strip()
+    spec = parse_spec(spec, "dataset", hint="e.g. coco:/data/coco:val2017 or /data/eval.jsonl").raw
     head, sep, query = spec.partition("?")
     options = parse_options(query, spec) if sep else {}
-    scheme, colon, arg = head.partition(":")
-    if not (colon and scheme in DATASETS):
+    scheme, arg = parse_spec(head, "dataset") if head.strip() else ("", None)  # SCHEME:REST at the first colon
+    if not (arg is not None and scheme in DATASETS):
         detected = _detect_scheme(split_suffix(head)[0])
         if detected is None:
-            problem = f"unknown dataset scheme {scheme!r}" if colon else "no dataset scheme"
+            problem = f"unknown dataset scheme {scheme!r}" if arg is not None else "no dataset scheme"
             raise ConfigError(
                 f"{problem} in {spec!r}. Available: {', '.join(DATASETS.names())}. "
                 f"A dataset spec is SCHEME:PATH[:SPLIT][?options], e.g. coco:/data/coco:val2017, "

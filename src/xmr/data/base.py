@@ -24,6 +24,7 @@ from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from .. import registries
 from ..registry import Registry
 
 
@@ -277,7 +278,7 @@ class Loader(Protocol):
 #: ``arg`` is the path (any ``:SPLIT`` suffix and ``?options`` already removed); ``split`` may name several
 #: splits joined by ``+``; ``options`` holds the loader-specific options (e.g. ``root``), which the loader must
 #: check with :func:`take_options`.
-DATASETS: Registry[Loader] = Registry("dataset scheme")
+DATASETS: Registry[Loader] = registries.DATASETS  # defined in xmr.registries with every other registry
 
 
 def take_options(scheme: str, options: Mapping[str, str], allowed: Sequence[str]) -> dict[str, str]:

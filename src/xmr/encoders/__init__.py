@@ -5,23 +5,17 @@ encoder (a hub id or local directory for ``hf``, ``ARCH[:TAG]`` for ``openclip``
 """
 from __future__ import annotations
 
-import importlib
-
-from ..errors import ConfigError
-from ..registry import Registry
-
-#: name -> factory(arg: str | None, device: str | None) -> Encoder
-ENCODERS: Registry = Registry("encoder")
+from ..registries import ENCODERS as ENCODERS  # name -> factory(arg: str | None, device: str | None) -> Encoder
+from ..registries import load_all
+from ..spec import parse_spec as _parse
 
 DEFAULT_ENCODER = "concept"
 
-# modules that register encoders; imported lazily so `import xmr` stays light
-_MODULES = ("concept", "hf", "openclip", "tiny", "video")
-
 
 def _load_all() -> None:
-    for m in _MODULES:
-        importlib.import_module(f"{__name__}.{m}")
+    """Import the modules that register encoders (listed in :data:`xmr.registries.MODULES`); lazily, so `import
+    xmr` stays light."""
+    load_all("encoder")
 
 
 def __getattr__(name: str):
@@ -34,11 +28,10 @@ def __getattr__(name: str):
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """``"hf:openai/clip-vit-base-patch32"`` -> ``("hf", "openai/clip-vit-base-patch32")``."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"empty encoder spec {spec!r}; try {DEFAULT_ENCODER!r}")
-    name, sep, arg = spec.strip().partition(":")
-    return name, (arg if sep else None)
+    """``"hf:openai/clip-vit-base-patch32"`` -> ``("hf", "openai/clip-vit-base-patch32")`` (kept for callers that
+    want a tuple; :func:`xmr.spec.parse_spec` gives the :class:`~xmr.spec.Spec`)."""
+    s = _parse(spec, "encoder", hint=f"try {DEFAULT_ENCODER!r}")
+    return s.name, s.arg
 
 
 def create_encoder(spec: str = DEFAULT_ENCODER, device: str | None = None) -> Encoder:
@@ -46,10 +39,9 @@ def create_encoder(spec: str = DEFAULT_ENCODER, device: str | None = None) -> En
     ``tiny``. Raises :class:`~xmr.errors.ConfigError` for unknown names and
     :class:`~xmr.errors.ModelUnavailableError` when weights are not available offline."""
     _load_all()
-    name, arg = parse_spec(spec)
-    factory = ENCODERS.get(name)
-    enc = factory(arg, device=device)
-    enc.spec = spec.strip()
+    s = _parse(spec, "encoder", hint=f"try {DEFAULT_ENCODER!r}")
+    enc = ENCODERS.get(s.name)(s.arg, device=device)
+    enc.spec = s.raw
     return enc
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 
 from .._deps import require
 from ..errors import ConfigError, MissingExtraError, ModelUnavailableError
+from ..spec import parse_spec
 from . import ENCODERS
 from ._device import resolve_device
 from .base import Encoder
@@ -90,8 +91,8 @@ def parse_arg(arg: str | None) -> tuple[str, str | None]:
         )
     if arg.startswith(_HF_HUB_PREFIX):
         return arg, None
-    arch, _, pretrained = arg.partition(":")
-    return arch, (pretrained or None)
+    s = parse_spec(arg, "openclip model")  # ARCH[:TAG], split at the first colon like every NAME:ARG spec
+    return s.name, (s.arg or None)
 
 
 def _import_open_clip():

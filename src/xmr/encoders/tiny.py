@@ -11,7 +11,6 @@ are there for heads that need patch or word tokens (e.g. video heads such as TS2
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -24,8 +23,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint  # noqa: F401 (file names re-exported)
 from ..config import config_from_dict
-from ..errors import ConfigError, ModelUnavailableError
+from ..errors import ConfigError
 from ..media.image import ImageLike, ImagePreprocess, load_image
 from . import ENCODERS
 from ._device import resolve_device
@@ -33,8 +33,6 @@ from .base import Capabilities, Encoder
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 _FORMAT = "xmr-tiny"  # "model" field of config.json, so other directories are recognised as such
 
 # byte-level text vocabulary: ids 0..255 are UTF-8 bytes, then three specials
@@ -168,43 +166,16 @@ class TinyDualEncoder(nn.Module):
 
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / CONFIG_FILE).write_text(json.dumps({"model": _FORMAT, **asdict(self.config)}, indent=2) + "\n")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(d / WEIGHTS_FILE), metadata={"format": "pt", "model": _FORMAT})
-        return d
+        return save_checkpoint(directory, _FORMAT, asdict(self.config), self)
 
     @classmethod
     def load(cls, directory: str | Path) -> "TinyDualEncoder":
         """Load what :meth:`save` wrote. Raises ModelUnavailableError (missing files) or ConfigError (bad config)."""
-        from safetensors.torch import load_file
-
-        d = Path(directory).expanduser()
-        hint = "create one with TinyDualEncoder.save(dir) (or use `tiny` for a fresh random model)"
-        if not d.is_dir():
-            raise ModelUnavailableError(f"tiny:{directory}: directory not found; {hint}")
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (d / name).is_file():
-                raise ModelUnavailableError(f"tiny:{directory}: {name} is missing; {hint}")
-        try:
-            raw = json.loads((d / CONFIG_FILE).read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"tiny:{directory}: unreadable {CONFIG_FILE} ({e})") from None
-        if not isinstance(raw, dict) or raw.pop("model", None) != _FORMAT:
-            raise ConfigError(
-                f"tiny:{directory}: {CONFIG_FILE} is not a tiny-model config (a transformers checkpoint loads with hf:)"
-            )
-        model = cls(TinyConfig.from_dict(raw))
-        try:
-            model.load_state_dict(load_file(str(d / WEIGHTS_FILE), device="cpu"))
-        except Exception as e:  # safetensors header errors, missing/unexpected keys, shape mismatches
-            raise ModelUnavailableError(
-                f"tiny:{directory}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} or is corrupt ({e})"
-            ) from None
-        return model
+        ckpt = load_checkpoint(
+            directory, _FORMAT, f"tiny:{directory}",
+            hint="create one with TinyDualEncoder.save(dir) (or use `tiny` for a fresh random model)",
+            what="tiny-model config (a transformers checkpoint loads with hf:)")
+        return ckpt.load_into(cls(TinyConfig.from_dict(ckpt.config)))
 
 
 class TinyEncoder(Encoder):

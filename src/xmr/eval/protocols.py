@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from .. import registries
 from ..registry import Registry
 from ._counting import i2t_counts, t2i_counts
 from ._inputs import as_scores, as_text_to_item, check_chunk_size, check_no_nan
@@ -50,7 +51,7 @@ class Protocol:
 
 
 #: protocol name -> Protocol
-PROTOCOLS: Registry[Protocol] = Registry("evaluation protocol")
+PROTOCOLS: Registry[Protocol] = registries.PROTOCOLS  # defined in xmr.registries with every other registry
 
 
 def _register(protocol: Protocol, help: str) -> None:

@@ -20,19 +20,13 @@ Build with :func:`create_head`, save with ``head.save(dir)`` (``config.json`` + 
 """
 from __future__ import annotations
 
-import importlib
-
-from ..registry import Registry
-
-#: name -> VideoHead subclass (with a ``Config`` dataclass attribute)
-VIDEO_HEADS: Registry = Registry("video head")
-
-_MODULES = ("mean", "seqtransf", "xpool", "ts2net", "prototypes")
+from ..registries import VIDEO_HEADS as VIDEO_HEADS  # name -> VideoHead subclass (with a ``Config`` dataclass)
+from ..registries import load_all
 
 
 def _load_all() -> None:
-    for m in _MODULES:
-        importlib.import_module(f"{__name__}.{m}")
+    """Import the head modules (listed in :data:`xmr.registries.MODULES`), which register themselves."""
+    load_all("video_head")
 
 
 def create_head(name: str, config=None, **overrides):

@@ -1,7 +1,6 @@
 """Shared base of the video heads: config handling, input checks, similarity, save / load."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -11,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint  # noqa: F401 (file names re-exported)
 from ..config import config_from_dict
-from ..errors import ConfigError, ModelUnavailableError
+from ..errors import ConfigError
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 _FORMAT = "xmr-video-head"
 
 
@@ -185,38 +183,14 @@ class VideoHead(nn.Module):
     # --- persistence --------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` ({"model": "xmr-video-head", "head": name, ...config}) and ``model.safetensors``."""
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / CONFIG_FILE).write_text(
-            json.dumps({"model": _FORMAT, "head": self.name, **asdict(self.config)}, indent=2) + "\n")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(d / WEIGHTS_FILE), metadata={"format": "pt", "model": _FORMAT, "head": self.name})
-        return d
+        return save_checkpoint(directory, _FORMAT, {"head": self.name, **asdict(self.config)}, self,
+                               metadata={"head": self.name})
 
 
 def load_head(directory: str | Path) -> VideoHead:
-    from safetensors.torch import load_file
-
     from . import VIDEO_HEADS
 
-    d = Path(directory).expanduser()
-    hint = "train one with `xmr train-head` or save one with head.save(dir)"
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (d / name).is_file():
-            raise ModelUnavailableError(f"video head {directory}: {name} is missing; {hint}")
-    try:
-        raw = json.loads((d / CONFIG_FILE).read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"video head {directory}: unreadable {CONFIG_FILE} ({e})") from None
-    if not isinstance(raw, dict) or raw.pop("model", None) != _FORMAT:
-        raise ConfigError(f"video head {directory}: {CONFIG_FILE} is not a video-head config")
-    cls = VIDEO_HEADS.get(raw.pop("head", None))
-    head = cls(cls.Config.coerce(raw))
-    try:
-        head.load_state_dict(load_file(str(d / WEIGHTS_FILE), device="cpu"))
-    except Exception as e:  # header errors, missing / unexpected keys, shape mismatches
-        raise ModelUnavailableError(
-            f"video head {directory}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} ({e})") from None
-    return head.eval()
+    ckpt = load_checkpoint(directory, _FORMAT, f"video head {directory}", what="video-head config",
+                           hint="train one with `xmr train-head` or save one with head.save(dir)")
+    cls = VIDEO_HEADS.get(ckpt.config.pop("head", None))
+    return ckpt.load_into(cls(cls.Config.coerce(ckpt.config))).eval()

@@ -4,10 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..registry import Registry
-
-#: name -> fuse(q (G, N, d), mask (G, N) bool, gallery (I, d), model) -> (G, I) scores
-FUSIONS: Registry = Registry("multi-query fusion")
+from ..registries import FUSIONS as FUSIONS  # name -> fuse(q (G, N, d), mask (G, N), gallery (I, d), model) -> (G, I)
+from ..spec import parse_spec
 
 
 def _masked_mean(q: np.ndarray, mask: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
@@ -49,17 +47,17 @@ def _learned(q, mask, gallery, model=None):
 
 def parse_fuse_spec(spec: str):
     """``"mean-sim"`` -> ``("mean-sim", None)``; ``"learned:DIR"`` -> ``("learned", QueryWeighting)``."""
-    name, sep, arg = str(spec).strip().partition(":")
-    FUSIONS.get(name)  # raises with the list of names
-    if name == "learned":
-        if not arg:
+    s = parse_spec(str(spec), "multi-query fusion", hint=f"one of {', '.join(FUSIONS.names())}")
+    FUSIONS.get(s.name)  # raises with the list of names
+    if s.name == "learned":
+        if not s.arg:
             raise ConfigError("give the trained model's folder: --fuse learned:DIR")
         from .learned import QueryWeighting
 
-        return name, QueryWeighting.load(arg)
-    if sep:
-        raise ConfigError(f"fusion {name!r} takes no argument (got {spec!r})")
-    return name, None
+        return s.name, QueryWeighting.load(s.arg)
+    if s.arg is not None:
+        raise ConfigError(f"fusion {s.name!r} takes no argument (got {spec!r})")
+    return s.name, None
 
 
 def fuse_sims(q_emb, gallery_emb, fuse: str = "mean-sim", mask=None, model=None) -> np.ndarray:

@@ -12,7 +12,6 @@ InfoNCE loss says so. Saved as ``config.json`` (:class:`QueryWeightingConfig` + 
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -20,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint  # noqa: F401 (file names re-exported)
 from ..config import config_from_dict
-from ..errors import ConfigError, ModelUnavailableError
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 _FORMAT = "xmr-query-weighting"
 
 
@@ -84,37 +82,15 @@ class QueryWeighting:
         return out.numpy().astype(np.float64)
 
     def save(self, directory) -> Path:
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        cfg = {"model": _FORMAT, **asdict(self.config), "training": self.info}
-        (d / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
-        save_file(state, str(d / WEIGHTS_FILE), metadata={"format": "pt", "model": _FORMAT})
-        return d
+        return save_checkpoint(directory, _FORMAT, asdict(self.config), self.module, extra={"training": self.info})
 
     @classmethod
     def load(cls, directory) -> "QueryWeighting":
-        from safetensors.torch import load_file
-
-        d = Path(directory).expanduser()
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (d / name).is_file():
-                raise ModelUnavailableError(f"learned:{directory}: {name} is missing; train one with "
-                                            "xmr.multiquery.train_query_weighting(...).save(DIR)")
-        try:
-            raw = json.loads((d / CONFIG_FILE).read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"learned:{directory}: unreadable {CONFIG_FILE} ({e})") from None
-        if not isinstance(raw, dict) or raw.pop("model", None) != _FORMAT:
-            raise ConfigError(f"learned:{directory}: {CONFIG_FILE} is not a query-weighting config")
-        info = raw.pop("training", {})
-        obj = cls(QueryWeightingConfig.from_dict(raw), info)
-        try:
-            obj.module.load_state_dict(load_file(str(d / WEIGHTS_FILE)))
-        except Exception as e:
-            raise ModelUnavailableError(f"learned:{directory}: {WEIGHTS_FILE} does not fit the config ({e})") from None
+        ckpt = load_checkpoint(directory, _FORMAT, f"learned:{directory}", what="query-weighting config",
+                               hint="train one with xmr.multiquery.train_query_weighting(...).save(DIR)")
+        info = ckpt.config.pop("training", {})
+        obj = cls(QueryWeightingConfig.from_dict(ckpt.config), info)
+        ckpt.load_into(obj.module)
         return obj
 
     def describe(self) -> dict:

@@ -13,32 +13,25 @@ from __future__ import annotations
 import importlib
 
 from ..errors import ConfigError
-from ..registry import Registry
-
-#: name -> factory(arg: str | None, device: str | None) -> CrossEncoder
-RERANKERS: Registry = Registry("re-ranker")
-
-_MODULES = ("hf_itm", "xattn")
-
-from .base import (CrossEncoder, combine_scores, rerank_candidates, rerank_dense,  # noqa: E402
-                   topk_candidates)
+from ..registries import RERANKERS as RERANKERS  # name -> factory(arg: str, device: str | None) -> CrossEncoder
+from ..registries import load_all
+from ..spec import parse_spec
+from .base import CrossEncoder, combine_scores, rerank_candidates, rerank_dense, topk_candidates
 
 
 def _load_all() -> None:
-    for m in _MODULES:
-        importlib.import_module(f"{__name__}.{m}")
+    """Import the re-ranker modules (listed in :data:`xmr.registries.MODULES`), which register themselves."""
+    load_all("reranker")
 
 
 def create_reranker(spec: str, device: str | None = None) -> CrossEncoder:
     """``hf:./blip-itm`` or ``xattn:./matcher`` -> a :class:`CrossEncoder`."""
     _load_all()
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"empty re-ranker spec {spec!r}; e.g. hf:./blip-itm-base-coco or xattn:./matcher")
-    name, sep, arg = spec.strip().partition(":")
-    if not arg:
-        raise ConfigError(f"re-ranker spec {spec!r} needs a model: {name}:DIR")
-    ce = RERANKERS.get(name)(arg, device=device)
-    ce.spec = spec.strip()
+    s = parse_spec(spec, "re-ranker", hint="e.g. hf:./blip-itm-base-coco or xattn:./matcher")
+    if not s.arg:
+        raise ConfigError(f"re-ranker spec {spec!r} needs a model: {s.name}:DIR")
+    ce = RERANKERS.get(s.name)(s.arg, device=device)
+    ce.spec = s.raw
     return ce
 
 

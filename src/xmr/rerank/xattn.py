@@ -9,7 +9,6 @@ encoder spec the tokens come from) + ``model.safetensors``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -21,15 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint  # noqa: F401 (file names re-exported)
 from ..config import config_from_dict
-from ..errors import ConfigError, ModelUnavailableError
+from ..errors import ConfigError
 from . import RERANKERS
 from .base import CrossEncoder
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 _FORMAT = "xmr-xattn-matcher"
 
 
@@ -88,38 +86,14 @@ class CrossAttentionMatcher(nn.Module):
         return self.head(pooled).squeeze(-1)
 
     def save(self, directory, info: dict | None = None) -> Path:
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / CONFIG_FILE).write_text(json.dumps({"model": _FORMAT, **asdict(self.config), "training": info or {}},
-                                                indent=2) + "\n")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(d / WEIGHTS_FILE),
-                  metadata={"format": "pt", "model": _FORMAT})
-        return d
+        return save_checkpoint(directory, _FORMAT, asdict(self.config), self, extra={"training": info or {}})
 
     @classmethod
     def load(cls, directory) -> tuple["CrossAttentionMatcher", dict]:
-        from safetensors.torch import load_file
-
-        d = Path(directory).expanduser()
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (d / name).is_file():
-                raise ModelUnavailableError(f"xattn:{directory}: {name} is missing; train a matcher with "
-                                            "xmr.rerank.train_cross_matcher(...) and save it")
-        try:
-            raw = json.loads((d / CONFIG_FILE).read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"xattn:{directory}: unreadable {CONFIG_FILE} ({e})") from None
-        if not isinstance(raw, dict) or raw.pop("model", None) != _FORMAT:
-            raise ConfigError(f"xattn:{directory}: {CONFIG_FILE} is not a cross-attention matcher config")
-        info = raw.pop("training", {})
-        m = cls(CrossMatcherConfig.from_dict(raw))
-        try:
-            m.load_state_dict(load_file(str(d / WEIGHTS_FILE)))
-        except Exception as e:
-            raise ModelUnavailableError(f"xattn:{directory}: {WEIGHTS_FILE} does not fit the config ({e})") from None
-        return m.eval(), info
+        ckpt = load_checkpoint(directory, _FORMAT, f"xattn:{directory}", what="cross-attention matcher config",
+                               hint="train a matcher with xmr.rerank.train_cross_matcher(...) and save it")
+        info = ckpt.config.pop("training", {})
+        return ckpt.load_into(cls(CrossMatcherConfig.from_dict(ckpt.config))).eval(), info
 
 
 def _require_tokens(encoder) -> None:

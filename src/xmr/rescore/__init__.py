@@ -11,10 +11,7 @@ transductive or not) for the result JSON. See docs/rescoring.md.
 """
 from __future__ import annotations
 
-from ..registry import Registry
-
-#: name -> Rescorer subclass (constructed with the method's keyword parameters)
-RESCORERS: Registry = Registry("re-scorer")
+from ..registries import RESCORERS as RESCORERS  # name -> Rescorer subclass (built with the method's parameters)
 
 from .bank import QueryBank, querybank_from_source, querybank_from_texts, read_bank_texts  # noqa: E402
 from .base import Rescorer  # noqa: E402

@@ -1,0 +1,89 @@
+"""Every component registry of xmr, in one place (timm's ``_registry.py`` habit).
+
+=================  ==========================  ===========================================================
+kind (``ALL`` key)  registry                    filled by
+=================  ==========================  ===========================================================
+``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video}``
+``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes}``
+``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
+``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
+``fusion``         :data:`FUSIONS`             ``xmr.multiquery.fusion``
+``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
+``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
+``stage``          :data:`STAGES`              ``xmr.retrieval`` (when that package exists)
+=================  ==========================  ===========================================================
+
+A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
+what gets it exercised by ``tests/test_contracts.py``. This module imports no component module (and no torch) when
+it is imported, so anyone may import it: :func:`load_all` imports the modules that fill a registry, on demand.
+The packages re-export their registry under the old names (``xmr.encoders.ENCODERS`` is :data:`ENCODERS`).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from .errors import ConfigError
+from .registry import Registry
+
+#: name -> factory(arg: str | None, device: str | None) -> Encoder
+ENCODERS: Registry = Registry("encoder")
+#: name -> VideoHead subclass (with a ``Config`` dataclass attribute)
+VIDEO_HEADS: Registry = Registry("video head")
+#: name -> Rescorer subclass (constructed with the method's keyword parameters)
+RESCORERS: Registry = Registry("re-scorer")
+#: name -> factory(arg: str, device: str | None) -> CrossEncoder
+RERANKERS: Registry = Registry("re-ranker")
+#: name -> fuse(q (G, N, d), mask (G, N) bool, gallery (I, d), model) -> (G, I) scores
+FUSIONS: Registry = Registry("multi-query fusion")
+#: scheme -> Loader(path, split=, caption_policy=, options=) -> RetrievalDataset
+DATASETS: Registry = Registry("dataset scheme")
+#: name -> Protocol (data: the rank rules of an evaluation protocol)
+PROTOCOLS: Registry = Registry("evaluation protocol")
+#: name -> retrieval stage (filled by ``xmr.retrieval``)
+STAGES: Registry = Registry("retrieval stage")
+
+#: kind -> registry
+ALL: dict[str, Registry] = {
+    "encoder": ENCODERS,
+    "video_head": VIDEO_HEADS,
+    "rescorer": RESCORERS,
+    "reranker": RERANKERS,
+    "fusion": FUSIONS,
+    "dataset": DATASETS,
+    "protocol": PROTOCOLS,
+    "stage": STAGES,
+}
+
+#: kind -> modules whose import registers that kind's components. The only list of them: the packages'
+#: ``_load_all()`` helpers call :func:`load_all` with their kind.
+MODULES: dict[str, tuple[str, ...]] = {
+    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video")),
+    "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes")),
+    "rescorer": ("xmr.rescore",),
+    "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),
+    "fusion": ("xmr.multiquery.fusion",),
+    "dataset": ("xmr.data",),
+    "protocol": ("xmr.eval.protocols",),
+    "stage": ("xmr.retrieval",),  # optional: imported only if the package exists
+}
+_OPTIONAL = {"xmr.retrieval"}
+
+
+def load_all(kind: str | None = None) -> dict[str, Registry]:
+    """Import the modules that fill the registry of ``kind`` (every kind when None) and return ``{kind:
+    registry}`` for the kinds loaded. Importing is idempotent and cheap after the first time; heavy optional
+    libraries (transformers, open_clip) are still imported only when a component is built."""
+    kinds = list(ALL) if kind is None else [kind]
+    for k in kinds:
+        if k not in ALL:
+            raise ConfigError(f"unknown component kind {k!r}. Available: {', '.join(ALL)}")
+        for m in MODULES[k]:
+            if m in _OPTIONAL and importlib.util.find_spec(m) is None:
+                continue
+            importlib.import_module(m)
+    return {k: ALL[k] for k in kinds}
+
+
+__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES",
+           "VIDEO_HEADS", "load_all"]
