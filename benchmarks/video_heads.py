@@ -30,7 +30,7 @@ from torch import nn
 
 from xmr.data import load_dataset
 from xmr.encoders.tiny import TinyConfig, TinyDualEncoder, TinyEncoder
-from xmr.heads.features import frame_features, frame_tokens
+from xmr.video import frame_features, frame_tokens
 from xmr.heads.train import train_head
 from xmr.synth.videos import generate_videos
 

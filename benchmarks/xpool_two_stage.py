@@ -52,7 +52,7 @@ def quality(args) -> list[dict]:
 
     from xmr.data import load_dataset
     from xmr.encoders.tiny import TinyConfig, TinyDualEncoder, TinyEncoder
-    from xmr.heads.features import frame_features
+    from xmr.video import frame_features
     from xmr.heads.train import train_head
     from xmr.synth.videos import generate_videos
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, SAMPLES
-from xmr.index import IndexStore, index_folder, search_index
+from xmr.index import IndexStore, index_folder
+from xmr.retrieval import search_index
 
 CAPTIONS = json.loads((SAMPLES / "captions.json").read_text())
 

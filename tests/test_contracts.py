@@ -112,12 +112,7 @@ ENCODER_BUILDERS = {
     "video": {"mean": lambda request, tmp: ("video", "tiny+mean"), "xpool": _video_xpool},
 }
 #: (name, variant) whose capabilities claim a method the encoder does not have; strict xfail, so the fix is noticed
-CAPABILITY_BUGS = {
-    ("video", "mean"): "VideoEncoder copies the image encoder's patch_tokens / text_tokens but has no "
-                       "encode_image_tokens / encode_text_tokens (src/xmr/encoders/video.py)",
-    ("video", "xpool"): "VideoEncoder copies the image encoder's patch_tokens / text_tokens but has no "
-                        "encode_image_tokens / encode_text_tokens (src/xmr/encoders/video.py)",
-}
+CAPABILITY_BUGS: dict = {}  # (name, variant) -> reason, for a known capability bug (strict xfail)
 ENCODER_CASES = [(n, v) for n in ENCODERS.names() for v in ENCODER_BUILDERS.get(n, {None: None})]
 
 

@@ -17,7 +17,8 @@ from PIL import Image
 
 from conftest import FIXTURES, REPO
 from xmr.errors import XmrIndexError
-from xmr.index import IndexStore, index_folder, search_index
+from xmr.index import IndexStore, index_folder
+from xmr.retrieval import search_index
 
 
 def _make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:

@@ -125,4 +125,5 @@ def test_search_several_queries(tiny_index, capsys, tiny_encoder):
     # one query keeps the plain JSON shape
     main(["-q", "search", "a cat", "--index", str(tiny_index), "--k", "2", "--json"])
     one = json.loads(capsys.readouterr().out)
-    assert set(one) == {"query", "model", "results"} and one["query"] == "a cat"
+    assert set(one) == {"query", "model", "stages", "results"} and one["query"] == "a cat"
+    assert [s["stage"] for s in one["stages"]] == ["first-stage", "moments"] and one["stages"][0]["depth"] == 2

@@ -340,7 +340,7 @@ def test_errors_never_leak_a_stack_trace(client, caplog):
     def boom(*args, **kwargs):
         raise RuntimeError("secret detail /home/someone/.ssh")
 
-    ctx.live.search = boom
+    ctx.live.reader = boom
     r = client.get("/api/search", params={"q": "cat"})
     assert r.status_code == 500 and r.json() == {"error": "internal server error"}
     assert "secret" not in r.text and "Traceback" not in r.text
@@ -438,7 +438,8 @@ def test_video_results_carry_the_best_segment(video_client, tmp_path, tiny_encod
     both = c.get("/api/search", params={"q": "a girl doing gymnastics", "k": 100}).json()["results"]
     assert len(both) == 4 and len({r["id"] for r in both}) == 4  # each file once
     # same ranking as `xmr search` (search_index on the store), computed here on the server's snapshot
-    from xmr.index import IndexStore, search_index
+    from xmr.index import IndexStore
+    from xmr.retrieval import search_index
 
     with IndexStore(tmp_path / "vidx", readonly=True) as st:
         ref = search_index(st, tiny_encoder, text="a girl doing gymnastics", k=100)

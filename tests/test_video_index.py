@@ -16,7 +16,8 @@ av = pytest.importorskip("av", reason="video support needs PyAV (pip install 'xm
 from _video_clips import make_clip  # noqa: E402
 from conftest import FIXTURES, SAMPLES, SHARED_DATA  # noqa: E402
 from xmr.errors import ConfigError, XmrIndexError  # noqa: E402
-from xmr.index import IndexStore, VideoIndexConfig, index_folder, search_index, search_vector  # noqa: E402
+from xmr.index import IndexStore, VideoIndexConfig, index_folder  # noqa: E402
+from xmr.retrieval import search_index, search_vector  # noqa: E402
 from xmr.index.store import NewItem  # noqa: E402
 from xmr.video import segment_windows  # noqa: E402
 

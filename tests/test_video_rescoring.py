@@ -49,7 +49,8 @@ def _exhaustive(store, enc, query: str):
 def test_rescoring_head_index_matches_exhaustive_scores(tmp_path, synth, heads, name, capsys):
     from xmr import create_encoder
     from xmr.cli import main
-    from xmr.index import IndexStore, search_index, search_vector
+    from xmr.index import IndexStore
+    from xmr.retrieval import search_index, search_vector
 
     spec = f"video:tiny+{name}@{heads / name}"
     enc = create_encoder(spec)
@@ -75,15 +76,22 @@ def test_rescoring_head_index_matches_exhaustive_scores(tmp_path, synth, heads, 
     assert [r["id"] for r in res] == [r.id for r in got] and all("start" in r for r in res)
 
 
-def test_xpool_index_refuses_staged_search_and_plain_index_refuses_candidates(tmp_path, synth, heads, sample_dir,
-                                                                             capsys):
+def test_xpool_index_takes_several_queries_and_plain_index_refuses_candidates(tmp_path, synth, heads, sample_dir,
+                                                                              capsys):
+    """Several queries on an X-Pool index (refused before the one pipeline): fused, then re-scored by the head."""
     from xmr.cli import main
 
     spec = f"video:tiny+xpool@{heads / 'xpool'}"
     index = tmp_path / "idx"
     assert main(["-q", "index", str(synth.parent), "--index", str(index), "--model", spec]) == 0
-    assert main(["-q", "search", "a red circle", "a blue square", "--index", str(index)]) == 2
-    assert "re-scores videos" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["-q", "search", "a red circle", "a blue square", "--index", str(index), "--json", "--k", "3",
+                 "--fuse", "max"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["stage"] for s in data["stages"]] == ["first-stage", "moments", "head"] and data["fuse"] == "max"
+    assert len(data["results"]) == 3 and all("start" in r for r in data["results"])
+    scores = [r["score"] for r in data["results"]]
+    assert scores == sorted(scores, reverse=True)
     plain = tmp_path / "plain"
     assert main(["-q", "index", str(sample_dir), "--index", str(plain), "--model", "tiny"]) == 0
     assert main(["-q", "search", "a cat", "--index", str(plain), "--candidates", "5"]) == 2
@@ -130,8 +138,16 @@ def test_eval_xpool_is_exhaustive_head_similarity(synth, heads):
         sims = enc.head.similarity(torch.from_numpy(enc.encode_text(ds.texts)), feats).numpy()
     want = evaluate_sims(sims, ds.text_to_item)
     assert res["t2i"] == pytest.approx(want["t2i"]) and res["i2t"] == pytest.approx(want["i2t"])
-    with pytest.raises(Exception, match="scores each"):
-        evaluate_model(ds, enc, show_progress=False, queries_per_target=1)
+    # stages on top of the head (refused before the one pipeline): dual softmax on the exhaustive head scores,
+    # and multi-query fusion of head similarities (mean-sim: the mean of the group's rows)
+    staged = evaluate_model(ds, enc, show_progress=False, rescore="dsl", rescore_params={"dsl": {"temperature": 0.1}})
+    from xmr.rescore import dual_softmax
+
+    want = evaluate_sims(dual_softmax(sims, 0.1, axis=0), ds.text_to_item)
+    assert staged["t2i"] == pytest.approx(want["t2i"]) and staged["before"]["t2i"] == pytest.approx(res["t2i"])
+    assert staged["rescore"][0]["step"] == "dsl" and staged["rescore"][0]["transductive"]
+    mq = evaluate_model(ds, enc, show_progress=False, queries_per_target=1)
+    assert mq["t2i"] == pytest.approx(res["t2i"])  # one caption per group: the head scores themselves
 
 
 def test_eval_moments_samples_inside_each_window(tmp_path, synth, tiny_encoder):
@@ -192,7 +208,8 @@ def test_server_reranks_like_the_cli(tmp_path, synth, heads):
     from fastapi.testclient import TestClient
 
     from xmr import create_encoder
-    from xmr.index import IndexStore, index_folder, search_index
+    from xmr.index import IndexStore, index_folder
+    from xmr.retrieval import search_index
     from xmr.serve import ServeSettings, create_app
 
     enc = create_encoder(f"video:tiny+xpool@{heads / 'xpool'}")
@@ -208,3 +225,60 @@ def test_server_reranks_like_the_cli(tmp_path, synth, heads):
     assert [x["score"] for x in got] == pytest.approx([w.score for w in want], abs=1e-6)
     assert [(x["start"], x["end"]) for x in got] == [(w.start, w.end) for w in want]
     assert 'xmr_stage_duration_seconds_count{stage="rescore"} 1' in client.get("/metrics").text
+
+
+def test_image_query_with_qbnorm_and_type_video_on_an_xpool_index(tmp_path, synth, heads, sample_dir, capsys):
+    """The combination the staged route refused: an image query, re-scored exactly by the X-Pool head, then by
+    QB-Norm with a text querybank, videos only -- equal to brute force over every video, through CLI and Python."""
+    from xmr import create_encoder
+    from xmr.cli import main
+    from xmr.index import IndexStore, index_folder, open_reader
+    from xmr.rescore import QueryBank, qb_norm
+    from xmr.retrieval import Query, SearchOptions, build_pipeline
+
+    enc = create_encoder(f"video:tiny+xpool@{heads / 'xpool'}")
+    index = tmp_path / "idx"
+    index_folder(synth.parent, index, enc, show_progress=False)
+    index_folder(sample_dir, index, enc, show_progress=False)  # images too: the type filter must drop them
+    bank = tmp_path / "bank.txt"
+    texts = ["a red circle", "a blue square moves left", "a green triangle", "a yellow square appears"]
+    bank.write_text("\n".join(texts) + "\n")
+    img = sample_dir / "coffee.png"
+    params = {"qbnorm": {"beta": 20.0, "k": 1, "mode": "inverted"}}
+    store, reader = open_reader(index)
+    try:
+        out = build_pipeline(enc, SearchOptions(rescore=("qbnorm",), rescore_params=params, bank=str(bank),
+                                                candidates=50)).search(reader, Query.image(img), 4, "video")
+        ids = np.array(sorted(reader.get_items(range(1, 1000))), np.int64)
+        vecs = reader.item_vectors(ids)
+        q = enc.encode_images([img])[0]
+        with IndexStore(index, readonly=True) as st:
+            head = {}
+            for i in ids:
+                rec = st.get_items([int(i)])[int(i)]
+                if rec.media_type != "video":
+                    continue
+                times, feats = st.frames_of(int(i))
+                segs, _ = st.segments_of(int(i))
+                best = float(enc.head.score_frames(q, [feats])[0])
+                for g in segs:
+                    m = (times >= g.start) & (times < g.end)
+                    best = max(best, float(enc.head.score_frames(q, [feats[m]])[0]))
+                head[int(i)] = best
+        row = np.array([[head.get(int(i), 0.0) for i in ids]])
+        want = qb_norm(row, QueryBank.from_embeddings(enc.encode_text(texts), vecs), **params["qbnorm"])[0]
+        vid = np.array([int(i) in head for i in ids])
+        order = np.lexsort((ids[vid], -want[vid]))[:4]
+        assert [r.id for r in out.results] == ids[vid][order].tolist()
+        np.testing.assert_allclose([r.score for r in out.results], want[vid][order], rtol=1e-4, atol=1e-6)
+        assert all(r.media_type == "video" and r.start is not None for r in out.results)
+        assert [s["stage"] for s in out.stages] == ["first-stage", "moments", "head", "rescore"]
+        assert out.stages[0]["type"] == "video"
+    finally:
+        store.close()
+    # the CLI runs the same path
+    assert main(["-q", "search", "--image", str(img), "--index", str(index), "--type", "video", "--rescore", "qbnorm",
+                 "--qb-mode", "inverted", "--bank", str(bank), "--candidates", "50", "--k", "4", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in data["results"]] == [r.id for r in out.results]
+    assert data["rescore"][0]["querybank"]["size"] == 4

@@ -10,7 +10,7 @@ kind (``ALL`` key)  registry                    filled by
 ``fusion``         :data:`FUSIONS`             ``xmr.multiquery.fusion``
 ``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
-``stage``          :data:`STAGES`              ``xmr.retrieval`` (when that package exists)
+``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -21,7 +21,6 @@ The packages re-export their registry under the old names (``xmr.encoders.ENCODE
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from .errors import ConfigError
 from .registry import Registry
@@ -65,9 +64,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "fusion": ("xmr.multiquery.fusion",),
     "dataset": ("xmr.data",),
     "protocol": ("xmr.eval.protocols",),
-    "stage": ("xmr.retrieval",),  # optional: imported only if the package exists
+    "stage": ("xmr.retrieval.stages",),
 }
-_OPTIONAL = {"xmr.retrieval"}
 
 
 def load_all(kind: str | None = None) -> dict[str, Registry]:
@@ -79,8 +77,6 @@ def load_all(kind: str | None = None) -> dict[str, Registry]:
         if k not in ALL:
             raise ConfigError(f"unknown component kind {k!r}. Available: {', '.join(ALL)}")
         for m in MODULES[k]:
-            if m in _OPTIONAL and importlib.util.find_spec(m) is None:
-                continue
             importlib.import_module(m)
     return {k: ALL[k] for k in kinds}
 

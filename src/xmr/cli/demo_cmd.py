@@ -24,7 +24,8 @@ def setup(p):
 
 def run(args) -> int:
     from ..encoders import create_encoder
-    from ..index import IndexStore, index_folder, search_index
+    from ..index import IndexStore, index_folder
+    from ..retrieval import search_index
     from ..paths import xmr_home
 
     folder = samples_dir()

@@ -18,7 +18,7 @@ def setup(p):
                    help="video datasets: frames sampled uniformly per video or moment (default: the head's "
                         "num_frames; 12 for image encoders)")
     p.add_argument("--json", action="store_true", help='print {"t2i": {...}, "i2t": {...}, "rsum", "fingerprint"}')
-    from ..rescore._cli import add_fuse_arg, add_rerank_args, add_rescore_args
+    from ._stage_args import add_fuse_arg, add_rerank_args, add_rescore_args
 
     mq = p.add_argument_group("multi-query retrieval")
     mq.add_argument("--queries-per-target", type=int, default=None, metavar="N",
@@ -61,7 +61,7 @@ def _stage_kwargs(args) -> dict:
     """evaluate_model keywords for multi-query / re-scoring / re-ranking (empty when none is asked for)."""
     from ..errors import ConfigError
     from ..rescore import parse_rescore_names
-    from ..rescore._cli import check_rerank_args, rescore_params
+    from ._stage_args import check_rerank_args, rescore_params
 
     kw: dict = {}
     if args.queries_per_target is not None:

@@ -5,6 +5,7 @@ import logging
 import sys
 
 from ._common import add_device_arg, add_index_arg, index_path, register_command
+from ._stage_args import add_rerank_args, add_rescore_args, search_options
 
 log = logging.getLogger("xmr.serve")
 
@@ -18,6 +19,11 @@ def setup(p):
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="extra Host header value to accept (e.g. the machine's LAN name); repeatable")
     add_device_arg(p)
+    p.add_argument("--candidates", type=int, default=None, metavar="K",
+                   help="candidate pool re-scored by --rescore / --rerank / the index's re-scoring video head "
+                        "(default max(100, k))")
+    add_rescore_args(p)
+    add_rerank_args(p)
 
 
 def run(args) -> int:
@@ -36,7 +42,7 @@ def run(args) -> int:
               f"on port {args.port}\ncan search the index and download every indexed file. There is no "
               f"authentication.\nUse --host 127.0.0.1 (the default) unless this network is trusted.\n{bar}",
               file=sys.stderr)
-    app = create_app(index_path(args), settings=settings)
+    app = create_app(index_path(args), settings=settings, options=search_options(args))
     live = app.state.xmr.live
     snap = live.snapshot()
     shown = f"[{args.host}]" if ":" in args.host else args.host

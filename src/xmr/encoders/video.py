@@ -54,7 +54,9 @@ class VideoEncoder(Encoder):
                               "train the head on this encoder's features")
         #: video: frames are pooled by the head; video_rescoring: the index keeps frame embeddings and search
         #: re-scores candidates with the head (X-Pool, prototypes)
-        self.capabilities = replace(base.capabilities, video=True, video_rescoring=head.needs_rescoring)
+        #: (token outputs stay with the image tower: ``self.base``)
+        self.capabilities = replace(base.capabilities, patch_tokens=False, text_tokens=False, video=True,
+                                    video_rescoring=head.needs_rescoring)
         pool = head.candidate_pool() if head.needs_rescoring else head.as_pool()
         # index/eval contract: pool(frame_feats (T, ...), times (T,)) -> (D,) L2-normalised
         self.video_pool = lambda feats, times: l2_normalize(pool(feats, times)[None])[0]
@@ -88,7 +90,7 @@ class VideoEncoder(Encoder):
 
 @dataclass
 class VideoRescorer:
-    """Exact head scores for the candidate videos of one query (used by :func:`xmr.index.search.search_vector`).
+    """Exact head scores for the candidate videos of one query (used by the ``head`` stage, :mod:`xmr.retrieval.stages.head`).
 
     ``candidates``: how many first-stage results (by the stored candidate vectors, images included) are re-scored.
     A video outside them is not found even if its exact score would be high: that is the two-stage trade-off

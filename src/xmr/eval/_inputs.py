@@ -5,31 +5,15 @@ never written to. torch is never imported here; a tensor is recognised only when
 """
 from __future__ import annotations
 
-import sys
 from typing import Iterator
 
 import numpy as np
 
+from .._arrays import to_numpy as to_numpy
 from ..errors import ConfigError
 
 #: a block of about this many scores is compared at a time (16 MiB of float32)
 DEFAULT_BLOCK_ELEMENTS = 1 << 22
-
-
-def to_numpy(x, name: str) -> np.ndarray:
-    """A numpy view of ``x`` (ndarray, torch tensor on any device, or nested lists). No copy where possible."""
-    torch = sys.modules.get("torch")  # a tensor can only exist if torch was imported by someone
-    if torch is not None and isinstance(x, torch.Tensor):
-        t = x.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        if t.dtype in (torch.bfloat16, torch.float16):
-            t = t.float()  # numpy has no bfloat16; upcasting is exact for both
-        return t.numpy()
-    try:
-        return np.asarray(x)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{name} must be an array or a torch tensor, got {type(x).__name__} ({e})") from None
 
 
 def as_scores(sims, name: str = "sims") -> np.ndarray:

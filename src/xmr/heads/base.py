@@ -131,7 +131,7 @@ class VideoHead(nn.Module):
         return frames[idx] if isinstance(frames, torch.Tensor) else frames[idx.numpy()]
 
     def as_pool(self) -> Callable:
-        """Adapter for :func:`xmr.index.video.embed_video`'s ``pool(frame_feats (T, ...), times) -> (D,)``: the
+        """Adapter for :func:`xmr.video.embed_video`'s ``pool(frame_feats (T, ...), times) -> (D,)``: the
         head's video embedding of the uniformly subsampled frames (``num_frames``)."""
         if not self.query_independent or self.multi_vector:
             raise ConfigError(f"video head {self.name!r} cannot pool frame features into one index vector; "

@@ -16,6 +16,7 @@ cache: it is rewritten atomically (temp file + rename) and rebuilt from SQLite w
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -114,6 +115,7 @@ class IndexStore:
 
     def __init__(self, path: str | os.PathLike, *, create: bool = False, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         self.db_path = self.path / "meta.sqlite"
         if not self.db_path.exists():
             if not create:
@@ -209,6 +211,25 @@ class IndexStore:
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    def media_counts(self) -> dict[str, int]:
+        """Items per media type, e.g. ``{"image": 8, "video": 2}``."""
+        return dict(self.db.execute("SELECT media_type, COUNT(*) FROM items GROUP BY media_type").fetchall())
+
+    def item_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """(n, dim) float32 stored vectors of items ``ids`` in the given order (KeyError for an unknown id)."""
+        dim = self.dim or 0
+        out = np.zeros((len(ids), dim), np.float32)
+        where = {int(i): j for j, i in enumerate(ids)}
+        keys = list(where)
+        for s in range(0, len(keys), 500):
+            chunk = keys[s : s + 500]
+            q = f"SELECT id, vector FROM items WHERE id IN ({','.join('?' * len(chunk))})"
+            for i, blob in self.db.execute(q, chunk):
+                out[where.pop(i)] = np.frombuffer(blob, np.float32)
+        if where:
+            raise KeyError(f"no items with ids {sorted(where)[:5]}")
+        return out
 
     def roots(self) -> list[tuple[str, int]]:
         return self.db.execute("SELECT root, COUNT(*) FROM items GROUP BY root ORDER BY root").fetchall()
@@ -307,6 +328,13 @@ class IndexStore:
                                (int(item_id),)).fetchall()
         vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), self.dim or 0)
         return [SegmentRecord(*r[:4]) for r in rows], vecs
+
+    def segment_rows(self) -> list[SegmentRecord]:
+        """Every segment row (no vectors), ordered by item and start time."""
+        if not self.has_segments:
+            return []
+        return [SegmentRecord(*r) for r in
+                self.db.execute('SELECT id, item_id, start, "end" FROM segments ORDER BY item_id, start, id')]
 
     def frames_of(self, item_id: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(times (T,), features (T, dim)) stored for a video, or None (images; indexes without a re-scoring head)."""
@@ -409,8 +437,8 @@ class IndexStore:
     def _save_faiss(self, index, gen: int, table: str = "items") -> None:
         import faiss
 
-        if not os.access(self.path, os.W_OK):
-            return  # read-only index folder: keep the rebuilt index in memory only
+        if self.readonly or not os.access(self.path, os.W_OK):
+            return  # opened read-only (xmr search, xmr serve) or read-only folder: keep the rebuilt index in memory
         fname, gname = self._FAISS_FILES[table]
         fpath, gpath = self.path / fname, self.path / gname
         tmp = self.path / f".{fname}.{os.getpid()}.tmp"
@@ -459,6 +487,15 @@ class IndexStore:
 
     def _tx(self):
         return self._Tx(self.db)
+
+    @contextlib.contextmanager
+    def read_transaction(self):
+        """Every read inside sees one committed generation (SQLite WAL snapshot isolation)."""
+        self.db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
-from ..media.image import IMAGE_EXTENSIONS
-from ..media.video import VIDEO_EXTENSIONS
+from ..media import media_type_of
 
 
 @dataclass(frozen=True)
@@ -23,13 +22,6 @@ class Found:
 class Skip:
     path: str
     reason: str
-
-
-def media_type_of(name: str) -> str | None:
-    ext = os.path.splitext(name)[1].lower()
-    if ext in IMAGE_EXTENSIONS:
-        return "image"
-    return "video" if ext in VIDEO_EXTENSIONS else None
 
 
 def walk_media(root: Union[str, os.PathLike], exclude: tuple[str, ...] = (), include_hidden: bool = False

@@ -9,7 +9,18 @@ from .image import (
 )
 from .video import VIDEO_EXTENSIONS, VideoInfo, VideoReader, iter_frames, probe, sample_frames, sample_timestamps
 
+
+def media_type_of(name: str) -> str | None:
+    """``"image"`` or ``"video"`` by the file name's extension (case-insensitive), else None."""
+    import os
+
+    ext = os.path.splitext(name)[1].lower()
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    return "video" if ext in VIDEO_EXTENSIONS else None
+
+
 __all__ = [
-    "IMAGE_EXTENSIONS", "ImagePreprocess", "load_image", "preprocess_images",
+    "media_type_of", "IMAGE_EXTENSIONS", "ImagePreprocess", "load_image", "preprocess_images",
     "VIDEO_EXTENSIONS", "VideoInfo", "VideoReader", "iter_frames", "probe", "sample_frames", "sample_timestamps",
 ]

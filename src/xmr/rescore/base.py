@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ConfigError
-from ..eval._inputs import to_numpy
+from .._arrays import to_numpy
 
 DIRECTIONS = ("t2i", "i2t")
 

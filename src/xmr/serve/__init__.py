@@ -4,13 +4,14 @@ Importing this package is cheap; :func:`create_app` imports FastAPI (extra ``xmr
 
 Modules:
     settings.py   ServeSettings: bind address, allowed hosts, request limits, caches
-    live.py       LiveIndex: read-only SQLite, consistent FAISS snapshots rebuilt when the index generation changes,
-                  item lookup, and the only place an item id becomes a filesystem path (root-confined)
+    live.py       LiveIndex: read-only store, a consistent snapshot (xmr.index.snapshot) rebuilt when the index
+                  generation changes, item lookup, and the only place an item id becomes a filesystem path
     batcher.py    QueryEncoder: one worker thread encodes queries, coalescing concurrent text queries into a batch
     uploads.py    request-body limits, in-memory multipart parsing, safe image decoding of uploads
     thumbs.py     JPEG thumbnails in a bounded in-memory LRU (nothing is written to disk)
     metrics.py    Prometheus text exposition: request counts, request and per-stage latency histograms
-    api.py        the REST routes (/api/search, /api/search/image, /api/items/..., /health, /metrics)
+    api.py        the REST routes (/api/search, /api/search/image, /api/search/vector, /api/items/..., /health,
+                  /metrics); every search runs the one retrieval pipeline (xmr.retrieval)
     app.py        create_app(): wiring, error handlers (JSON errors, never a stack trace), the web page
     static/       index.html, app.js, app.css (no build step, no CDN)
 """
@@ -21,11 +22,11 @@ from .settings import ServeSettings
 __all__ = ["ServeSettings", "create_app"]
 
 
-def create_app(index_path, encoder=None, settings: ServeSettings | None = None):
+def create_app(index_path, encoder=None, settings: ServeSettings | None = None, options=None):
     """Build the FastAPI app serving the index at ``index_path`` (see :func:`xmr.serve.app.create_app`)."""
     from .._deps import require
 
     require("fastapi", extra="serve")
     from .app import create_app as _create
 
-    return _create(index_path, encoder=encoder, settings=settings)
+    return _create(index_path, encoder=encoder, settings=settings, options=options)

@@ -5,16 +5,20 @@ Clients address media by integer item id only: no request parameter or path is e
 
 import mimetypes
 from dataclasses import dataclass
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
+
+import numpy as np
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from ..errors import MissingExtraError, XmrError
+from ..errors import ConfigError, MissingExtraError, XmrError
+from ..retrieval import Pipeline, Term, encode_query
+from ..retrieval import Query as RQuery
 from .batcher import QueryEncoder
-from .live import LiveIndex, Snapshot, parse_item_id, relative_path
+from .live import LiveIndex, parse_item_id, relative_path
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
 from .thumbs import ThumbnailCache
@@ -36,12 +40,20 @@ class ResultItem(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    query: str = Field(description="the text query, or 'image upload'")
+    query: Any = Field(description="the text query; a list for several texts; 'image upload'; or the query's terms")
     model: str
     generation: int = Field(description="index generation the results come from")
     type: MediaFilter
     k: int
+    stages: list[dict] = Field(description="every stage that produced the results, with its parameters")
     results: list[ResultItem]
+
+
+class VectorQuery(BaseModel):
+    vector: list[float] = Field(description="query vector of the index model's width (L2-normalised on arrival)",
+                                min_length=1, max_length=65536)
+    k: Optional[int] = Field(None, description="number of results")
+    type: MediaFilter = "all"
 
 
 class ItemInfo(BaseModel):
@@ -78,28 +90,41 @@ class ServeContext:
     queries: QueryEncoder
     thumbs: ThumbnailCache
     metrics: Metrics
-    rescorer: object = None  # VideoRescorer of an X-Pool / prototype index (encoder.video_rescorer())
+    pipeline: Pipeline  # the stages every search runs (xmr serve --rescore / --rerank / the index's video head)
 
 
 def build_router(ctx: ServeContext) -> APIRouter:
     s, live, metrics = ctx.settings, ctx.live, ctx.metrics
     router = APIRouter()
 
-    Q = Annotated[str, Query(min_length=1, max_length=s.max_query_chars, description="text query")]
     K = Annotated[int, Query(ge=1, le=s.max_k, description=f"number of results, 1..{s.max_k}")]
     T = Annotated[MediaFilter, Query(description="media type filter")]
 
-    rescorer = ctx.rescorer
+    pipe = ctx.pipeline
+    F = Annotated[str, Query(max_length=200, description="fusion of several terms: mean-sim, mean-emb, max")]
+    NOT = Annotated[Optional[list[str]], Query(alias="not", max_length=8, description="negative text terms "
+                                                                                   "(repeatable)")]
 
-    def _search(vec_fn, k: int, media_type: str) -> tuple[Snapshot, list[dict]]:
-        with metrics.stage("encode_query"):
-            vec = vec_fn()
-        with metrics.stage("search"):  # with a re-scoring head (X-Pool, prototypes): its candidate pool
-            snap, hits = live.search(vec, k if rescorer is None else max(k, rescorer.candidates), media_type)
-        with metrics.stage("rescore"):  # timed even when empty, so dashboards keep their shape
-            if rescorer is not None:
-                hits = live.rescore(snap, vec, hits, k, rescorer)
-        return snap, [_result(r) for r in hits]
+    def _search(query: RQuery, k: int, media_type: str) -> dict:
+        if str(query.fuse).startswith("learned"):
+            raise HTTPException(422, "learned fusion loads a model from disk and is not offered by the server")
+        try:
+            with metrics.stage("encode_query"):
+                reader = live.reader()
+                pipe.check(reader, None if media_type == "all" else media_type)
+                for st in pipe.stages:
+                    st.check_query(query)
+                emb = encode_query(_Batched(ctx.queries), query)
+            out = pipe.search_embedded(reader, emb, k, None if media_type == "all" else media_type)
+        except ConfigError as e:
+            raise HTTPException(422, str(e)) from None
+        # "search": first stage + moments; "rescore": every later stage (timed even when empty: dashboards keep
+        # their shape)
+        sec = out.seconds
+        metrics.observe_stage("search", sec.get("first-stage", 0.0) + sec.get("moments", 0.0))
+        metrics.observe_stage("rescore", sum(v for n, v in sec.items() if n not in ("first-stage", "moments")))
+        return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": media_type,
+                "k": k, "stages": out.stages, "results": [_result(r) for r in out.results]}
 
     def _result(r) -> dict:
         d = {"rank": r.rank, "id": r.id, "path": relative_path(r), "score": r.score, "media_type": r.media_type,
@@ -110,13 +135,18 @@ def build_router(ctx: ServeContext) -> APIRouter:
 
     @router.get("/api/search", response_model=SearchResponse, response_model_exclude_none=True,
                 responses=_ERRORS, tags=["search"], summary="Search with a text query")
-    def search_text(q: Q, k: K = s.default_k, type: T = "all"):
-        text = q.strip()
-        if not text:
-            raise HTTPException(422, "empty query")
-        snap, results = _search(lambda: ctx.queries.encode_text(text), k, type)
-        return {"query": text, "model": live.model_spec, "generation": snap.generation, "type": type, "k": k,
-                "results": results}
+    def search_text(q: Annotated[list[str], Query(min_length=1, max_length=8, description="text query; repeat "
+                                                  "for several texts describing one target")],
+                    k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None):
+        texts = [t.strip() for t in q]
+        if any(not t for t in texts) or any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
+            raise HTTPException(422, "empty query" if any(not t for t in texts) else
+                                f"a query is longer than {s.max_query_chars} characters")
+        try:
+            query = RQuery.texts(texts, fuse=fuse, negatives=[n.strip() for n in not_ or [] if n.strip()])
+        except ConfigError as e:
+            raise HTTPException(422, str(e)) from None
+        return _search(query, k, type)
 
     @router.post(
         "/api/search/image", response_model=SearchResponse, response_model_exclude_none=True, responses=_ERRORS,
@@ -128,16 +158,39 @@ def build_router(ctx: ServeContext) -> APIRouter:
                                                "properties": {"file": {"type": "string", "format": "binary"}}}},
             "image/*": {"schema": {"type": "string", "format": "binary"}}}}},
     )
-    async def search_image(request: Request, k: K = s.default_k, type: T = "all"):
+    async def search_image(request: Request, k: K = s.default_k, type: T = "all",
+                           text: Annotated[Optional[list[str]], Query(max_length=8, description="texts that modify "
+                                                                       "the image (composed query)")] = None,
+                           fuse: F = "mean-sim", not_: NOT = None):
+        texts = [t.strip() for t in text or [] if t.strip()]
+        if any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
+            raise HTTPException(422, f"a query is longer than {s.max_query_chars} characters")
         try:
             body = await read_body_limited(request, s.max_upload_bytes)
             data = extract_upload(body, request.headers.get("content-type", ""))
             image = await run_in_threadpool(decode_image, data, s.max_upload_bytes, s.max_upload_pixels)
         except UploadError as e:
             raise HTTPException(e.status, e.message) from None
-        snap, results = await run_in_threadpool(_search, lambda: ctx.queries.encode_image(image), k, type)
-        return {"query": "image upload", "model": live.model_spec, "generation": snap.generation, "type": type,
-                "k": k, "results": results}
+        try:
+            query = RQuery((Term("image", image), *(Term("text", t) for t in texts),
+                           *(Term("text", n.strip(), -1.0) for n in not_ or [] if n.strip())), fuse)
+        except ConfigError as e:
+            raise HTTPException(422, str(e)) from None
+        res = await run_in_threadpool(_search, query, k, type)
+        if len(query.terms) == 1:
+            res["query"] = "image upload"
+        return res
+
+    @router.post("/api/search/vector", response_model=SearchResponse, response_model_exclude_none=True,
+                 responses=_ERRORS, tags=["search"], summary="Search with a raw query vector (JSON body)")
+    def search_vector(body: VectorQuery):
+        k = s.default_k if body.k is None else body.k
+        if not 1 <= k <= s.max_k:
+            raise HTTPException(422, f"k: must be 1..{s.max_k}")
+        v = np.asarray(body.vector, dtype=np.float32)
+        if v.shape != (live.dim,) or not np.isfinite(v).all() or not np.linalg.norm(v) > 0:
+            raise HTTPException(422, f"vector: must be {live.dim} finite numbers, not all zero")
+        return _search(RQuery.vector(v), k, body.type)
 
     def _item(raw_id: str):
         item_id = parse_item_id(raw_id)
@@ -194,6 +247,22 @@ def build_router(ctx: ServeContext) -> APIRouter:
         return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     return router
+
+
+class _Batched:
+    """The query encoder as :func:`xmr.retrieval.encode_query` sees it: texts and images go through the server's
+    batcher one by one (concurrent requests share forward passes)."""
+
+    def __init__(self, queries: QueryEncoder):
+        enc = queries.encoder
+        self._q, self.dim, self.spec, self.capabilities, self.require = queries, enc.dim, enc.spec, \
+            enc.capabilities, enc.require
+
+    def encode_text(self, texts):
+        return np.stack([self._q.encode_text(t) for t in texts])
+
+    def encode_images(self, images, show_progress=None):
+        return np.stack([self._q.encode_image(im) for im in images])
 
 
 __all__ = ["build_router", "ServeContext"]

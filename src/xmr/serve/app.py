@@ -24,6 +24,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from .. import __version__
 from ..encoders.base import Encoder
 from ..errors import ConfigError
+from ..retrieval import SearchOptions, build_pipeline
 from .api import ServeContext, build_router
 from .batcher import QueryEncoder
 from .live import LiveIndex
@@ -59,13 +60,15 @@ class _SecurityHeaders:
 
 
 def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
-               settings: ServeSettings | None = None) -> FastAPI:
+               settings: ServeSettings | None = None, options: SearchOptions | None = None) -> FastAPI:
     """The app serving the index at ``index_path``.
 
     Args:
         index_path: an index folder made by ``xmr index`` (opened read-only; updates are picked up live).
         encoder: the query encoder; default: ``create_encoder(<the index's model spec>)``. Must match the index.
         settings: limits, allowed hosts, caches (:class:`ServeSettings`).
+        options: the stages every search runs (:class:`xmr.retrieval.SearchOptions`: re-scoring with a querybank,
+            cross-encoder re-ranking, candidate pool); the index's own video head re-scores by default.
     """
     s = settings or ServeSettings()
     live = LiveIndex(index_path, allow_outside_root=s.allow_outside_root)
@@ -90,9 +93,10 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
         }
 
     queries = QueryEncoder(encoder, s.max_text_batch)
-    make_rescorer = getattr(encoder, "video_rescorer", None)  # X-Pool / prototype heads re-score their candidates
+    pipeline = build_pipeline(encoder, options)
+    pipeline.check(live.reader(), None)  # refuse now, not on the first request (e.g. re-ranking a video index)
     ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges),
-                       rescorer=make_rescorer() if make_rescorer is not None else None)
+                       pipeline=pipeline)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

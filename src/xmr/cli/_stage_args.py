@@ -1,4 +1,5 @@
-"""Command-line options shared by ``xmr eval`` and ``xmr search`` for re-scoring, multi-query and re-ranking."""
+"""Command-line options shared by ``xmr eval``, ``xmr search`` and ``xmr serve`` for re-scoring, multi-query and
+re-ranking, and their conversion to typed options (:class:`xmr.retrieval.SearchOptions`)."""
 from __future__ import annotations
 
 import argparse
@@ -49,3 +50,19 @@ def check_rerank_args(args) -> None:
         raise ConfigError(f"--rerank-k must be at least 1, got {args.rerank_k}")
     if not 0.0 <= args.rerank_alpha <= 1.0:
         raise ConfigError(f"--rerank-alpha must be in [0, 1], got {args.rerank_alpha}")
+
+
+def search_options(args):
+    """:class:`xmr.retrieval.SearchOptions` from the re-scoring / re-ranking / candidate options."""
+    from ..rescore import parse_rescore_names
+    from ..retrieval import SearchOptions
+
+    names = parse_rescore_names(args.rescore) if args.rescore else []
+    if args.bank and not names:
+        raise ConfigError("--bank needs --rescore (e.g. --rescore qbnorm)")
+    if args.rerank:
+        check_rerank_args(args)
+    return SearchOptions(candidates=getattr(args, "candidates", None), rescore=tuple(names),
+                         rescore_params=rescore_params(args, names), bank=args.bank, rerank=args.rerank,
+                         rerank_k=args.rerank_k if args.rerank else 10,
+                         rerank_alpha=args.rerank_alpha if args.rerank else 0.0, device=getattr(args, "device", None))

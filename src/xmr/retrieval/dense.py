@@ -1,0 +1,167 @@
+"""The pipeline's stages in dense form, for evaluation: every query scored against every gallery item.
+
+``xmr eval`` needs full rankings (R@50, median and mean rank), so instead of candidate lists it runs the same
+stages on a (num_queries, num_items) matrix, in the same order as :class:`~xmr.retrieval.pipeline.Pipeline`:
+
+1. scoring: dot products of unit vectors (:class:`DenseGallery`), or the head's exhaustive similarity for heads that
+   score (query, frames) themselves (:class:`HeadGallery`: X-Pool, prototypes) -- the ``head`` stage's dense form;
+2. multi-query fusion of caption groups (:func:`fused_sims`, the query stage);
+3. re-scoring (QB-Norm, DSL, CSLS; :mod:`xmr.rescore`), either dense or, with ``rescore_topk=K``, exactly as a
+   top-``K`` search would (each text's K best candidates re-scored and lifted above the rest);
+4. cross-encoder re-ranking of each text's top ``rerank_k`` (text->image only).
+
+Querybanks are scored against the same gallery by the same scorer (so a bank over an X-Pool gallery uses head
+similarities). Metrics are computed by :mod:`xmr.eval` from the matrices returned here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+class DenseGallery:
+    """Unit gallery vectors (G, d): ``sims(q) = q @ V.T``."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = vectors
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def sims(self, txt: np.ndarray) -> np.ndarray:
+        return txt @ self.vectors.T
+
+
+class HeadGallery:
+    """Frame features (N_v, T, D) of a video gallery scored by a head that cannot give one vector per video (X-Pool,
+    prototypes): :meth:`sims` is the exhaustive (N_t, N_v) matrix, in text x video chunks (bounded memory)."""
+
+    def __init__(self, head, feats: np.ndarray):
+        self.head, self.feats = head, feats
+
+    def __len__(self) -> int:
+        return len(self.feats)
+
+    def sims(self, txt: np.ndarray, text_chunk: int = 256, video_chunk: int = 256) -> np.ndarray:
+        import torch
+
+        head = self.head
+        dev = head.logit_scale.device
+        out = np.zeros((len(txt), len(self.feats)), np.float32)
+        with torch.no_grad():
+            for v0 in range(0, len(self.feats), video_chunk):
+                f = torch.from_numpy(np.ascontiguousarray(self.feats[v0: v0 + video_chunk])).to(dev)
+                for t0 in range(0, len(txt), text_chunk):
+                    t = torch.from_numpy(np.ascontiguousarray(txt[t0: t0 + text_chunk], dtype=np.float32)).to(dev)
+                    out[t0: t0 + len(t), v0: v0 + len(f)] = head.similarity(t, f).cpu().numpy()
+        return out
+
+
+def fused_sims(gallery, q_groups: np.ndarray, fuse: str = "mean-sim") -> np.ndarray:
+    """(G_q, I) fused scores of query groups (G_q, N, d). Dense galleries use :func:`xmr.multiquery.fuse_sims`
+    (exact float64); a :class:`HeadGallery` applies the same rule to head similarities: ``mean-sim`` / ``max`` over
+    the group's rows, ``mean-emb`` / ``learned`` on the fused embedding."""
+    from ..multiquery import fuse_sims, parse_fuse_spec
+
+    if isinstance(gallery, DenseGallery):
+        return fuse_sims(q_groups, gallery.vectors, fuse)
+    name, model = parse_fuse_spec(fuse)
+    g, n, d = q_groups.shape
+    if name in ("mean-sim", "max"):
+        rows = gallery.sims(q_groups.reshape(g * n, d)).reshape(g, n, -1).astype(np.float64)
+        return rows.mean(axis=1) if name == "mean-sim" else rows.max(axis=1)
+    if name == "mean-emb":
+        v = q_groups.astype(np.float64).mean(axis=1)
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    else:
+        v = model.fuse(q_groups, np.ones((g, n), bool))
+    return gallery.sims(np.asarray(v, np.float32)).astype(np.float64)
+
+
+def gallery_bank(source, encoder, gallery, *, test_texts=(), show_progress=None):
+    """A :class:`~xmr.rescore.QueryBank` of ``source`` (dataset spec / text file, or a QueryBank as is) scored
+    against ``gallery`` by its own scorer."""
+    from ..rescore import QueryBank, querybank_from_source, read_bank_texts
+
+    if source is None or isinstance(source, QueryBank):
+        return source
+    if not isinstance(source, str):
+        raise ConfigError(f"bank must be a source string or a QueryBank, got {type(source).__name__}")
+    if isinstance(gallery, DenseGallery):
+        return querybank_from_source(source, encoder, gallery.vectors, test_texts=test_texts,
+                                     show_progress=show_progress)
+    texts, info = read_bank_texts(source)
+    emb = encoder.encode_text(list(texts), show_progress=show_progress)
+    rows = max(1, (1 << 22) // max(1, len(gallery)))
+
+    def chunks():
+        for a in range(0, len(emb), rows):
+            yield gallery.sims(emb[a: a + rows])
+
+    return QueryBank(chunks, len(emb), len(gallery), {**info, "scored_by": "video head"})
+
+
+@dataclass
+class DenseScores:
+    """What :func:`run_dense` returns: the matrices to rank and the record of each stage."""
+
+    base: np.ndarray  # (Q, I) after scoring and fusion, before re-scoring: the "before" metrics
+    t2i: np.ndarray  # ranked along rows
+    i2t: np.ndarray  # ranked along columns
+    text_to_item: np.ndarray  # (Q,) gallery index of each query's target
+    allow_textless: bool = False  # multi-query: items with too few captions have no query
+    t2i_before_rerank: np.ndarray | None = None
+    records: dict = field(default_factory=dict)  # multi_query / rescore / rerank
+
+
+def run_dense(gallery, txt: np.ndarray, text_to_item, *, encoder=None, texts=(), media=(), text_offsets=None,
+              queries_per_target: int | None = None, fuse: str = "mean-sim", rescore=None,
+              rescore_params: dict | None = None, bank=None, rescore_topk: int | None = None, rerank=None,
+              rerank_k: int = 10, rerank_alpha: float = 0.0, show_progress=None) -> DenseScores:
+    """Dense stages on ``gallery`` (:class:`DenseGallery` / :class:`HeadGallery`) for text embeddings ``txt``
+    (N_t, d) of ``texts``; see the module docstring. Refuses re-ranking of a video gallery."""
+    records: dict = {}
+    t2i = np.asarray(text_to_item)
+    allow_textless = False
+    if queries_per_target is not None:
+        from ..multiquery import group_captions
+
+        if rerank is not None:
+            raise ConfigError("re-ranking multi-queries is not supported: use --rerank or --queries-per-target")
+        groups, t2i = group_captions(text_offsets, queries_per_target)
+        sims = fused_sims(gallery, txt[groups], fuse)
+        allow_textless = True  # items with fewer than N captions have no multi-query
+        records["multi_query"] = {"queries_per_target": int(queries_per_target), "fuse": str(fuse),
+                                  "num_queries": int(len(groups)), "captions_used": int(groups.size),
+                                  "captions_dropped": int(len(txt) - groups.size),
+                                  "items_without_query": int(len(gallery) - len(np.unique(t2i))),
+                                  "grouping": "consecutive captions of an item in loader order; remainder dropped"}
+    else:
+        sims = gallery.sims(txt)
+    out = DenseScores(sims, sims, sims, t2i, allow_textless)
+    if rescore is not None:
+        from ..rescore import RescorePipeline, build_pipeline
+
+        bank = gallery_bank(bank, encoder, gallery, test_texts=texts, show_progress=show_progress)
+        pipe = rescore if isinstance(rescore, RescorePipeline) else build_pipeline(rescore, rescore_params, bank)
+        out.t2i = pipe.dense(sims, "t2i") if rescore_topk is None else pipe.dense_via_topk(sims, rescore_topk)
+        out.i2t = pipe.dense(sims, "i2t")
+        records["rescore"] = [{**r, "t2i_candidates": rescore_topk} if rescore_topk else r for r in pipe.records()]
+    if rerank is not None:
+        from ..media import media_type_of
+        from ..rerank import create_reranker, rerank_dense
+
+        if any(media_type_of(str(m)) == "video" for m in media):
+            raise ConfigError("cross-encoder re-ranking scores (text, image) pairs; this gallery holds videos")
+        ce = create_reranker(rerank) if isinstance(rerank, str) else rerank
+        out.t2i_before_rerank = out.t2i
+        out.t2i, info = rerank_dense(out.t2i, texts, media, ce, k=rerank_k, alpha=rerank_alpha)
+        records["rerank"] = {"cross_encoder": ce.describe(), **info, "directions": ["t2i"]}
+    out.records = records
+    return out
+
+
+__all__ = ["DenseGallery", "HeadGallery", "DenseScores", "fused_sims", "gallery_bank", "run_dense"]

@@ -1,0 +1,49 @@
+"""What a search returns: ranked :class:`SearchResult` rows and the record of every stage that made them."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class SearchResult:
+    rank: int  # 1-based
+    id: int
+    path: str
+    score: float
+    media_type: str
+    root: str
+    start: float | None = None  # videos: the best segment's start, seconds from the first frame; None for images
+    end: float | None = None  # videos: the best segment's end (seconds)
+
+    def to_dict(self) -> dict:
+        """JSON form. ``start``/``end`` are present for videos only (image results keep their v1 shape)."""
+        d = asdict(self)
+        if self.start is None and self.end is None:
+            del d["start"], d["end"]
+        return d
+
+
+def rank(results: list[SearchResult], k: int | None = None) -> list[SearchResult]:
+    """Sort by score (ties: lower id first), cut to ``k``, number the ranks from 1."""
+    results.sort(key=lambda r: (-r.score, r.id))
+    out = results if k is None else results[:k]
+    for n, r in enumerate(out, 1):
+        r.rank = n
+    return out
+
+
+@dataclass
+class SearchOutcome:
+    """Results plus what produced them: the query, the model and each stage with its parameters (the fingerprint
+    habit of ``xmr eval``, applied to search)."""
+
+    results: list[SearchResult]
+    query: object  # Query.describe()
+    model: str
+    stages: list[dict] = field(default_factory=list)
+    generation: int | None = None
+    seconds: dict = field(default_factory=dict)  # stage name -> wall time of this search (not in to_dict)
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "model": self.model, "stages": self.stages,
+                "results": [r.to_dict() for r in self.results]}

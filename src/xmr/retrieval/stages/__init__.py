@@ -1,0 +1,32 @@
+"""Stages after the first stage, one small module each, registered in :data:`xmr.registries.STAGES`:
+
+========== ===================================================================== ==========================
+name       what it does                                                          refused when
+========== ===================================================================== ==========================
+moments    video score = max(whole video, best window); start/end of that window  (never; no-op for images)
+head       exact X-Pool / prototype head scores of candidate videos and windows   the encoder has no such head
+rescore    QB-Norm, dual softmax, CSLS on the candidate scores with a querybank   no querybank
+rerank     cross-encoder on the top-k (text query, image) pairs                   image/vector query; videos
+========== ===================================================================== ==========================
+
+The pipeline runs them in this order (:mod:`xmr.retrieval.pipeline`)."""
+from __future__ import annotations
+
+from ...registries import STAGES
+from .base import Stage, StageContext
+from .head import DEFAULT_CANDIDATES, HeadStage
+from .moments import MomentStage
+from .rerank import RerankStage
+from .rescore import RescoreStage
+
+for _cls, _help in ((MomentStage, "video score = best of whole video and its windows, with start/end"),
+                    (HeadStage, "exact X-Pool / prototype head re-scoring of candidate videos"),
+                    (RescoreStage, "QB-Norm / dual softmax / CSLS on the candidates, with a querybank"),
+                    (RerankStage, "cross-encoder re-ranking of the top-k text->image candidates")):
+    STAGES.add(_cls.name, _cls, help=_help)
+
+#: the order stages run in
+STAGE_ORDER = ("moments", "head", "rescore", "rerank")
+
+__all__ = ["STAGES", "STAGE_ORDER", "Stage", "StageContext", "MomentStage", "HeadStage", "RescoreStage",
+           "RerankStage", "DEFAULT_CANDIDATES"]
