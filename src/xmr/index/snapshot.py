@@ -24,6 +24,7 @@ from .store import IndexStore, ItemRecord, SegmentRecord
 class IndexReader(Protocol):
     """The read interface of an index that retrieval needs (implemented by :class:`SnapshotReader`)."""
 
+    path: str  # the index folder (keys caches such as querybanks)
     model_spec: str | None
     dim: int | None
     generation: int

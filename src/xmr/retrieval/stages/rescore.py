@@ -48,7 +48,7 @@ class RescoreStage(Stage):
         from ...rescore import build_pipeline
         from ..querybank import index_querybank
 
-        key = (str(getattr(ctx.reader, "path", "")), ctx.reader.generation)
+        key = (str(ctx.reader.path), ctx.reader.generation)
         with self._lock:
             hit = self._banks.get(key)
             if hit is None:
