@@ -160,6 +160,11 @@ def test_eval_and_search_with_rerank(trained_matcher, capsys, tmp_path):
     assert set(rr["t2i_gain"]) == set(res["t2i"]) and res["i2t"] == res["before"]["i2t"]
     # R@1 can only change within the top 2; R@5 (4 items) cannot change
     assert res["t2i"]["R@5"] == res["before"]["t2i"]["R@5"]
+    # the search pipeline on the same gallery (eval --candidates) re-ranks each text's top 2 the same way
+    code = main(["-q", "eval", "--dataset", f"coco:{FIXTURES / 'coco_tiny'}", "--model", "tiny", "--rerank",
+                 f"xattn:{d}", "--rerank-k", "2", "--candidates", "4", "--json"])
+    by_search = json.loads(capsys.readouterr().out)
+    assert code == 0 and by_search["t2i"] == res["t2i"] and by_search["search"]["stages"][-1]["stage"] == "rerank"
     index = tmp_path / "index"
     assert main(["-q", "index", str(FIXTURES / "coco_tiny"), "--index", str(index), "--model", "tiny"]) == 0
     capsys.readouterr()

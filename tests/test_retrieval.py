@@ -290,3 +290,43 @@ def test_stage_contract(name, tiny_index, reader, tmp_path):
     assert len(out.results) == 4 and [r.rank for r in out.results] == [1, 2, 3, 4]
     assert len({r.id for r in out.results}) == 4 and all(np.isfinite(r.score) for r in out.results)
     assert out.stages[-1]["stage"] == name
+
+
+# ---- xmr eval --candidates: the search pipeline itself, on an in-memory gallery -----------------------------------
+def test_eval_candidates_runs_the_search_pipeline_and_matches_the_dense_topk_emulation(tiny_encoder, capsys):
+    """QB-Norm on each text's top-3: `--candidates 3` (the pipeline on a MemoryReader) ranks exactly like
+    `--rescore-topk 3` (the dense emulation), with the same querybank; i2t stays dense."""
+    from conftest import FIXTURES
+    from xmr.data import load_dataset
+    from xmr.eval import evaluate_model
+
+    ds = load_dataset(f"coco:{FIXTURES / 'coco_tiny'}:val2017")
+    bank = f"coco:{FIXTURES / 'coco_tiny'}:train2017"
+    kw = dict(rescore=["qbnorm"], rescore_params={"qbnorm": {"beta": 10.0, "k": 1, "mode": "inverted"}}, bank=bank,
+              show_progress=False)
+    by_search = evaluate_model(ds, tiny_encoder, candidates=3, **kw)
+    dense = evaluate_model(ds, tiny_encoder, rescore_topk=3, **kw)
+    assert by_search["t2i"] == pytest.approx(dense["t2i"]) and by_search["i2t"] == pytest.approx(dense["i2t"])
+    assert by_search["search"]["candidates"] == 3
+    assert [s["stage"] for s in by_search["search"]["stages"]] == ["moments", "rescore"]
+    assert by_search["rescore"][0]["t2i_by"] == "search pipeline"
+    # the CLI flag, and its refusal without a stage that re-orders
+    from xmr.cli import main
+
+    assert main(["-q", "eval", "--dataset", f"coco:{FIXTURES / 'coco_tiny'}:val2017", "--model", "tiny",
+                 "--candidates", "3"]) == 2
+    assert "candidates only apply" in capsys.readouterr().err
+
+
+def test_memory_reader_search_equals_brute_force(tiny_encoder):
+    from xmr.retrieval import Pipeline
+    from xmr.retrieval.memory import MemoryReader
+    from xmr.retrieval.stages import MomentStage
+
+    paths = sorted(str(p) for p in SAMPLES.glob("*.png"))
+    vecs = tiny_encoder.encode_images(paths)
+    reader = MemoryReader(vecs, paths, ["image"] * len(paths), model_spec=tiny_encoder.spec)
+    out = Pipeline(tiny_encoder, [MomentStage()]).search(reader, Query.text("a horse"), k=4)
+    s = vecs @ tiny_encoder.encode_text(["a horse"])[0]
+    order = np.lexsort((np.arange(len(s)), -s))[:4]
+    assert [r.id - 1 for r in out.results] == order.tolist() and [r.path for r in out.results][0] == paths[order[0]]

@@ -282,3 +282,22 @@ def test_image_query_with_qbnorm_and_type_video_on_an_xpool_index(tmp_path, synt
     data = json.loads(capsys.readouterr().out)
     assert [r["id"] for r in data["results"]] == [r.id for r in out.results]
     assert data["rescore"][0]["querybank"]["size"] == 4
+
+
+def test_eval_candidates_measures_the_xpool_two_stage_search(synth, heads):
+    """`xmr eval --candidates K` on an X-Pool encoder ranks like the deployed search: first stage by the candidate
+    vectors, then exact head scores. With K = the whole gallery it equals the exhaustive evaluation."""
+    from xmr import create_encoder
+    from xmr.data import load_dataset
+    from xmr.eval import evaluate_model
+
+    enc = create_encoder(f"video:tiny+xpool@{heads / 'xpool'}")
+    ds = load_dataset(f"manifest:{synth}")
+    exhaustive = evaluate_model(ds, enc, show_progress=False)
+    full = evaluate_model(ds, enc, show_progress=False, candidates=len(ds))
+    assert full["t2i"] == pytest.approx(exhaustive["t2i"]) and full["before"]["t2i"] == pytest.approx(exhaustive["t2i"])
+    assert [s["stage"] for s in full["search"]["stages"]] == ["moments", "head"]
+    two = evaluate_model(ds, enc, show_progress=False, candidates=1)  # the head only re-orders the top 1: R@1 of
+    assert two["search"]["candidates"] == 1  # the candidate vectors (uniform attention) decides R@1 here
+    with pytest.raises(Exception, match="gallery holds videos|holds videos"):
+        evaluate_model(ds, enc, show_progress=False, candidates=2, rerank="xattn:/nowhere")

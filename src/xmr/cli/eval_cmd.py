@@ -28,6 +28,10 @@ def setup(p):
     add_rescore_args(p)
     p.add_argument("--rescore-topk", type=int, default=None, metavar="K",
                    help="apply text->item re-scoring to each text's top-K dual candidates only (as xmr search does)")
+    p.add_argument("--candidates", type=int, default=None, metavar="K",
+                   help="rank texts->items with the search pipeline itself: each text's top-K candidates re-scored by "
+                        "the video head (xpool, prototypes: two-stage), --rescore and --rerank exactly as xmr search "
+                        "does on an index of this gallery")
     add_rerank_args(p)
 
 
@@ -74,6 +78,12 @@ def _stage_kwargs(args) -> dict:
                   rescore_topk=args.rescore_topk)
     elif args.bank or args.rescore_topk:
         raise ConfigError("--bank and --rescore-topk need --rescore (e.g. --rescore qbnorm)")
+    if args.candidates is not None:
+        if not 1 <= args.candidates <= 10_000:
+            raise ConfigError("--candidates must be between 1 and 10000")
+        if args.rescore_topk is not None:
+            raise ConfigError("give --candidates (the search pipeline) or --rescore-topk (dense emulation), not both")
+        kw["candidates"] = args.candidates
     if args.rerank:
         check_rerank_args(args)
         kw.update(rerank=args.rerank, rerank_k=args.rerank_k, rerank_alpha=args.rerank_alpha)
@@ -92,6 +102,10 @@ def _stage_lines(res: dict) -> list[str]:
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         trans = f" [transductive: {', '.join(r['transductive_directions'])}]" if r["transductive"] else ""
         out.append(f"rescore: {r['step']}({params}){src}{trans}")
+    if "search" in res:
+        s = res["search"]
+        out.append(f"search pipeline: top-{s['candidates']} per text through "
+                   f"{' -> '.join(['first-stage'] + [x['stage'] for x in s['stages']])} ({s['seconds']} s)")
     if "rerank" in res:
         r = res["rerank"]
         out.append(f"rerank: {r['cross_encoder']['spec']} on top-{r['k']} (alpha {r['alpha']}): "

@@ -15,7 +15,8 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
                    show_progress: bool | None = None, rescore=None, rescore_params: dict | None = None,
                    bank=None, queries_per_target: int | None = None, fuse: str = "mean-sim",
                    rerank=None, rerank_k: int = 10, rerank_alpha: float = 0.0,
-                   rescore_topk: int | None = None, num_frames: int | None = None) -> dict:
+                   rescore_topk: int | None = None, num_frames: int | None = None,
+                   candidates: int | None = None) -> dict:
     """Text->item and item->text retrieval of ``encoder`` on ``dataset`` under ``protocol``.
 
     Returns ``{"t2i": {...}, "i2t": {...}, "rsum": float, "fingerprint": {...}, "timing": {...}}``. A media file
@@ -32,7 +33,13 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     * ``rerank=SPEC`` (or a :class:`~xmr.rerank.CrossEncoder`): top-``rerank_k`` of each text re-scored by a
       cross-encoder, combined with ``rerank_alpha`` -> ``res["rerank"]`` (t2i only).
 
-    With any stage, ``res["before"]`` holds the plain dual-encoder metrics of the same queries.
+    * ``candidates=K``: text->item rankings come from the search pipeline itself, as ``xmr search`` ranks an index
+      of this gallery: each text's top-K by the first stage (X-Pool / prototype heads: their candidate vectors, then
+      exact head re-scoring: the two-stage trade-off measured), then the re-scorers and the cross-encoder ->
+      ``res["search"]``; item->text stays dense.
+
+    With any stage, ``res["before"]`` holds the plain dual-encoder metrics of the same queries (for a video head
+    that re-scores: its exhaustive similarities).
 
     Video datasets (whole videos, or moments: items with ``start``/``end``): ``num_frames`` frames (default: the
     head's ``num_frames``, 12 without a head) are sampled uniformly from each clip or window and pooled by the
@@ -41,7 +48,7 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     """
     from . import evaluate_sims
 
-    staged = queries_per_target is not None or rescore is not None or rerank is not None
+    staged = queries_per_target is not None or rescore is not None or rerank is not None or candidates is not None
     is_video = _is_video(dataset)
     extra = {"video": video_eval_settings(encoder, num_frames)} if is_video else None
     t0 = time.perf_counter()
@@ -53,7 +60,8 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     d = run_dense(gallery, txt, dataset.text_to_item, encoder=encoder, texts=dataset.texts, media=dataset.media,
                   text_offsets=dataset.text_offsets, queries_per_target=queries_per_target, fuse=fuse,
                   rescore=rescore, rescore_params=rescore_params, bank=bank, rescore_topk=rescore_topk,
-                  rerank=rerank, rerank_k=rerank_k, rerank_alpha=rerank_alpha, show_progress=show_progress)
+                  rerank=rerank, rerank_k=rerank_k, rerank_alpha=rerank_alpha, candidates=candidates,
+                  show_progress=show_progress)
 
     def ev(s):
         return evaluate_sims(s, d.text_to_item, protocol=protocol, allow_textless_items=d.allow_textless)
@@ -146,7 +154,7 @@ def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], sho
 
     plan = FramePlan.uniform(video_eval_settings(encoder, num_frames)["frames"], FRAME_SIZE)
     keep = encoder.capabilities.video_rescoring
-    out = []
+    out, cand, grid = [], [], []
     for it in tqdm(dataset.items, desc="encode videos", unit="video", disable=show_progress is False):
         try:
             times, frames = decode_frames(it, plan)
@@ -158,10 +166,13 @@ def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], sho
             continue  # keep decoding to name every bad file, but stop encoding
         f = encode_frames(encoder, frames)  # (T, D) or (T, 1 + P, W)
         out.append(f if keep else pool_frames(encoder, f, times))
+        if keep:  # what an index stores for a first stage: the candidate vector and the frames' times
+            cand.append(pool_frames(encoder, f, times))
+            grid.append(times)
     if bad:
         return None
     if keep:
-        return HeadGallery(encoder.head, np.stack(out))
+        return HeadGallery(encoder.head, np.stack(out), np.stack(cand), np.stack(grid))
     return DenseGallery(np.stack(out).astype(np.float32) if out else np.zeros((0, encoder.dim), np.float32))
 
 

@@ -16,7 +16,7 @@ from .first_stage import MAX_K, MEDIA_TYPES, FirstStage
 from .pipeline import Pipeline, SearchOptions, build_pipeline, build_stages, search
 from .query import Query, QueryEmbedding, Term, encode_query
 from .result import SearchOutcome, SearchResult
-from .stages import STAGE_ORDER, STAGES, Stage
+from .stages import STAGE_ORDER, STAGES, MomentStage, Stage
 
 
 def search_index(store, encoder, *, text: str | None = None, image=None, k: int = 10,
@@ -47,7 +47,7 @@ def search_vector(store, vector, k: int = 10, *, media_type: str | None = None) 
     from ..index.snapshot import open_snapshot
 
     reader = open_snapshot(store).reader(store) if isinstance(store, IndexStore) else store
-    pipe = Pipeline(_VectorOnly(reader), [build_stages.__globals__["MomentStage"]()])
+    pipe = Pipeline(_VectorOnly(reader), [MomentStage()])
     return pipe.search(reader, Query.vector(vector), k, media_type).results
 
 

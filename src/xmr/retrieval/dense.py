@@ -37,10 +37,13 @@ class DenseGallery:
 
 class HeadGallery:
     """Frame features (N_v, T, D) of a video gallery scored by a head that cannot give one vector per video (X-Pool,
-    prototypes): :meth:`sims` is the exhaustive (N_t, N_v) matrix, in text x video chunks (bounded memory)."""
+    prototypes): :meth:`sims` is the exhaustive (N_t, N_v) matrix, in text x video chunks (bounded memory).
 
-    def __init__(self, head, feats: np.ndarray):
-        self.head, self.feats = head, feats
+    ``vectors`` (optional, (N_v, D)): the head's query-independent candidate vectors, what an index stores for a
+    first stage (``times`` (N_v, T): the frames' sample times), so a top-K evaluation can search like an index."""
+
+    def __init__(self, head, feats: np.ndarray, vectors: np.ndarray | None = None, times: np.ndarray | None = None):
+        self.head, self.feats, self.vectors, self.times = head, feats, vectors, times
 
     def __len__(self) -> int:
         return len(self.feats)
@@ -104,6 +107,36 @@ def gallery_bank(source, encoder, gallery, *, test_texts=(), show_progress=None)
     return QueryBank(chunks, len(emb), len(gallery), {**info, "scored_by": "video head"})
 
 
+def memory_reader(gallery, media, model_spec: str):
+    """The gallery as an :class:`~xmr.retrieval.memory.MemoryReader` (what ``xmr eval --candidates`` searches)."""
+    from ..media import media_type_of
+    from .memory import MemoryReader
+
+    types = [media_type_of(str(m)) or "image" for m in media]
+    if isinstance(gallery, DenseGallery):
+        return MemoryReader(gallery.vectors, media, types, model_spec=model_spec)
+    if gallery.vectors is None:
+        raise ConfigError("this head gallery has no candidate vectors to search (encode it with candidates)")
+    frames = [(gallery.times[i], gallery.feats[i]) for i in range(len(gallery))]
+    return MemoryReader(gallery.vectors, media, types, model_spec=model_spec, frames=frames)
+
+
+def run_topk(reader, pipeline, queries, candidates: int, base: np.ndarray, show_progress=None) -> np.ndarray:
+    """Text->item scores as the search pipeline ranks them: each query's top ``candidates`` results from
+    ``pipeline.search_embedded`` (first stage over ``reader``, then every stage), in the pipeline's order, lifted
+    above the query's other items, which keep their ``base`` order. ``queries``: one QueryEmbedding per row of
+    ``base`` (Q, G); reader ids are gallery index + 1. Returns a new (Q, G) float64 matrix."""
+    from tqdm.auto import tqdm
+
+    out = np.array(base, dtype=np.float64, copy=True)
+    top = out.max(axis=1) if out.size else np.zeros(len(out))
+    for q, emb in enumerate(tqdm(queries, desc="search (top-K)", unit="query", disable=show_progress is False)):
+        res = pipeline.search_embedded(reader, emb, candidates, None).results
+        for pos, r in enumerate(res):  # by position: re-ranked scores need not be monotonic (rerank keeps order)
+            out[q, r.id - 1] = top[q] + 1.0 + (len(res) - pos)
+    return out
+
+
 @dataclass
 class DenseScores:
     """What :func:`run_dense` returns: the matrices to rank and the record of each stage."""
@@ -120,12 +153,19 @@ class DenseScores:
 def run_dense(gallery, txt: np.ndarray, text_to_item, *, encoder=None, texts=(), media=(), text_offsets=None,
               queries_per_target: int | None = None, fuse: str = "mean-sim", rescore=None,
               rescore_params: dict | None = None, bank=None, rescore_topk: int | None = None, rerank=None,
-              rerank_k: int = 10, rerank_alpha: float = 0.0, show_progress=None) -> DenseScores:
+              rerank_k: int = 10, rerank_alpha: float = 0.0, candidates: int | None = None,
+              show_progress=None) -> DenseScores:
     """Dense stages on ``gallery`` (:class:`DenseGallery` / :class:`HeadGallery`) for text embeddings ``txt``
-    (N_t, d) of ``texts``; see the module docstring. Refuses re-ranking of a video gallery."""
+    (N_t, d) of ``texts``; see the module docstring. Refuses re-ranking of a video gallery.
+
+    ``candidates=K``: text->item rankings come from the search pipeline itself (:func:`run_topk` over
+    :func:`memory_reader`): each query's top ``K`` by the first stage (for X-Pool / prototype heads: their candidate
+    vectors), re-scored by the head, the re-scorers (querybank against the gallery) and the cross-encoder exactly
+    as ``xmr search`` does; item->text rankings stay dense."""
     records: dict = {}
     t2i = np.asarray(text_to_item)
     allow_textless = False
+    groups = None
     if queries_per_target is not None:
         from ..multiquery import group_captions
 
@@ -142,6 +182,9 @@ def run_dense(gallery, txt: np.ndarray, text_to_item, *, encoder=None, texts=(),
     else:
         sims = gallery.sims(txt)
     out = DenseScores(sims, sims, sims, t2i, allow_textless)
+    if candidates is not None:
+        return _run_candidates(out, gallery, txt, groups, texts, media, encoder, fuse, rescore, rescore_params, bank,
+                               rerank, rerank_k, rerank_alpha, candidates, show_progress)
     if rescore is not None:
         from ..rescore import RescorePipeline, build_pipeline
 
@@ -151,11 +194,9 @@ def run_dense(gallery, txt: np.ndarray, text_to_item, *, encoder=None, texts=(),
         out.i2t = pipe.dense(sims, "i2t")
         records["rescore"] = [{**r, "t2i_candidates": rescore_topk} if rescore_topk else r for r in pipe.records()]
     if rerank is not None:
-        from ..media import media_type_of
         from ..rerank import create_reranker, rerank_dense
 
-        if any(media_type_of(str(m)) == "video" for m in media):
-            raise ConfigError("cross-encoder re-ranking scores (text, image) pairs; this gallery holds videos")
+        _refuse_video_rerank(media)
         ce = create_reranker(rerank) if isinstance(rerank, str) else rerank
         out.t2i_before_rerank = out.t2i
         out.t2i, info = rerank_dense(out.t2i, texts, media, ce, k=rerank_k, alpha=rerank_alpha)
@@ -164,4 +205,72 @@ def run_dense(gallery, txt: np.ndarray, text_to_item, *, encoder=None, texts=(),
     return out
 
 
-__all__ = ["DenseGallery", "HeadGallery", "DenseScores", "fused_sims", "gallery_bank", "run_dense"]
+def _refuse_video_rerank(media) -> None:
+    from ..media import media_type_of
+
+    if any(media_type_of(str(m)) == "video" for m in media):
+        raise ConfigError("cross-encoder re-ranking scores (text, image) pairs; this gallery holds videos")
+
+
+def _run_candidates(out: DenseScores, gallery, txt, groups, texts, media, encoder, fuse, rescore, rescore_params,
+                    bank, rerank, rerank_k, rerank_alpha, candidates, show_progress) -> DenseScores:
+    """``run_dense(..., candidates=K)``: t2i from the search pipeline, i2t dense (see :func:`run_dense`)."""
+    from ..multiquery import parse_fuse_spec
+    from .pipeline import Pipeline, SearchOptions, build_stages
+    from .query import Query, embed_terms
+
+    if bank is not None and not isinstance(bank, str):
+        raise ConfigError("with candidates, the querybank must be a source (dataset spec or text file): it is scored "
+                          "against the gallery as an index's is")
+    if rescore is not None and not isinstance(rescore, (list, tuple, str)):
+        raise ConfigError("with candidates, give re-scorers by name (e.g. ['qbnorm'])")
+    names = tuple(rescore.split(",")) if isinstance(rescore, str) else tuple(rescore or ())
+    opts = SearchOptions(candidates=candidates, rescore=names, rescore_params=dict(rescore_params or {}), bank=bank)
+    stages = build_stages(encoder, opts)
+    if rerank is not None:
+        from .stages import RerankStage
+
+        _refuse_video_rerank(media)
+        cross = None if isinstance(rerank, str) else rerank
+        stages.append(RerankStage(rerank if isinstance(rerank, str) else rerank.spec, rerank_k, rerank_alpha,
+                                  cross_encoder=cross))
+    pipe = Pipeline(encoder, stages, candidates)
+    if not pipe.reorders:
+        raise ConfigError("candidates only apply with --rescore, --rerank or a head that re-scores (xpool, "
+                          "prototypes): without them the top-K search ranks exactly like the dense evaluation")
+    reader = memory_reader(gallery, media, encoder.spec)
+    pipe.check(reader, None)
+    _, model = parse_fuse_spec(fuse)
+    rows = [np.asarray([i]) for i in range(len(txt))] if groups is None else list(groups)
+    queries = []
+    for g in rows:
+        q = Query.texts([texts[int(j)] for j in g], fuse=fuse) if len(g) > 1 else Query.text(texts[int(g[0])])
+        queries.append(embed_terms(q, txt[g], model=model))
+    import time
+
+    t0 = time.perf_counter()
+    out.t2i = run_topk(reader, pipe, queries, candidates, out.base, show_progress)
+    seconds = time.perf_counter() - t0
+    records = out.records = {**out.records}
+    records["search"] = {"candidates": int(candidates), "stages": pipe.describe(),
+                         "directions": ["t2i"], "seconds": round(seconds, 3)}
+    if names:  # i2t: the same re-scorers in their dense form
+        from ..rescore import build_pipeline
+
+        dense = build_pipeline(list(names), rescore_params, gallery_bank(bank, encoder, gallery, test_texts=texts,
+                                                                           show_progress=show_progress))
+        out.i2t = dense.dense(out.base, "i2t")
+        records["rescore"] = [{**r, "t2i_candidates": int(candidates), "t2i_by": "search pipeline"}
+                              for r in dense.records()]
+    if rerank is not None:
+        st = stages[-1]
+        records["rerank"] = {"cross_encoder": st.cross.describe(), "k": int(st.k), "alpha": st.alpha,
+                             "pairs_scored": int(min(st.k, candidates, len(gallery)) * len(queries)),
+                             "cross_s": round(seconds, 3), "directions": ["t2i"], "by": "search pipeline",
+                             "gain_vs": "dual encoder (the pipeline runs every stage in one pass)"}
+        out.t2i_before_rerank = out.base
+    return out
+
+
+__all__ = ["DenseGallery", "HeadGallery", "DenseScores", "fused_sims", "gallery_bank", "memory_reader", "run_dense",
+           "run_topk"]

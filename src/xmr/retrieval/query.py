@@ -179,12 +179,11 @@ class QueryEmbedding:
 
 
 def encode_query(encoder, query: Query) -> QueryEmbedding:
-    """Encode every term with ``encoder`` (texts in one batch); raises ConfigError for a capability the encoder
-    lacks or a vector of the wrong width, MediaError for an unreadable image."""
+    """Encode every term with ``encoder`` (texts in one batch) and fuse them (:func:`embed_terms`); raises
+    ConfigError for a capability the encoder lacks or a vector of the wrong width, MediaError for an unreadable
+    image."""
     from ..encoders.base import l2_normalize
-    from ..multiquery import parse_fuse_spec
 
-    name, model = parse_fuse_spec(query.fuse)
     d = encoder.dim
     vecs = np.zeros((len(query.terms), d), np.float32)
     texts = [(i, t.value) for i, t in enumerate(query.terms) if t.kind == "text"]
@@ -206,6 +205,19 @@ def encode_query(encoder, query: Query) -> QueryEmbedding:
                 raise ConfigError(f"a vector query must be {d} finite numbers, not all zero (the index's model "
                                   f"{encoder.spec!r} has dim {d}); got shape {v.shape}")
             vecs[i] = l2_normalize(v[None])[0]
+    return embed_terms(query, vecs)
+
+
+def embed_terms(query: Query, vecs: np.ndarray, model=None) -> QueryEmbedding:
+    """The :class:`QueryEmbedding` of ``query`` from its terms' L2-normalised embeddings ``vecs`` (N, d), in term
+    order (evaluation passes the caption embeddings it already has). ``model``: an already loaded
+    :class:`~xmr.multiquery.QueryWeighting` for ``learned:DIR`` (loaded from the spec otherwise)."""
+    from ..multiquery import parse_fuse_spec
+
+    name, loaded = parse_fuse_spec(query.fuse) if model is None else (query.fuse_name, None)
+    model = model if model is not None else loaded
+    vecs = np.asarray(vecs, dtype=np.float32)
+    d = vecs.shape[1]
     w = np.array([t.weight for t in query.terms], dtype=np.float64)
     emb = QueryEmbedding(query, vecs, w, name, model)
     if name == "learned":
@@ -223,4 +235,4 @@ def encode_query(encoder, query: Query) -> QueryEmbedding:
     return emb
 
 
-__all__ = ["Query", "Term", "QueryEmbedding", "encode_query", "TERM_KINDS"]
+__all__ = ["Query", "Term", "QueryEmbedding", "encode_query", "embed_terms", "TERM_KINDS"]

@@ -60,7 +60,7 @@ def index_querybank(reader, encoder, source: str, *, use_cache: bool = True) -> 
     if ids.size == 0:
         raise ConfigError("the index is empty; nothing to build a querybank against")
     key = hashlib.sha256(json.dumps({"texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
-                                     "model": encoder.spec, "index": str(Path(reader.path).resolve()),
+                                     "model": encoder.spec, "index": str(Path(reader.path).resolve()) if Path(reader.path).is_dir() else str(reader.path),
                                      "generation": reader.generation, "ids": hashlib.sha256(ids.tobytes()).hexdigest()},
                                     sort_keys=True).encode()).hexdigest()[:20]
     state: dict = {}
