@@ -286,6 +286,9 @@ def test_cli_synth_and_train_head(tmp_path, capsys):
                  "--head", "ts2net", "--out", str(out), "--frames", "4", "--epochs", "2"]) == 0
     head = load_head(out)
     assert head.name == "ts2net" and head.config.width == 64
+    # the frame plan it was trained with is recorded (the one frames -> features path)
+    assert head.provenance["frames"] == {"sampling": "uniform", "num_frames": 4, "frame_size": 224}
+    assert head.provenance["videos"] == 6 and not head.training  # nn.Module's train/eval flag is untouched
     assert main(["-q", "train-head", "--dataset", f"manifest:{manifest}", "--split", "all", "--head", "nope",
                  "--out", str(out)]) == 2
     assert "unknown video head 'nope'" in capsys.readouterr().err

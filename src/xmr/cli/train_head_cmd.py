@@ -58,7 +58,11 @@ def run(args) -> int:
     pairs = [(t, int(v)) for t, v in enumerate(ds.text_to_item)]
     head = train_head(feats, text, pairs, args.head, overrides, epochs=args.epochs, lr=args.lr, seed=args.seed,
                       batch_size=args.batch_size)
-    head.save(args.out)
+    from ..video import FramePlan
+
+    head.save(args.out, training={"dataset": args.dataset, "split": args.split, "encoder": args.encoder,
+                                  "frames": FramePlan.uniform(args.frames, 224).to_dict(), "epochs": args.epochs,
+                                  "lr": args.lr, "seed": args.seed, "videos": len(ds), "captions": int(len(text))})
     print(f"trained {args.head} on {len(ds)} videos / {len(text)} captions ({args.frames} frames, "
           f"encoder {args.encoder}); saved to {args.out}")
     return 0

@@ -66,6 +66,7 @@ class VideoHead(nn.Module):
     def __init__(self, config: HeadConfig):
         super().__init__()
         self.config = config
+        self.provenance: dict | None = None  # how it was trained (data, encoder, frame plan); saved as "training"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
@@ -181,9 +182,13 @@ class VideoHead(nn.Module):
         return out
 
     # --- persistence --------------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` ({"model": "xmr-video-head", "head": name, ...config}) and ``model.safetensors``."""
-        return save_checkpoint(directory, _FORMAT, {"head": self.name, **asdict(self.config)}, self,
+    def save(self, directory: str | Path, training: dict | None = None) -> Path:
+        """Write ``config.json`` ({"model": "xmr-video-head", "head": name, ...config[, "training": {...}]}) and
+        ``model.safetensors``. ``training``: provenance (data, encoder, frame plan), kept in ``self.provenance``."""
+        if training is not None:
+            self.provenance = training
+        extra = {"training": self.provenance} if self.provenance else None
+        return save_checkpoint(directory, _FORMAT, {"head": self.name, **asdict(self.config)}, self, extra=extra,
                                metadata={"head": self.name})
 
 
@@ -193,4 +198,7 @@ def load_head(directory: str | Path) -> VideoHead:
     ckpt = load_checkpoint(directory, _FORMAT, f"video head {directory}", what="video-head config",
                            hint="train one with `xmr train-head` or save one with head.save(dir)")
     cls = VIDEO_HEADS.get(ckpt.config.pop("head", None))
-    return ckpt.load_into(cls(cls.Config.coerce(ckpt.config))).eval()
+    provenance = ckpt.config.pop("training", None)
+    head = ckpt.load_into(cls(cls.Config.coerce(ckpt.config))).eval()
+    head.provenance = provenance
+    return head
