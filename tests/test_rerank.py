@@ -165,6 +165,13 @@ def test_eval_and_search_with_rerank(trained_matcher, capsys, tmp_path):
                  f"xattn:{d}", "--rerank-k", "2", "--candidates", "4", "--json"])
     by_search = json.loads(capsys.readouterr().out)
     assert code == 0 and by_search["t2i"] == res["t2i"] and by_search["search"]["stages"][-1]["stage"] == "rerank"
+    # multi-query + re-ranking: defined in the search pipeline (mean cross score over a group's texts)
+    mq = ["-q", "eval", "--dataset", f"coco:{FIXTURES / 'coco_tiny'}", "--model", "tiny", "--rerank", f"xattn:{d}",
+          "--rerank-k", "2", "--queries-per-target", "2", "--json"]
+    assert main(mq) == 2 and "add --candidates K" in capsys.readouterr().err
+    assert main(mq + ["--candidates", "4"]) == 0
+    grouped = json.loads(capsys.readouterr().out)
+    assert grouped["multi_query"]["queries_per_target"] == 2 and grouped["search"]["stages"][-1]["stage"] == "rerank"
     index = tmp_path / "index"
     assert main(["-q", "index", str(FIXTURES / "coco_tiny"), "--index", str(index), "--model", "tiny"]) == 0
     capsys.readouterr()

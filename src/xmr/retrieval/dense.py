@@ -169,8 +169,9 @@ def run_dense(gallery, txt: np.ndarray, text_to_item, *, encoder=None, texts=(),
     if queries_per_target is not None:
         from ..multiquery import group_captions
 
-        if rerank is not None:
-            raise ConfigError("re-ranking multi-queries is not supported: use --rerank or --queries-per-target")
+        if rerank is not None and candidates is None:
+            raise ConfigError("re-ranking multi-queries runs in the search pipeline: add --candidates K (each group's "
+                              "cross-encoder score is the mean over its texts, as xmr search does)")
         groups, t2i = group_captions(text_offsets, queries_per_target)
         sims = fused_sims(gallery, txt[groups], fuse)
         allow_textless = True  # items with fewer than N captions have no multi-query
@@ -181,7 +182,7 @@ def run_dense(gallery, txt: np.ndarray, text_to_item, *, encoder=None, texts=(),
                                   "grouping": "consecutive captions of an item in loader order; remainder dropped"}
     else:
         sims = gallery.sims(txt)
-    out = DenseScores(sims, sims, sims, t2i, allow_textless)
+    out = DenseScores(sims, sims, sims, t2i, allow_textless, records=records)
     if candidates is not None:
         return _run_candidates(out, gallery, txt, groups, texts, media, encoder, fuse, rescore, rescore_params, bank,
                                rerank, rerank_k, rerank_alpha, candidates, show_progress)
