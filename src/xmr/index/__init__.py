@@ -8,3 +8,13 @@ from .store import IndexStore
 
 __all__ = ["IndexStore", "IndexReport", "index_folder", "IndexReader", "IndexSnapshot", "SnapshotReader",
            "open_reader", "open_snapshot", "VideoIndexConfig", "embed_video", "mean_pool"]
+
+_MOVED = {"search_index": "xmr.retrieval.search_index", "search_vector": "xmr.retrieval.search_vector",
+          "SearchResult": "xmr.retrieval.SearchResult"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:  # search left the index package: one retrieval pipeline (xmr.retrieval) for every caller
+        raise ImportError(f"xmr.index.{name} moved to {_MOVED[name]} (search is the one retrieval pipeline now: "
+                             f"from xmr.retrieval import {name})")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
