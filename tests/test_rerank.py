@@ -149,6 +149,20 @@ def test_blip_itm_reranker_matches_the_model_forward(tmp_path):
         create_reranker(f"hf:{tmp_path / 'clip'}")
 
 
+def test_image_features_are_cached_across_calls(trained_matcher):
+    """Re-ranking query after query encodes each candidate file once (cache keyed by path, size, mtime)."""
+    rr = create_reranker(f"xattn:{trained_matcher[1]}")  # a fresh cache
+    imgs = sorted(str(p) for p in (FIXTURES / "coco_tiny" / "val2017").glob("*.jpg"))[:3]
+    pairs = np.array([(0, 0), (0, 1), (0, 2)])
+    first = rr.score(["a giraffe"], imgs, pairs)
+    misses = rr.image_cache.misses
+    again = rr.score(["a dog on grass"], imgs, pairs)
+    assert rr.image_cache.misses == misses and rr.image_cache.hits >= 3  # no image encoded twice
+    fresh = type(rr)(rr.matcher, rr.encoder, rr.info)  # no cache: the same scores
+    np.testing.assert_allclose(fresh.score(["a dog on grass"], imgs, pairs), again, rtol=1e-5, atol=1e-6)
+    assert first.shape == again.shape == (3,)
+
+
 def test_eval_and_search_with_rerank(trained_matcher, capsys, tmp_path):
     _, d, _ = trained_matcher
     code = main(["-q", "eval", "--dataset", f"coco:{FIXTURES / 'coco_tiny'}", "--model", "tiny", "--rerank",

@@ -7,20 +7,83 @@ choose ``alpha`` on a validation set. Items outside the top-K keep their dual-en
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Sequence
+from collections import OrderedDict
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
 
 
+class ImageFeatureCache:
+    """A bounded LRU of per-image features (tensors) keyed by file path, size and mtime, so a cross-encoder that
+    re-ranks many queries (a server; ``xmr eval --candidates``) encodes each candidate image once, not once per
+    query. In-memory images (PIL) are never cached. ``max_bytes`` bounds the memory held."""
+
+    def __init__(self, max_bytes: int = 256 << 20):
+        self.max_bytes = int(max_bytes)
+        self._rows: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def _key(image):
+        if not isinstance(image, (str, os.PathLike)):
+            return None
+        try:
+            st = os.stat(image)
+        except OSError:
+            return None  # the encoder reports the unreadable file
+        return (os.fspath(image), st.st_size, st.st_mtime_ns)
+
+    def rows(self, images: Sequence, compute: Callable[[list], "object"]):
+        """Features of ``images`` stacked in order (a torch tensor); ``compute(list of images)`` -> stacked
+        features is called once for the ones not cached."""
+        import torch
+
+        keys = [self._key(im) for im in images]
+        out: list = [None] * len(images)
+        with self._lock:
+            for j, k in enumerate(keys):
+                if k is not None and k in self._rows:
+                    self._rows.move_to_end(k)
+                    out[j] = self._rows[k]
+        todo = [j for j, r in enumerate(out) if r is None]
+        self.hits += len(images) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            new = compute([images[j] for j in todo])
+            with self._lock:
+                for j, row in zip(todo, new):
+                    out[j] = row
+                    k = keys[j]
+                    if k is not None and k not in self._rows:
+                        self._rows[k] = row
+                        self._bytes += row.element_size() * row.nelement()
+                while self._bytes > self.max_bytes and self._rows:
+                    _, old = self._rows.popitem(last=False)
+                    self._bytes -= old.element_size() * old.nelement()
+        return torch.stack(out) if out else compute([])
+
+
 class CrossEncoder(ABC):
     """Scores (text, image) pairs jointly. ``score(texts, images, pairs)`` -> (P,) float32 match log-odds, where
-    ``pairs[p] = (text index, image index)``; each distinct text and image is encoded once per call."""
+    ``pairs[p] = (text index, image index)``; each distinct text and image is encoded once per call, and image
+    features are kept across calls in :attr:`image_cache` (files only, bounded)."""
 
     spec: str = ""
+
+    @property
+    def image_cache(self) -> ImageFeatureCache:
+        cache = self.__dict__.get("_image_cache")
+        if cache is None:
+            cache = self.__dict__["_image_cache"] = ImageFeatureCache()
+        return cache
 
     @abstractmethod
     def score(self, texts: Sequence[str], images: Sequence, pairs: np.ndarray, batch_size: int = 64) -> np.ndarray:

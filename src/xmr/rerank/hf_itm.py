@@ -46,7 +46,7 @@ class HFITMReranker(CrossEncoder):
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         ut, ti = np.unique(pairs[:, 0], return_inverse=True)
         ui, ii = np.unique(pairs[:, 1], return_inverse=True)
-        emb = self._image_embeds([images[i] for i in ui])
+        emb = self.image_cache.rows([images[i] for i in ui], self._image_embeds)
         tok = self.processor.tokenizer([texts[i] for i in ut], padding=True, truncation=True, return_tensors="pt")
         ids, att = tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device)
         out = np.empty(len(pairs), dtype=np.float32)

@@ -131,7 +131,7 @@ class XattnReranker(CrossEncoder):
         ut, ti = np.unique(pairs[:, 0], return_inverse=True)
         ui, ii = np.unique(pairs[:, 1], return_inverse=True)
         tt, tm = _text_tokens(self.encoder, [texts[i] for i in ut])
-        it = _image_tokens(self.encoder, [images[i] for i in ui])
+        it = self.image_cache.rows([images[i] for i in ui], lambda ims: _image_tokens(self.encoder, ims))
         out = np.empty(len(pairs), dtype=np.float32)
         for s in range(0, len(pairs), batch_size):
             a, b = ti[s : s + batch_size], ii[s : s + batch_size]
