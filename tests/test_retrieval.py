@@ -254,7 +254,25 @@ def test_server_with_rescoring_stage_records_it(tiny_index, tmp_path):
 
 
 # ---- contract: every registered stage runs on a small index -------------------------------------------------------
-def _stage(name, enc, tmp_path):
+@pytest.fixture(scope="module")
+def xpool_index(tmp_path_factory):
+    """Three short synthetic clips indexed with an (untrained, seeded) X-Pool head over tiny: frames are kept."""
+    pytest.importorskip("av", reason="video indexing needs PyAV (xmr[video])")
+    from xmr import create_encoder
+    from xmr.heads import create_head
+    from xmr.index import index_folder
+    from xmr.synth.videos import generate_videos
+
+    d = tmp_path_factory.mktemp("xpool-contract")
+    manifest = generate_videos(d / "synth", n=3, seed=2, frames=24, fps=8)
+    create_head("xpool", dim=64, num_frames=4, seed=0).save(d / "head")
+    enc = create_encoder(f"video:tiny+xpool@{d / 'head'}")
+    index_folder(manifest.parent, d / "idx", enc, show_progress=False)
+    return d / "idx", enc
+
+
+def _stage(name, tmp_path, request):
+    """(stage, index folder, encoder) for a registered stage name."""
     from xmr.rerank.base import CrossEncoder
     from xmr.retrieval import stages as st
 
@@ -266,29 +284,33 @@ def _stage(name, enc, tmp_path):
 
     bank = tmp_path / "bank.txt"
     bank.write_text("a cat\na horse\n")
-    builders = {"moments": lambda: st.MomentStage(),
-                "rescore": lambda: st.RescoreStage(("csls",), {"csls": {"k": 1}}, str(bank)),
-                "rerank": lambda: st.RerankStage("const", 3, cross_encoder=Const()),
-                "head": None}  # needs a video index with frames: covered in test_video_rescoring.py
+    images = request.getfixturevalue("tiny_index")
+    builders = {"moments": lambda: (st.MomentStage(), *images),
+                "rescore": lambda: (st.RescoreStage(("csls",), {"csls": {"k": 1}}, str(bank)), *images),
+                "rerank": lambda: (st.RerankStage("const", 3, cross_encoder=Const()), *images),
+                "head": lambda: (lambda v: (st.HeadStage(v[1]), *v))(request.getfixturevalue("xpool_index"))}
     if name not in builders:
         pytest.fail(f"stage {name!r} is registered but has no builder in tests/test_retrieval.py: add one")
-    if builders[name] is None:
-        pytest.skip("head stage: exercised on an X-Pool video index in test_video_rescoring.py")
     return builders[name]()
 
 
 @pytest.mark.parametrize("name", __import__("xmr.retrieval", fromlist=["STAGES"]).STAGES.names())
-def test_stage_contract(name, tiny_index, reader, tmp_path):
+def test_stage_contract(name, tmp_path, request):
+    from xmr.index import open_reader
     from xmr.retrieval.pipeline import Pipeline
     from xmr.retrieval.stages import MomentStage
 
-    _, enc = tiny_index
-    stage = _stage(name, enc, tmp_path)
+    stage, index, enc = _stage(name, tmp_path, request)
     json.dumps(stage.record())
     stages = [stage] if name == "moments" else [MomentStage(), stage]
-    out = Pipeline(enc, stages, candidates=6).search(reader, Query.text("a cat"), k=4)
-    assert len(out.results) == 4 and [r.rank for r in out.results] == [1, 2, 3, 4]
-    assert len({r.id for r in out.results}) == 4 and all(np.isfinite(r.score) for r in out.results)
+    store, reader = open_reader(index)
+    try:
+        k = min(3, reader.count())
+        out = Pipeline(enc, stages, candidates=6).search(reader, Query.text("a cat"), k=k)
+    finally:
+        store.close()
+    assert len(out.results) == k and [r.rank for r in out.results] == list(range(1, k + 1))
+    assert len({r.id for r in out.results}) == k and all(np.isfinite(r.score) for r in out.results)
     assert out.stages[-1]["stage"] == name
 
 
