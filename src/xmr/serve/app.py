@@ -93,8 +93,7 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
         }
 
     queries = QueryEncoder(encoder, s.max_text_batch)
-    pipeline = build_pipeline(encoder, options)
-    pipeline.check(live.reader(), None)  # refuse now, not on the first request (e.g. re-ranking a video index)
+    pipeline = build_pipeline(encoder, options)  # per-request checks (type filter, query kind) answer 422 with why
     ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges),
                        pipeline=pipeline)
 
