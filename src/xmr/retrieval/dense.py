@@ -121,7 +121,8 @@ def memory_reader(gallery, media, model_spec: str):
     return MemoryReader(gallery.vectors, media, types, model_spec=model_spec, frames=frames)
 
 
-def run_topk(reader, pipeline, queries, candidates: int, base: np.ndarray, show_progress=None) -> np.ndarray:
+def run_topk(reader, pipeline, queries, candidates: int, base: np.ndarray, show_progress=None
+             ) -> tuple[np.ndarray, dict[str, float]]:
     """Text->item scores as the search pipeline ranks them: each query's top ``candidates`` results from
     ``pipeline.search_embedded`` (first stage over ``reader``, then every stage), in the pipeline's order, lifted
     above the query's other items, which keep their ``base`` order. ``queries``: one QueryEmbedding per row of
