@@ -334,6 +334,33 @@ def test_foreign_host_header_refused(client):
     assert client.get("/health", headers={"host": "localhost:8000"}).status_code == 200
 
 
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::2]", "bad host"])
+def test_foreign_host_answered_with_json_and_security_headers(client, host):
+    """A refused Host gets the same kind of answer as every other error: a JSON 400 with the security headers."""
+    r = client.get("/api/search", params={"q": "cat"}, headers={"host": host})
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/json")
+    assert "host" in r.json()["error"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8000", "LOCALHOST", "localhost:1", "[::1]", "[::1]:8000"])
+def test_loopback_host_names_accepted(client, host):
+    r = client.get("/health", headers={"host": host})
+    assert r.status_code == 200 and r.headers["x-frame-options"] == "DENY"
+
+
+def test_allowed_host_patterns(index, tiny_encoder):
+    named = _client(index, tiny_encoder, host="0.0.0.0", allowed_hosts=("search.example", "*.lan"))
+    assert named.get("/health", headers={"host": "search.example:80"}).status_code == 200
+    assert named.get("/health", headers={"host": "pc.lan"}).status_code == 200
+    assert named.get("/health", headers={"host": "localhost"}).status_code == 400  # explicit list replaces defaults
+    anyhost = _client(index, tiny_encoder, host="0.0.0.0")
+    assert anyhost.get("/health", headers={"host": "whatever.example"}).status_code == 200
+
+
 def test_errors_never_leak_a_stack_trace(client, caplog):
     ctx = client.app.state.xmr
 

@@ -153,3 +153,55 @@ def test_bad_files_raise_media_errors(tmp_path, kind, error, words):
         with pytest.raises(error, match=words) as ei:
             fn()
         assert isinstance(ei.value, MediaError) and ei.value.path == str(path) and ei.value.reason
+
+
+# ---- still images with a video extension ----------------------------------------------------------------------
+def _still(tmp_path: Path, fmt: str, name: str) -> Path:
+    from PIL import Image
+
+    from conftest import SAMPLES
+
+    out = tmp_path / name
+    Image.open(SAMPLES / "chelsea.png").convert("RGB").save(out, format=fmt)
+    return out
+
+
+@pytest.mark.parametrize("fmt, kind", [("PNG", "PNG"), ("JPEG", "JPEG"), ("BMP", "BMP"), ("TIFF", "TIFF"),
+                                       ("WEBP", "WebP"), ("GIF", "GIF")])
+def test_still_image_with_video_extension_is_refused(tmp_path, fmt, kind):
+    """A photo renamed .mp4 opens in FFmpeg as a one-frame 'video' (0.04 s): refused with what it really is."""
+    path = _still(tmp_path, fmt, "x.mp4")
+    for fn in (lambda: probe(path), lambda: vmod.VideoReader(path), lambda: sample_frames(path, 4)):
+        with pytest.raises(CorruptMediaError, match=f"not a video: a {kind} image with a video file extension") as ei:
+            fn()
+        assert ei.value.path == str(path)
+
+
+def test_png_copied_to_mp4_is_refused(tmp_path):
+    from conftest import SAMPLES
+
+    path = tmp_path / "x.mp4"
+    path.write_bytes((SAMPLES / "chelsea.png").read_bytes())
+    with pytest.raises(CorruptMediaError) as ei:
+        probe(path)
+    assert ei.value.reason == "not a video: a PNG image with a video file extension"
+    with pytest.raises(CorruptMediaError, match="not a video: a PNG image$"):
+        probe(SAMPLES / "chelsea.png")  # under its own name: no word about the extension
+
+
+def test_short_real_clips_and_animated_images_are_still_videos(tmp_path):
+    """One- and two-frame real clips stay videos; an animated GIF / APNG (two or more frames) is read as a clip."""
+    from PIL import Image
+
+    for n in (1, 2):
+        info = probe(make_clip(tmp_path / f"short{n}.mp4", n_frames=n, fps=25))
+        assert info.num_frames_estimate == n and info.duration > 0
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)) for _ in range(5)]
+    for fmt, name in (("GIF", "anim_gif.mp4"), ("PNG", "anim_png.mp4")):
+        path = tmp_path / name
+        frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+        info = probe(path)
+        assert (info.width, info.height, info.num_frames_estimate) == (60, 40, 5)
+        assert info.duration == pytest.approx(0.5, abs=0.01)
+        assert sample_frames(path, 5).shape == (5, 40, 60, 3)

@@ -229,3 +229,18 @@ def test_cli_type_filter_and_text_output(folder, tmp_path, capsys):
     assert len(lines) == 2 and all(line.endswith(" s]") for line in lines)  # e.g. "1. 0.1234  /x/a.mp4  [3.0-6.0 s]"
     with IndexStore(index) as st:  # --segment / --segment-stride reached the indexer: 14 s in 3 s windows, 1.5 s hop
         assert st.count_segments() == len(segment_windows(13.980633, 3.0, 1.5)) + len(segment_windows(5.0, 3.0, 1.5))
+
+
+def test_index_skips_a_png_renamed_mp4_with_the_reason(folder, tmp_path, capsys):
+    """`xmr index` lists a photo with a video extension among the skipped files, with why, and indexes the rest."""
+    from xmr.cli import main
+
+    shutil.copy(SAMPLES / "chelsea.png", folder / "x.mp4")
+    index = tmp_path / "idx"
+    assert main(["-q", "index", str(folder), "--index", str(index), "--model", "tiny", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert [(Path(s["path"]).name, s["reason"]) for s in rep["skipped"]] == [
+        ("x.mp4", "not a video: a PNG image with a video file extension")]
+    assert rep["total"] == rep["added"] == 3  # the two clips and coffee.png
+    with IndexStore(index) as st:
+        assert not any(p.endswith("x.mp4") for (p,) in st.db.execute("SELECT path FROM items"))

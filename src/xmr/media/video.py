@@ -30,7 +30,9 @@ flips in the matrix are not applied.
 
 Errors: zero-byte / unreadable files raise :class:`UnreadableMediaError`; files that are not media, have no video
 stream (:class:`NoVideoStreamError`), fail to decode, or are truncated so that a requested timestamp lies beyond
-the last decodable frame raise :class:`CorruptMediaError`. PyAV's own ``av.error.*`` and ``OSError`` never escape.
+the last decodable frame raise :class:`CorruptMediaError`; so does a still image opened as a video (a PNG or JPEG
+renamed ``.mp4``: ``"not a video: a PNG image with a video file extension"``; animated GIF / APNG with two or more
+frames are read as clips). PyAV's own ``av.error.*`` and ``OSError`` never escape.
 """
 from __future__ import annotations
 
@@ -45,6 +47,12 @@ import numpy as np
 from ..errors import CorruptMediaError, MediaTooLargeError, NoVideoStreamError, UnreadableMediaError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
+
+#: codec -> the image kind named in the "not a video" error of a still image opened as a video
+_IMAGE_CODEC_NAMES = {"png": "PNG", "apng": "PNG", "mjpeg": "JPEG", "jpegls": "JPEG-LS", "jpeg2000": "JPEG 2000",
+                      "bmp": "BMP", "tiff": "TIFF", "webp": "WebP", "gif": "GIF", "qoi": "QOI", "ppm": "PPM",
+                      "pgm": "PGM", "pam": "PAM", "sgi": "SGI", "dds": "DDS", "exr": "EXR", "psd": "PSD",
+                      "hdr": "HDR", "xbm": "XBM", "xpm": "XPM", "svg": "SVG", "pcx": "PCX", "photocd": "Photo CD"}
 
 #: with a keyframe index: seek only if it skips more than this many seconds of decoding
 SEEK_MIN_GAP_S = 1.0
@@ -199,6 +207,7 @@ class VideoReader:
             raise NoVideoStreamError(self.path, f"no video stream (has: {', '.join(kinds)})")
         self.stream = v = c.streams.video[0]
         v.thread_type = "AUTO"
+        self._refuse_still_image()
         self.tb = float(v.time_base) if v.time_base else 1e-6
         self.t_start = float(v.start_time * v.time_base) if v.start_time is not None and v.time_base else 0.0
         rate = v.average_rate or v.guessed_rate or v.base_rate
@@ -232,6 +241,38 @@ class VideoReader:
         self.info = VideoInfo(round(dur, 6), round(self.fps, 6), w, h, self.rotation,
                               bool(c.streams.audio), n_est)
         self._reset()
+
+    def _refuse_still_image(self) -> None:
+        """A still image (e.g. a PNG renamed ``.mp4``) opens as a one-frame "video": refuse it with what it is.
+
+        FFmpeg reads a single image through an image-pipe demuxer (``png_pipe``, ``jpeg_pipe``, ``bmp_pipe``,
+        ``tiff_pipe``, ``webp_pipe``, ...) or ``image2``; those are always refused. GIF and APNG can be animated:
+        they are kept when they have at least two frames (a moving picture decodes and samples like a clip) and
+        refused when they hold one frame only. Motion JPEG inside a real container (AVI, MOV) is a video, kept.
+        """
+        fmt = (self.container.format.name or "").split(",")[0]
+        codec = self.stream.codec_context.name or fmt
+        if fmt.endswith("_pipe") or fmt == "image2":
+            pass
+        elif fmt in ("gif", "apng"):
+            if self.stream.frames > 1:
+                return
+            av = _av()
+            n = 0
+            try:
+                for _ in self._decode_from_start():
+                    n += 1
+                    if n > 1:
+                        return
+            except av.error.FFmpegError:
+                return  # not decodable: the first-frame check that follows says so
+            if n == 0:
+                return
+        else:
+            return
+        kind = _IMAGE_CODEC_NAMES.get(codec, codec.upper())
+        ext = " with a video file extension" if self.path.suffix.lower() in VIDEO_EXTENSIONS else ""
+        raise CorruptMediaError(self.path, f"not a video: a {kind} image{ext}")
 
     # -- decoder state
     def _reset(self) -> None:

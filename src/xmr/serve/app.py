@@ -5,21 +5,23 @@ Safety properties (tested in ``tests/test_serve_api.py``):
 * media is addressed by integer item id; the file path comes from the index and must resolve under its root;
 * query length, ``k`` and upload size are bounded; bad input gets a 4xx ``{"error": ...}``;
 * an unexpected exception is logged with its traceback and answered with a generic 500 ``{"error": ...}``;
-* Host headers are checked (DNS-rebinding guard): a loopback server only answers to loopback names;
+* Host headers are checked (DNS-rebinding guard): a loopback server only answers to loopback names (400 JSON else);
 * responses carry ``nosniff`` / no-referrer / frame-deny headers, the page a strict Content-Security-Policy.
 """
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
 import logging
 import os
+import re
 from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import __version__
 from ..encoders.base import Encoder
@@ -39,6 +41,66 @@ _PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src '
              "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
                      (b"x-frame-options", b"DENY")]
+
+
+# RFC 3986 host[:port] (the pattern Starlette's TrustedHostMiddleware parses with): a reg-name or a [bracketed] IP literal
+_HOST_RE = re.compile(
+    r"^(?P<host>[a-z0-9._~%!$&'()*+,;=-]+|\[(?:(?P<ipv6>[a-f0-9]*:[a-f0-9.:]+)|(?-i:v)[a-f0-9]+\.[a-z0-9._~!$&'()*+,;=:-]+)\])"
+    r"(?::(?P<port>[0-9]+))?$", re.IGNORECASE)
+
+
+def _host_of(header: str | None) -> str | None:
+    """The lower-cased host of a ``Host`` header (IPv6 literals keep their brackets); None when missing/malformed."""
+    if header is None:
+        return None
+    m = _HOST_RE.fullmatch(header)
+    if m is None:
+        return None
+    if m["ipv6"] is not None:
+        try:
+            ipaddress.IPv6Address(m["ipv6"])
+        except ValueError:
+            return None
+    return m["host"].lower()
+
+
+class _HostCheck:
+    """DNS-rebinding guard: answers a request whose ``Host`` is not allowed with a 400 JSON ``{"error": ...}``.
+
+    The rules of Starlette's ``TrustedHostMiddleware`` (which answered in plain text): ``"*"`` allows any host, a
+    ``"*.example.com"`` pattern any sub-domain, any other name matches exactly (case-insensitive, port ignored).
+    Sits inside ``_SecurityHeaders`` so the refusal carries the security headers too.
+    """
+
+    def __init__(self, app, allowed_hosts: list[str]) -> None:
+        for pattern in allowed_hosts:
+            if "*" in pattern[1:] or (pattern.startswith("*") and pattern != "*" and not pattern.startswith("*.")):
+                raise ConfigError(f"allowed host {pattern!r}: a wildcard must be '*' or like '*.example.com'")
+        self.app = app
+        self.allowed = [p.lower() for p in allowed_hosts]
+        self.allow_any = "*" in self.allowed
+
+    def allows(self, header: str | None) -> bool:
+        if self.allow_any:
+            return True
+        host = _host_of(header)
+        if host is None:
+            return False
+        return any(host == p or (p.startswith("*") and host.endswith(p[1:])) for p in self.allowed)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket") or self.allow_any:
+            return await self.app(scope, receive, send)
+        header = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
+        if self.allows(header):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        body = json.dumps({"error": "invalid host header: this server only answers to its allowed host names "
+                                    "(see --allowed-host)"}).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class _SecurityHeaders:
@@ -117,10 +179,10 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
     _add_page(app)
     _add_docs(app)
     _add_error_handlers(app)
-    # outermost last: host check -> security headers -> metrics -> routes
+    # outermost last: security headers -> host check (a JSON 400) -> metrics -> routes
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    app.add_middleware(_HostCheck, allowed_hosts=s.allowed_host_list())
     app.add_middleware(_SecurityHeaders)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=s.allowed_host_list())
     return app
 
 
