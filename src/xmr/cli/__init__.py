@@ -34,12 +34,64 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     if verbose < 2:
         for name in ("transformers", "sentence_transformers", "huggingface_hub", "httpx", "urllib3", "faiss"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        try:  # transformers' "Loading weights" bars
-            from transformers.utils import logging as hf_logging
+        _quiet_transformers_bars()
 
-            hf_logging.disable_progress_bar()
-        except ImportError:
-            pass
+
+#: loggers whose warnings say the same thing every time (random initialisation of tiny / openclip): shown once per
+#: process (a search builds ``tiny`` for the index, a video head's base and an xattn re-ranker: one warning, not three)
+_ONCE_LOGGERS = ("xmr.encoders.tiny", "xmr.encoders.openclip")
+
+
+class _Once(logging.Filter):
+    """Passes each distinct message once."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg in self.seen:
+            return False
+        self.seen.add(msg)
+        return True
+
+
+def _quiet_transformers_bars() -> None:
+    """transformers' "Loading weights" bars off, without importing transformers (0.6 s) for commands that never
+    load it: done now if it is imported, else right after its logging module is."""
+    if "transformers.utils.logging" in sys.modules:
+        sys.modules["transformers.utils.logging"].disable_progress_bar()
+        return
+    if not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport())
+
+
+class _AfterImport:
+    """Meta path hook: runs ``disable_progress_bar()`` once ``transformers.utils.logging`` has been executed."""
+
+    name = "transformers.utils.logging"
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def run(module):
+            exec_module(module)
+            try:
+                module.disable_progress_bar()
+            except Exception:  # noqa: BLE001 - a cosmetic setting never breaks an import
+                pass
+
+        spec.loader.exec_module = run
+        return spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose, args.quiet)
+    once = _Once()
+    for name in _ONCE_LOGGERS:  # one command, one announcement: a random model built twice is not news twice
+        logging.getLogger(name).addFilter(once)
     try:
         return int(args._run(args) or 0)
     except XmrError as e:
@@ -59,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        for name in _ONCE_LOGGERS:
+            logging.getLogger(name).removeFilter(once)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,7 +35,24 @@ def setup(p):
     add_rerank_args(p)
 
 
+def check_args(args) -> None:
+    """Cheap checks on the arguments alone, before the dataset and the model load."""
+    from ..errors import ConfigError
+
+    if args.frames is not None and not 1 <= args.frames <= 1024:
+        raise ConfigError("--frames must be between 1 and 1024")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.queries_per_target is not None and args.queries_per_target < 1:
+        raise ConfigError(f"--queries-per-target must be at least 1, got {args.queries_per_target}")
+    if args.candidates is not None and not 1 <= args.candidates <= 10_000:
+        raise ConfigError("--candidates must be between 1 and 10000")
+
+
 def run(args) -> int:
+    check_args(args)
     from ..data import load_dataset
     from ..encoders import create_encoder
     from ..eval import evaluate_model, format_table, list_protocols
@@ -43,14 +60,13 @@ def run(args) -> int:
 
     if args.protocol not in list_protocols():
         raise ConfigError(f"unknown protocol {args.protocol!r}. Available: {', '.join(list_protocols())}")
+    stage_kw = _stage_kwargs(args)  # the stage options are checked before anything loads
     ds = load_dataset(args.dataset, split=args.split, captions=args.captions, check_media=True)
     if args.limit:
         ds = ds.subset(args.limit)
-    if args.frames is not None and not 1 <= args.frames <= 1024:
-        raise ConfigError("--frames must be between 1 and 1024")
     enc = create_encoder(args.model, device=args.device)
     res = evaluate_model(ds, enc, protocol=args.protocol, batch_size=args.batch_size, show_progress=progress_flag(args),
-                         num_frames=args.frames, **_stage_kwargs(args))
+                         num_frames=args.frames, **stage_kw)
     if args.json:
         print_json(res)
     else:

@@ -24,10 +24,23 @@ def setup(p):
 
 
 def run(args) -> int:
-    from ..encoders import DEFAULT_ENCODER, absolute_spec, create_encoder
-    from ..index import IndexStore, VideoIndexConfig, index_folder
-    from ..errors import XmrIndexError
+    import os
 
+    from ..encoders import DEFAULT_ENCODER, absolute_spec, create_encoder
+    from ..errors import ConfigError, XmrIndexError
+    from ..index import IndexStore, VideoIndexConfig, index_folder
+
+    # every argument is checked before the model loads (loading can take many seconds)
+    if not os.path.exists(args.folder):
+        raise ConfigError(f"{args.folder} is not a folder (no such path)")
+    if not os.path.isdir(args.folder):
+        raise ConfigError(f"{args.folder} is not a folder (give the folder that holds the images and videos)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.video_max_frames < 1:
+        raise ConfigError(f"--video-max-frames must be at least 1, got {args.video_max_frames}")
+    video = VideoIndexConfig(fps=args.video_fps, max_frames=args.video_max_frames, window=args.segment,
+                             stride=args.segment_stride, min_frames=min(8, max(1, args.video_max_frames)))
     path = index_path(args)
     try:
         with IndexStore(path) as st:
@@ -41,15 +54,13 @@ def run(args) -> int:
         spec = bound  # the same model, written another way (e.g. a relative path from the index's first run)
     else:
         spec = absolute_spec(spec)  # stored in the index: local paths absolute, so search works from anywhere
-    video = VideoIndexConfig(fps=args.video_fps, max_frames=args.video_max_frames, window=args.segment,
-                             stride=args.segment_stride, min_frames=min(8, max(1, args.video_max_frames)))
-    enc = create_encoder(spec, device=args.device)
-    rep = index_folder(args.folder, path, enc, batch_size=args.batch_size, show_progress=progress_flag(args),
+    rep = index_folder(args.folder, path, lambda: create_encoder(spec, device=args.device), spec=spec,
+                       batch_size=args.batch_size, show_progress=progress_flag(args),
                        include_hidden=args.include_hidden, video=video)
     if args.json:
-        print_json({"index": path, "model": enc.spec, **rep.to_dict()})
+        print_json({"index": path, "model": spec, **rep.to_dict()})
         return 0
-    print(f"indexed {rep.root} into {path} with model {enc.spec!r}")
+    print(f"indexed {rep.root} into {path} with model {spec!r}")
     print(f"  {rep.seen} media files: {rep.added} added, {rep.updated} updated, {rep.unchanged} unchanged, "
           f"{rep.removed} removed, {len(rep.skipped)} skipped; index holds {rep.total} items")
     if rep.skipped:

@@ -32,9 +32,12 @@ def run(args) -> int:
     from ..serve import ServeSettings, create_app
     from ..serve.settings import is_loopback
 
-    uvicorn = require("uvicorn", extra="serve")
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {args.port}")
+    if args.candidates is not None and not 1 <= args.candidates <= 10_000:
+        raise ConfigError(f"--candidates must be an integer between 1 and 10000, got {args.candidates}")
+    options = search_options(args)  # the stage options are checked before the model loads
+    uvicorn = require("uvicorn", extra="serve")
     settings = ServeSettings(host=args.host, port=args.port, extra_hosts=tuple(args.allowed_host), device=args.device)
     if not is_loopback(args.host):
         bar = "!" * 78
@@ -42,7 +45,7 @@ def run(args) -> int:
               f"on port {args.port}\ncan search the index and download every indexed file. There is no "
               f"authentication.\nUse --host 127.0.0.1 (the default) unless this network is trusted.\n{bar}",
               file=sys.stderr)
-    app = create_app(index_path(args), settings=settings, options=search_options(args))
+    app = create_app(index_path(args), settings=settings, options=options)
     live = app.state.xmr.live
     snap = live.snapshot()
     shown = f"[{args.host}]" if ":" in args.host else args.host

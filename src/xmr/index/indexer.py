@@ -13,10 +13,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Union
 
-
+from .._progress import progress
 from ..encoders.base import Encoder
-from ..errors import MediaError, MissingExtraError, XmrIndexError
+from ..errors import ConfigError, MediaError, MissingExtraError, XmrIndexError
 from ..media.image import load_image
 from ..video import VideoIndexConfig, embed_video
 from .store import IndexStore, NewItem
@@ -71,29 +72,70 @@ def index_lock(path: Path):
         fh.close()
 
 
+class _LazyEncoder:
+    """The encoder, created on first use (a no-op re-index never loads the model)."""
+
+    def __init__(self, encoder: Encoder | Callable[[], Encoder], store: IndexStore):
+        self._enc = None if _is_factory(encoder) else encoder
+        self._factory = None if self._enc is not None else encoder
+        self._store = store
+
+    @property
+    def loaded(self) -> bool:
+        return self._enc is not None
+
+    def get(self) -> Encoder:
+        if self._enc is None:
+            enc = self._factory()
+            self._store.bind_model(enc.spec, enc.dim, enc.describe())  # checks the dim against the index
+            self._enc = enc
+        return self._enc
+
+
+def _is_factory(encoder) -> bool:
+    return callable(encoder) and not hasattr(encoder, "encode_images")
+
+
+EncoderOrFactory = Union[Encoder, Callable[[], Encoder]]
+
+
 def index_folder(
     root: str | os.PathLike,
     index_path: str | os.PathLike,
-    encoder: Encoder,
+    encoder: EncoderOrFactory,
     *,
     batch_size: int = 32,
     show_progress: bool | None = None,
     include_hidden: bool = False,
     video: VideoIndexConfig | None = None,
+    spec: str | None = None,
 ) -> IndexReport:
     """Index every image and video under ``root`` into the index at ``index_path`` with ``encoder``.
 
-    Videos are embedded per :class:`~xmr.video.VideoIndexConfig` (``video``, default settings if None):
-    one vector per file plus one per time segment."""
-    from tqdm.auto import tqdm
-
+    ``encoder`` is an :class:`Encoder`, or a zero-argument factory returning one together with ``spec`` (the
+    spec the factory builds): the factory is called only when a file has to be encoded, or to bind a new
+    index, so a re-index with nothing new does not load the model. Videos are embedded per
+    :class:`~xmr.video.VideoIndexConfig` (``video``, default settings if None): one vector per file plus one per
+    time segment. ``show_progress``: False silent; None/True a bar on a terminal, periodic log lines otherwise
+    (None: only when the ``xmr`` logger shows INFO)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if _is_factory(encoder):
+        if spec is None:
+            raise TypeError("index_folder(encoder=<factory>) needs spec=<the spec the factory builds>")
     root_p = Path(root).absolute()
     if not root_p.is_dir():
         raise XmrIndexError(f"{root} is not a folder")
     index_path = Path(index_path).absolute()
     rep = IndexReport(root=str(root_p))
     with index_lock(index_path), IndexStore(index_path, create=True) as store:
-        store.bind_model(encoder.spec, encoder.dim, encoder.describe())
+        lazy = _LazyEncoder(encoder, store)
+        if lazy.loaded:
+            store.bind_model(encoder.spec, encoder.dim, encoder.describe())
+        elif store.model_spec is None or store.dim is None:
+            lazy.get()  # a new index: its dim comes from the model
+        elif store.model_spec != spec:
+            store.bind_model(spec, store.dim)  # raises: the index holds another model's vectors
         known = store.items_under(rep.root)
         old_skips = store.skipped_under(rep.root)
         found: list[Found] = []
@@ -122,13 +164,12 @@ def index_folder(
             else:
                 todo.append((f, rec.id if rec else None))
 
-        bar = tqdm(total=len(todo), desc="indexing", unit="file",
-                   disable=(not show_progress) if show_progress is not None else None)
+        bar = progress(len(todo), "indexing", "file", enabled=show_progress) if todo else progress(0, "", enabled=False)
         video = video or VideoIndexConfig()
         recorded = False
         try:
             for s in range(0, len(todo), batch_size):
-                if _encode_batch(store, encoder, todo[s : s + batch_size], rep, batch_size, video) and not recorded:
+                if _encode_batch(store, lazy, todo[s : s + batch_size], rep, batch_size, video) and not recorded:
                     # how this run sampled videos (FramePlan, windows): shown by `xmr info`
                     store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(video.to_dict()))
                     recorded = True
@@ -141,7 +182,7 @@ def index_folder(
     return rep
 
 
-def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, batch_size: int,
+def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, rep: IndexReport, batch_size: int,
                   video_cfg: VideoIndexConfig) -> int:
     """Encode and commit one batch of files; returns how many videos were indexed."""
     images, metas, replace, clear = [], [], [], []
@@ -178,18 +219,18 @@ def _encode_batch(store: IndexStore, encoder: Encoder, batch, rep: IndexReport, 
             rep.added += 1
     if not images:
         return videos
-    vecs = encoder.encode_images(images, batch_size=batch_size, show_progress=False)
+    vecs = encoder.get().encode_images(images, batch_size=batch_size, show_progress=False)
     new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v)
            for (f, digest, (w, h)), v in zip(metas, vecs)]
     store.add_batch(new, replace_ids=replace, clear_skips=clear)
     return videos
 
 
-def _encode_video(store: IndexStore, encoder: Encoder, f: Found, digest: str, old_id: int | None, rep: IndexReport,
+def _encode_video(store: IndexStore, encoder: _LazyEncoder, f: Found, digest: str, old_id: int | None, rep: IndexReport,
                   batch_size: int, cfg: VideoIndexConfig) -> bool:
     """Embed one video and commit its item row and segment rows in one transaction (True), or skip it (False)."""
     try:
-        emb = embed_video(f.path, encoder, cfg, batch_size=batch_size)  # pooling / kept frames: by capabilities
+        emb = embed_video(f.path, encoder.get(), cfg, batch_size=batch_size)  # pooling / kept frames: by capabilities
     except MissingExtraError as e:
         # not the file's fault: reported, but not recorded as a bad file, so it is tried again once PyAV is there
         rep.skipped.append((f.path, f"video support not installed: {e}"))
