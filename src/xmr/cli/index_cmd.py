@@ -26,11 +26,9 @@ def setup(p):
 def run(args) -> int:
     import os
 
-    from ..encoders import DEFAULT_ENCODER, absolute_spec, create_encoder
     from ..errors import ConfigError, XmrIndexError
-    from ..index import IndexStore, VideoIndexConfig, index_folder
 
-    # every argument is checked before the model loads (loading can take many seconds)
+    # every argument is checked before the model loads (seconds), the cheap ones before the heavy imports too
     if not os.path.exists(args.folder):
         raise ConfigError(f"{args.folder} is not a folder (no such path)")
     if not os.path.isdir(args.folder):
@@ -39,6 +37,9 @@ def run(args) -> int:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.video_max_frames < 1:
         raise ConfigError(f"--video-max-frames must be at least 1, got {args.video_max_frames}")
+    from ..encoders import DEFAULT_ENCODER, absolute_spec, create_encoder
+    from ..index import IndexStore, VideoIndexConfig, index_folder
+
     video = VideoIndexConfig(fps=args.video_fps, max_frames=args.video_max_frames, window=args.segment,
                              stride=args.segment_stride, min_frames=min(8, max(1, args.video_max_frames)))
     path = index_path(args)
