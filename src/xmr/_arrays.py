@@ -1,4 +1,4 @@
-"""Array inputs shared by every stage (re-scoring, evaluation): numpy views of arrays and tensors, never copies.
+"""Array helpers shared by every layer: numpy views of arrays and tensors (never copies), L2 normalisation.
 
 torch is never imported here; a tensor is recognised only when torch is already loaded.
 """
@@ -25,3 +25,10 @@ def to_numpy(x, name: str) -> np.ndarray:
         return np.asarray(x)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{name} must be an array or a torch tensor, got {type(x).__name__} ({e})") from None
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation, float32. Rows of zeros stay zero (they are never produced on purpose)."""
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, eps)

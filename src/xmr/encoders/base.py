@@ -14,17 +14,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .._arrays import l2_normalize as l2_normalize
 from ..errors import ConfigError
 from ..media.image import ImageLike, load_image
 
 log = logging.getLogger(__name__)
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation, float32. Rows of zeros stay zero (they are never produced on purpose)."""
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(n, eps)
 
 
 def _progress(total: int, desc: str, show: bool | None):

@@ -13,15 +13,17 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 from .._progress import progress
-from ..encoders.base import Encoder
 from ..errors import ConfigError, MediaError, MissingExtraError, XmrIndexError
 from ..media.image import load_image
 from ..video import VideoIndexConfig, embed_video
 from .store import IndexStore, NewItem
 from .walker import Found, Skip, walk_media
+
+if TYPE_CHECKING:  # torch loads with the model, not with the index
+    from ..encoders.base import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ def _is_factory(encoder) -> bool:
     return callable(encoder) and not hasattr(encoder, "encode_images")
 
 
-EncoderOrFactory = Union[Encoder, Callable[[], Encoder]]
+EncoderOrFactory = Union["Encoder", Callable[[], "Encoder"]]
 
 
 def index_folder(

@@ -16,7 +16,6 @@ import os
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..errors import CorruptMediaError, MediaError
@@ -90,6 +89,8 @@ def decode_frames(clip, plan: FramePlan, *, start: float | None = None, end: flo
 def frame_features(encoder, items: Sequence, num_frames: int = 8, size: int | None = 224) -> torch.Tensor:
     """Items with ``.media`` (video path) and optional ``.start`` / ``.end`` -> (N, T, D) float32 L2-normalised frame
     embeddings (``FramePlan.uniform(num_frames, size)``). Decoding errors propagate (MediaError)."""
+    import torch
+
     out = np.zeros((len(items), num_frames, encoder.dim), dtype=np.float32)
     for i, it in enumerate(items):
         out[i] = encode_frames(encoder, item_frames(it, num_frames, size), tokens=False)
@@ -98,6 +99,8 @@ def frame_features(encoder, items: Sequence, num_frames: int = 8, size: int | No
 
 def frame_tokens(encoder, items: Sequence, num_frames: int = 8, size: int | None = 224) -> torch.Tensor:
     """Items -> (N, T, 1 + P, W) patch tokens. Raises ConfigError for encoders without patch tokens."""
+    import torch
+
     tower = encoder.base if encoder.capabilities.video else encoder
     tower.require("patch_tokens", _TOKENS_WHY)  # before decoding anything
     return torch.stack([torch.from_numpy(encode_frames(encoder, item_frames(it, num_frames, size), tokens=True))

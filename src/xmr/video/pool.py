@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..encoders.base import l2_normalize
+from .._arrays import l2_normalize
 
 
 def mean_pool(frame_embs: np.ndarray, frame_times: np.ndarray | None = None) -> np.ndarray:
