@@ -11,7 +11,7 @@ from ..retrieval.dense import DenseGallery, HeadGallery, run_dense
 from .fingerprint import protocol_fingerprint
 
 
-def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: int = 32,
+def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: int = 8,
                    show_progress: bool | None = None, rescore=None, rescore_params: dict | None = None,
                    bank=None, queries_per_target: int | None = None, fuse: str = "mean-sim",
                    rerank=None, rerank_k: int = 10, rerank_alpha: float = 0.0,
