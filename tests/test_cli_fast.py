@@ -203,6 +203,19 @@ def test_index_logs_progress_lines_without_a_terminal(tmp_path, capsys, caplog, 
     assert code == 0 and not [r for r in caplog.records if r.name == "xmr.progress"]
 
 
+def test_eval_logs_progress_lines_without_a_terminal(capsys, caplog, monkeypatch):
+    import xmr._progress as prog
+    from conftest import FIXTURES
+
+    monkeypatch.setattr(prog, "DEFAULT_INTERVAL", 0.0)
+    with caplog.at_level(logging.INFO, logger="xmr"):
+        code, _, _ = run(capsys, "eval", "--dataset", f"coco:{FIXTURES / 'coco_tiny'}:val2017", "--model", "tiny",
+                         "--batch-size", "1")
+    assert code == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "xmr.progress"]
+    assert lines and lines[-1].startswith("encode images: 3/3 images (100%)"), lines
+
+
 def test_verbose_search_prints_stage_timings(built, capsys):
     _, index = built
     code, out, err = run(capsys, "-v", "search", "a cat", "--index", str(index), "-k", "1")

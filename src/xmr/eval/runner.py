@@ -103,11 +103,11 @@ def _encode_gallery(dataset, encoder, batch_size: int, show_progress, num_frames
     bad: list[str] = []
     if kinds == {"image"}:
         # decode once, batch by batch: bad files are collected (and encoding stops) so all of them can be named
-        from tqdm.auto import tqdm
+        from .._progress import progress
 
         out, media = [], dataset.media
-        for s in tqdm(range(0, len(media), batch_size), desc="encode images", unit="batch",
-                      disable=show_progress is False):
+        bar = progress(len(media), "encode images", "image", enabled=show_progress)  # plain lines without a TTY
+        for s in range(0, len(media), batch_size):
             batch = []
             for p in media[s : s + batch_size]:
                 try:
@@ -116,6 +116,8 @@ def _encode_gallery(dataset, encoder, batch_size: int, show_progress, num_frames
                     bad.append(f"{e.path}: {e.reason}")
             if not bad:
                 out.append(encoder.encode_images(batch, batch_size=batch_size, show_progress=False))
+            bar.update(len(media[s : s + batch_size]))
+        bar.close()
         if not bad:
             return DenseGallery(np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32))
     else:
@@ -148,14 +150,15 @@ def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], sho
     features path, :mod:`xmr.video`) -> the encoder's pooling (:func:`xmr.video.pool_frames`: its head, or meanP);
     heads that score (query, frames) themselves keep the features in a :class:`~xmr.retrieval.dense.HeadGallery`.
     Bad files and empty windows are added to ``bad``."""
-    from tqdm.auto import tqdm
-
+    from .._progress import progress
     from ..video import FramePlan, decode_frames, encode_frames, pool_frames
 
     plan = FramePlan.uniform(video_eval_settings(encoder, num_frames)["frames"], FRAME_SIZE)
     keep = encoder.capabilities.video_rescoring
     out, cand, grid = [], [], []
-    for it in tqdm(dataset.items, desc="encode videos", unit="video", disable=show_progress is False):
+    bar = progress(len(dataset.items), "encode videos", "video", enabled=show_progress)  # plain lines without a TTY
+    for it in dataset.items:
+        bar.update(1)
         try:
             times, frames = decode_frames(it, plan)
         except (MediaError, ValueError) as e:
@@ -169,6 +172,7 @@ def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], sho
         if keep:  # what an index stores for a first stage: the candidate vector and the frames' times
             cand.append(pool_frames(encoder, f, times))
             grid.append(times)
+    bar.close()
     if bad:
         return None
     if keep:
