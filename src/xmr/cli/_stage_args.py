@@ -57,6 +57,10 @@ def search_options(args):
     from ..rescore import parse_rescore_names
     from ..retrieval import SearchOptions
 
+    if getattr(args, "candidates", None) is not None:
+        from ..retrieval.first_stage import check_k
+
+        check_k(args.candidates, "--candidates")  # named as the user typed it
     names = parse_rescore_names(args.rescore) if args.rescore else []
     if args.bank and not names:
         raise ConfigError("--bank needs --rescore (e.g. --rescore qbnorm)")

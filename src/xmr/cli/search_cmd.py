@@ -74,32 +74,14 @@ def _load_vector(path: str):
     return v.reshape(-1)
 
 
-#: the first stage's bound on k and --candidates (xmr.retrieval.first_stage.MAX_K; checked there too)
-_MAX_K = 10_000
-
-
 def check_args(args) -> None:
-    """Refuse arguments that cannot work, before anything heavy is imported or loaded (a model load takes seconds).
-    Only cheap checks on the arguments themselves; the query and the stages are checked again where they are built."""
+    """Refuse file arguments that cannot work before the model loads (a model load takes seconds). ``k``, the query,
+    the stages and the index are checked by the code that builds them, which also runs before the model loads and
+    imports no torch."""
     import os
 
     from ..errors import ConfigError
 
-    def in_range(v, what):
-        if v is not None and not 1 <= v <= _MAX_K:
-            raise ConfigError(f"{what} must be an integer between 1 and {_MAX_K}, got {v!r}")
-
-    from ..errors import XmrIndexError
-
-    in_range(args.k, "--k")
-    in_range(args.candidates, "--candidates")
-    if args.image is not None and args.vector is not None:
-        raise ConfigError("give --image or --vector, not both")
-    if not args.query and args.image is None and args.vector is None:
-        raise ConfigError('give a text query, --image FILE or --vector FILE.npy (e.g. xmr search "a cat on a sofa")')
-    for t in list(args.query or []) + list(args.negatives):
-        if not t.strip():
-            raise ConfigError("empty text query")
     for flag, f in (("--image", args.image), ("--vector", args.vector)):
         if f is None:
             continue
@@ -109,23 +91,20 @@ def check_args(args) -> None:
             raise ConfigError(f"{flag} {f}: not a file")
         if not os.access(f, os.R_OK):
             raise ConfigError(f"{flag} {f}: not readable (permission denied)")
-    idx = index_path(args)
-    if not os.path.exists(os.path.join(idx, "meta.sqlite")):  # the same refusal as IndexStore's, without its imports
-        raise XmrIndexError(f"no index at {idx} (meta.sqlite missing). Build one with: xmr index DIR --index {idx}")
 
 
 def run(args) -> int:
     import sys
     import time
 
-    check_args(args)
     from ..encoders import create_encoder
     from ..errors import ConfigError
     from ..index.snapshot import open_reader
     from ..retrieval import build_pipeline
     from ..retrieval.first_stage import check_k
 
-    check_k(args.k)
+    check_k(args.k, "--k")
+    check_args(args)
     query = build_query(args)
     options = search_options(args)
     store, reader = open_reader(index_path(args))  # read-only: a search never writes to the index
