@@ -17,6 +17,15 @@ requires_shared = pytest.mark.skipif(
 )
 
 
+def run_cli(capsys, *argv):
+    """``xmr ARGV`` in this process -> (exit code, stdout, stderr)."""
+    from xmr.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XMR_HOME", str(tmp_path_factory.mktemp("xmr_home")))

@@ -6,14 +6,11 @@ import shutil
 
 import pytest
 
-from conftest import FIXTURES, SAMPLES
+from conftest import FIXTURES, SAMPLES, run_cli
 from xmr.cli import main
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # (code, out, err) of xmr ARGV
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,12 @@ import numpy as np
 import pytest
 
 import xmr.encoders
-from conftest import SAMPLES
+from conftest import SAMPLES, run_cli
 from xmr._progress import LineProgress, progress
 from xmr.cli import main
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # (code, out, err) of xmr ARGV
 
 
 @pytest.fixture(scope="module")

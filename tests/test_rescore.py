@@ -198,9 +198,9 @@ def test_bank_from_dataset_uses_train_split():
 
 
 def _run(capsys, *argv):
-    code = __import__("xmr.cli", fromlist=["main"]).main(["-q", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+    from conftest import run_cli
+
+    return run_cli(capsys, "-q", *argv)
 
 
 def test_eval_rescore_records_each_step(capsys):
