@@ -7,7 +7,6 @@ transaction, so an interrupted run resumes where it stopped with no duplicates a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -17,8 +16,8 @@ from typing import TYPE_CHECKING, Callable, Union
 
 from .._progress import progress
 from ..errors import ConfigError, MediaError, MissingExtraError, XmrIndexError
-from ..media.image import load_image
 from ..video import VideoIndexConfig, embed_video
+from .prefetch import Prefetcher, Prepared, file_sha256  # noqa: F401 - file_sha256 re-exported (was defined here)
 from .store import IndexStore, NewItem
 from .walker import Found, Skip, walk_media
 
@@ -47,14 +46,6 @@ class IndexReport:
     def to_dict(self) -> dict:
         return {**{k: v for k, v in self.__dict__.items() if k != "skipped"},
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
-
-
-def file_sha256(path: str, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -111,6 +102,7 @@ def index_folder(
     include_hidden: bool = False,
     video: VideoIndexConfig | None = None,
     spec: str | None = None,
+    prefetch_workers: int | None = None,
 ) -> IndexReport:
     """Index every image and video under ``root`` into the index at ``index_path`` with ``encoder``.
 
@@ -118,10 +110,13 @@ def index_folder(
     spec the factory builds): the factory is called only when a file has to be encoded, or to bind a new
     index, so a re-index with nothing new does not load the model. Videos are embedded per
     :class:`~xmr.video.VideoIndexConfig` (``video``, default settings if None): one vector per file plus one per
-    time segment. ``show_progress``: False silent; None/True a bar on a terminal, periodic log lines otherwise
+    time segment. ``prefetch_workers``: threads that hash, decode and preprocess the next batches while the model
+    encodes (default: one per core, at most 4). ``show_progress``: False silent; None/True a bar on a terminal, periodic log lines otherwise
     (None: only when the ``xmr`` logger shows INFO)."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if prefetch_workers is None:
+        prefetch_workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
     if _is_factory(encoder):
         if spec is None:
             raise TypeError("index_folder(encoder=<factory>) needs spec=<the spec the factory builds>")
@@ -169,13 +164,19 @@ def index_folder(
         bar = progress(len(todo), "indexing", "file", enabled=show_progress) if todo else progress(0, "", enabled=False)
         video = video or VideoIndexConfig()
         recorded = False
+        if any(old is None and f.media_type == "image" for f, old in todo):
+            lazy.get()  # new images: the model is needed, so load it now and let the workers preprocess for it
+        batches = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
+        # hashing, decoding (at the model's draft size) and preprocessing of the next batches overlap with encoding
+        prefetch = Prefetcher(batches, lambda item: (item[0].path, item[0].media_type == "image"),
+                              lambda: _prefetch_setup(lazy), workers=prefetch_workers)
         try:
-            for s in range(0, len(todo), batch_size):
-                if _encode_batch(store, lazy, todo[s : s + batch_size], rep, batch_size, video) and not recorded:
+            for batch, prepared in prefetch:
+                if _encode_batch(store, lazy, batch, prepared, rep, batch_size, video) and not recorded:
                     # how this run sampled videos (FramePlan, windows): shown by `xmr info`
                     store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(video.to_dict()))
                     recorded = True
-                bar.update(min(batch_size, len(todo) - s))
+                bar.update(len(batch))
         finally:
             bar.close()
             rep.total = store.count()
@@ -184,17 +185,25 @@ def index_folder(
     return rep
 
 
-def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, rep: IndexReport, batch_size: int,
-                  video_cfg: VideoIndexConfig) -> int:
-    """Encode and commit one batch of files; returns how many videos were indexed."""
-    images, metas, replace, clear = [], [], [], []
+def _prefetch_setup(lazy: _LazyEncoder):
+    """(draft size, preprocess) for the prefetch workers: the loaded model's, else full decode and no preprocessing."""
+    if not lazy.loaded:
+        return None, None
+    enc = lazy.get()
+    return enc.image_draft_size, enc.preprocess_images
+
+
+def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, prepared: list[Prepared], rep: IndexReport,
+                  batch_size: int, video_cfg: VideoIndexConfig) -> int:
+    """Encode and commit one batch of files (hashed, decoded and preprocessed by the prefetch workers); returns how
+    many videos were indexed."""
+    images, pixels, metas, replace, clear = [], [], [], [], []
     videos = 0
-    for f, old_id in batch:
-        try:
-            digest = file_sha256(f.path)
-        except OSError as e:
-            _skip(store, rep, f, f"unreadable ({e.strerror or e})")
+    for (f, old_id), prep in zip(batch, prepared):
+        if prep.error is not None:
+            _skip(store, rep, f, prep.error)
             continue
+        digest = prep.digest
         if old_id is not None:
             rec = store.get_items([old_id]).get(old_id)
             if rec is not None and rec.sha256 == digest:
@@ -204,24 +213,26 @@ def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, rep: IndexRep
         if f.media_type == "video":
             videos += _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
             continue
-        try:
-            im = load_image(f.path)
-        except MediaError as e:
-            _skip(store, rep, f, e.reason)
+        if prep.media_error is not None:
+            _skip(store, rep, f, prep.media_error.reason)
             if old_id is not None:  # it was good before and is bad now: drop the stale vector
                 rep.removed += store.delete([old_id])
             continue
-        images.append(im)
-        metas.append((f, digest, im.size))
+        (pixels if prep.pixels is not None else images).append(prep.pixels if prep.pixels is not None else prep.image)
+        metas.append((f, digest, prep.size))
         clear.append(f.path)
         if old_id is not None:
             replace.append(old_id)
             rep.updated += 1
         else:
             rep.added += 1
-    if not images:
+    if not metas:
         return videos
-    vecs = encoder.get().encode_images(images, batch_size=batch_size, show_progress=False)
+    enc = encoder.get()
+    if images and pixels:  # a batch prepared partly before the model loaded: keep the files' order
+        raise AssertionError("prefetch mixed preprocessed and raw images in one batch")
+    vecs = (enc.encode_preprocessed(pixels) if pixels
+            else enc.encode_images(images, batch_size=batch_size, show_progress=False))
     new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v)
            for (f, digest, (w, h)), v in zip(metas, vecs)]
     store.add_batch(new, replace_ids=replace, clear_skips=clear)

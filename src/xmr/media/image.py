@@ -32,8 +32,10 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
                draft: int | None = None) -> Image.Image:
     """Decode ``src`` (path or PIL image) to an RGB image, honouring EXIF orientation.
 
-    ``draft``: for previews, let JPEGs decode at a reduced scale (DCT scaling) keeping at least ``draft`` pixels
-    per side; a no-op for other formats.
+    ``draft``: let JPEGs decode at a reduced scale (libjpeg DCT scaling, 1/2 to 1/8) keeping at least ``draft``
+    pixels per side (previews; indexing at the size the model needs, ``Encoder.image_draft_size``); a no-op for
+    other formats. The returned image's ``info["full_size"]`` is the (width, height) of the full-size decode, after
+    EXIF orientation, either way.
 
     Raises:
         UnreadableMediaError: missing, unreadable, or empty (0-byte) file.
@@ -60,9 +62,12 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
                     raise MediaTooLargeError(path, f"{w}x{h} pixels is over the {max_pixels}-pixel limit")
                 if draft:
                     im.draft("RGB", (draft, draft))
+                decoded = im.size
                 im.load()  # full decode: truncated data raises here (LOAD_TRUNCATED_IMAGES stays False)
                 im = ImageOps.exif_transpose(im)
-                return im.convert("RGB")
+                out = im.convert("RGB")
+                out.info["full_size"] = (h, w) if im.size != decoded else (w, h)  # EXIF rotation swaps the sides
+                return out
     except MediaError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
