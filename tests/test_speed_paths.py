@@ -242,3 +242,51 @@ def test_query_cache_lru_and_batch_dedup():
     off.encode_text("x")
     assert off.batches == 2 and len(off.cache) == 0
     off.close()
+
+
+# ---- xmr search --server: the warm process answers ---------------------------------------------------------------
+def _serve_in_thread(app):
+    import socket
+    import time
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    return srv, thread, sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_search_through_running_server(tiny_encoder, sample_dir, tmp_path, capsys, monkeypatch):
+    from conftest import run_cli
+    from xmr.index import index_folder
+    from xmr.serve import create_app
+
+    idx = tmp_path / "idx"
+    index_folder(sample_dir, idx, tiny_encoder, show_progress=False)
+    code, local, _ = run_cli(capsys, "search", "a cat", "a sofa", "--not", "a car", "--index", str(idx), "-k", "4")
+    assert code == 0
+    srv, thread, sock, url = _serve_in_thread(create_app(idx, encoder=tiny_encoder))
+    try:
+        code, remote, err = run_cli(capsys, "search", "a cat", "a sofa", "--not", "a car", "--server", url, "-k", "4")
+        assert code == 0, err
+        names = lambda out: [Path(line.split()[-1]).name for line in out.splitlines()]  # noqa: E731
+        assert names(remote) == names(local) and len(names(local)) == 4
+        assert [line.split()[1] for line in remote.splitlines()] == [line.split()[1] for line in local.splitlines()]
+        monkeypatch.setenv("XMR_SERVER", url)
+        code, env_out, _ = run_cli(capsys, "search", "a cat", "a sofa", "--not", "a car", "-k", "4")
+        assert code == 0 and env_out == remote
+        code, _, err = run_cli(capsys, "search", "a cat", "--rescore", "qbnorm", "--bank", "x.txt")
+        assert code == 2 and "--rescore, --bank cannot be used with --server" in err
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    code, _, err = run_cli(capsys, "search", "a cat")  # XMR_SERVER still set, nothing listening: an error
+    assert code == 2 and "cannot reach xmr serve" in err

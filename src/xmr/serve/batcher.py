@@ -27,6 +27,7 @@ class QueryEncoder:
         self.encoder = encoder
         self.max_batch = max(1, int(max_batch))
         self.cache = QueryCache(cache_size)
+        self._inflight: dict[str, Future] = {}  # text -> the future of its encoding in progress
         self._q: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -37,7 +38,23 @@ class QueryEncoder:
         hit = self.cache.get(self.encoder.spec, text)
         if hit is not None:
             return hit
-        return self.cache.put(self.encoder.spec, text, self._submit("text", text))
+        with self._start_lock:  # the same text already on its way: wait for that one (one encoding per text)
+            fut = self._inflight.get(text)
+            owner = fut is None
+            if owner:
+                fut = self._inflight[text] = Future()
+        if not owner:
+            return fut.result()
+        try:
+            vec = self.cache.put(self.encoder.spec, text, self._submit("text", text))
+            fut.set_result(vec)
+            return vec
+        except BaseException as e:
+            fut.set_exception(e)
+            raise
+        finally:
+            with self._start_lock:
+                self._inflight.pop(text, None)
 
     def encode_image(self, image) -> np.ndarray:
         return self._submit("image", image)
