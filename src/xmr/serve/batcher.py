@@ -42,6 +42,9 @@ class QueryEncoder:
             fut = self._inflight.get(text)
             owner = fut is None
             if owner:
+                hit = self.cache.peek(self.encoder.spec, text)  # finished between the first look and now
+                if hit is not None:
+                    return hit
                 fut = self._inflight[text] = Future()
         if not owner:
             return fut.result()

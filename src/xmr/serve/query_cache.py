@@ -32,6 +32,11 @@ class QueryCache:
             self.hits += 1
             return v
 
+    def peek(self, model: str, text: str) -> np.ndarray | None:
+        """Like :meth:`get`, without counting a hit or a miss and without refreshing the entry."""
+        with self._lock:
+            return self._d.get((model, text))
+
     def put(self, model: str, text: str, vec: np.ndarray) -> np.ndarray:
         v = np.array(vec, dtype=np.float32)  # own copy
         v.setflags(write=False)
