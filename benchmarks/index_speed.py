@@ -81,6 +81,7 @@ def _worker(args) -> dict:
 def _run(method: str, args, runtime: str | None) -> dict:
     src = args.baseline_src if method == "baseline" else str(REPO / "src")
     env = {**os.environ, "PYTHONPATH": str(Path(src).resolve()), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: compiled modules are cached
     if runtime:
         env["XMR_RUNTIME"] = runtime
     cmd = [sys.executable, __file__, "--worker", method, "--data", args.data, "--model", args.model,

@@ -48,6 +48,7 @@ def _workdir(root: Path) -> Path:
 def _run(argv: list[str], cwd: Path, src: Path, home: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(src.resolve()), "XMR_HOME": str(home), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: compiled modules are cached (the warm-up writes them)
     cmd = [sys.executable, "-c", XMR, *argv[1:]] if argv[0] == "xmr" else [sys.executable, *argv[1:]]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)

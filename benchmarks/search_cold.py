@@ -32,7 +32,9 @@ PROBE = ("import sys, io, contextlib\nfrom xmr.cli import main\nwith contextlib.
 
 
 def _env(src: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(src.resolve()), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(src.resolve()), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: compiled modules are cached (the warm-up writes them)
+    return env
 
 
 def _timed(cmd: list[str], env: dict) -> tuple[float, int]:

@@ -37,8 +37,8 @@ def test_onnx_runtime_matches_torch(concept_encoder, torch_concept):
     """Default runtime (ONNX) against the torch reference: text embeddings, class probabilities and final image
     embeddings agree within 1e-4 absolute (measured: ~5e-7)."""
     assert concept_encoder.runtime == "onnx"
-    a, b = concept_encoder._embed(TEXTS), torch_concept._embed(TEXTS)
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    for texts in (TEXTS, [f"{t} {i}" for i in range(4) for t in TEXTS]):  # few texts: one by one; > 16: batched
+        np.testing.assert_allclose(concept_encoder._embed(texts), torch_concept._embed(texts), atol=1e-5)
     np.testing.assert_allclose(concept_encoder.encode_text(TEXTS), torch_concept.encode_text(TEXTS), atol=1e-4)
     imgs = _images()
     ims = [Image.open(p).convert("RGB") for p in imgs[:3]]
@@ -73,6 +73,20 @@ def test_runtime_choice_and_refusals(monkeypatch):
         resolve_runtime(None, None)
     with pytest.raises(ConfigError, match="runs on the CPU"):
         resolve_runtime("onnx", "cuda")
+
+
+def test_ort_threads(monkeypatch):
+    from xmr.encoders._onnx import cpu_threads
+    from xmr.errors import ConfigError
+
+    monkeypatch.delenv("XMR_ORT_THREADS", raising=False)
+    assert cpu_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("XMR_ORT_THREADS", "3")
+    assert cpu_threads() == 3
+    for bad in ("0", "two"):
+        monkeypatch.setenv("XMR_ORT_THREADS", bad)
+        with pytest.raises(ConfigError, match="XMR_ORT_THREADS must be a positive integer"):
+            cpu_threads()
 
 
 # ---- the export cache ------------------------------------------------------------------------------------------------

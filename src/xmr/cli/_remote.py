@@ -6,11 +6,7 @@ refused with --server rather than ignored. A server that cannot be reached is an
 """
 from __future__ import annotations
 
-import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 
 from ..errors import ConfigError, XmrError
 
@@ -33,6 +29,11 @@ def server_url(args) -> str | None:
 
 def remote_search(url: str, args, timeout: float = 30.0) -> dict:
     """GET ``/api/search`` on ``url`` with the positional texts, --not, --fuse, --k and --type; the JSON answer."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request  # 0.1 s: only when a server is asked
+
     given = [flag for attr, flag, unset in _LOCAL_ONLY if getattr(args, attr, unset) != unset]
     if given:
         raise ConfigError(f"{', '.join(given)} cannot be used with --server/${SERVER_ENV}: the server searches its "

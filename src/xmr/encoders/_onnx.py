@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..errors import MissingExtraError
+from ..errors import ConfigError, MissingExtraError
 from ..paths import cache_dir
 
 if TYPE_CHECKING:
@@ -39,7 +39,17 @@ OPSET = 17
 
 
 def cpu_threads() -> int:
-    """Cores this process may run on (``sched_getaffinity``; ``os.cpu_count()`` where that does not exist)."""
+    """Threads for an ORT session: ``$XMR_ORT_THREADS`` if set, else the cores this process may run on
+    (``sched_getaffinity``; ``os.cpu_count()`` where that does not exist)."""
+    env = os.environ.get("XMR_ORT_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"XMR_ORT_THREADS must be a positive integer, got {env!r}")
+        return n
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS / Windows
@@ -90,6 +100,9 @@ def session(path: Path, threads: int | None = None):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or cpu_threads()
     so.inter_op_num_threads = 1
+    # no spin-waiting between runs: on a small shared CPU the spinning threads take the cores the prefetch workers
+    # (index) or the request threads (serve) need; measured faster both ways on the 2-core VM under load
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3  # errors only
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -177,8 +190,8 @@ class OnnxSentenceEncoder:
         self.session = _load_session("sentence-" + self.model_dir.parent.name, fp, self._export, threads)
         self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_seq_length)
-        pad = self.tokenizer.padding or {}
-        self.tokenizer.enable_padding(pad_id=pad.get("pad_id", 0), pad_token=pad.get("pad_token", "[PAD]"))
+        self.pad_id = (self.tokenizer.padding or {}).get("pad_id", 0)
+        self.tokenizer.no_padding()  # padded here, to the longest text of each batch (as sentence-transformers does)
         self._inputs = {i.name for i in self.session.get_inputs()}
         self.width = int(self.session.get_outputs()[0].shape[-1])
 
@@ -211,17 +224,27 @@ class OnnxSentenceEncoder:
                               dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names},
                                             "embedding": {0: "batch"}})
 
+    def _feed(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Token ids, attention mask and type ids, right-padded to the longest text: ``(B, T)`` int64 each."""
+        # a few texts (a query): one by one; tokenizers' parallel encode_batch costs more than it saves there
+        enc = ([self.tokenizer.encode(t) for t in texts] if len(texts) <= 16
+               else self.tokenizer.encode_batch(texts))
+        n = max((len(e.ids) for e in enc), default=0)
+        ids = np.full((len(enc), n), self.pad_id, np.int64)
+        mask = np.zeros((len(enc), n), np.int64)
+        types = np.zeros((len(enc), n), np.int64)
+        for r, e in enumerate(enc):
+            ids[r, : len(e.ids)], mask[r, : len(e.ids)], types[r, : len(e.ids)] = e.ids, e.attention_mask, e.type_ids
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {k: v for k, v in feed.items() if k in self._inputs}
+
     def encode(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         """(N,) texts -> (N, width) float32 unit vectors, in input order (length-sorted batches)."""
         out: list[tuple[int, np.ndarray]] = []
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            enc = self.tokenizer.encode_batch([str(texts[i]).strip() for i in idx])
-            feed = {"input_ids": np.array([e.ids for e in enc], np.int64),
-                    "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
-                    "token_type_ids": np.array([e.type_ids for e in enc], np.int64)}
-            emb = self.session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+            emb = self.session.run(None, self._feed([str(texts[i]).strip() for i in idx]))[0]
             out += list(zip(idx, emb))
         res = np.zeros((len(texts), self.width), np.float32)
         for i, v in out:
