@@ -133,13 +133,6 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
             cross-encoder re-ranking, candidate pool); the index's own video head re-scores by default.
     """
     s = settings or ServeSettings()
-    if s.faiss_threads:
-        import faiss
-
-        # concurrent requests are the server's parallelism; one query over a small index split across OpenMP
-        # threads waits on a barrier that costs tens of ms whenever a core is busy (measured: 40 ms vs 5 us per
-        # search on the loaded 2-core VM). Process-wide, set once here: the server owns its process.
-        faiss.omp_set_num_threads(s.faiss_threads)
     live = LiveIndex(index_path, allow_outside_root=s.allow_outside_root)
     if encoder is None:
         from ..encoders import create_encoder
