@@ -80,7 +80,10 @@ def test_ort_threads(monkeypatch):
     from xmr.errors import ConfigError
 
     monkeypatch.delenv("XMR_ORT_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert cpu_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads() == 1
     monkeypatch.setenv("XMR_ORT_THREADS", "3")
     assert cpu_threads() == 3
     for bad in ("0", "two"):

@@ -39,17 +39,19 @@ OPSET = 17
 
 
 def cpu_threads() -> int:
-    """Threads for an ORT session: ``$XMR_ORT_THREADS`` if set, else the cores this process may run on
-    (``sched_getaffinity``; ``os.cpu_count()`` where that does not exist)."""
-    env = os.environ.get("XMR_ORT_THREADS")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ConfigError(f"XMR_ORT_THREADS must be a positive integer, got {env!r}")
-        return n
+    """Threads for an ORT session: ``$XMR_ORT_THREADS`` if set, else ``$OMP_NUM_THREADS`` (the usual way to cap a
+    process's threads; Ray sets it for its workers), else the cores this process may run on (``sched_getaffinity``;
+    ``os.cpu_count()`` where that does not exist)."""
+    for var in ("XMR_ORT_THREADS", "OMP_NUM_THREADS"):
+        env = os.environ.get(var)
+        if env:
+            try:
+                n = int(env)
+            except ValueError:
+                n = 0
+            if n < 1:
+                raise ConfigError(f"{var} must be a positive integer, got {env!r}")
+            return n
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS / Windows

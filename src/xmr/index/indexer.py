@@ -186,11 +186,12 @@ def index_folder(
 
 
 def _prefetch_setup(lazy: _LazyEncoder):
-    """(draft size, preprocess) for the prefetch workers: the loaded model's, else full decode and no preprocessing."""
+    """(draft size, preprocess) for the prefetch workers: the loaded model's, else full decode and no preprocessing.
+    An encoder-like object without the split API (a pool of remote encoders) gets decoded images."""
     if not lazy.loaded:
         return None, None
     enc = lazy.get()
-    return enc.image_draft_size, enc.preprocess_images
+    return getattr(enc, "image_draft_size", None), getattr(enc, "preprocess_images", None)
 
 
 def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, prepared: list[Prepared], rep: IndexReport,
