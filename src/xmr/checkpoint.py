@@ -97,7 +97,11 @@ def load_checkpoint(directory: str | Path, format: str, label: str, *, hint: str
         if not (d / name).is_file():
             raise ModelUnavailableError(f"{label}: {name} is missing{tail}")
     try:
-        raw = json.loads((d / CONFIG_FILE).read_text())
+        raw = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{label}: {CONFIG_FILE} is not UTF-8 text (byte offset {e.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: {CONFIG_FILE} is nested too deeply to be a model config") from None
     except (OSError, ValueError) as e:
         raise ConfigError(f"{label}: unreadable {CONFIG_FILE} ({e})") from None
     if not isinstance(raw, dict) or raw.pop("model", None) != format:

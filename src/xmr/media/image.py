@@ -5,7 +5,9 @@ subclass with a reason. It never returns a placeholder.
 """
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +22,36 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
 )
 
-#: Images with more pixels than this are refused (decompression-bomb guard). 100 MP ~ 10,000 x 10,000.
+log = logging.getLogger(__name__)
+
+#: Images with more pixels than this are refused (decompression-bomb guard). 100 MP ~ 10,000 x 10,000. This is the
+#: limit really applied: Pillow's own warning threshold (``Image.MAX_IMAGE_PIXELS``, 89.5 MP) is ignored here, and
+#: its hard error (twice that, 179 MP) lies above it.
 MAX_PIXELS = 100_000_000
 #: Files larger than this many bytes are refused before decoding.
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
 ImageLike = Union[str, os.PathLike, Image.Image]
+
+
+def open_regular(path: Union[str, os.PathLike]):
+    """Open ``path`` for binary reading only if it is a regular file: ``O_NONBLOCK`` so that a FIFO swapped in
+    after the folder was walked cannot block the open, then ``fstat`` on the open descriptor (no race). Raises
+    UnreadableMediaError otherwise (and for OSErrors)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise UnreadableMediaError(path, f"cannot open ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableMediaError(path, "not a regular file (a FIFO, device, socket or folder): not read")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
@@ -52,8 +78,9 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
     if size > max_bytes:
         raise MediaTooLargeError(path, f"file is {size} bytes, over the {max_bytes}-byte limit")
     try:
-        with open(path, "rb") as fh, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with open_regular(path) as fh, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # Pillow's warnings (corrupt EXIF...) are logged below, not printed
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit applied
             with Image.open(fh) as im:
                 w, h = im.size
                 if w * h > max_pixels:
@@ -62,10 +89,13 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
                     im.draft("RGB", (draft, draft))
                 im.load()  # full decode: truncated data raises here (LOAD_TRUNCATED_IMAGES stays False)
                 im = ImageOps.exif_transpose(im)
-                return im.convert("RGB")
+                out = im.convert("RGB")
+        for w in caught:  # shown at INFO: `xmr -q` shows warnings only, and a bad EXIF block is not one
+            log.info("%s: %s", _shown(path), w.message)
+        return out
     except MediaError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise MediaTooLargeError(path, f"decompression bomb guard: {e}") from None
     except PermissionError as e:
         raise UnreadableMediaError(path, f"permission denied ({e.strerror})") from None
@@ -78,6 +108,12 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
         raise CorruptMediaError(path, f"corrupt or truncated image ({e})") from None
     except MemoryError:
         raise MediaTooLargeError(path, "ran out of memory while decoding") from None
+
+
+def _shown(path) -> str:
+    from ..paths import display_path
+
+    return display_path(os.fspath(path))
 
 
 @dataclass
