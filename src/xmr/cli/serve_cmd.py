@@ -30,7 +30,7 @@ def run(args) -> int:
     from .._deps import require
     from ..errors import ConfigError
     from ..serve import ServeSettings, create_app
-    from ..serve.settings import is_loopback
+    from ..serve.settings import is_loopback, uvicorn_options
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {args.port}")
@@ -51,8 +51,8 @@ def run(args) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"xmr serve: http://{shown}:{args.port}/  (index {live.path}, {snap.count} items, model {live.model_spec}; "
           f"Ctrl-C stops)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
-                access_log=bool(args.verbose), server_header=False)
+    uvicorn.run(app, **uvicorn_options(settings, log_level="warning" if args.quiet else "info",
+                                       access_log=bool(args.verbose)))
     return 0
 
 
