@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, Field, StrictInt
 
 from ..errors import ConfigError, MissingExtraError, XmrError
 from ..retrieval import Pipeline, Term, encode_query
@@ -83,6 +83,13 @@ class ErrorBody(BaseModel):
 _ERRORS = {c: {"model": ErrorBody} for c in (400, 404, 408, 413, 415, 422, 503)}
 
 
+def _digits_only(v):
+    """Query-string integers are written in decimal digits: ``k=1.0`` or ``k=1e1`` is a 422, not a 1 or a 10."""
+    if isinstance(v, str) and not (v.isascii() and v.isdigit()):
+        raise ValueError("must be an integer written in digits")
+    return v
+
+
 @dataclass
 class ServeContext:
     settings: ServeSettings
@@ -98,7 +105,8 @@ def build_router(ctx: ServeContext) -> APIRouter:
     s, live, metrics = ctx.settings, ctx.live, ctx.metrics
     router = APIRouter()
 
-    K = Annotated[int, Query(ge=1, le=s.max_k, description=f"number of results, 1..{s.max_k}")]
+    K = Annotated[int, BeforeValidator(_digits_only), Query(ge=1, le=s.max_k,
+                                                              description=f"number of results, 1..{s.max_k}")]
     T = Annotated[MediaFilter, Query(description="media type filter")]
 
     pipe = ctx.pipeline
