@@ -120,7 +120,10 @@ def load_state(module: M, state_dict: Mapping[str, Any], label: str) -> M:
 
 
 def _does_not_fit(label: str, e: Exception) -> ModelUnavailableError:
-    return ModelUnavailableError(f"{label}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} or is corrupt ({e})")
+    detail = " ".join(str(e).split())  # torch lists the mismatches on several lines: one line here
+    if len(detail) > 400:
+        detail = detail[:400] + "..."
+    return ModelUnavailableError(f"{label}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} or is corrupt ({detail})")
 
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "Checkpoint", "load_checkpoint", "load_state", "save_checkpoint"]
