@@ -29,12 +29,17 @@ def _png(path: Path, seed: int = 0, size=(32, 24)) -> Path:
     return path
 
 
+class Hung(BaseException):
+    """Raised by _deadline: a BaseException, so no ``except OSError`` / ``except Exception`` in the code under test
+    can swallow it (a TimeoutError is an OSError and would read as "unreadable file")."""
+
+
 @contextmanager
 def _deadline(seconds: int):
     """Fail (instead of hanging the suite) when the block takes longer than ``seconds``."""
 
     def boom(*_):
-        raise TimeoutError(f"still running after {seconds} s: hung")
+        raise Hung(f"still running after {seconds} s: hung")
 
     old = signal.signal(signal.SIGALRM, boom)
     signal.alarm(seconds)

@@ -345,3 +345,31 @@ def test_docs_page_has_a_csp_allowing_only_its_own_script(index, tiny_encoder):
     assert len(inline) == 1
     digest = base64.b64encode(hashlib.sha256(inline[0]).digest()).decode()
     assert f"'sha256-{digest}'" in csp
+
+
+def test_cli_serve_runs_uvicorn_with_the_limits(monkeypatch, index):
+    import platform
+
+    from xmr.cli import main
+    from xmr.serve import uploads
+
+    calls, arenas = [], []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(uploads, "limit_malloc_arenas", lambda n=2: arenas.append(n) or True)
+
+    def tiny(spec, device=None):
+        from xmr.encoders import ENCODERS
+
+        enc = ENCODERS.get("tiny")(None, device="cpu")
+        enc.spec = spec
+        return enc
+
+    monkeypatch.setattr("xmr.encoders.create_encoder", tiny)
+    assert main(["serve", "--index", str(index)]) == 0
+    kw = calls[0]
+    assert kw["limit_concurrency"] == 256 and kw["timeout_keep_alive"] == 5 and kw["server_header"] is False
+    assert kw["http"].__name__ == "TimedH11Protocol" and arenas == [2]
+    if platform.libc_ver()[0] == "glibc":
+        from xmr.serve.uploads import limit_malloc_arenas
+
+        assert limit_malloc_arenas(8) is True  # mallopt accepted (a cap of 8 is harmless for the test process)

@@ -45,6 +45,9 @@ def run(args) -> int:
               f"on port {args.port}\ncan search the index and download every indexed file. There is no "
               f"authentication.\nUse --host 127.0.0.1 (the default) unless this network is trusted.\n{bar}",
               file=sys.stderr)
+    from ..serve.uploads import limit_malloc_arenas
+
+    limit_malloc_arenas(2)  # decoded uploads are freed back to the system, not kept per thread (docs/serving.md)
     app = create_app(index_path(args), settings=settings, options=options)
     live = app.state.xmr.live
     snap = live.snapshot()
