@@ -5,7 +5,8 @@ batch of images is committed on its own, and each video (its item row and all it
 transaction, so an interrupted run resumes where it stopped with no duplicates and no half-indexed video.
 
 Memory: a batch holds at most ``batch_size`` decoded images and at most :data:`MAX_BATCH_PIXELS` decoded pixels
-(an image bigger than that budget is encoded on its own); each image is itself at most
+(read from each image's header before it is decoded: the batch so far is encoded and committed first when the next
+image would not fit; an image bigger than the budget is encoded on its own); each image is itself at most
 :data:`xmr.media.image.MAX_PIXELS`. Special files (FIFOs, devices, sockets) are refused from ``stat`` before they
 are opened (see :mod:`.walker`), and hashing re-checks the open descriptor.
 """
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Union
 
 from .._progress import progress
 from ..errors import ConfigError, MediaError, MissingExtraError, XmrIndexError
-from ..media.image import load_image, open_regular
+from ..media.image import header_pixels, load_image, open_regular
 from ..paths import display_path
 from ..video import VideoIndexConfig, embed_video
 from .store import IndexStore, NewItem
@@ -221,6 +222,9 @@ def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, rep: IndexRep
         if f.media_type == "video":
             videos += _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
             continue
+        if images and _pixels(images) + (header_pixels(f.path) or 0) > max_batch_pixels:
+            _commit_images(store, encoder, images, metas, replace, clear, rep, batch_size)  # before decoding more
+            images, metas, replace, clear = [], [], [], []
         try:
             im = load_image(f.path)
         except MediaError as e:
@@ -228,9 +232,6 @@ def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, rep: IndexRep
             if old_id is not None:  # it was good before and is bad now: drop the stale vector
                 rep.removed += store.delete([old_id])
             continue
-        if images and _pixels(images) + im.width * im.height > max_batch_pixels:
-            _commit_images(store, encoder, images, metas, replace, clear, rep, batch_size)  # the budget is full
-            images, metas, replace, clear = [], [], [], []
         images.append(im)
         metas.append((f, digest, im.size))
         clear.append(f.path)

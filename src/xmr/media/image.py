@@ -54,6 +54,18 @@ def open_regular(path: Union[str, os.PathLike]):
         raise
 
 
+def header_pixels(path: Union[str, os.PathLike]) -> int | None:
+    """Width x height read from the image's header (nothing decoded), or None when it cannot be read (then
+    :func:`load_image` says why)."""
+    try:
+        with open_regular(path) as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(fh) as im:
+                return im.width * im.height
+    except Exception:  # noqa: BLE001 - any failure is reported by load_image, which runs next
+        return None
+
+
 def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
                draft: int | None = None) -> Image.Image:
     """Decode ``src`` (path or PIL image) to an RGB image, honouring EXIF orientation.
