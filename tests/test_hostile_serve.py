@@ -284,6 +284,7 @@ _READ_ONLY_SCRIPT = textwrap.dedent("""
         os.setuid(65534)
     assert not os.access(ro, os.W_OK)
     check(ro)
+    assert main(["index", sys.argv[3], "--index", ro, "--model", "tiny"]) == 2  # refused in one line
 """)
 
 
@@ -304,12 +305,13 @@ def test_read_only_index_opens_for_info_search_serve(tiny_encoder):
             os.chmod(f, 0o444)
         os.chmod(ro, 0o555)
         env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
-        r = subprocess.run([sys.executable, "-c", _READ_ONLY_SCRIPT, str(base / "warm"), str(ro)], env=env,
-                           capture_output=True, text=True, timeout=300, cwd=str(base))
+        r = subprocess.run([sys.executable, "-c", _READ_ONLY_SCRIPT, str(base / "warm"), str(ro), str(photos)],
+                           env=env, capture_output=True, text=True, timeout=300, cwd=str(base))
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
         out = r.stdout.split("--- as nobody")[-1]
         assert "immutable True 3" in out and "served 3 200" in out, r.stdout
-        assert "items:  3" in out and "readonly" not in r.stderr
+        assert "items:  3" in out and "readonly" not in r.stderr and "Traceback" not in r.stderr
+        assert "xmr: error: cannot write index" in r.stderr and "searched and served read-only" in r.stderr
         assert not list(ro.glob("*-shm")) and not list(ro.glob("*-wal"))  # nothing was written there
     finally:
         os.chmod(base / "idx", 0o755)

@@ -74,8 +74,12 @@ def index_lock(path: Path):
     """Exclusive writer lock on the index folder (a second `xmr index` on the same index fails fast)."""
     import fcntl
 
-    path.mkdir(parents=True, exist_ok=True)
-    fh = open(path / ".lock", "w")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fh = open(path / ".lock", "w")
+    except OSError as e:  # another user's index, a read-only mount: it can be searched, not written
+        raise XmrIndexError(f"cannot write index {display_path(str(path))} ({e.strerror or e}); it can still be "
+                            f"searched and served read-only") from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
