@@ -1,0 +1,80 @@
+"""Encode one unit into one output shard: the work a Ray actor (or the plain loop) does.
+
+:class:`ShardEncoder` holds the encoder (built once per worker) and is called with units; it reads the unit's
+inputs on the worker, decodes and encodes them in batches, skips bad inputs with their reason (never a placeholder
+vector) and writes the shard files. Its ``__call__`` has the Ray Data ``map_batches`` shape (a dict of columns in,
+a dict of columns out), so the same object runs in an actor pool and in the plain loop.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from ..errors import ConfigError, MediaError
+from .shards import ShardRecord, write_shard
+from .sources import Unit, iter_records
+
+log = logging.getLogger(__name__)
+
+
+class ShardEncoder:
+    """Callable ``{"unit": [json, ...]} -> {"result": [json, ...]}``; each result is a :class:`ShardRecord` dict
+    plus the encoder's ``dim`` (None when nothing was encoded) and ``error`` (the unit could not be read)."""
+
+    def __init__(self, model: str, out: str, dtype: str, batch_size: int = 8, device: str | None = None,
+                 threads: int | None = None):
+        if threads:  # a Ray actor gets num_cpus CPUs: torch should use as many threads, not the machine's count
+            import torch
+
+            torch.set_num_threads(threads)
+        from ..encoders import create_encoder
+
+        self.encoder = create_encoder(model, device=device)
+        self.out, self.dtype, self.batch_size = out, dtype, batch_size
+
+    def __call__(self, batch: dict) -> dict:
+        results = [json.dumps(self.encode_unit(Unit.from_dict(json.loads(str(u))))) for u in batch["unit"]]
+        return {"result": np.array(results, dtype=object)}
+
+    def encode_unit(self, unit: Unit) -> dict:
+        rec = ShardRecord(unit.n, unit.label)
+        vecs: list[np.ndarray] = []
+        metas: list[dict] = []
+        pending: list[tuple] = []  # (image, meta row) waiting for a full batch
+
+        def flush():
+            if pending:
+                v = self.encoder.encode_images([im for im, _ in pending], batch_size=self.batch_size,
+                                               show_progress=False)
+                vecs.append(v)
+                metas.extend(m for _, m in pending)
+                pending.clear()
+
+        error = None
+        try:
+            for r in iter_records(unit):
+                if r.error is not None:
+                    rec.skipped.append({"path": r.image_path, "reason": r.error})
+                    continue
+                try:
+                    im = r.load()
+                except MediaError as e:
+                    rec.skipped.append({"path": r.image_path, "reason": e.reason})
+                    continue
+                pending.append((im, {"image_path": r.image_path, **r.meta}))
+                if len(pending) >= self.batch_size:
+                    flush()
+            flush()
+        except ConfigError as e:  # the whole input shard is unreadable (a broken tar / parquet file)
+            error = str(e)
+        if error is not None:
+            return {**rec.__dict__, "done": False, "error": error, "dim": self.encoder.dim}
+        if metas:
+            write_shard(self.out, unit.n, np.concatenate(vecs), metas, self.dtype)
+        rec.count, rec.done = len(metas), True
+        return {**rec.__dict__, "error": None, "dim": self.encoder.dim}
+
+
+__all__ = ["ShardEncoder"]
