@@ -247,3 +247,39 @@ def test_wds_and_parquet_datasets(tmp_path, monkeypatch):
         load_dataset(f"wds:{WDS}:train")
     with pytest.raises(ConfigError, match="only URLs"):  # img2dataset's metadata parquet beside the tars
         load_dataset(f"parquet:{WDS / '00000.parquet'}")
+
+
+def test_embed_videos_from_folder_and_tar(tmp_path, tiny_encoder):
+    """A folder with a video and a video2dataset-style tar (KEY.mp4 / KEY.txt): one row per video, the vector
+    ``xmr index`` gives the same file (default sampling, meanP)."""
+    from xmr.video import VideoIndexConfig, embed_video
+
+    clip = FIXTURES / "video" / "video9771.mp4"
+    src = tmp_path / "media"
+    src.mkdir()
+    shutil.copy(clip, src / "a_clip.mp4")
+    shutil.copy(SAMPLES / "horse.png", src / "b_horse.png")
+    (src / "c_broken.mp4").write_bytes(b"not a video at all")
+    rep = embed_source(str(src), str(tmp_path / "e"), "tiny", dtype="float32")
+    vecs, meta = _all(tmp_path / "e")
+    assert [(Path(m["image_path"]).name, m["media_type"]) for m in meta] == [("a_clip.mp4", "video"),
+                                                                          ("b_horse.png", "image")]
+    assert [Path(s["path"]).name for s in rep.skipped] == ["c_broken.mp4"]
+    ref = embed_video(clip, tiny_encoder, VideoIndexConfig()).vector
+    np.testing.assert_allclose(vecs[0], ref, atol=1e-5)
+    np.testing.assert_allclose(vecs[1], tiny_encoder.encode_images([SAMPLES / "horse.png"])[0], atol=1e-5)
+
+    shards = tmp_path / "webvid"
+    shards.mkdir()
+    with tarfile.open(shards / "00000.tar", "w") as tf:
+        for name, data in (("000000000.mp4", clip.read_bytes()), ("000000000.txt", b"a person talks"),
+                           ("000000000.json", json.dumps({"url": "https://example.invalid/v.mp4",
+                                                          "duration": 14.0}).encode())):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    rep = embed_source(str(shards), str(tmp_path / "ev"), "tiny", dtype="float32")
+    v, m = _all(tmp_path / "ev")
+    assert rep.total == 1 and m[0]["caption"] == "a person talks" and m[0]["media_type"] == "video"
+    assert m[0]["image_path"].endswith("00000.tar#000000000.mp4") and m[0]["duration"] == 14.0
+    np.testing.assert_allclose(v[0], ref, atol=1e-5)

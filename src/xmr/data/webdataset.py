@@ -13,7 +13,9 @@ Reading uses the standard library's ``tarfile`` (one pass over the members); a t
 As a retrieval dataset (``load_dataset("wds:/data/cc3m")``) the images are extracted once into
 ``$XMR_CACHE/wds/<digest of the shard path, size and mtime>/`` (evaluation and training read files), samples
 without a caption are left out (as the COCO loader leaves out uncaptioned images) and counted in the log; there are
-no splits. ``xmr embed`` reads the tars directly (:func:`iter_tar_samples`), extracting nothing.
+no splits. ``xmr embed`` reads the tars directly (:func:`iter_tar_samples`), extracting nothing but videos (``mp4`` ... of
+video2dataset shards such as WebVid: PyAV decodes a file, so each is written to a temporary file while it is
+encoded). The dataset loader keeps image samples only.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from .base import DATASETS, Item, RetrievalDataset, take_options
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+VIDEO_EXTS = ("mp4", "webm", "mkv", "mov", "avi", "m4v")  # video2dataset writes mp4
 
 
 @dataclass
@@ -46,6 +49,12 @@ class TarSample:
     def image(self) -> tuple[str, bytes] | None:
         """(extension, bytes) of the sample's image, or None when it has none."""
         ext = next((e for e in IMAGE_EXTS if e in self.files), None)
+        return (ext, self.files[ext]) if ext else None
+
+    @property
+    def video(self) -> tuple[str, bytes] | None:
+        """(extension, bytes) of the sample's video (video2dataset shards), or None."""
+        ext = next((e for e in VIDEO_EXTS if e in self.files), None)
         return (ext, self.files[ext]) if ext else None
 
     @property
@@ -168,4 +177,4 @@ def load_wds(arg: str, *, split: str | None, caption_policy: str, options: Mappi
                                        caption_policy=caption_policy, source_files=shards)
 
 
-__all__ = ["TarSample", "iter_tar_samples", "list_shard_files", "load_wds", "IMAGE_EXTS", "extract_image"]
+__all__ = ["TarSample", "iter_tar_samples", "list_shard_files", "load_wds", "IMAGE_EXTS", "VIDEO_EXTS", "extract_image"]

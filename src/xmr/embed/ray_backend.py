@@ -44,10 +44,19 @@ def ray_session(address: str | None, num_cpus: int | None = None):
             ray.init(num_cpus=num_cpus, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ConfigError(f"cannot connect to Ray at {address or 'a new local Ray'}: {e}") from None
+    _quiet_ray()
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _quiet_ray() -> None:
+    """Ray's own INFO lines (execution plans, "dataset finished") only when xmr runs with -vv: xmr reports progress
+    per shard itself."""
+    if not logging.getLogger("xmr").isEnabledFor(logging.DEBUG):
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_units(units: Sequence[dict], *, worker_kwargs: dict, workers: int, cpus_per_worker: float,

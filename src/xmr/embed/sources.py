@@ -2,8 +2,8 @@
 
 A SOURCE is one of:
 
-- ``folder``: a folder of images (walked like ``xmr index``: recursive, hidden files left out), sorted by path and
-  cut into units of ``shard_size`` files;
+- ``folder``: a folder of images and videos (walked like ``xmr index``: recursive, hidden files left out), sorted by
+  path and cut into units of ``shard_size`` files;
 - ``manifest``: an xmr JSONL manifest (:mod:`xmr.data.manifest`): its items in order, cut into units of
   ``shard_size``; the first caption and the ``id`` go into the metadata;
 - ``wds``: webdataset tar shards (:mod:`xmr.data.webdataset`): one unit per tar;
@@ -49,13 +49,16 @@ class Unit:
 
 @dataclass
 class Record:
-    """One input: ``load()`` gives the decoded RGB image or raises :class:`~xmr.errors.MediaError`; ``error`` set
-    means the input is known to be unusable before decoding (a video, a failed download)."""
+    """One input. Images: ``load()`` gives the decoded RGB image or raises :class:`~xmr.errors.MediaError`.
+    Videos (``media == "video"``): ``load()`` gives a local path, or ``(extension, bytes)`` for a tar member.
+    ``error`` set means the input is known to be unusable before decoding (a failed download, an unreadable
+    folder entry)."""
 
-    image_path: str
+    image_path: str  # clip-retrieval's column name, for videos too
     load: Callable | None
     meta: dict = field(default_factory=dict)  # caption, key, url, ... (clip-retrieval metadata columns)
     error: str | None = None
+    media: str = "image"  # "image" | "video"
 
 
 def detect_kind(source: str) -> str:
@@ -136,27 +139,30 @@ def iter_records(unit: Unit) -> Iterator[Record]:
         for r in unit.rows:
             if not isinstance(r, str):  # (path, reason): the walk could not read it
                 yield Record(r[0], None, {}, error=r[1])
-            elif media_type_of(r) != "image":
-                yield Record(r, None, {}, error="a video (xmr embed encodes images; index videos with xmr index)")
+            elif media_type_of(r) == "video":
+                yield Record(r, (lambda p=r: p), {}, media="video")
             else:
                 yield Record(r, (lambda p=r: load_image(p)), {})
     elif unit.kind == "manifest":
         for path, caption, key in unit.rows:
             meta = {"caption": caption, **({"key": key} if key is not None else {})}
             if media_type_of(path) == "video":
-                yield Record(path, None, meta, error="a video (xmr embed encodes images; index videos with xmr index)")
+                yield Record(path, (lambda p=path: p), meta, media="video")
             else:
                 yield Record(path, (lambda p=path: load_image(p)), meta)
     elif unit.kind == "wds":
         from ..data.webdataset import iter_tar_samples
 
         for s in iter_tar_samples(unit.shard):
-            img = s.image
+            img, vid = s.image, s.video
             name = f"{unit.shard}#{s.key}.{img[0] if img else 'jpg'}"
             meta = {"key": s.key, "caption": s.caption,
                     **{k: v for k, v in s.meta.items() if k not in ("key", "caption") and _scalar(v)}}
-            if img is None:
-                yield Record(name, None, meta, error=f"no image member ({', '.join(sorted(s.files))} only)")
+            if vid is not None:  # a video sample (video2dataset); a thumbnail beside it is not the item
+                name = f"{unit.shard}#{s.key}.{vid[0]}"
+                yield Record(name, (lambda v=vid: v), meta, media="video")
+            elif img is None:
+                yield Record(name, None, meta, error=f"no image or video member ({', '.join(sorted(s.files))} only)")
             else:
                 yield Record(name, (lambda d=img[1], nm=name: load_image_bytes(d, nm)), meta)
     elif unit.kind == "parquet":

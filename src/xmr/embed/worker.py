@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from ..errors import ConfigError, MediaError
+from ..errors import ConfigError, MediaError, MissingExtraError
 from .shards import ShardRecord, write_shard
 from .sources import Unit, iter_records
 
@@ -58,23 +58,53 @@ class ShardEncoder:
                 if r.error is not None:
                     rec.skipped.append({"path": r.image_path, "reason": r.error})
                     continue
+                if r.media == "video":
+                    flush()  # keeps the rows in input order
+                    try:
+                        vecs.append(self.encode_video(r.load())[None])
+                    except MediaError as e:
+                        rec.skipped.append({"path": r.image_path, "reason": e.reason})
+                        continue
+                    metas.append({"image_path": r.image_path, "media_type": "video", **r.meta})
+                    continue
                 try:
                     im = r.load()
                 except MediaError as e:
                     rec.skipped.append({"path": r.image_path, "reason": e.reason})
                     continue
-                pending.append((im, {"image_path": r.image_path, **r.meta}))
+                pending.append((im, {"image_path": r.image_path, "media_type": "image", **r.meta}))
                 if len(pending) >= self.batch_size:
                     flush()
             flush()
-        except ConfigError as e:  # the whole input shard is unreadable (a broken tar / parquet file)
-            error = str(e)
+        except (ConfigError, MissingExtraError) as e:  # the input shard is unreadable (a broken tar / parquet
+            error = str(e)  # file), or videos need PyAV: the shard is not marked done, a re-run retries it
         if error is not None:
             return {**rec.__dict__, "done": False, "error": error, "dim": self.encoder.dim}
         if metas:
             write_shard(self.out, unit.n, np.concatenate(vecs), metas, self.dtype)
         rec.count, rec.done = len(metas), True
         return {**rec.__dict__, "error": None, "dim": self.encoder.dim}
+
+
+    def encode_video(self, src) -> np.ndarray:
+        """(dim,) vector of one video: the default :class:`~xmr.video.VideoIndexConfig` sampling pooled as ``xmr
+        index`` pools it (meanP, or the encoder's head); segment vectors are not kept (one row per file).
+        ``src``: a path, or ``(extension, bytes)`` written to a temporary file for PyAV."""
+        from ..video import VideoIndexConfig, embed_video
+
+        cfg = VideoIndexConfig()
+        if isinstance(src, tuple):
+            import os
+            import tempfile
+
+            fd, tmp = tempfile.mkstemp(suffix="." + src[0], prefix="xmr-embed-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(src[1])
+                return embed_video(tmp, self.encoder, cfg, batch_size=self.batch_size).vector
+            finally:
+                os.unlink(tmp)
+        return embed_video(src, self.encoder, cfg, batch_size=self.batch_size).vector
 
 
 __all__ = ["ShardEncoder"]
