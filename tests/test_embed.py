@@ -283,3 +283,28 @@ def test_embed_videos_from_folder_and_tar(tmp_path, tiny_encoder):
     assert rep.total == 1 and m[0]["caption"] == "a person talks" and m[0]["media_type"] == "video"
     assert m[0]["image_path"].endswith("00000.tar#000000000.mp4") and m[0]["duration"] == 14.0
     np.testing.assert_allclose(v[0], ref, atol=1e-5)
+
+
+def test_non_finite_vectors_are_skipped_not_written(tmp_path, monkeypatch, tiny_encoder):
+    import xmr.encoders
+
+    class NanOnSecond:
+        """tiny, except that the second image of every call comes out NaN (a model that breaks on one input)."""
+
+        spec, dim, capabilities = tiny_encoder.spec, tiny_encoder.dim, tiny_encoder.capabilities
+
+        def encode_images(self, images, **kw):
+            v = tiny_encoder.encode_images(images, **kw)
+            if len(v) > 1:
+                v[1] = np.nan
+            return v
+
+    monkeypatch.setattr(xmr.encoders, "create_encoder", lambda spec, device=None: NanOnSecond())
+    src = tmp_path / "photos"
+    src.mkdir()
+    for n in ("chelsea.png", "coffee.png", "horse.png"):
+        shutil.copy(SAMPLES / n, src / n)
+    rep = embed_source(str(src), str(tmp_path / "e"), "tiny", dtype="float32")
+    vecs, meta = _all(tmp_path / "e")
+    assert [Path(m["image_path"]).name for m in meta] == ["chelsea.png", "horse.png"] and np.isfinite(vecs).all()
+    assert rep.skipped == [{"path": str(src / "coffee.png"), "reason": "the model gave a non-finite vector"}]

@@ -40,6 +40,8 @@ def run(args) -> int:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.video_max_frames < 1:
         raise ConfigError(f"--video-max-frames must be at least 1, got {args.video_max_frames}")
+    if args.ray is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     from ..encoders import DEFAULT_ENCODER, absolute_spec
     from ..index import IndexStore, VideoIndexConfig, index_folder
 

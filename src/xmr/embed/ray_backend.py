@@ -118,7 +118,7 @@ class RayEncoderPool:
     def __init__(self, spec: str, *, workers: int = 2, device: str | None = None, cpus_per_worker: float = 1,
                  gpus_per_worker: float = 0):
         if workers < 1:
-            raise ConfigError(f"--ray-workers must be at least 1, got {workers}")
+            raise ConfigError(f"--workers must be at least 1, got {workers}")
         ray = _ray()
         from ..encoders.base import Capabilities
 

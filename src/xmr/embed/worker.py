@@ -40,16 +40,23 @@ class ShardEncoder:
 
     def encode_unit(self, unit: Unit) -> dict:
         rec = ShardRecord(unit.n, unit.label)
-        vecs: list[np.ndarray] = []
+        vecs: list[np.ndarray] = []  # (1, dim) rows
         metas: list[dict] = []
         pending: list[tuple] = []  # (image, meta row) waiting for a full batch
+
+        def keep(v: np.ndarray, meta: dict) -> None:
+            if np.isfinite(v).all():
+                vecs.append(v[None])
+                metas.append(meta)
+            else:  # never written: an index built from these shards would refuse the file
+                rec.skipped.append({"path": meta["image_path"], "reason": "the model gave a non-finite vector"})
 
         def flush():
             if pending:
                 v = self.encoder.encode_images([im for im, _ in pending], batch_size=self.batch_size,
                                                show_progress=False)
-                vecs.append(v)
-                metas.extend(m for _, m in pending)
+                for row, (_, meta) in zip(v, pending):
+                    keep(row, meta)
                 pending.clear()
 
         error = None
@@ -61,11 +68,11 @@ class ShardEncoder:
                 if r.media == "video":
                     flush()  # keeps the rows in input order
                     try:
-                        vecs.append(self.encode_video(r.load())[None])
+                        v = self.encode_video(r.load())
                     except MediaError as e:
                         rec.skipped.append({"path": r.image_path, "reason": e.reason})
                         continue
-                    metas.append({"image_path": r.image_path, "media_type": "video", **r.meta})
+                    keep(v, {"image_path": r.image_path, "media_type": "video", **r.meta})
                     continue
                 try:
                     im = r.load()
