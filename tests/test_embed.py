@@ -308,3 +308,26 @@ def test_non_finite_vectors_are_skipped_not_written(tmp_path, monkeypatch, tiny_
     vecs, meta = _all(tmp_path / "e")
     assert [Path(m["image_path"]).name for m in meta] == ["chelsea.png", "horse.png"] and np.isfinite(vecs).all()
     assert rep.skipped == [{"path": str(src / "coffee.png"), "reason": "the model gave a non-finite vector"}]
+
+
+def test_worker_errors_are_unwrapped_from_ray_exceptions():
+    """A model that cannot load on the Ray workers reaches the CLI as its own one-line XmrError: Ray wraps it
+    (RayTaskError, ActorDiedError with ``.cause``, Ray Data's exceptions raised ``from`` it); xmr_cause finds it."""
+    from xmr.embed.ray_backend import xmr_cause
+    from xmr.errors import ModelUnavailableError
+
+    inner = ModelUnavailableError("hf:/nowhere: directory not found")
+
+    class ActorDied(Exception):  # the shape of ray.exceptions.ActorDiedError: the creation error in .cause
+        def __init__(self, cause):
+            super().__init__("the actor died")
+            self.cause = cause
+
+    try:
+        try:
+            raise ActorDied(RuntimeError("task failed", inner))
+        except ActorDied as e:
+            raise ValueError("internal") from e
+    except ValueError as outer:
+        assert xmr_cause(outer) is inner
+    assert xmr_cause(RuntimeError("no xmr error here")) is None

@@ -57,6 +57,10 @@ def _quiet_ray() -> None:
     if not logging.getLogger("xmr").isEnabledFor(logging.DEBUG):
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("ray.data", "ray.data._internal.execution.streaming_executor", "ray.data.exceptions"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _DropWrapped) for f in lg.filters):
+            lg.addFilter(_DropWrapped())
 
 
 def run_units(units: Sequence[dict], *, worker_kwargs: dict, workers: int, cpus_per_worker: float,
@@ -68,6 +72,7 @@ def run_units(units: Sequence[dict], *, worker_kwargs: dict, workers: int, cpus_
 
     from .worker import ShardEncoder
 
+    _quiet_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver reports progress per shard
     ctx.execution_options.preserve_order = False
@@ -82,8 +87,43 @@ def run_units(units: Sequence[dict], *, worker_kwargs: dict, workers: int, cpus_
         num_gpus=gpus_per_worker or None,
         batch_format="numpy",
     )
-    for row in ds.iter_rows():
-        yield json.loads(str(row["result"]))
+    try:
+        for row in ds.iter_rows():
+            yield json.loads(str(row["result"]))
+    except Exception as e:  # noqa: BLE001 - unwrapped below, or re-raised as it is
+        cause = xmr_cause(e)
+        if cause is None:
+            raise
+        raise cause.with_traceback(None) from None  # e.g. the model could not be loaded on the workers
+
+
+def xmr_cause(exc: BaseException) -> BaseException | None:
+    """The :class:`~xmr.errors.XmrError` a Ray error wraps (a worker's ModelUnavailableError, MissingExtraError,
+    ...: Ray wraps it in RayTaskError / ActorDiedError / Ray Data's own exceptions), or None."""
+    from ..errors import XmrError
+
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, XmrError) and type(e).__module__.startswith("xmr."):
+            return e
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+        for a in getattr(e, "args", ()):
+            if isinstance(a, BaseException):
+                todo.append(a)
+    return None
+
+
+class _DropWrapped(logging.Filter):
+    """Drops Ray Data's ERROR records whose exception wraps an XmrError: the run re-raises that error, which the
+    CLI prints as one line (instead of Ray's page of traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or xmr_cause(exc) is None
 
 
 class _EncoderActor:
