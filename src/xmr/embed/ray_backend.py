@@ -165,7 +165,14 @@ class RayEncoderPool:
         cls = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or 0)(_EncoderActor)
         self._ray = ray
         self.actors = [cls.remote(spec, device, max(1, int(cpus_per_worker))) for _ in range(workers)]
-        info = ray.get(self.actors[0].info.remote())
+        try:
+            info = ray.get(self.actors[0].info.remote())
+        except Exception as e:  # noqa: BLE001 - the actor could not build the model: its XmrError, unwrapped
+            self.close()
+            cause = xmr_cause(e)
+            if cause is None:
+                raise
+            raise cause.with_traceback(None) from None
         caps = Capabilities(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["capabilities"].items()})
         if caps.video or caps.video_rescoring:
             self.close()
