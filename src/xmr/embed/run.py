@@ -8,6 +8,7 @@ run resumes with the first unfinished one. ``OUT`` holding another model's, dtyp
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -65,6 +66,34 @@ def embed_source(source: str, out: str, model: str, *, kind: str | None = None, 
     digest = plan_digest(kind, units)
     out = os.path.abspath(os.path.expanduser(out))
     os.makedirs(out, exist_ok=True)
+    with _out_lock(out):
+        return _embed(source, out, model, kind, units, digest, dtype=dtype, shard_size=shard_size, t0=t0,
+                      worker_kwargs=dict(model=model, out=out, dtype=dtype, batch_size=batch_size, device=device),
+                      run_kwargs=dict(ray=ray, address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                      gpus_per_worker=gpus_per_worker),
+                      show_progress=show_progress)
+
+
+@contextlib.contextmanager
+def _out_lock(out: str):
+    """Exclusive lock on OUT: two runs writing the same shards fail fast instead of interleaving."""
+    import fcntl
+
+    fh = open(os.path.join(out, ".lock"), "w")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another xmr embed is writing {out}; wait for it to finish") from None
+        yield
+    finally:
+        fh.close()
+
+
+def _embed(source, out, model, kind, units, digest, *, dtype, shard_size, t0, worker_kwargs, run_kwargs,
+           show_progress) -> EmbedReport:
+    import time
+
     info = read_info(out)
     if info is None:
         info = EmbedInfo(model=model, dtype=dtype, source=source, source_kind=kind, plan_digest=digest,
@@ -78,12 +107,10 @@ def embed_source(source: str, out: str, model: str, *, kind: str | None = None, 
     write_info(out, info)
     if todo:
         log.info("embedding %d of %d shards of %s with %s%s", len(todo), len(units), source, model,
-                 f" on Ray ({workers} workers)" if ray else "")
+                 f" on Ray ({run_kwargs['workers']} workers)" if run_kwargs["ray"] else "")
     bar = progress(len(todo), "embedding", "shard", enabled=show_progress) if todo else None
-    worker_kwargs = dict(model=model, out=out, dtype=dtype, batch_size=batch_size, device=device)
     try:
-        for res in _results(todo, worker_kwargs, ray=ray, address=address, workers=workers,
-                            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker):
+        for res in _results(todo, worker_kwargs, **run_kwargs):
             s = by_n[res["n"]]
             if res.get("error"):
                 rep.failed.append({"input": s.input, "error": res["error"]})
