@@ -52,15 +52,12 @@ def ray_session(address: str | None, num_cpus: int | None = None):
 
 
 def _quiet_ray() -> None:
-    """Ray's own INFO lines (execution plans, "dataset finished") only when xmr runs with -vv: xmr reports progress
-    per shard itself."""
+    """Ray's own INFO lines (execution plans, "dataset finished") only with ``xmr -v``: xmr reports progress per
+    shard itself. (Errors Ray prints itself, such as a worker's traceback, still show; the run then ends with the
+    worker's own one-line error, see :func:`xmr_cause`.)"""
     if not logging.getLogger("xmr").isEnabledFor(logging.DEBUG):
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("ray.data", "ray.data._internal.execution.streaming_executor", "ray.data.exceptions"):
-        lg = logging.getLogger(name)
-        if not any(isinstance(f, _DropWrapped) for f in lg.filters):
-            lg.addFilter(_DropWrapped())
 
 
 def run_units(units: Sequence[dict], *, worker_kwargs: dict, workers: int, cpus_per_worker: float,
@@ -115,15 +112,6 @@ def xmr_cause(exc: BaseException) -> BaseException | None:
             if isinstance(a, BaseException):
                 todo.append(a)
     return None
-
-
-class _DropWrapped(logging.Filter):
-    """Drops Ray Data's ERROR records whose exception wraps an XmrError: the run re-raises that error, which the
-    CLI prints as one line (instead of Ray's page of traceback)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return exc is None or xmr_cause(exc) is None
 
 
 class _EncoderActor:
