@@ -38,7 +38,7 @@ def _write_jsonl(path: Path, rows: list) -> Path:
 
 
 def test_registry_lists_every_loader():
-    assert [name for name, _ in list_datasets()] == ["activitynet", "coco", "csv", "didemo", "karpathy", "lsmdc", "manifest", "msrvtt", "msvd", "vatex", "youcook2"]
+    assert [name for name, _ in list_datasets()] == ["activitynet", "coco", "csv", "didemo", "karpathy", "lsmdc", "manifest", "msrvtt", "msvd", "parquet", "vatex", "wds", "youcook2"]
     assert all(help_ for _, help_ in list_datasets())
     assert "coco" in DATASETS
 
