@@ -386,7 +386,7 @@ def test_write_manifest_round_trip(tmp_path):
 
 
 def test_unknown_scheme_lists_available():
-    available = r"Available: activitynet, coco, csv, didemo, karpathy, lsmdc, manifest, msrvtt, msvd, vatex, youcook2"
+    available = r"Available: activitynet, coco, csv, didemo, karpathy, lsmdc, manifest, msrvtt, msvd, parquet, vatex, wds, youcook2"
     with pytest.raises(ConfigError, match=r"unknown dataset scheme 'imagenet'.*" + available):
         load_dataset("imagenet:/data")
     with pytest.raises(ConfigError, match=r"no dataset scheme in '/data/folder'.*Available: activitynet, coco"):
