@@ -331,3 +331,19 @@ def test_worker_errors_are_unwrapped_from_ray_exceptions():
     except ValueError as outer:
         assert xmr_cause(outer) is inner
     assert xmr_cause(RuntimeError("no xmr error here")) is None
+
+
+def test_unreachable_ray_address_fails_in_seconds(tmp_path, capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    code, _, err = run_cli(capsys, "-q", "embed", str(SAMPLES), "--model", "tiny", "--out", str(tmp_path / "e"),
+                           "--ray", f"127.0.0.1:{port}")
+    assert code == 2 and f"cannot reach Ray at 127.0.0.1:{port}" in err and time.monotonic() - t0 < 30
+    code, _, err = run_cli(capsys, "-q", "embed", str(SAMPLES), "--model", "tiny", "--out", str(tmp_path / "e"),
+                           "--ray", "not-an-address")
+    assert code == 2 and "give HOST:PORT" in err

@@ -37,6 +37,8 @@ def ray_session(address: str | None, num_cpus: int | None = None):
         yield ray
         return
     kwargs = dict(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    if address and address != "auto":
+        probe_address(address)  # ray.init retries an unreachable address for minutes
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -49,6 +51,24 @@ def ray_session(address: str | None, num_cpus: int | None = None):
         yield ray
     finally:
         ray.shutdown()
+
+
+def probe_address(address: str, timeout: float = 5.0) -> None:
+    """ConfigError within ``timeout`` seconds when nothing listens at ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--ray {address!r}: give HOST:PORT (the head's GCS port, 6379 by default), "
+                          f"ray://HOST:10001 (Ray Client), or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ConfigError(f"cannot reach Ray at {address} ({e.strerror or e}); start the head with "
+                          f"`ray start --head` or check the address") from None
 
 
 def _quiet_ray() -> None:
