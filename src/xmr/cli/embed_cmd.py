@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_device_arg, print_json, progress_flag, register_command
+from ._common import add_device_arg, add_model_arg, print_json, progress_flag, register_command
 
 _RAY_HELP = ("run on Ray Data: no ADDRESS starts a local Ray; 'auto' joins this machine's cluster (ray start); "
              "ray://HOST:10001 connects through Ray Client (see docs/scale.md)")
@@ -26,7 +26,7 @@ def setup(p):
                    help="a folder of images, a manifest (.jsonl), or a folder / file of webdataset (.tar) or parquet "
                         "shards as img2dataset writes them")
     p.add_argument("--out", required=True, metavar="OUT", help="output folder (img_emb/, metadata/, embed_info.json)")
-    p.add_argument("--model", default="concept", metavar="SPEC", help="encoder spec (default concept)")
+    add_model_arg(p)
     p.add_argument("--source-kind", choices=("folder", "manifest", "wds", "parquet"), default=None,
                    help="what SOURCE is (default: detected from the file name / the folder's files)")
     p.add_argument("--shard-size", type=int, default=10_000, metavar="N",
