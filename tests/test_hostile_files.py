@@ -298,10 +298,10 @@ def test_unknown_video_head_is_named_unknown(capsys):
 
 # ---- 7. --batch-size ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", ["0", "-5", "x"])
-@pytest.mark.parametrize("command", ["index", "eval", "train-head"])
+@pytest.mark.parametrize("command", ["index", "eval", "train-head", "embed"])
 def test_batch_size_must_be_positive(value, command, capsys, tmp_path):
     argv = {"index": ["index", str(tmp_path)], "eval": ["eval", "--dataset", "manifest:x.jsonl"],
-            "train-head": ["train-head"]}[command]
+            "train-head": ["train-head"], "embed": ["embed", str(tmp_path), "--out", str(tmp_path / "o")]}[command]
     with pytest.raises(SystemExit) as e:
         run_cli(capsys, *argv, "--batch-size", value)
     err = capsys.readouterr().err

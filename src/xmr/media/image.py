@@ -40,10 +40,16 @@ def open_regular(path: Union[str, os.PathLike]):
     UnreadableMediaError otherwise (and for OSErrors)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except PermissionError as e:
+        raise UnreadableMediaError(path, f"permission denied ({e.strerror})") from None
+    except IsADirectoryError:
+        raise UnreadableMediaError(path, "is a directory") from None
     except OSError as e:
         raise UnreadableMediaError(path, f"cannot open ({e.strerror or e})") from None
     try:
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise UnreadableMediaError(path, "is a directory")
         if not stat.S_ISREG(st.st_mode):
             raise UnreadableMediaError(path, "not a regular file (a FIFO, device, socket or folder): not read")
         if hasattr(os, "set_blocking"):
@@ -89,9 +95,29 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
         raise UnreadableMediaError(path, "empty file (0 bytes)")
     if size > max_bytes:
         raise MediaTooLargeError(path, f"file is {size} bytes, over the {max_bytes}-byte limit")
+    with open_regular(path) as fh:  # a FIFO / device swapped in after the walk is refused, never read
+        return _decode(fh, path, max_pixels, draft)
+
+
+def load_image_bytes(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
+                     draft: int | None = None) -> Image.Image:
+    """:func:`load_image` for an image held in memory (a webdataset tar member, a parquet cell); ``name`` labels
+    it in errors (e.g. ``shard.tar#key.jpg``). Same checks, same :class:`~xmr.errors.MediaError` family."""
+    import io
+
+    if not data:
+        raise UnreadableMediaError(name, "empty file (0 bytes)")
+    if len(data) > max_bytes:
+        raise MediaTooLargeError(name, f"file is {len(data)} bytes, over the {max_bytes}-byte limit")
+    return _decode(io.BytesIO(data), name, max_pixels, draft)
+
+
+def _decode(fh, path, max_pixels: int, draft: int | None) -> Image.Image:
+    """Fully decode the open binary stream ``fh`` (labelled ``path`` in errors) to RGB, EXIF orientation applied.
+    Pillow's warnings (corrupt EXIF...) become INFO log lines naming the file: ``xmr -q`` hides them."""
     try:
-        with open_regular(path) as fh, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")  # Pillow's warnings (corrupt EXIF...) are logged below, not printed
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # recorded, logged below, never printed
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit applied
             with Image.open(fh) as im:
                 w, h = im.size
@@ -109,10 +135,6 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
         raise
     except Image.DecompressionBombError as e:
         raise MediaTooLargeError(path, f"decompression bomb guard: {e}") from None
-    except PermissionError as e:
-        raise UnreadableMediaError(path, f"permission denied ({e.strerror})") from None
-    except IsADirectoryError:
-        raise UnreadableMediaError(path, "is a directory") from None
     except Image.UnidentifiedImageError:
         raise CorruptMediaError(path, "not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
