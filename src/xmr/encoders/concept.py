@@ -82,7 +82,7 @@ class ConceptConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ConceptConfig":
         d = dict(d)
-        if "class_text" in d:
+        if isinstance(d.get("class_text"), list):
             d["class_text"] = tuple(d["class_text"])
         return config_from_dict(cls, d)
 
