@@ -60,6 +60,8 @@ class ConceptConfig:
     image_temperature: float = 1.0  # softmax temperature on the classifier logits (>1 flattens p)
     text_temperature: float = 0.05  # softmax temperature on query-to-class cosine similarities
     space: str = "hellinger"  # "hellinger": sqrt(p).sqrt(w) | "cosine": cos(p, w) | "text": image as expected class-text embedding
+    adapter: str = ""  # learned text->concept map (concept_adapter.py): bundled name or folder; "" = zero-shot only
+    adapter_weight: float = 0.5  # a in s = (1-a) * Bhattacharyya + a * cos(adapter text, adapter image); hellinger only
 
     def __post_init__(self):
         if self.backbone not in _RES:
@@ -75,6 +77,8 @@ class ConceptConfig:
             raise ConfigError("concept space must be hellinger, cosine or text")
         if self.image_temperature <= 0 or self.text_temperature <= 0:
             raise ConfigError("concept temperatures must be > 0")
+        if self.adapter and (self.space != "hellinger" or not 0 < self.adapter_weight <= 1):
+            raise ConfigError("a concept adapter needs space='hellinger' and 0 < adapter_weight <= 1")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -154,6 +158,12 @@ class ConceptEncoder(Encoder):
         self.text_model = SentenceTransformer(str(self._text_model_dir), device=str(self.device))
         self.class_emb = self._class_embeddings()  # (1000, 384), unit rows
         self.dim = 384 if cfg.space == "text" else 1000
+        self.adapter = None
+        if cfg.adapter:
+            from .concept_adapter import ConceptAdapter
+
+            self.adapter = ConceptAdapter.load(cfg.adapter)
+            self.dim = 1000 + self.adapter.cfg.num_classes
 
     # ---- class text embeddings (cached on disk: ~8k sentences to embed once) -----------------------------------
     def _class_embeddings(self) -> np.ndarray:
@@ -231,7 +241,9 @@ class ConceptEncoder(Encoder):
 
     def concept_weights(self, texts: list[str]) -> np.ndarray:
         """(B,) texts -> (B, 1000) softmax weights over the classes."""
-        q = self._embed(texts)
+        return self._weights(self._embed(texts))
+
+    def _weights(self, q: np.ndarray) -> np.ndarray:
         z = (q @ self.class_emb.T) / self.cfg.text_temperature
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
@@ -240,6 +252,9 @@ class ConceptEncoder(Encoder):
     # ---- Encoder API -------------------------------------------------------------------------------------------
     def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
         p = self.class_probabilities(images)
+        if self.adapter is not None:
+            a = self.cfg.adapter_weight
+            return np.hstack([np.sqrt((1 - a) * p), np.sqrt(a) * self.adapter.image(p)])
         if self.cfg.space == "hellinger":
             return np.sqrt(p)
         if self.cfg.space == "cosine":
@@ -249,6 +264,10 @@ class ConceptEncoder(Encoder):
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
         if self.cfg.space == "text":
             return self._embed(texts)
+        if self.adapter is not None:
+            q = self._embed(texts)
+            a = self.cfg.adapter_weight
+            return np.hstack([np.sqrt((1 - a) * self._weights(q)), np.sqrt(a) * self.adapter.text(q)])
         w = self.concept_weights(texts)
         return np.sqrt(w) if self.cfg.space == "hellinger" else w
 
