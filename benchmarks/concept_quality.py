@@ -63,7 +63,7 @@ def cache_dataset(spec: str, out: str, backbone: str = "lite0", batch: int = 8, 
 def merge_parts(parts: list[str], out: str) -> None:
     ds = [dict(np.load(p)) for p in parts]
     ds.sort(key=lambda d: int(d["start"]))
-    m = dict(ds[0])
+    m = {k: v for k, v in ds[0].items() if k != "feats"}  # (older caches also held pooled features)
     m["logits"] = np.concatenate([d["logits"] for d in ds])
     m["media"] = np.concatenate([d["media"] for d in ds])
     m["seconds"] = sum(float(d["seconds"]) for d in ds)

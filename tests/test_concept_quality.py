@@ -118,3 +118,45 @@ def test_encoder_with_adapter_scores_the_documented_mix(adapter_encoder):
     expected = 0.7 * np.sqrt(enc._weights(q)) @ np.sqrt(p).T + 0.3 * enc.adapter.text(q) @ enc.adapter.image(p).T
     np.testing.assert_allclose(t @ v.T, expected, atol=1e-5)
     assert enc.describe()["config"]["adapter"].endswith("ad")
+
+
+# ---- the bundled adapter ------------------------------------------------------------------------------------------
+def test_bundled_adapter_is_listed_and_records_its_training_pairs():
+    assert "flickr8k-coco" in bundled_adapters()
+    ad = ConceptAdapter.load("flickr8k-coco")
+    assert (ad.cfg.text_dim, ad.cfg.num_classes) == (384, 1000)
+    pairs = ad.cfg.training["pairs"]
+    assert [p["images"] for p in pairs] == [498, 159] and [p["captions"] for p in pairs] == [2490, 795]
+    assert "flickr8k-dev" in pairs[0]["dataset"] and "coco-mini" in pairs[1]["dataset"]
+
+
+def test_default_concept_uses_the_bundled_adapter():
+    from xmr.encoders.concept import CONCEPT_PRESETS
+
+    assert CONCEPT_PRESETS.get("default").adapter == "flickr8k-coco"
+    assert CONCEPT_PRESETS.get("zeroshot").adapter == ""
+
+
+def test_adapter_moves_the_person_photo_up_for_people_captions(concept_encoder):
+    """ImageNet has no 'person' class, so zero-shot concepts rank the one person photo of the samples (astronaut.png)
+    below others for captions about people; the adapter learned from captioned photos which classes fire on
+    people, and moves it up (first for the plainest captions)."""
+    from conftest import SAMPLES
+    from PIL import Image
+
+    enc = concept_encoder
+    assert enc.adapter is not None
+    files = json.loads((SAMPLES / "captions.json").read_text())
+    files = list(files)
+    p = enc.class_probabilities([Image.open(SAMPLES / f).convert("RGB") for f in files])
+    person = files.index("astronaut.png")
+    queries = ["a man in a suit", "a person posing for a photo", "a man wearing a jacket", "a woman smiling"]
+    q = enc._embed(queries)
+    zs = np.sqrt(enc._weights(q)) @ np.sqrt(p).T
+    mixed = enc.encode_text(queries) @ enc.encode_images([Image.open(SAMPLES / f).convert("RGB") for f in files]).T
+
+    def rank(s):
+        return (s > s[:, [person]]).sum(1)
+
+    assert (rank(mixed) < rank(zs)).all(), (rank(zs), rank(mixed))
+    assert (rank(mixed)[:3] == 0).all()

@@ -93,7 +93,12 @@ class ConceptConfig:
 
 #: named variants: ``concept:<name>``. "default" is what plain ``concept`` means.
 CONCEPT_PRESETS: Registry[ConceptConfig] = Registry("concept preset")
-CONCEPT_PRESETS.add("default", ConceptConfig(), help="best setting of the ablation (docs/concept.md)")
+CONCEPT_PRESETS.add(
+    "default",
+    ConceptConfig(adapter="flickr8k-coco", adapter_weight=0.5),
+    help="best setting of the ablation (docs/concept.md): zero-shot concepts mixed with the bundled learned adapter",
+)
+CONCEPT_PRESETS.add("zeroshot", ConceptConfig(), help="the training-free model (the default before the adapter)")
 CONCEPT_PRESETS.add("fast", ConceptConfig(views="center"), help="one centre crop: ~6x faster image encoding")
 CONCEPT_PRESETS.add("lite2", ConceptConfig(backbone="lite2"), help="EfficientNet-Lite2 backbone (xmr[lite2])")
 CONCEPT_PRESETS.add(
@@ -290,6 +295,6 @@ def resolve_concept_config(arg: str | None) -> ConceptConfig:
                       "or a path to a config .json")
 
 
-@ENCODERS.register("concept", help="offline default: EfficientNet-Lite ImageNet concepts + MiniLM (concept[:fast|lite2|prototype|CONFIG.json])")
+@ENCODERS.register("concept", help="offline default: EfficientNet-Lite ImageNet concepts + MiniLM (concept[:zeroshot|fast|lite2|prototype|CONFIG.json])")
 def _make_concept(arg: str | None, device: str | None = None) -> ConceptEncoder:
     return ConceptEncoder(resolve_concept_config(arg), device=device)
