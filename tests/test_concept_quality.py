@@ -54,6 +54,7 @@ def test_save_load_roundtrip_keeps_outputs_and_provenance(tmp_path):
     ad.save(tmp_path / "ad")
     back = ConceptAdapter.load(str(tmp_path / "ad"))
     assert back.cfg == ad.cfg and back.cfg.training["pairs"][0]["dataset"] == "synthetic"
+    assert back.sha256 == ad.sha256 != ConceptAdapter.fit(q, p, t2i, ridge=3.0).sha256
     np.testing.assert_array_equal(back.text(q[:4]), ad.text(q[:4]))
     np.testing.assert_array_equal(back.image(p[:4]), ad.image(p[:4]))
 
@@ -118,6 +119,7 @@ def test_encoder_with_adapter_scores_the_documented_mix(adapter_encoder):
     expected = 0.7 * np.sqrt(enc._weights(q)) @ np.sqrt(p).T + 0.3 * enc.adapter.text(q) @ enc.adapter.image(p).T
     np.testing.assert_allclose(t @ v.T, expected, atol=1e-5)
     assert enc.describe()["config"]["adapter"].endswith("ad")
+    assert enc.describe()["adapter_sha256"] == enc.adapter.sha256 and len(enc.adapter.sha256) == 16
 
 
 # ---- the bundled adapter ------------------------------------------------------------------------------------------

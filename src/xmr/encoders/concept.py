@@ -282,7 +282,10 @@ class ConceptEncoder(Encoder):
         return np.sqrt(w) if self.cfg.space == "hellinger" else w
 
     def describe(self) -> dict:
-        return {**super().describe(), "config": asdict(self.cfg)}
+        d = {**super().describe(), "config": asdict(self.cfg)}
+        if self.adapter is not None:  # the weights, not just the name: a rebuilt adapter is another model
+            d["adapter_sha256"] = self.adapter.sha256
+        return d
 
 
 def resolve_concept_config(arg: str | None) -> ConceptConfig:

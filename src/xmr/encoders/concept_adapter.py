@@ -27,6 +27,7 @@ Saved as a checkpoint folder (``config.json`` + ``model.safetensors``, :mod:`xmr
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class ConceptAdapter:
             raise ConfigError(f"concept adapter: W {W.shape} / mu {mu.shape} do not fit text_dim={cfg.text_dim}, "
                               f"num_classes={cfg.num_classes}")
         self.cfg, self.W, self.mu = cfg, W, mu
+        self.sha256 = hashlib.sha256(W.tobytes() + mu.tobytes()).hexdigest()[:16]  # identifies the weights
 
     # ---- fitting -----------------------------------------------------------------------------------------------
     @classmethod
