@@ -3,6 +3,18 @@
 Only files whose (size, mtime) changed are re-hashed; only files whose content hash changed are re-encoded. Each
 batch of images is committed on its own, and each video (its item row and all its segment rows) in its own
 transaction, so an interrupted run resumes where it stopped with no duplicates and no half-indexed video.
+
+Memory: a batch holds at most ``batch_size`` decoded images and at most :data:`MAX_BATCH_PIXELS` decoded pixels
+(read from each image's header before it is decoded: the batch so far is encoded and committed first when the next
+image would not fit; an image bigger than the budget is encoded on its own); each image is itself at most
+:data:`xmr.media.image.MAX_PIXELS`. Special files (FIFOs, devices, sockets) are refused from ``stat`` before they
+are opened (see :mod:`.walker`), and hashing re-checks the open descriptor.
+
+Speed: worker threads hash the next batches' files and, once the model is loaded, decode them (JPEG draft mode at
+the model's size) and build its input (:mod:`.prefetch`) while this thread encodes and commits the current batch.
+Those workers hold their decoded images within the same pixel budget (shared between them) and keep only the
+model input, which is small and fixed per image; without a model-side preprocessing (a remote encoder pool) images
+are decoded here, batch by batch, as above.
 """
 from __future__ import annotations
 
@@ -16,8 +28,10 @@ from typing import TYPE_CHECKING, Callable, Union
 
 from .._progress import progress
 from ..errors import ConfigError, MediaError, MissingExtraError, XmrIndexError
+from ..media.image import header_pixels, load_image
+from ..paths import display_path
 from ..video import VideoIndexConfig, embed_video
-from .prefetch import Prefetcher, Prepared, file_sha256  # noqa: F401 - file_sha256 re-exported (was defined here)
+from .prefetch import PixelBudget, Prefetcher, Prepared, file_sha256  # noqa: F401 - file_sha256 re-exported
 from .store import IndexStore, NewItem
 from .walker import Found, Skip, walk_media
 
@@ -25,6 +39,10 @@ if TYPE_CHECKING:  # torch loads with the model, not with the index
     from ..encoders.base import Encoder
 
 log = logging.getLogger(__name__)
+
+#: decoded pixels one indexing batch may hold (64 MP: ~190 MB of RGB; eight 8-MP photos). A batch is cut short
+#: when the next image would exceed it; a single image over it (up to MAX_PIXELS) is encoded alone.
+MAX_BATCH_PIXELS = 64_000_000
 
 #: index meta key holding the video settings (``VideoIndexConfig.to_dict()``) of the last run that indexed videos
 VIDEO_SETTINGS_KEY = "video_settings"
@@ -53,8 +71,12 @@ def index_lock(path: Path):
     """Exclusive writer lock on the index folder (a second `xmr index` on the same index fails fast)."""
     import fcntl
 
-    path.mkdir(parents=True, exist_ok=True)
-    fh = open(path / ".lock", "w")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fh = open(path / ".lock", "w")
+    except OSError as e:  # another user's index, a read-only mount: it can be searched, not written
+        raise XmrIndexError(f"cannot write index {display_path(str(path))} ({e.strerror or e}); it can still be "
+                            f"searched and served read-only") from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -102,6 +124,7 @@ def index_folder(
     include_hidden: bool = False,
     video: VideoIndexConfig | None = None,
     spec: str | None = None,
+    max_batch_pixels: int = MAX_BATCH_PIXELS,
     prefetch_workers: int | None = None,
 ) -> IndexReport:
     """Index every image and video under ``root`` into the index at ``index_path`` with ``encoder``.
@@ -110,9 +133,10 @@ def index_folder(
     spec the factory builds): the factory is called only when a file has to be encoded, or to bind a new
     index, so a re-index with nothing new does not load the model. Videos are embedded per
     :class:`~xmr.video.VideoIndexConfig` (``video``, default settings if None): one vector per file plus one per
-    time segment. ``prefetch_workers``: threads that hash, decode and preprocess the next batches while the model
-    encodes (default: one per core, at most 4). ``show_progress``: False silent; None/True a bar on a terminal, periodic log lines otherwise
-    (None: only when the ``xmr`` logger shows INFO)."""
+    time segment. ``show_progress``: False silent; None/True a bar on a terminal, periodic log lines otherwise
+    (None: only when the ``xmr`` logger shows INFO). ``max_batch_pixels``: decoded-pixel budget of one batch (and of
+    the prefetch workers together). ``prefetch_workers``: threads that hash, decode and preprocess the next batches
+    while the model encodes (default: one per core, at most 4)."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     if prefetch_workers is None:
@@ -167,12 +191,13 @@ def index_folder(
         if any(old is None and f.media_type == "image" for f, old in todo):
             lazy.get()  # new images: the model is needed, so load it now and let the workers preprocess for it
         batches = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
-        # hashing, decoding (at the model's draft size) and preprocessing of the next batches overlap with encoding
+        budget = PixelBudget(max_batch_pixels)
         prefetch = Prefetcher(batches, lambda item: (item[0].path, item[0].media_type == "image"),
-                              lambda: _prefetch_setup(lazy), workers=prefetch_workers)
+                              lambda: _prefetch_setup(lazy, budget), workers=prefetch_workers)
         try:
             for batch, prepared in prefetch:
-                if _encode_batch(store, lazy, batch, prepared, rep, batch_size, video) and not recorded:
+                if _encode_batch(store, lazy, batch, prepared, rep, batch_size, video, max_batch_pixels) \
+                        and not recorded:
                     # how this run sampled videos (FramePlan, windows): shown by `xmr info`
                     store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(video.to_dict()))
                     recorded = True
@@ -185,20 +210,25 @@ def index_folder(
     return rep
 
 
-def _prefetch_setup(lazy: _LazyEncoder):
-    """(draft size, preprocess) for the prefetch workers: the loaded model's, else full decode and no preprocessing.
-    An encoder-like object without the split API (a pool of remote encoders) gets decoded images."""
+def _prefetch_setup(lazy: _LazyEncoder, budget: PixelBudget):
+    """What the prefetch workers do with the next batch's images: decode (at the model's draft size, within
+    ``budget``) and preprocess them when the model is loaded and has the split API, else only hash the files."""
     if not lazy.loaded:
-        return None, None
+        return None
     enc = lazy.get()
-    return getattr(enc, "image_draft_size", None), getattr(enc, "preprocess_images", None)
+    preprocess = getattr(enc, "preprocess_images", None)  # a remote encoder pool has no split API
+    if preprocess is None:
+        return None
+    return {"draft": getattr(enc, "image_draft_size", None), "preprocess": preprocess, "budget": budget}
 
 
 def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, prepared: list[Prepared], rep: IndexReport,
-                  batch_size: int, video_cfg: VideoIndexConfig) -> int:
-    """Encode and commit one batch of files (hashed, decoded and preprocessed by the prefetch workers); returns how
-    many videos were indexed."""
-    images, pixels, metas, replace, clear = [], [], [], [], []
+                  batch_size: int, video_cfg: VideoIndexConfig, max_batch_pixels: int = MAX_BATCH_PIXELS) -> int:
+    """Encode and commit one batch of files, hashed (and, with a loaded model, decoded and preprocessed) by the
+    prefetch workers; images decoded here are committed in several transactions when they exceed
+    ``max_batch_pixels`` decoded pixels. Returns how many videos were indexed."""
+    images, metas, replace, clear = [], [], [], []
+    inputs = []  # model inputs built by the workers (then ``images`` stays empty: one batch, one mode)
     videos = 0
     for (f, old_id), prep in zip(batch, prepared):
         if prep.error is not None:
@@ -208,18 +238,31 @@ def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, prepared: lis
         if old_id is not None:
             rec = store.get_items([old_id]).get(old_id)
             if rec is not None and rec.sha256 == digest:
-                store.touch(old_id, f.size, f.mtime)  # only the timestamp moved
+                store.touch(old_id, f.size, f.mtime, f.identity)  # only the timestamp moved
                 rep.unchanged += 1
                 continue
         if f.media_type == "video":
             videos += _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
             continue
+        if prep.media_error is None and prep.model_input is None:  # hashed only: decode here, within the budget
+            if images and _pixels(images) + (header_pixels(f.path) or 0) > max_batch_pixels:
+                _commit_images(store, encoder, images, metas, replace, clear, rep, batch_size)  # before decoding more
+                images, metas, replace, clear = [], [], [], []
+            try:
+                im = load_image(f.path)
+            except MediaError as e:
+                prep = Prepared(digest=digest, media_error=e)
+            else:
+                prep = Prepared(digest=digest, size=im.size, image=im)
         if prep.media_error is not None:
             _skip(store, rep, f, prep.media_error.reason)
             if old_id is not None:  # it was good before and is bad now: drop the stale vector
                 rep.removed += store.delete([old_id])
             continue
-        (pixels if prep.pixels is not None else images).append(prep.pixels if prep.pixels is not None else prep.image)
+        if prep.model_input is not None:
+            inputs.append(prep.model_input)
+        else:
+            images.append(prep.image)
         metas.append((f, digest, prep.size))
         clear.append(f.path)
         if old_id is not None:
@@ -227,17 +270,28 @@ def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, prepared: lis
             rep.updated += 1
         else:
             rep.added += 1
-    if not metas:
-        return videos
+    if images and inputs:
+        raise RuntimeError("internal: one indexing batch mixed decoded images and preprocessed inputs")
+    if images or inputs:
+        _commit_images(store, encoder, images or inputs, metas, replace, clear, rep, batch_size,
+                       preprocessed=bool(inputs))
+    return videos
+
+
+def _pixels(images) -> int:
+    return sum(im.width * im.height for im in images)
+
+
+def _commit_images(store: IndexStore, encoder: _LazyEncoder, images, metas, replace, clear, rep: IndexReport,
+                   batch_size: int, preprocessed: bool = False) -> None:
+    """Encode decoded ``images`` (or the encoder's ``preprocessed`` inputs) and commit their rows in one
+    transaction."""
     enc = encoder.get()
-    if images and pixels:  # a batch prepared partly before the model loaded: keep the files' order
-        raise AssertionError("prefetch mixed preprocessed and raw images in one batch")
-    vecs = (enc.encode_preprocessed(pixels) if pixels
+    vecs = (enc.encode_preprocessed(images) if preprocessed
             else enc.encode_images(images, batch_size=batch_size, show_progress=False))
-    new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v)
+    new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v, identity=f.identity)
            for (f, digest, (w, h)), v in zip(metas, vecs)]
     store.add_batch(new, replace_ids=replace, clear_skips=clear)
-    return videos
 
 
 def _encode_video(store: IndexStore, encoder: _LazyEncoder, f: Found, digest: str, old_id: int | None, rep: IndexReport,
@@ -255,7 +309,7 @@ def _encode_video(store: IndexStore, encoder: _LazyEncoder, f: Found, digest: st
             rep.removed += store.delete([old_id])
         return False
     item = NewItem(f.path, rep.root, f.size, f.mtime, digest, "video", emb.width, emb.height, emb.vector,
-                   segments=emb.segments, frames=emb.frames)
+                   segments=emb.segments, frames=emb.frames, identity=f.identity)
     store.add_batch([item], replace_ids=[old_id] if old_id is not None else [], clear_skips=[f.path])
     if old_id is not None:
         rep.updated += 1
@@ -267,4 +321,4 @@ def _encode_video(store: IndexStore, encoder: _LazyEncoder, f: Found, digest: st
 def _skip(store: IndexStore, rep: IndexReport, f: Found, reason: str) -> None:
     rep.skipped.append((f.path, reason))
     store.record_skip(f.path, rep.root, reason, f.size, f.mtime)
-    log.info("skipped %s: %s", f.path, reason)
+    log.info("skipped %s: %s", display_path(f.path), reason)
