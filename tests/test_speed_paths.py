@@ -184,7 +184,9 @@ def test_prefetching_indexer_equals_direct_encoding(concept_encoder, sample_dir,
     from xmr.index import index_folder
 
     (sample_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    rep = index_folder(sample_dir, tmp_path / "idx", concept_encoder, batch_size=3, show_progress=False)
+    # a pixel budget below two images: the workers decode one image at a time
+    rep = index_folder(sample_dir, tmp_path / "idx", concept_encoder, batch_size=3, show_progress=False,
+                       max_batch_pixels=300_000)
     assert rep.added == 8 and [Path(p).name for p, _ in rep.skipped] == ["broken.jpg"]
     db = sqlite3.connect(tmp_path / "idx" / "meta.sqlite")
     rows = {Path(p).name: (np.frombuffer(v, np.float32), (w, h))
@@ -194,6 +196,26 @@ def test_prefetching_indexer_equals_direct_encoding(concept_encoder, sample_dir,
     direct = concept_encoder.encode_images([str(sample_dir / n) for n in names])
     np.testing.assert_allclose(np.stack([rows[n][0] for n in names]), direct, atol=1e-5)
     assert all(rows[n][1] == Image.open(sample_dir / n).size for n in names)
+
+
+def test_pixel_budget_bounds_what_workers_hold():
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xmr.index.prefetch import PixelBudget
+
+    b = PixelBudget(100)
+
+    def hold(n):
+        got = b.acquire(n)
+        time.sleep(0.01)
+        b.release(got)
+        return got
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(hold, [60, 60, 30, 500, 10, 60]))
+    assert got == [60, 60, 30, 100, 10, 60]  # an image over the budget takes all of it, alone
+    assert b.peak <= 100 and b.used == 0
 
 
 def test_draft_decoding_keeps_full_size_and_embedding(concept_encoder, tmp_path):

@@ -149,6 +149,10 @@ class Encoder(ABC):
     #: smallest side (pixels) this encoder's image preprocessing needs; loaders may decode JPEGs at a reduced scale
     #: (``load_image(draft=...)``) down to it. None: decode at full size.
     image_draft_size: ClassVar[int | None] = None
+    #: True when :meth:`preprocess_images` turns an image into a compact model input (worth building ahead in
+    #: another thread, the decoded image dropped); False (default): the "input" is the decoded image itself, so an
+    #: indexer decodes batch by batch instead, within its pixel budget
+    split_preprocessing: ClassVar[bool] = False
 
     def preprocess_images(self, images: list[Image.Image]) -> Sequence[Any]:
         """The model input of each image (one entry per image): pure CPU work, safe to run in another thread while

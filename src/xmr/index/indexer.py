@@ -193,7 +193,7 @@ def index_folder(
         batches = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
         budget = PixelBudget(max_batch_pixels)
         prefetch = Prefetcher(batches, lambda item: (item[0].path, item[0].media_type == "image"),
-                              lambda: _prefetch_setup(lazy, budget), workers=prefetch_workers)
+                              lambda: _prefetch_setup(lazy, budget), workers=prefetch_workers, hash_file=_hash)
         try:
             for batch, prepared in prefetch:
                 if _encode_batch(store, lazy, batch, prepared, rep, batch_size, video, max_batch_pixels) \
@@ -216,10 +216,13 @@ def _prefetch_setup(lazy: _LazyEncoder, budget: PixelBudget):
     if not lazy.loaded:
         return None
     enc = lazy.get()
-    preprocess = getattr(enc, "preprocess_images", None)  # a remote encoder pool has no split API
-    if preprocess is None:
+    if not getattr(enc, "split_preprocessing", False):  # declared by the encoder; a remote pool has no such API
         return None
-    return {"draft": getattr(enc, "image_draft_size", None), "preprocess": preprocess, "budget": budget}
+    return {"draft": enc.image_draft_size, "preprocess": enc.preprocess_images, "budget": budget}
+
+
+def _hash(path: str) -> str:
+    return file_sha256(path)  # looked up at call time: one function hashes every indexed file
 
 
 def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, prepared: list[Prepared], rep: IndexReport,

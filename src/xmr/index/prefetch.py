@@ -70,11 +70,12 @@ class PixelBudget:
             self._cv.notify_all()
 
 
-def prepare_file(path: str, is_image: bool, setup: dict | None) -> Prepared:
-    """Hash ``path``; for an image with a ``setup`` (``draft``, ``preprocess``, ``budget``) also decode it at the
-    draft size within the budget and build its model input. Never raises for a bad file."""
+def prepare_file(path: str, is_image: bool, setup: dict | None,
+                 hash_file: Callable[[str], str] = file_sha256) -> Prepared:
+    """Hash ``path`` with ``hash_file``; for an image with a ``setup`` (``draft``, ``preprocess``, ``budget``) also
+    decode it at the draft size within the budget and build its model input. Never raises for a bad file."""
     try:
-        digest = file_sha256(path)
+        digest = hash_file(path)
     except MediaError as e:
         return Prepared(error=e.reason)
     except OSError as e:
@@ -101,13 +102,14 @@ class Prefetcher:
     returns the decode setup for it (or None: hash only), so a model loaded meanwhile is used from then on."""
 
     def __init__(self, batches: Sequence[Sequence], entry: Callable[[Any], tuple[str, bool]],
-                 setup: Callable[[], dict | None], workers: int = 2, ahead: int = 1):
-        self.batches, self.entry, self.setup = batches, entry, setup
+                 setup: Callable[[], dict | None], workers: int = 2, ahead: int = 1,
+                 hash_file: Callable[[str], str] = file_sha256):
+        self.batches, self.entry, self.setup, self.hash_file = batches, entry, setup, hash_file
         self.workers, self.ahead = max(1, workers), max(0, ahead)
 
     def _submit(self, pool: ThreadPoolExecutor, batch) -> list[Future]:
         setup = self.setup()
-        return [pool.submit(prepare_file, *self.entry(item), setup) for item in batch]
+        return [pool.submit(prepare_file, *self.entry(item), setup, self.hash_file) for item in batch]
 
     def __iter__(self) -> Iterator[tuple[Sequence, list[Prepared]]]:
         if not self.batches:
