@@ -3,7 +3,7 @@
 =================  ==========================  ===========================================================
 kind (``ALL`` key)  registry                    filled by
 =================  ==========================  ===========================================================
-``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video}``
+``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained}``
 ``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes}``
 ``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
 ``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
@@ -11,6 +11,7 @@ kind (``ALL`` key)  registry                    filled by
 ``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
+``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -41,6 +42,8 @@ DATASETS: Registry = Registry("dataset scheme")
 PROTOCOLS: Registry = Registry("evaluation protocol")
 #: name -> retrieval stage (filled by ``xmr.retrieval``)
 STAGES: Registry = Registry("retrieval stage")
+#: name -> TrainLoss subclass (with a ``Config`` dataclass attribute), used by ``xmr train --loss NAME``
+LOSSES: Registry = Registry("training loss")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -52,12 +55,13 @@ ALL: dict[str, Registry] = {
     "dataset": DATASETS,
     "protocol": PROTOCOLS,
     "stage": STAGES,
+    "loss": LOSSES,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
 #: ``_load_all()`` helpers call :func:`load_all` with their kind.
 MODULES: dict[str, tuple[str, ...]] = {
-    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video")),
+    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained")),
     "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes")),
     "rescorer": ("xmr.rescore",),
     "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),
@@ -65,6 +69,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "dataset": ("xmr.data",),
     "protocol": ("xmr.eval.protocols",),
     "stage": ("xmr.retrieval.stages",),
+    "loss": ("xmr.train.losses",),
 }
 
 
@@ -81,5 +86,5 @@ def load_all(kind: str | None = None) -> dict[str, Registry]:
     return {k: ALL[k] for k in kinds}
 
 
-__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES",
+__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES",
            "VIDEO_HEADS", "load_all"]
