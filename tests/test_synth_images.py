@@ -71,6 +71,12 @@ def test_same_seed_same_set_and_manifest_loads(tmp_path):
     c = generate_images(tmp_path / "c", n=12, seed=2, noise=0.5)
     assert a.read_text() == b.read_text() != c.read_text()
     assert (a.parent / "images" / "00003.png").read_bytes() == (b.parent / "images" / "00003.png").read_bytes()
+    # another noise level: the same pictures and the same true captions, only the corrupted pairs differ
+    d = generate_images(tmp_path / "d", n=12, seed=1, noise=0.0)
+    assert (a.parent / "images" / "00011.png").read_bytes() == (d.parent / "images" / "00011.png").read_bytes()
+    for ra, rd in zip(_rows(a), _rows(d)):
+        assert ra["label"] == rd["label"] and (ra["corrupted"] or ra["captions"] == rd["captions"])
+    assert any(r["corrupted"] for r in _rows(a))
     ds = load_dataset(f"manifest:{a}", split="train")
     assert len(ds) == 9 and ds.num_texts == 27
 

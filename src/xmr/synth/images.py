@@ -118,7 +118,12 @@ def generate_images(out: str | Path, config: SynthImageConfig | None = None, **o
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not an empty folder; give a new --out folder (nothing was written)")
-    rng = np.random.default_rng(cfg.seed)
+    # separate streams: the same seed gives the same images and true captions whatever the corruption settings,
+    # so sets with 0 %, 20 % and 50 % noise differ only in the corrupted pairs
+    rng = np.random.default_rng([cfg.seed, 0])  # attributes
+    crng = np.random.default_rng([cfg.seed, 1])  # corruptions
+    drng = np.random.default_rng([cfg.seed, 2])  # pixels
+    trng = np.random.default_rng([cfg.seed, 3])  # caption templates
     n_test = int(round(cfg.n * cfg.test_fraction))
     rows = []
     for i in range(cfg.n):
@@ -129,26 +134,27 @@ def generate_images(out: str | Path, config: SynthImageConfig | None = None, **o
                      "label": f"{attrs['colour']} {attrs['shape']}"})
     train = [r for r in rows if r["split"] == "train"]
     # corruptions, each an independent draw over the train images
-    noisy = {r["id"] for r in train if rng.random() < cfg.noise}
-    partial = {r["id"] for r in train if rng.random() < cfg.partial}
-    mislabel = {r["id"] for r in train if rng.random() < cfg.mislabel}
+    noisy = {r["id"] for r in train if crng.random() < cfg.noise}
+    partial = {r["id"] for r in train if crng.random() < cfg.partial}
+    mislabel = {r["id"] for r in train if crng.random() < cfg.mislabel}
     (out / "images").mkdir(parents=True, exist_ok=True)
     captions = {}
     for r in rows:
-        captions[r["id"]] = _captions(r["attrs"], cfg.captions_per_image, rng, r["id"] in partial)
+        full = _captions(r["attrs"], cfg.captions_per_image, trng, False)  # drawn for every image (same stream)
+        captions[r["id"]] = _captions(r["attrs"], cfg.captions_per_image, crng, True) if r["id"] in partial else full
     by_id = {r["id"]: r for r in rows}
     lines = []
     for r in rows:
         a = r["attrs"]
-        Image.fromarray(_draw(a["colour"], a["shape"], a["size"], a["region"], a["count"], cfg.size, rng)).save(
+        Image.fromarray(_draw(a["colour"], a["shape"], a["size"], a["region"], a["count"], cfg.size, drng)).save(
             out / "images" / f"{r['id']}.png")
         source = r["id"]
         if r["id"] in noisy:  # captions of a train image of another class
             others = [t["id"] for t in train if t["label"] != r["label"]]
-            source = str(rng.choice(others))
+            source = str(crng.choice(others))
         label = r["label"]
         if r["id"] in mislabel:
-            label = str(rng.choice([c for c in CLASSES if c != r["label"]]))
+            label = str(crng.choice([c for c in CLASSES if c != r["label"]]))
         lines.append({"media": f"images/{r['id']}.png", "captions": captions[source], "split": r["split"],
                       "id": r["id"], "label": label, "true_label": by_id[r["id"]]["label"], **a,
                       "corrupted": source != r["id"], "caption_source": source, "partial": r["id"] in partial,

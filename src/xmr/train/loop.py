@@ -171,6 +171,12 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
           on_step: Callable[[int, int], None] | None = None) -> TrainResult:
     """Run (or resume) a training run into ``out``; see the module docstring. ``on_step(epoch, step)`` is called
     after every optimiser step (tests use it to interrupt a run)."""
+    from .._deps import require
+
+    require("accelerate", "train")
+    require("matplotlib", "train")
+    if cfg.loss == "ncr":
+        require("sklearn", "train", "scikit-learn")
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
