@@ -258,7 +258,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
             row.update({k: round(v / max(n, 1), 6) for k, v in logs_sum.items()})
             row.update({k: round(float(v), 6) for k, v in row_extra.items()})
             if ev is not None:
+                t1 = time.perf_counter()
                 m = evaluate_pairs(inner.model, ev, cfg.protocol)
+                row["eval_s"] = round(time.perf_counter() - t1, 3)
                 for d in ("t2i", "i2t"):
                     for k in ("R@1", "R@5", "R@10", "MdR"):
                         row[f"{d}_{k}"] = round(m[d][k], 4)
