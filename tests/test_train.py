@@ -194,3 +194,13 @@ def test_resume_with_other_settings_is_refused(synth, tmp_path):
         train(_cfg(synth, epochs=2, lr=1e-2), tmp_path / "r", resume=True, show_progress=False)
     more = train(_cfg(synth, epochs=2), tmp_path / "r", resume=True, show_progress=False)  # more epochs: fine
     assert more.resumed_from == 1 and len(more.history) == 2
+
+
+def test_train_help_names_every_registered_loss(capsys):
+    from xmr.registries import LOSSES, load_all
+
+    load_all("loss")
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "train", "--help")
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert all(name in out for name in LOSSES.names())
