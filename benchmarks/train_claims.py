@@ -39,19 +39,24 @@ def _sets(out: Path, n: int, seed: int) -> dict[float, Path]:
     return sets
 
 
+_ENCODERS: dict = {}
+
+
 def _run(manifest: Path, out: Path, model: str, loss: str, seed: int, epochs: int, batch: int, lr: float,
          loss_config: dict | None = None) -> dict:
     import shutil
 
+    from xmr.encoders import create_encoder
     from xmr.train import TrainConfig, train
 
+    enc = _ENCODERS.get(model) or _ENCODERS.setdefault(model, create_encoder(model, device="cpu"))
     run_dir = out / "runs" / f"{manifest.parent.name}-{loss}-b{batch}-s{seed}-{abs(hash(json.dumps(loss_config or {}, sort_keys=True))) % 10**6}"
     shutil.rmtree(run_dir, ignore_errors=True)
     cfg = TrainConfig(dataset=f"manifest:{manifest}", model=model, loss=loss, loss_config=loss_config or {},
                       epochs=epochs, batch_size=batch, lr=lr, seed=seed, adapter_residual=False, adapter_dim=256,
                       adapter_hidden=512)
     t0 = time.perf_counter()
-    res = train(cfg, run_dir, show_progress=False, keep_checkpoints=1)
+    res = train(cfg, run_dir, show_progress=False, keep_checkpoints=1, encoder=enc)
     last = res.history[-1]
     return {"rsum": last["rsum"], "t2i_R@1": last["t2i_R@1"], "i2t_R@1": last["i2t_R@1"], "dir": str(run_dir),
             "seconds": round(time.perf_counter() - t0, 1), "logs": {k: v for k, v in last.items() if k in (
@@ -68,15 +73,17 @@ def neighbour_overlap(run_dir: str, manifest: Path, k: int) -> float:
     import torch
 
     from xmr.data import load_dataset
-    from xmr.encoders import create_encoder
     from xmr.train.features import cached_features
 
-    enc = create_encoder(f"trained:{run_dir}")
+    from xmr.encoders.trained import load_trained_module
+
+    _, cfg, adapters = load_trained_module(run_dir)
     ds = load_dataset(f"manifest:{manifest}", split="test")
-    fi, ft, _ = cached_features(enc.base, ds, show_progress=False)
+    base = _ENCODERS[next(iter(_ENCODERS))]  # the frozen encoder the runs shared
+    fi, ft, _ = cached_features(base, ds, show_progress=False)
     with torch.no_grad():
-        img = enc.adapters.encode_image(torch.from_numpy(fi)).numpy()
-        txt = enc.adapters.encode_text(torch.from_numpy(ft)).numpy()
+        img = adapters.encode_image(torch.from_numpy(fi)).numpy()
+        txt = adapters.encode_text(torch.from_numpy(ft)).numpy()
     off = ds.text_offsets
     item_txt = np.stack([txt[off[i]: off[i + 1]].mean(0) for i in range(len(ds))])
     item_txt /= np.linalg.norm(item_txt, axis=1, keepdims=True)

@@ -42,25 +42,29 @@ def test_run_writes_checkpoint_metrics_curve_and_loads_as_trained_model(synth, t
 
     res = train(_cfg(synth), tmp_path / "run", show_progress=False)
     out = res.out
-    assert [r["epoch"] for r in res.history] == [1, 2]
+    assert [r["epoch"] for r in res.history] == [0, 1, 2]  # 0: the frozen start, evaluated in the same run
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0001", "epoch-0002"]
     rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert [int(r["epoch"]) for r in rows] == [1, 2] and {"train_loss", "t2i_R@1", "i2t_R@5", "rsum"} <= set(rows[0])
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and {"train_loss", "t2i_R@1", "i2t_R@5", "rsum"} <= set(rows[1])
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "xmr-trained" and cfg["mode"] == "adapter" and cfg["training"]["epochs_done"] == 2
     # the folder is a model: xmr's own evaluation of it gives the run's last per-epoch numbers
     enc = create_encoder(f"trained:{out}")
     assert enc.dim == 64 and enc.describe()["base"]["spec"] == "tiny"
-    ev = evaluate_model(load_dataset(f"manifest:{synth}", split="test"), enc, show_progress=False)
+    test = load_dataset(f"manifest:{synth}", split="test")
+    ev = evaluate_model(test, enc, show_progress=False)
+    # epoch 0 is the frozen start: residual adapters begin as the identity, so it is the base encoder's evaluation
+    ev0 = evaluate_model(test, create_encoder("tiny"), show_progress=False)
     for d in ("t2i", "i2t"):
         for k in ("R@1", "R@5", "R@10", "MdR"):
             assert ev[d][k] == pytest.approx(res.history[-1][f"{d}_{k}"], abs=1e-3), (d, k)
+            assert ev0[d][k] == pytest.approx(res.history[0][f"{d}_{k}"], abs=1e-3), (d, k)
 
 
 def test_training_moves_the_adapters_and_lowers_the_loss(synth, tmp_path):
     res = train(_cfg(synth, epochs=6), tmp_path / "run", show_progress=False)
-    losses = [r["train_loss"] for r in res.history]
+    losses = [r["train_loss"] for r in res.history[1:]]
     assert losses[-1] < losses[0]
     w = _weights(res.out)
     assert w["image.up.weight"].abs().sum() > 0  # zero-initialised residual branch was trained
@@ -193,7 +197,7 @@ def test_resume_with_other_settings_is_refused(synth, tmp_path):
     with pytest.raises(ConfigError, match="lr differ"):
         train(_cfg(synth, epochs=2, lr=1e-2), tmp_path / "r", resume=True, show_progress=False)
     more = train(_cfg(synth, epochs=2), tmp_path / "r", resume=True, show_progress=False)  # more epochs: fine
-    assert more.resumed_from == 1 and len(more.history) == 2
+    assert more.resumed_from == 1 and [r["epoch"] for r in more.history] == [0, 1, 2]
 
 
 def test_train_help_names_every_registered_loss(capsys):

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class TrainResult:
     out: Path  # the run folder (loadable as trained:OUT)
     epochs: int  # epochs done in total
-    history: list[dict]  # one metrics row per epoch
+    history: list[dict]  # one metrics row per epoch (row 0: evaluation before training, when there is one)
     resumed_from: int  # epoch the run resumed after (0: fresh)
 
 
@@ -69,7 +69,7 @@ def _refuse_full(spec: str) -> None:
     raise ConfigError(f"--mode full --model {spec}: {why}")
 
 
-def _build(cfg: TrainConfig, device, show_progress) -> tuple[nn.Module, PairData, PairData | None]:
+def _build(cfg: TrainConfig, device, show_progress, encoder=None) -> tuple[nn.Module, PairData, PairData | None]:
     from ..data import load_dataset
 
     train_ds = load_dataset(cfg.dataset, split=cfg.split, captions=cfg.captions, check_media=True)
@@ -103,7 +103,9 @@ def _build(cfg: TrainConfig, device, show_progress) -> tuple[nn.Module, PairData
     from ..encoders.trained import AdapterConfig
     from .features import cached_features
 
-    enc = create_encoder(cfg.model, device=str(device))
+    if encoder is not None and encoder.spec != cfg.model:
+        raise ConfigError(f"the encoder given ({encoder.spec}) is not --model {cfg.model}")
+    enc = encoder if encoder is not None else create_encoder(cfg.model, device=str(device))
     if not (enc.capabilities.text and enc.capabilities.images):
         raise ConfigError(f"--mode adapter needs an encoder with text and image towers; {cfg.model} has not both")
     img, txt, _ = cached_features(enc, train_ds, show_progress=show_progress)
@@ -168,9 +170,10 @@ def evaluate_pairs(net: nn.Module, data: PairData, protocol: str) -> dict:
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str | None = None,
           show_progress: bool | None = None, keep_checkpoints: int = 2,
-          on_step: Callable[[int, int], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, int], None] | None = None, encoder=None) -> TrainResult:
     """Run (or resume) a training run into ``out``; see the module docstring. ``on_step(epoch, step)`` is called
-    after every optimiser step (tests use it to interrupt a run)."""
+    after every optimiser step (tests use it to interrupt a run). ``encoder``: the frozen encoder of ``cfg.model``,
+    already built (adapter mode; benchmarks share one across runs instead of loading it per run)."""
     from .._deps import require
 
     require("accelerate", "train")
@@ -198,7 +201,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     dev = acc.device
     torch.manual_seed(cfg.seed)
-    model, tr, ev = _build(cfg, dev, show_progress)
+    model, tr, ev = _build(cfg, dev, show_progress, encoder)
     info = LossInfo(num_pairs=tr.num_pairs, dim=model.dim, num_classes=len(tr.classes), seed=cfg.seed)
     loss = create_loss(cfg.loss, cfg.loss_config, model, info)
     if "labels" in loss.needs and tr.labels is None:
@@ -222,6 +225,18 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     out.mkdir(parents=True, exist_ok=True)
     tb = TensorBoard(out) if acc.is_main_process else None
     title = f"{cfg.loss} / {cfg.mode} {cfg.model} on {tr.name}"
+    def eval_row(row: dict) -> dict:
+        t1 = time.perf_counter()
+        m = evaluate_pairs(inner.model, ev, cfg.protocol)
+        row["eval_s"] = round(time.perf_counter() - t1, 3)
+        for d in ("t2i", "i2t"):
+            for k in ("R@1", "R@5", "R@10", "MdR"):
+                row[f"{d}_{k}"] = round(m[d][k], 4)
+        row["rsum"] = round(sum(m[d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)), 4)
+        return row
+
+    if start == 0 and ev is not None:  # the starting point, measured in the same run (epoch 0: before training)
+        history.append(eval_row({"epoch": 0, "steps": 0}))
     try:
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
@@ -258,13 +273,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
             row.update({k: round(v / max(n, 1), 6) for k, v in logs_sum.items()})
             row.update({k: round(float(v), 6) for k, v in row_extra.items()})
             if ev is not None:
-                t1 = time.perf_counter()
-                m = evaluate_pairs(inner.model, ev, cfg.protocol)
-                row["eval_s"] = round(time.perf_counter() - t1, 3)
-                for d in ("t2i", "i2t"):
-                    for k in ("R@1", "R@5", "R@10", "MdR"):
-                        row[f"{d}_{k}"] = round(m[d][k], 4)
-                row["rsum"] = round(sum(m[d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)), 4)
+                eval_row(row)
             history.append(row)
             if acc.is_main_process:
                 training = {"config": cfg.to_dict(), "epochs_done": epoch + 1, "metrics": row}

@@ -1,4 +1,5 @@
-"""What a run leaves beside its checkpoint: ``metrics.csv`` (one row per epoch), ``curve.png`` (training loss and
+"""What a run leaves beside its checkpoint: ``metrics.csv`` (one row per epoch; epoch 0 is the evaluation before
+training), ``curve.png`` (training loss and
 evaluation recall per epoch, matplotlib) and, when the ``tensorboard`` package is installed, event files under
 ``tensorboard/``."""
 from __future__ import annotations
@@ -32,7 +33,7 @@ def plot_curve(path: Path, history: list[dict], title: str) -> None:
 
     ep = [r["epoch"] for r in history]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    ax.plot(ep, [r["train_loss"] for r in history], "o-", color="tab:blue", label="train loss")
+    ax.plot(ep, [r.get("train_loss", float("nan")) for r in history], "o-", color="tab:blue", label="train loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss", color="tab:blue")
     keys = [k for k in ("t2i_R@1", "i2t_R@1", "t2i_R@5") if k in history[-1]]
