@@ -56,7 +56,7 @@ def _run(manifest: Path, out: Path, model: str, loss: str, seed: int, epochs: in
                       epochs=epochs, batch_size=batch, lr=lr, seed=seed, adapter_residual=False, adapter_dim=256,
                       adapter_hidden=512)
     t0 = time.perf_counter()
-    res = train(cfg, run_dir, show_progress=False, keep_checkpoints=1, encoder=enc)
+    res = train(cfg, run_dir, show_progress=False, keep_checkpoints=1, encoder=enc, save_every=epochs)
     last = res.history[-1]
     return {"rsum": last["rsum"], "t2i_R@1": last["t2i_R@1"], "i2t_R@1": last["i2t_R@1"], "dir": str(run_dir),
             "seconds": round(time.perf_counter() - t0, 1), "logs": {k: v for k, v in last.items() if k in (
@@ -106,6 +106,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--experiments", nargs="+", default=["noise", "queue", "neighbourhood"])
+    ap.add_argument("--losses", nargs="+", default=["infonce", "vsepp", "ncr", "mrl", "cots"],
+                    help="losses of the noise experiment (to split it over processes)")
     args = ap.parse_args(argv)
     import torch
 
@@ -116,8 +118,9 @@ def main(argv=None) -> int:
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
     t_start = time.perf_counter()
     if "noise" in args.experiments:
-        losses = {"infonce": None, "vsepp": None, "ncr": {"warmup_epochs": 3}, "mrl": None,
-                  "cots": {"queue_size": 256}}
+        settings = {"infonce": None, "vsepp": None, "ncr": {"warmup_epochs": 3}, "mrl": None,
+                    "cots": {"queue_size": 256}}
+        losses = {k: settings.get(k) for k in args.losses}
         table = {}
         for loss, lc in losses.items():
             for noise, manifest in sets.items():

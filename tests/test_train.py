@@ -208,3 +208,11 @@ def test_train_help_names_every_registered_loss(capsys):
         run_cli(capsys, "train", "--help")
     out = capsys.readouterr().out.replace("\n", " ")
     assert all(name in out for name in LOSSES.names())
+
+
+def test_save_every_checkpoints_every_n_epochs_and_the_last(synth, tmp_path):
+    res = train(_cfg(synth, epochs=3), tmp_path / "s", show_progress=False, save_every=2, keep_checkpoints=5)
+    assert sorted(p.name for p in (res.out / "checkpoints").iterdir()) == ["epoch-0002", "epoch-0003"]
+    assert [int(r["epoch"]) for r in csv.DictReader(open(res.out / "metrics.csv"))] == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match="save-every"):
+        train(_cfg(synth), tmp_path / "t", save_every=0)

@@ -53,6 +53,8 @@ def setup(p):
     p.add_argument("--adapter-dim", type=int, default=0, help="projection output width (with --adapter-projection)")
     p.add_argument("--tiny-config", default=None, metavar="JSON", help="TinyConfig fields for --mode full --model tiny")
     p.add_argument("--keep", type=int, default=2, help="epoch checkpoints kept (default 2)")
+    p.add_argument("--save-every", type=int, default=1, metavar="N",
+                   help="checkpoint every N epochs and after the last (default 1)")
     add_device_arg(p)
 
 
@@ -69,7 +71,7 @@ def run(args) -> int:
         adapter_residual=not args.adapter_projection, adapter_dim=args.adapter_dim,
         tiny=_json_object(args.tiny_config, "--tiny-config"))
     res = train(cfg, args.out, resume=args.resume, device=args.device, show_progress=progress_flag(args),
-                keep_checkpoints=args.keep)
+                keep_checkpoints=args.keep, save_every=args.save_every)
     last = res.history[-1] if res.history else {}
     where = f" after epoch {res.resumed_from}" if res.resumed_from else ""
     scores = ", ".join(f"{k} {last[k]}" for k in ("t2i_R@1", "i2t_R@1", "rsum") if k in last)

@@ -170,10 +170,14 @@ def evaluate_pairs(net: nn.Module, data: PairData, protocol: str) -> dict:
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str | None = None,
           show_progress: bool | None = None, keep_checkpoints: int = 2,
-          on_step: Callable[[int, int], None] | None = None, encoder=None) -> TrainResult:
+          on_step: Callable[[int, int], None] | None = None, encoder=None, save_every: int = 1) -> TrainResult:
     """Run (or resume) a training run into ``out``; see the module docstring. ``on_step(epoch, step)`` is called
     after every optimiser step (tests use it to interrupt a run). ``encoder``: the frozen encoder of ``cfg.model``,
-    already built (adapter mode; benchmarks share one across runs instead of loading it per run)."""
+    already built (adapter mode; benchmarks share one across runs instead of loading it per run). ``save_every``:
+    checkpoint (and write metrics.csv / curve.png) every that many epochs and after the last one; a kill loses at
+    most the epochs since the last checkpoint."""
+    if save_every < 1:
+        raise ConfigError(f"--save-every must be >= 1, got {save_every}")
     from .._deps import require
 
     require("accelerate", "train")
@@ -275,7 +279,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
             if ev is not None:
                 eval_row(row)
             history.append(row)
-            if acc.is_main_process:
+            if acc.is_main_process and ((epoch + 1) % save_every == 0 or epoch + 1 == cfg.epochs):
                 training = {"config": cfg.to_dict(), "epochs_done": epoch + 1, "metrics": row}
                 save_epoch(out, epoch + 1, inner.model, inner.state_dict(), opt,
                            {"config": cfg.to_dict(), "step": step, "history": history, "training": training},
