@@ -200,3 +200,16 @@ def test_unknown_loss_and_bad_config_are_clear():
         create_loss("vsepp", "{margin", _adapter_model(), info)
     with pytest.raises(ConfigError, match="mrl needs class labels"):
         create_loss("mrl", None, _adapter_model(), info)
+
+
+@pytest.mark.parametrize("name", ["vsepp", "neighbourhood"])
+def test_hinge_warmup_uses_the_sum_then_the_hardest_negative(name):
+    model = _adapter_model()
+    info = LossInfo(num_pairs=6, dim=8)
+    loss = create_loss(name, {"warmup_epochs": 1, **({"lambda_text": 0.0, "lambda_img": 0.0}
+                                                     if name == "neighbourhood" else {})}, model, info)
+    with torch.no_grad():
+        b0, b1 = _batch(model, epoch=0), _batch(model, epoch=1)
+        sims = b0.img @ b0.txt.T
+        assert loss(b0, model)[0].item() == pytest.approx(hinge_terms(sims, 0.2, False).mean().item())
+        assert loss(b1, model)[0].item() == pytest.approx(hinge_terms(sims, 0.2, True).mean().item())

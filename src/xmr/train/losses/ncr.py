@@ -11,7 +11,9 @@ Huang et al., "Learning with Noisy Correspondence for Cross-modal Matching", Neu
   authors' code: ``loss_u = 0`` for ``epoch < num_epochs // 2``);
 * robust loss (Eq. 7-8): the VSE++ hardest-negative hinge with a soft margin ``a_i = a * (m^{y_i} - 1) / (m - 1)``.
 
-A warm-up of ``warmup_epochs`` trains both networks with the plain hardest-negative hinge (margin ``a``).
+A warm-up of ``warmup_epochs`` trains both networks with the plain hinge (margin ``a``): by default the sum over
+negatives (VSE++ Eq. 4; ``warmup_hardest=True``: the hardest one), our choice — from randomly initialised heads the
+hardest-negative hinge alone collapses (see :mod:`.vsepp`).
 
 Deviations: the per-pair loss for co-divide is the hinge (sum over negatives) against other pairs in chunks of
 ``chunk`` pairs of a seeded permutation, pairs of the same image masked; ``P_i`` (the paper's "predicted
@@ -67,6 +69,7 @@ class NCRLoss(TrainLoss):
         threshold: float = 0.5  # w_i above it: clean
         pred_temperature: float = 0.05  # temperature of the predicted correspondence P_i
         chunk: int = 128  # negatives per pair when computing per-pair losses for co-divide
+        warmup_hardest: bool = False  # warm up with the max of hinges (True) or their sum (False, default)
 
     def __init__(self, config, model, info: LossInfo):
         super().__init__(config, model, info)
@@ -130,8 +133,8 @@ class NCRLoss(TrainLoss):
         c = self.config
         pi, pt = self.peer.encode_image(b.img_in), self.peer.encode_text(b.txt_in)
         if b.epoch < c.warmup_epochs or not bool(self.divided):
-            loss = (hinge_terms(b.img @ b.txt.T, c.margin, True).mean()
-                    + hinge_terms(pi @ pt.T, c.margin, True).mean())
+            h = c.warmup_hardest
+            loss = hinge_terms(b.img @ b.txt.T, c.margin, h).mean() + hinge_terms(pi @ pt.T, c.margin, h).mean()
             return loss, {}
         pred_a = predicted_correspondence(b.img, b.txt, c.pred_temperature)
         pred_b = predicted_correspondence(pi, pt, c.pred_temperature)

@@ -55,10 +55,11 @@ class NeighbourhoodLoss(TrainLoss):
         k: int = 3  # neighbours per pair (in the batch)
         lambda_text: float = 0.5  # weight of the text-space constraint
         lambda_img: float = 0.5  # weight of the image-space constraint
+        warmup_epochs: int = 0  # epochs with the sum (not the max) of cross-modal hinges first, as in :mod:`.vsepp`
 
     def forward(self, b: Batch, model):
         c = self.config
-        cross = hinge_terms(b.img @ b.txt.T, c.margin, hardest=True).mean()
+        cross = hinge_terms(b.img @ b.txt.T, c.margin, hardest=b.epoch >= c.warmup_epochs).mean()
         nbr = neighbour_mask(b.txt_ref, c.k)
         lt = within_modality_hinge(b.txt, nbr, c.margin)
         li = within_modality_hinge(b.img, nbr, c.margin)

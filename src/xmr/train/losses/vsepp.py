@@ -5,7 +5,11 @@ Eq. (4) (sum of hinges over all negatives, ``hardest=False``) and Eq. (5), the m
 ``l_MH(i, c) = max_c' [a - s(i, c) + s(i, c')]_+ + max_i' [a - s(i, c) + s(i', c)]_+`` (``hardest=True``, default),
 with margin ``a`` (0.2 in the paper) and cosine similarity ``s``.
 
-Left out: nothing of the loss; the paper's warm-up with the sum loss is available as ``hardest=False``.
+``warmup_epochs`` trains with Eq. (4) first: from randomly initialised heads the max-of-hinges alone can collapse
+every embedding to one point (measured here: chance-level recall after 15 epochs on ``xmr synth images``); a sum-loss
+warm-up is our choice, not the paper's protocol (the paper fine-tunes from pretrained towers).
+
+Left out: nothing of the loss.
 """
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ class VSEppLoss(TrainLoss):
     class Config:
         margin: float = 0.2  # a in Eq. (5)
         hardest: bool = True  # Eq. (5) max of hinges; False: Eq. (4) sum of hinges
+        warmup_epochs: int = 0  # epochs of the sum of hinges (Eq. 4) before the max (Eq. 5)
 
     def forward(self, b: Batch, model):
-        return hinge_terms(b.img @ b.txt.T, self.config.margin, self.config.hardest).mean(), {}
+        hardest = self.config.hardest and b.epoch >= self.config.warmup_epochs
+        return hinge_terms(b.img @ b.txt.T, self.config.margin, hardest).mean(), {}
