@@ -11,7 +11,7 @@ Experiments (adapter heads on frozen features of ``--model``, features cached on
 
 Usage::
 
-    python benchmarks/train_claims.py --model concept --out /tmp/claims [--experiments noise queue neighbourhood]
+    python benchmarks/train_claims.py --model concept:fast --out /tmp/claims [--experiments noise queue neighbourhood]
 
 The synthetic sets are written under ``--out`` (same seed, same pictures; only the corrupted pairs differ). Runs one
 torch thread (the machine is shared); prints the per-experiment tables and writes ``--out/results.json``.
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--n", type=int, default=600, help="synthetic images (default 600: 450 train, 150 test)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--experiments", nargs="+", default=["noise", "queue", "neighbourhood"])
     ap.add_argument("--losses", nargs="+", default=["infonce", "vsepp", "ncr", "mrl", "cots"],
