@@ -1,10 +1,10 @@
-"""A real (small) training run: adapters on frozen ``concept`` features, trained on coco-mini train2017 captions
+"""A real (small) training run: adapters on frozen ``concept:zeroshot`` features, trained on coco-mini train2017 captions
 (80 images, 400 captions), evaluated on val2017 (79 images, 395 captions) every epoch — 3 seeds per learning rate,
 mean +- std, against the frozen model evaluated in the same run (epoch 0), plus the cost per epoch.
 
 Usage::
 
-    python benchmarks/train_coco_mini.py --data ../shared/data/coco-mini --out /tmp/coco-train
+    python benchmarks/train_coco_mini.py --data ../shared/data/coco-mini --out /tmp/coco-train --model concept:zeroshot
 
 The frozen features are computed once (the first run; its wall time is the "feature cache" cost) and read from the
 cache afterwards. One torch thread (the machine is shared).
@@ -25,7 +25,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, type=Path, help="coco-mini folder (annotations/, train2017/, val2017/)")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--model", default="concept")
+    ap.add_argument("--model", default="concept:zeroshot",
+                    help="frozen encoder (default concept:zeroshot, the training-free concept model)")
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 1e-3])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)

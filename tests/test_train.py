@@ -192,6 +192,15 @@ def test_dataset_without_captions_or_labels_is_refused(synth, tmp_path, capsys):
     assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
 
 
+def test_device_that_accelerate_cannot_take_is_refused(synth, tmp_path):
+    with pytest.raises(ConfigError, match="cpu or cuda"):
+        train(_cfg(synth), tmp_path / "d", device="cuda:3")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            train(_cfg(synth), tmp_path / "d", device="cuda")
+    assert not (tmp_path / "d").exists()
+
+
 def test_resume_with_other_settings_is_refused(synth, tmp_path):
     train(_cfg(synth, epochs=1), tmp_path / "r", show_progress=False)
     with pytest.raises(ConfigError, match="lr differ"):

@@ -200,6 +200,11 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
         if meta["epoch"] >= cfg.epochs:
             log.info("%s: already trained for %d epochs", out, meta["epoch"])
             return TrainResult(out, meta["epoch"], meta["history"], meta["epoch"])
+    if device not in (None, "cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: xmr train takes cpu or cuda; choose GPUs with CUDA_VISIBLE_DEVICES or "
+                          "`accelerate launch`")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: CUDA is not available here; use --device cpu")
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     acc = Accelerator(cpu=cpu, mixed_precision=cfg.precision,
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
