@@ -225,3 +225,47 @@ def test_save_every_checkpoints_every_n_epochs_and_the_last(synth, tmp_path):
     assert [int(r["epoch"]) for r in csv.DictReader(open(res.out / "metrics.csv"))] == [0, 1, 2, 3]
     with pytest.raises(ConfigError, match="save-every"):
         train(_cfg(synth), tmp_path / "t", save_every=0)
+
+
+def test_sigkilled_cli_run_resumes_to_the_uninterrupted_result(synth, tmp_path):
+    """A real kill (SIGKILL, no clean-up) of `xmr train` in another process, at whatever point it is after its first
+    checkpoint (possibly while writing one), then `--resume`: the same weights as a run never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["train", "--dataset", f"manifest:{synth}", "--model", "tiny", "--loss", "cots", "--loss-config",
+            '{"queue_size": 16}', "--epochs", "12", "--batch-size", "8", "--adapter-hidden", "32", "--lr", "5e-3"]
+    argv = ["-q", *args, "--out", str(tmp_path / "k")]
+    code = f"import sys; from xmr.cli import main; sys.exit(main({argv!r}))"
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "k" / "checkpoints" / "epoch-0002").is_dir():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from xmr.cli import main
+    from xmr.train.state import list_checkpoints
+
+    assert proc.returncode == -signal.SIGKILL and list_checkpoints(tmp_path / "k")[-1][0] < 12  # killed mid-run
+
+    assert main(args + ["--out", str(tmp_path / "k"), "--resume"]) == 0
+    assert main(args + ["--out", str(tmp_path / "full")]) == 0
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "k")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list((tmp_path / "k" / "checkpoints").glob(".tmp-*"))
+
+
+def test_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
+    from xmr.train.state import check_out
+
+    out = tmp_path / "r"
+    (out / "checkpoints" / ".tmp-epoch-0001").mkdir(parents=True)
+    assert check_out(out, resume=False) is None  # a fresh start; the stale temp folder is replaced when epoch 1 saves
+    with pytest.raises(ConfigError, match="holds no checkpoint"):
+        check_out(out, resume=True)

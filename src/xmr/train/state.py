@@ -109,7 +109,8 @@ def check_out(out: Path, resume: bool) -> Path | None:
             raise ConfigError(f"--out {out} already holds a training run (epoch {ckpts[-1][0]}); pass --resume to "
                               "continue it, or give a new --out (nothing was overwritten)")
         return ckpts[-1][1]
-    if out.is_dir() and any(out.iterdir()):
+    # a run killed before its first checkpoint leaves at most checkpoints/.tmp-epoch-*: it starts again
+    if out.is_dir() and any(p.name != CKPT_DIR or not p.is_dir() for p in out.iterdir()):
         raise ConfigError(f"--out {out} exists and is not a training run (no {CKPT_DIR}/epoch-*/state.json); give a "
                           "new or empty folder (nothing was overwritten)")
     if resume:
