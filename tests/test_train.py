@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -269,3 +270,11 @@ def test_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
     assert check_out(out, resume=False) is None  # a fresh start; the stale temp folder is replaced when epoch 1 saves
     with pytest.raises(ConfigError, match="holds no checkpoint"):
         check_out(out, resume=True)
+
+
+@pytest.mark.parametrize("loss", ["infonce", "vsepp", "ncr", "mrl", "cots", "coder", "neighbourhood"])
+def test_bf16_mixed_precision_trains_every_loss(synth, tmp_path, loss):
+    lc = {"queue_size": 16} if loss in ("cots", "coder") else ({"warmup_epochs": 1, "chunk": 8} if loss == "ncr" else {})
+    res = train(_cfg(synth, loss=loss, loss_config=lc, precision="bf16"), tmp_path / "bf", show_progress=False)
+    assert all(np.isfinite(r["train_loss"]) for r in res.history[1:])
+    assert all(torch.isfinite(v).all() for v in _weights(res.out).values())
