@@ -1,0 +1,7 @@
+"""Probabilistic embeddings: an input is a distribution, not a point (PCME). Evaluation-side functions (match
+probability, PMRP) live in :mod:`xmr.eval` and take numpy arrays; this package holds the torch models and losses."""
+from __future__ import annotations
+
+from .pcme import PCME, PCMEConfig, kl_prior, sample, soft_contrastive_loss
+
+__all__ = ["PCME", "PCMEConfig", "kl_prior", "sample", "soft_contrastive_loss"]
