@@ -47,7 +47,7 @@ def run(seed: int, probabilistic: bool, steps: int, n_train: int, n_test: int) -
     test_img = img[n_train:]
     zt = model.samples(test_txt, "text", gen).numpy()
     zi = model.samples(test_img, "image", gen).numpy()
-    sims = match_probability(zt, zi, float(model.a), float(model.b))
+    sims = match_probability(zt, zi, float(model.a.detach()), float(model.b.detach()))
     t2i_test = w.text_to_item[test] - n_train
     res = evaluate_sims(sims, t2i_test, protocol="standard")
     pm = pmrp(sims, t2i_test, w.labels[n_train:])
