@@ -19,6 +19,7 @@ from .labels import label_map as label_map
 from .labels import label_precision_at_k as label_precision_at_k
 from .plausible import pmrp as pmrp
 from .probabilistic import match_probability as match_probability
+from .semantic import asp as asp
 from .winoground import winoground_scores as winoground_scores
 from .winoground import winoground_scores_from_sims as winoground_scores_from_sims
 
@@ -38,6 +39,7 @@ __all__ = [
     "label_map",
     "label_precision_at_k",
     "hamming_similarity",
+    "asp",
 ]
 
 # --- model-level evaluation (runner.py, fingerprint.py) is added below this line ---

@@ -26,6 +26,8 @@ Deviations, each on purpose:
   uses it as a log standard deviation; ``"exact"`` is the Gaussian KL for ``σ = exp(log σ)``. With the paper's
   ``β = 1e-5`` the difference is small; both are here so a user can match either.
 * No uniformity loss (the reference's ``uniform_lambda`` defaults to 0 for PCME).
+
+DAA (:mod:`xmr.prob.daa`) plugs in through ``daa_beta`` (see :meth:`PCME.loss`).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .daa import daa_loss
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class PCMEConfig:
     kl: str = "reference"  # "reference" | "exact", see the module docstring
     init_log_sigma: float = -3.0  # bias of the log-sigma heads at initialisation (small variances first)
     probabilistic: bool = True  # False: the deterministic counterpart (σ = 0, one "sample" = μ, no KL term)
+    daa_beta: float = 0.0  # weight of the DAA loss (xmr.prob.daa) per direction; > 0 needs a semantic relevance
+    daa_temperature: float = 0.01  # τ of DAA's soft ranks
 
     def __post_init__(self):
         for name in ("image_dim", "text_dim", "embed_dim", "num_samples"):
@@ -59,6 +64,8 @@ class PCMEConfig:
                 raise ConfigError(f"PCMEConfig.{name} must be a positive integer, got {v!r}")
         if self.init_a <= 0:
             raise ConfigError("PCMEConfig.init_a must be > 0")
+        if self.daa_beta < 0 or self.daa_temperature <= 0:
+            raise ConfigError("PCMEConfig.daa_beta must be >= 0 and daa_temperature > 0")
         if self.vib_beta < 0:
             raise ConfigError("PCMEConfig.vib_beta must be >= 0")
         if self.kl not in ("reference", "exact"):
@@ -107,12 +114,17 @@ def log_match_probability(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 def soft_contrastive_loss(img_samples: torch.Tensor, txt_samples: torch.Tensor, a: torch.Tensor,
                           b: torch.Tensor) -> torch.Tensor:
     """Eq. (3) summed over all N² pairs of a batch (pair (i, i) matched), counted for both directions."""
+    return _soft_contrastive(img_samples, txt_samples, a, b)[0]
+
+
+def _soft_contrastive(img_samples, txt_samples, a, b) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, log match probability (N, N), images x captions)."""
     if img_samples.shape[0] != txt_samples.shape[0]:
         raise ConfigError(f"{img_samples.shape[0]} images but {txt_samples.shape[0]} captions in the batch")
     log_p, log_not_p = log_match_probability(pair_logits(img_samples, txt_samples, a, b))
     eye = torch.eye(img_samples.shape[0], dtype=torch.bool, device=img_samples.device)
     nll = torch.where(eye, -log_p, -log_not_p)
-    return 2.0 * nll.sum()
+    return 2.0 * nll.sum(), log_p
 
 
 def kl_prior(mu: torch.Tensor, log_sigma: torch.Tensor, kind: str = "reference") -> torch.Tensor:
@@ -137,18 +149,31 @@ class PCME(nn.Module):
         return self.log_a.exp()
 
     def loss(self, image_features: torch.Tensor, text_features: torch.Tensor,
-             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Batch of paired pooled features -> {"loss", "match", "kl"} (``loss`` = match + β·kl)."""
+             generator: torch.Generator | None = None, semantic: torch.Tensor | None = None
+             ) -> dict[str, torch.Tensor]:
+        """Batch of paired pooled features -> {"loss", "match", "kl", "daa"}.
+
+        ``loss = match + vib_beta·kl + daa_beta·(DAA(images->captions) + DAA(captions->images))``; the DAA terms
+        rank the batch's match probabilities against ``semantic`` (B, B) relevance (image i, caption j)."""
         mu_i, ls_i = self.image_head(image_features)
         mu_t, ls_t = self.text_head(text_features)
-        if not self.cfg.probabilistic:
-            match = soft_contrastive_loss(mu_i.unsqueeze(1), mu_t.unsqueeze(1), self.a, self.b)
-            return {"loss": match, "match": match.detach(), "kl": torch.zeros(())}
-        k = self.cfg.num_samples
-        match = soft_contrastive_loss(sample(mu_i, ls_i, k, generator), sample(mu_t, ls_t, k, generator),
-                                      self.a, self.b)
-        kl = kl_prior(mu_i, ls_i, self.cfg.kl) + kl_prior(mu_t, ls_t, self.cfg.kl)
-        return {"loss": match + self.cfg.vib_beta * kl, "match": match.detach(), "kl": kl.detach()}
+        if self.cfg.probabilistic:
+            k = self.cfg.num_samples
+            zi, zt = sample(mu_i, ls_i, k, generator), sample(mu_t, ls_t, k, generator)
+            kl = kl_prior(mu_i, ls_i, self.cfg.kl) + kl_prior(mu_t, ls_t, self.cfg.kl)
+        else:
+            zi, zt, kl = mu_i.unsqueeze(1), mu_t.unsqueeze(1), torch.zeros(())
+        match, log_p = _soft_contrastive(zi, zt, self.a, self.b)
+        total = match + self.cfg.vib_beta * kl
+        daa = torch.zeros(())
+        if self.cfg.daa_beta > 0:
+            if semantic is None:
+                raise ConfigError("daa_beta > 0 needs the batch's semantic relevance (semantic=)")
+            p = log_p.exp()
+            tau = self.cfg.daa_temperature
+            daa = daa_loss(p, semantic, tau) + daa_loss(p.T, semantic.T, tau)
+            total = total + self.cfg.daa_beta * daa
+        return {"loss": total, "match": match.detach(), "kl": kl.detach(), "daa": daa.detach()}
 
     @torch.no_grad()
     def embed(self, features: torch.Tensor, modality: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,7 @@ class AttributeWorld:
     text_features: np.ndarray  # (T, F) float32
     text_to_item: np.ndarray  # (T,) int64
     ambiguity: np.ndarray  # (T,) int: attribute groups the caption leaves out
+    mentions: np.ndarray  # (T, G) bool: which groups each caption mentions
     labels: np.ndarray  # (N, C) bool multi-hot over every (group, value)
     values: np.ndarray  # (N, G) int: the value of each group
 
@@ -53,5 +54,14 @@ def attribute_world(num_items: int, *, groups: tuple[int, ...] = (6, 5, 4, 3), c
     text = (txt_vec[cls[t2i]] * mention[..., None]).sum(1) + noise * rng.normal(size=(t2i.size, dim)) / np.sqrt(dim)
     return AttributeWorld(
         image_features=image.astype(np.float32), text_features=text.astype(np.float32), text_to_item=t2i,
-        ambiguity=(len(groups) - mention.sum(1)).astype(np.int64), labels=labels, values=values,
+        ambiguity=(len(groups) - mention.sum(1)).astype(np.int64), mentions=mention, labels=labels, values=values,
     )
+
+
+def caption_fit(world: AttributeWorld, texts: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(len(texts), len(items)) semantic relevance: the share of a caption's mentioned attributes an item has
+    (1 for its own item and for every item the caption describes equally well)."""
+    cap_vals = world.values[world.text_to_item[texts]]  # (T, G)
+    agree = cap_vals[:, None, :] == world.values[items][None, :, :]  # (T, I, G)
+    m = world.mentions[texts][:, None, :]
+    return (agree & m).sum(-1) / m.sum(-1)
