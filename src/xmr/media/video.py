@@ -20,7 +20,22 @@ from where the decoder already is. The rule (:func:`_should_seek`):
 * without an index: seek when the target is more than ``SEEK_NO_INDEX_GAP_S`` seconds ahead.
 
 So short clips and dense sampling (targets closer than a keyframe interval) decode sequentially with no seek at
-all, and a long file sampled sparsely decodes about half a keyframe interval per target. Only the frame just
+all, and a long file sampled sparsely decodes about half a keyframe interval per target.
+
+Timestamp tolerance (``tolerance=`` seconds, default 0 = the exact frame above): any frame *shown* at some instant
+within ``[t - tolerance, t + tolerance]`` is acceptable for target ``t``. For each target the reader then takes the
+cheaper of
+
+* the keyframe nearest ``t`` inside that window, found in the container's keyframe index: one seek and one decoded
+  picture, the decoder told to drop every non-key frame (``codec_context.skip_frame = "NONKEY"``), so nothing
+  between targets is decoded (ECLIPSE-style "a few frames stand for the clip": any frame of a uniform part
+  represents it equally well);
+* decoding forward (or from the keyframe before) to ``t - tolerance``, as in the exact rule, when the decoder is
+  already within ``SEEK_MIN_GAP_S`` of the window or no keyframe lies inside it.
+
+A keyframe decoded alone is the same picture as in a full decode (intra-coded), so returned frames always equal
+the reference decode's frame with the same timestamp; only *which* frame is chosen moves, by at most the
+tolerance. Long sparse sampling then costs one keyframe per target, whatever the file's length. Only the frame just
 before the target is kept while decoding, so memory is the sampled frames (downscaled with ``size``) plus the
 decoder's own buffers, whatever the file's length.
 
@@ -129,7 +144,7 @@ def sample_timestamps(
 
 def sample_frames(
     path: PathLike, num_frames: int | None = 12, *, fps: float | None = None,
-    start: float | None = None, end: float | None = None, size: Size = None,
+    start: float | None = None, end: float | None = None, size: Size = None, tolerance: float = 0.0,
 ) -> np.ndarray:
     """Decode frames sampled from ``path`` -> ``(N, H, W, 3)`` uint8 RGB (display orientation).
 
@@ -139,6 +154,8 @@ def sample_frames(
         start, end: window in seconds from the first frame (default: the whole clip).
         size: ``int`` = downscale so the shorter side is at most ``size`` (never upscales);
             ``(width, height)`` = exact output size; ``None`` = native resolution.
+        tolerance: seconds; any frame shown within ``tolerance`` of a target is acceptable, and the cheapest one
+            is decoded (a keyframe when one lies in the window; see the module docstring). 0 = the exact frame.
 
     Raises:
         MediaError subclasses (see the module docstring), ``ValueError`` for an empty window or bad options.
@@ -146,22 +163,23 @@ def sample_frames(
     with VideoReader(path) as clip:
         ts = sample_timestamps(clip.info.duration, num_frames, fps=fps, start=start, end=end)
         out = None
-        for k, (_, arr) in enumerate(clip.frames_at(ts, size=size)):
+        for k, (_, arr) in enumerate(clip.frames_at(ts, size=size, tolerance=tolerance)):
             if out is None:  # filled in place: no list of frames + stacked copy (2x the memory)
                 out = np.empty((len(ts), *arr.shape), dtype=np.uint8)
             out[k] = arr
     return out
 
 
-def iter_frames(path: PathLike, timestamps: Sequence[float], *, size: Size = None
+def iter_frames(path: PathLike, timestamps: Sequence[float], *, size: Size = None, tolerance: float = 0.0
                 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(frame_time_s, (H, W, 3) uint8)`` for each target time (sorted ascending), one at a time.
 
     The streaming form of :func:`sample_frames` for callers that encode frames in batches (bounded memory for
-    any number of targets). ``frame_time_s`` is the presentation time of the frame shown at the target.
+    any number of targets). ``frame_time_s`` is the presentation time of the frame shown at the target (with
+    ``tolerance``: of the frame chosen within the window, see :func:`sample_frames`).
     """
     with VideoReader(path) as clip:
-        yield from clip.frames_at(np.asarray(timestamps, dtype=np.float64), size=size)
+        yield from clip.frames_at(np.asarray(timestamps, dtype=np.float64), size=size, tolerance=tolerance)
 
 
 # ---- implementation ------------------------------------------------------------------------------------------
@@ -232,6 +250,10 @@ class VideoReader:
         t_first = self._time(first)
         if t_first is not None:
             self.t_start = t_first  # t = 0 is the first frame actually shown
+        # index entries are decode times (dts); with B-frames a keyframe is shown a constant reorder delay later
+        self._kf_shift = 0.0
+        if self._keyframes is not None and t_first is not None:
+            self._kf_shift = max(0.0, t_first - float(self._keyframes[0]))
         if not dur or dur <= 0:
             dur = self._scan_duration()
         if self.fps <= 0:
@@ -276,11 +298,15 @@ class VideoReader:
 
     # -- decoder state
     def _reset(self) -> None:
+        if getattr(self, "_keyonly", False):  # a previous call ended on a keyframe grab; the next decode flushes
+            self.stream.codec_context.skip_frame = "DEFAULT"
         self._it = None  # current frame generator
         self._prev = None  # last frame with time <= the current target
         self._pending = None  # first frame with time > the current target (look-ahead)
         self._eof = False
         self._last_time = None  # time of the newest decoded frame
+        self._keyonly = False  # the decoder drops non-key frames (after a keyframe grab): seek before decoding on
+        self._floor = -math.inf  # tolerance mode: effective targets never go back in time
 
     def _decode_from_start(self):
         av = _av()
@@ -292,6 +318,9 @@ class VideoReader:
 
     def _seek(self, t_abs: float) -> None:
         av = _av()
+        if self._keyonly:  # back to decoding every frame; the seek below flushes the decoder
+            self.stream.codec_context.skip_frame = "DEFAULT"
+            self._keyonly = False
         try:
             self.container.seek(int(math.floor(t_abs / self.tb)), backward=True, any_frame=False, stream=self.stream)
         except av.error.FFmpegError as e:
@@ -313,6 +342,8 @@ class VideoReader:
         return np.asarray(sorted(ts), dtype=np.float64) * self.tb
 
     def _should_seek(self, t_abs: float) -> bool:
+        if self._keyonly:
+            return True  # frames after a keyframe grab were dropped: the decoder must restart at a keyframe
         if self._it is None:
             pos = self.t_start  # a fresh decoder started at the beginning costs nothing to start
         elif self._last_time is None:
@@ -325,6 +356,51 @@ class VideoReader:
             i = int(np.searchsorted(self._keyframes, t_abs, side="right")) - 1  # last keyframe <= target
             return i >= 0 and self._keyframes[i] - pos > SEEK_MIN_GAP_S
         return t_abs - pos > SEEK_NO_INDEX_GAP_S
+
+    def _frame_near(self, t_abs: float, tol: float):
+        """Tolerance mode: ``(frame, time)`` of a frame shown within ``[t_abs - tol, t_abs + tol]``, the cheapest
+        to reach (see the module docstring). Targets come in increasing order."""
+        lo, hi = max(self.t_start, t_abs - tol), t_abs + tol
+        k = self._keyframe_in(lo, hi, t_abs)
+        if k is not None and not self._forward_is_cheap(lo):
+            got = self._grab_keyframe(k)
+            if got is not None and got[1] <= hi + 1e-6 and got[1] >= lo - 1e-6:
+                self._floor = got[1]
+                return got
+            # the index pointed elsewhere (an estimate of the keyframe's display time was off): take the exact path
+        te = max(lo, self._floor)
+        got = self._frame_for(te)
+        self._floor = te
+        return got
+
+    def _keyframe_in(self, lo: float, hi: float, t_abs: float) -> float | None:
+        """Display time (absolute s) of the keyframe nearest ``t_abs`` within ``[lo, hi]``, or None."""
+        if self._keyframes is None:
+            return None
+        kf = self._keyframes + self._kf_shift
+        a, b = np.searchsorted(kf, lo - 1e-9, side="left"), np.searchsorted(kf, hi + 1e-9, side="right")
+        if a >= b:
+            return None
+        cand = kf[a:b]
+        return float(cand[int(np.argmin(np.abs(cand - t_abs)))])
+
+    def _forward_is_cheap(self, lo: float) -> bool:
+        """Decoding on from the decoder's position to ``lo`` costs no more than a seek (within SEEK_MIN_GAP_S)."""
+        if self._keyonly:
+            return False
+        pos = self.t_start if self._it is None else self._last_time
+        return pos is not None and lo - pos <= SEEK_MIN_GAP_S
+
+    def _grab_keyframe(self, k_abs: float):
+        """Seek to the keyframe shown at ``k_abs`` and decode only it (non-key frames are dropped unparsed) ->
+        ``(frame, time)`` or None at the end of the stream. Leaves the decoder in key-only mode."""
+        self._seek(k_abs - self._kf_shift)  # index times are decode times
+        self.stream.codec_context.skip_frame = "NONKEY"
+        self._keyonly = True
+        got = self._next_frame()
+        self._prev = got
+        self._pending = None
+        return got
 
     def _time(self, frame) -> float | None:
         if frame.pts is None:
@@ -403,8 +479,13 @@ class VideoReader:
             raise CorruptMediaError(self.path, "cannot determine the video duration")
         return end - self.t_start
 
-    def frames_at(self, ts: np.ndarray, *, size: Size = None) -> Iterator[tuple[float, np.ndarray]]:
-        """Yield (frame time s, (H, W, 3) uint8) for sorted target times ``ts`` (seconds from the first frame)."""
+    def frames_at(self, ts: np.ndarray, *, size: Size = None, tolerance: float = 0.0
+                  ) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield (frame time s, (H, W, 3) uint8) for sorted target times ``ts`` (seconds from the first frame);
+        ``tolerance`` (seconds, >= 0) as in :func:`sample_frames`."""
+        tol = float(tolerance)
+        if not (math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"tolerance must be a number of seconds >= 0, got {tolerance!r}")
         if len(ts) == 0:
             return
         ts = np.asarray(ts, dtype=np.float64)
@@ -413,7 +494,8 @@ class VideoReader:
         self._reset()
         av = _av()
         for t in ts:
-            f, ft = self._frame_for(self.t_start + float(t))
+            t_abs = self.t_start + float(t)
+            f, ft = self._frame_near(t_abs, tol) if tol > 0 else self._frame_for(t_abs)
             try:
                 arr = self._to_array(f, size)
             except av.error.FFmpegError as e:
