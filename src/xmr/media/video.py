@@ -26,10 +26,11 @@ Timestamp tolerance (``tolerance=`` seconds, default 0 = the exact frame above):
 within ``[t - tolerance, t + tolerance]`` is acceptable for target ``t``. For each target the reader then takes the
 cheaper of
 
-* the keyframe nearest ``t`` inside that window, found in the container's keyframe index: one seek and one decoded
-  picture, the decoder told to drop every non-key frame (``codec_context.skip_frame = "NONKEY"``), so nothing
-  between targets is decoded (ECLIPSE-style "a few frames stand for the clip": any frame of a uniform part
-  represents it equally well);
+* the keyframe nearest ``t`` inside that window, found in the container's keyframe index: one seek and one
+  decoded packet (only the keyframe's packet is sent to the decoder, which is then drained so the picture comes
+  out without waiting for the frames after it), so nothing between targets is decoded (the effect
+  ``codec_context.skip_frame = "NONKEY"`` aims at, without its wait for the next keyframe; ECLIPSE-style "a few
+  frames stand for the clip": any frame of a uniform part represents it equally well);
 * decoding forward (or from the keyframe before) to ``t - tolerance``, as in the exact rule, when the decoder is
   already within ``SEEK_MIN_GAP_S`` of the window or no keyframe lies inside it.
 
@@ -298,14 +299,12 @@ class VideoReader:
 
     # -- decoder state
     def _reset(self) -> None:
-        if getattr(self, "_keyonly", False):  # a previous call ended on a keyframe grab; the next decode flushes
-            self.stream.codec_context.skip_frame = "DEFAULT"
-        self._it = None  # current frame generator
+        self._it = None  # current frame generator (every path from here starts with a seek, which flushes)
         self._prev = None  # last frame with time <= the current target
         self._pending = None  # first frame with time > the current target (look-ahead)
         self._eof = False
         self._last_time = None  # time of the newest decoded frame
-        self._keyonly = False  # the decoder drops non-key frames (after a keyframe grab): seek before decoding on
+        self._keyonly = False  # the decoder was drained by a keyframe grab: seek before decoding on
         self._floor = -math.inf  # tolerance mode: effective targets never go back in time
 
     def _decode_from_start(self):
@@ -318,9 +317,7 @@ class VideoReader:
 
     def _seek(self, t_abs: float) -> None:
         av = _av()
-        if self._keyonly:  # back to decoding every frame; the seek below flushes the decoder
-            self.stream.codec_context.skip_frame = "DEFAULT"
-            self._keyonly = False
+        self._keyonly = False  # the seek flushes the decoder (also after a drain)
         try:
             self.container.seek(int(math.floor(t_abs / self.tb)), backward=True, any_frame=False, stream=self.stream)
         except av.error.FFmpegError as e:
@@ -343,7 +340,7 @@ class VideoReader:
 
     def _should_seek(self, t_abs: float) -> bool:
         if self._keyonly:
-            return True  # frames after a keyframe grab were dropped: the decoder must restart at a keyframe
+            return True  # a keyframe grab drained the decoder: it restarts at a keyframe
         if self._it is None:
             pos = self.t_start  # a fresh decoder started at the beginning costs nothing to start
         elif self._last_time is None:
@@ -392,15 +389,36 @@ class VideoReader:
         return pos is not None and lo - pos <= SEEK_MIN_GAP_S
 
     def _grab_keyframe(self, k_abs: float):
-        """Seek to the keyframe shown at ``k_abs`` and decode only it (non-key frames are dropped unparsed) ->
-        ``(frame, time)`` or None at the end of the stream. Leaves the decoder in key-only mode."""
-        self._seek(k_abs - self._kf_shift)  # index times are decode times
-        self.stream.codec_context.skip_frame = "NONKEY"
+        """Seek to the keyframe shown at ``k_abs`` and decode that one packet alone -> ``(frame, time)``, or None
+        when no keyframe picture comes out. The decoder is drained (end-of-stream sent) so the picture comes out
+        at once instead of after the reorder delay (with B-frames the decoder would otherwise hold it until more
+        pictures arrive, and with non-key frames skipped that means the next keyframe, a GOP later); the next
+        decode therefore starts with a seek, which flushes the decoder (``_keyonly``)."""
+        av = _av()
+        # seeks take display times (the MP4 demuxer maps them to its decode-time index itself); aim half a frame past
+        # the keyframe so rounding cannot land on the keyframe before it
+        self._seek(k_abs + 0.5 / max(self.fps, 1.0))
         self._keyonly = True
-        got = self._next_frame()
-        self._prev = got
-        self._pending = None
-        return got
+        self._it = None
+        self._prev = self._pending = None
+        cc = self.stream.codec_context
+        try:
+            for pkt in self.container.demux(self.stream):
+                if pkt.size == 0 or not pkt.is_keyframe:
+                    continue  # the demuxer's end-of-stream packet; a seek lands on a keyframe, so rarely anything else
+                frames = list(cc.decode(pkt)) + list(cc.decode(None))
+                if not frames:
+                    return None
+                f = frames[0]
+                t = self._time(f)
+                if t is None:
+                    return None
+                self._last_time = t
+                self._prev = (f, t)
+                return self._prev
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(self.path, f"cannot decode the keyframe at {self._rel(k_abs)} s ({_msg(e)})") from None
+        return None
 
     def _time(self, frame) -> float | None:
         if frame.pts is None:
