@@ -3,7 +3,8 @@
 Three ways to get 12 uniformly spread frames from a video, each run in its own subprocess (clean peak RSS):
 
 * ``sample``: :func:`xmr.media.video.sample_frames` exact (the frame shown at each target: seek to the keyframe
-  before a target when that skips decoding, else decode forward; only the 12 picked frames are converted to RGB);
+  before a target when that skips decoding, else decode forward, not decoding H.264 non-reference pictures that
+  come before a target; only the 12 picked frames are converted to RGB);
 * ``snap``: the same with ``tolerance`` = half a part (``FramePlan.uniform(12, snap=0.5)``): any frame shown inside a
   target's own part of the clip; the reader takes the keyframe nearest the target (one decoded picture) when the
   part holds one;
@@ -15,8 +16,9 @@ Three ways to get 12 uniformly spread frames from a video, each run in its own s
 The parent checks the frames against the full decode: ``sample`` must return the same frames (timestamps within
 one frame, same pixels); ``snap``'s frames must be frames of the full decode (the full worker also picks the frames
 at the snapped timestamps, so its pixels are compared) shown within the tolerance of their targets. Then it prints
-a markdown table: wall time (best of ``--repeat``; files over 30 minutes: ``full`` once), output frames per second,
-pictures decoded (and per second), peak RSS, and the speed ratio against ``full``. A baseline row gives the RSS of a worker that only imports PyAV and numpy.
+a markdown table: wall time (best of ``--repeat``; files over 30 minutes: ``full`` once), the CPU time of that run
+(user + system, decoder threads included: steadier than wall time on a shared machine), pictures decoded, peak
+RSS, and the speed ratios against ``full`` (wall and CPU). A baseline row gives the RSS of a worker that only imports PyAV and numpy.
 
     python benchmarks/video_decode.py --data ../shared/data/msrvtt-mini           # real clips + 10 and 60 min files
     python benchmarks/video_decode.py --data ../shared/data/msrvtt-mini --long-minutes 1   # quicker
@@ -50,7 +52,7 @@ HERE = Path(__file__).resolve()
 def _worker(method: str, path: str, num_frames: int, extra_times: list[float]) -> dict:
     import av  # noqa: F401 - imported in every method so the baseline is comparable
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     decoded = 0
     targets: list[float] = []
     if method == "baseline":
@@ -70,14 +72,21 @@ def _worker(method: str, path: str, num_frames: int, extra_times: list[float]) -
         frames, times, decoded, targets = _full_decode(path, num_frames, extra_times)
     else:
         raise SystemExit(f"unknown method {method}")
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "method": method, "wall_s": wall, "frames": len(frames), "decoded": decoded, "peak_rss_mb": rss_kb / 1024,
+        "method": method, "wall_s": wall, "cpu_s": cpu, "frames": len(frames), "decoded": decoded, "peak_rss_mb": rss_kb / 1024,
         "targets": targets, "times": [float(t) for t in times],
         "checksums": [int(a.astype(np.int64).sum()) for a in frames],
         "shape": list(frames[0].shape) if frames else None,
     }
+
+
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process, decoder threads included (steadier than wall time on a shared
+    machine)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _count_pictures(clip):
@@ -308,26 +317,27 @@ def _describe(f: Path) -> str:
 
 
 def _print_table(rows: list[dict], infos: dict[str, str], gen_s: float | None) -> None:
-    print("| file | method | wall s (best of runs) | output frames/s | pictures decoded | peak RSS MB | speed-up |")
-    print("|---|---|---|---|---|---|---|")
+    print("| file | method | wall s (best of runs) | CPU s | pictures decoded | peak RSS MB | speed-up (wall) "
+          "| speed-up (CPU) |")
+    print("|---|---|---|---|---|---|---|---|")
     by_file: dict[str, dict] = {}
     for r in rows:
         by_file.setdefault(r["file"], {})[r["method"]] = r
     for name, m in by_file.items():
-        full_t = m["full"]["wall_s"]
+        full_t, full_c = m["full"]["wall_s"], m["full"]["cpu_s"]
         for method in ("baseline", "sample", "snap", "full"):
             r = m[method]
             if method == "baseline":
-                print(f"| {name} | (import only) | - | - | - | {r['peak_rss_mb']:.0f} | - |")
+                print(f"| {name} | (import only) | - | - | - | {r['peak_rss_mb']:.0f} | - | - |")
                 continue
-            dec = f"{r['decoded']} ({r['decoded'] / r['wall_s']:.0f}/s)" if r["decoded"] else "-"
             sp = f"{full_t / r['wall_s']:.1f}x" if method != "full" else "1.0x"
+            spc = f"{full_c / r['cpu_s']:.1f}x" if method != "full" else "1.0x"
             print(f"| {name} | {method} | {r['wall_s']:.3f} ({', '.join(map(str, r['all_wall_s']))}) | "
-                  f"{r['frames'] / r['wall_s']:.1f} | {dec} | {r['peak_rss_mb']:.0f} | {sp} |")
+                  f"{r['cpu_s']:.2f} | {r['decoded']} | {r['peak_rss_mb']:.0f} | {sp} | {spc} |")
         sf, nf = m["sample"]["same_frames"], m["snap"]["same_frames"]
         print(f"|  | sample = full decode: timestamps {'yes' if sf['times'] else 'NO'}, "
               f"pixels {'yes' if sf['pixels'] else 'NO'}; snap within {nf['tolerance_s']:.2f} s: "
-              f"{'yes' if nf['times'] else 'NO'}, full-decode pixels {'yes' if nf['pixels'] else 'NO'} | | | | | |")
+              f"{'yes' if nf['times'] else 'NO'}, full-decode pixels {'yes' if nf['pixels'] else 'NO'} | | | | | | |")
     print()
     for line in infos.values():
         print(line)

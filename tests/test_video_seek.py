@@ -138,3 +138,27 @@ def test_frame_plan_snap(tmp_path):
     assert all(is_key[[frame_index(np.asarray(f)) for f in frames]])  # every part of 4 s holds a keyframe
     with pytest.raises(ConfigError, match="snap"):
         FramePlan.uniform(5, snap=0.7)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_path_skips_non_reference_pictures_and_returns_the_same_frames(tmp_path, seed):
+    # libx264's default preset: 3 B-frames, B-pyramid -> some B-pictures are never referenced; those before a target
+    # are not decoded at all, and the frames returned are still exactly the reference decode's
+    n, fps = 250, 25  # frame_index reads 8 bits: n <= 256
+    path = make_clip(tmp_path / "b.mp4", n_frames=n, fps=fps, gop=100, codec="libx264", size=(128, 48))
+    targets = np.sort(np.random.default_rng(seed).uniform(0, n / fps - 1e-3, size=9))
+    with VideoReader(path) as r:
+        got = list(r.frames_at(targets))
+        skipped = r.skipped
+    idx = _check_within(path, targets, 0.0, got)
+    assert idx == [min(int(np.floor(t * fps + 1e-9)), n - 1) for t in targets]
+    assert [frame_index(a) for _, a in got] == idx
+    assert skipped > 20  # non-reference pictures between the targets were not decoded
+
+
+def test_real_h264_clip_exact_frames_with_skipping():
+    clip = FIXTURES / "video" / "video9771.mp4"  # MSR-VTT, h264
+    targets = np.sort(np.random.default_rng(3).uniform(0, 13.9, size=15))
+    with VideoReader(clip) as r:
+        got = list(r.frames_at(targets))
+    _check_within(clip, targets, 0.0, got)

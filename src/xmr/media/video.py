@@ -226,6 +226,9 @@ class VideoReader:
             raise NoVideoStreamError(self.path, f"no video stream (has: {', '.join(kinds)})")
         self.stream = v = c.streams.video[0]
         v.thread_type = "AUTO"
+        self._nal_len = _avcc_nal_length_size(v)  # H.264 in MP4/MOV/MKV: non-reference packets can be skipped
+        self.skipped = 0  # packets not sent to the decoder (non-reference pictures before a target)
+        self._target_ts = -1 << 62
         self._refuse_still_image()
         self.tb = float(v.time_base) if v.time_base else 1e-6
         self.t_start = float(v.start_time * v.time_base) if v.start_time is not None and v.time_base else 0.0
@@ -305,6 +308,7 @@ class VideoReader:
         self._eof = False
         self._last_time = None  # time of the newest decoded frame
         self._keyonly = False  # the decoder was drained by a keyframe grab: seek before decoding on
+        self._target_ts = -1 << 62  # current target in stream time-base units (no packet is skipped before one)
         self._floor = -math.inf  # tolerance mode: effective targets never go back in time
 
     def _decode_from_start(self):
@@ -313,7 +317,28 @@ class VideoReader:
             self.container.seek(0, backward=True, any_frame=False, stream=self.stream)
         except av.error.FFmpegError:
             pass  # unseekable input: decode from where the demuxer is (the start)
-        return self.container.decode(self.stream)
+        return self._decode()
+
+    def _decode(self):
+        """Frames from the demuxer's position, like ``container.decode(stream)``, except that H.264 packets of
+        non-reference pictures that cannot be the frame shown at the current target (``self._target``) are not
+        sent to the decoder (see :func:`_h264_nal_ref_idc`): no other picture is predicted from them, so every
+        picture that is decoded comes out bit-identical."""
+        cc = self.stream.codec_context
+        recent: list[int] = []  # pts of the last packets since the seek (B-pictures follow their later anchor)
+        for pkt in self.container.demux(self.stream):
+            p = pkt.pts
+            if self._nal_len and p is not None and pkt.size and not pkt.is_keyframe:
+                # skippable: a non-reference picture with a later-shown one already seen that is still <= target
+                tgt = self._target_ts
+                if (any(p < q <= tgt for q in recent) and _h264_nal_ref_idc(pkt, self._nal_len) == 0):
+                    self.skipped += 1
+                    continue
+            if p is not None:
+                recent.append(p)
+                if len(recent) > 32:
+                    del recent[0]
+            yield from cc.decode(pkt)
 
     def _seek(self, t_abs: float) -> None:
         av = _av()
@@ -322,7 +347,7 @@ class VideoReader:
             self.container.seek(int(math.floor(t_abs / self.tb)), backward=True, any_frame=False, stream=self.stream)
         except av.error.FFmpegError as e:
             raise CorruptMediaError(self.path, f"seek to {t_abs - self.t_start:.2f} s failed ({_msg(e)})") from None
-        self._it = self.container.decode(self.stream)
+        self._it = self._decode()
         self._prev = self._pending = None
         self._eof = False
         self._last_time = None
@@ -445,6 +470,7 @@ class VideoReader:
 
     def _frame_for(self, t_abs: float):
         """``(frame, time)`` shown at ``t_abs`` (absolute seconds); targets must come in increasing order."""
+        self._target_ts = math.floor((t_abs + 1e-6) / self.tb)  # packets shown after this are never skipped
         if self._it is None and not self._should_seek(t_abs):
             self._it = self._decode_from_start()
         elif self._should_seek(t_abs):
@@ -553,6 +579,34 @@ class VideoReader:
 
     def __exit__(self, *a):
         self.close()
+
+
+def _avcc_nal_length_size(stream) -> int:
+    """Bytes of the NAL length prefix of an H.264 stream in AVCC form (MP4/MOV/MKV: ``avcC`` extradata), else 0
+    (other codecs, Annex-B streams: no packet skipping)."""
+    try:
+        if stream.codec_context.name != "h264":
+            return 0
+        extra = bytes(stream.codec_context.extradata or b"")
+    except Exception:  # noqa: BLE001 - optional information
+        return 0
+    if len(extra) < 7 or extra[0] != 1:  # avcC configurationVersion 1
+        return 0
+    return (extra[4] & 3) + 1
+
+
+def _h264_nal_ref_idc(pkt, length_size: int) -> int | None:
+    """``nal_ref_idc`` of the first slice NAL (types 1 and 5) of an AVCC H.264 packet: 0 = no picture is
+    predicted from this one (ITU-T H.264 7.4.1); None when no slice is found."""
+    mv = memoryview(pkt)
+    n, off = len(mv), 0
+    while off + length_size < n:
+        size = int.from_bytes(mv[off: off + length_size], "big")
+        hdr = mv[off + length_size]
+        if hdr & 0x1F in (1, 5):
+            return (hdr >> 5) & 3
+        off += length_size + size
+    return None
 
 
 def _rotation_of(frame, stream) -> int:
