@@ -162,3 +162,14 @@ def test_real_h264_clip_exact_frames_with_skipping():
     with VideoReader(clip) as r:
         got = list(r.frames_at(targets))
     _check_within(clip, targets, 0.0, got)
+
+
+def test_tolerance_without_a_keyframe_index(tmp_path):
+    # MPEG-TS has no keyframe index: every target decodes forward to its window's start, still within tolerance
+    path = make_clip(tmp_path / "c.ts", n_frames=80, fps=10, gop=10)
+    with VideoReader(path) as r:
+        assert r._keyframes is None
+        ts = sample_timestamps(r.info.duration, 4)
+        got = list(r.frames_at(ts, tolerance=0.5))
+    _check_within(path, ts, 0.5, got)
+    assert [frame_index(a) for _, a in got] == [int(round((t - 0.5) * 10)) for t in ts]
