@@ -5,9 +5,10 @@ Retrieval", ECCV 2022; called LEAN in xmr's issues). Its idea: a caption misses 
 other captions of the same video cover some of it. A **teacher** reads the query caption *plus* a support set of
 captions of the same video and aggregates them (the "linguistic association"); those captions do not exist at
 search time, so a **student** that reads one caption is trained to reproduce the teacher's embeddings and
-similarities (knowledge distillation). xmr uses the same recipe for efficiency in frames: the teacher also looks
-at many frames (``teacher_frames``), the student at few (``LeanConfig.num_frames``), so only those few need to be
-decoded and encoded per video at index time.
+similarities (knowledge distillation). In the authors' code the student's video encoder sees the same frames as
+the teacher's; xmr adds efficiency in frames (a deviation, as issue 16 asks): the teacher looks at many frames
+(``teacher_frames``), the student at few (``LeanConfig.num_frames``), so only those few need to be decoded and
+encoded per video.
 
 What is implemented, named as in the paper's released code (``silenceFS/LINAS``, ``model.py``: the paper's text
 was not available to us, so equation numbers are not cited):
