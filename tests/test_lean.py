@@ -115,6 +115,16 @@ def test_teacher_uses_the_support_captions():
     assert r_both > r_alone
 
 
+def test_plain_head_training_refuses_lean():
+    from xmr.heads.train import train_head
+
+    frames, texts, pairs = _toy(n_videos=4)
+    with pytest.raises(ConfigError, match="distillation"):
+        train_head(frames, texts, pairs, "lean", {"dim": 16, "heads": 2})
+    with pytest.raises(ConfigError, match="distillation"):
+        train_head(frames, texts, pairs, create_head("lean", dim=16, heads=2))
+
+
 def test_bad_training_settings_are_refused():
     with pytest.raises(ConfigError, match="alpha"):
         LeanTrainConfig(alpha=-1.0)
