@@ -29,8 +29,8 @@ cheaper of
 * the keyframe nearest ``t`` inside that window, found in the container's keyframe index: one seek and one
   decoded packet (only the keyframe's packet is sent to the decoder, which is then drained so the picture comes
   out without waiting for the frames after it), so nothing between targets is decoded (the effect
-  ``codec_context.skip_frame = "NONKEY"`` aims at, without its wait for the next keyframe; ECLIPSE-style "a few
-  frames stand for the clip": any frame of a uniform part represents it equally well);
+  ``codec_context.skip_frame = "NONKEY"`` aims at, without its wait for the next keyframe; TSN's view of a
+  segment: any frame of a uniform part stands for it);
 * decoding forward (or from the keyframe before) to ``t - tolerance``, as in the exact rule, when the decoder is
   already within ``SEEK_MIN_GAP_S`` of the window or no keyframe lies inside it.
 
