@@ -21,7 +21,9 @@ Setup (what is frozen / trained):
       - ``LEAN``: the ``lean`` student on F frames, one caption, distilled from that teacher
         (:func:`xmr.heads.lean.distill_student`, alpha = beta = video_alpha = 1);
       - ``LEAN w/o association`` (F = 2): the same distillation from the ``many-frame`` model (no captions read):
-        what the linguistic association adds.
+        what the linguistic association adds;
+      - with ``--adapt``: ``LEAN adaptive distillation`` (F = 2): ``similarity="adapt"`` (the paper's Adaptive
+        Distillation over the whole similarity matrix) instead of the positive pairs only.
   * queries: every test clip's first caption (the same queries as ``benchmarks/video_heads.py``); gallery: all test
     clips. R@1 with pessimistic ties. Mean ± std over ``--seeds``.
 
@@ -74,6 +76,9 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--frames", type=int, nargs="+", default=[1, 2, 4], help="student / control frame counts")
+    ap.add_argument("--adapt", action="store_true", help="also train the Adaptive Distillation student (F = 2)")
+    ap.add_argument("--skip-baselines", action="store_true",
+                    help="only the teacher and the LEAN students (no many-frame / few-frame / w/o association rows)")
     ap.add_argument("--out", default="/tmp/xmr_lean_bench")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -119,13 +124,14 @@ def main() -> int:
     for seed in args.seeds:
         cfg = LeanTrainConfig(teacher_frames=ALL_FRAMES, epochs=args.epochs, lr=args.lr, seed=seed)
         common = {"epochs": args.epochs, "lr": args.lr, "seed": seed, "batch_size": 32}
-        s = time.perf_counter()
-        tower = WordGRU(len(vocab) + 1, 64, seed)
-        many = train_head(f_tr, ids, pairs_tr, "seqtransf",
-                          {"dim": 64, "max_frames": ALL_FRAMES, "num_frames": ALL_FRAMES, "heads": 4},
-                          text_tower=tower, **common)
-        record(f"many-frame ({ALL_FRAMES})", r1(sims_of(many, tower, f_te)), seed, time.perf_counter() - s)
-        many_teacher = Teacher(many, tower, _NoAssociation(), ALL_FRAMES)
+        if not args.skip_baselines:
+            s = time.perf_counter()
+            tower = WordGRU(len(vocab) + 1, 64, seed)
+            many = train_head(f_tr, ids, pairs_tr, "seqtransf",
+                              {"dim": 64, "max_frames": ALL_FRAMES, "num_frames": ALL_FRAMES, "heads": 4},
+                              text_tower=tower, **common)
+            record(f"many-frame ({ALL_FRAMES})", r1(sims_of(many, tower, f_te)), seed, time.perf_counter() - s)
+            many_teacher = Teacher(many, tower, _NoAssociation(), ALL_FRAMES)
 
         s = time.perf_counter()
         teacher = train_teacher(f_tr, ids, pairs_tr, WordGRU(len(vocab) + 1, 64, seed), cfg)
@@ -137,11 +143,13 @@ def main() -> int:
 
         for f in args.frames:
             idx = uniform_indices(ALL_FRAMES, f)
-            s = time.perf_counter()
-            tower_f = WordGRU(len(vocab) + 1, 64, seed)
-            few = train_head(f_tr[:, idx], ids, pairs_tr, "seqtransf",
-                             {"dim": 64, "max_frames": f, "num_frames": f, "heads": 4}, text_tower=tower_f, **common)
-            record(f"few-frame ({f})", r1(sims_of(few, tower_f, f_te[:, idx])), seed, time.perf_counter() - s)
+            if not args.skip_baselines:
+                s = time.perf_counter()
+                tower_f = WordGRU(len(vocab) + 1, 64, seed)
+                few = train_head(f_tr[:, idx], ids, pairs_tr, "seqtransf",
+                                 {"dim": 64, "max_frames": f, "num_frames": f, "heads": 4}, text_tower=tower_f,
+                                 **common)
+                record(f"few-frame ({f})", r1(sims_of(few, tower_f, f_te[:, idx])), seed, time.perf_counter() - s)
 
             s = time.perf_counter()
             tower_s = WordGRU(len(vocab) + 1, 64, seed)
@@ -149,7 +157,16 @@ def main() -> int:
                 teacher_frames=ALL_FRAMES, student_frames=f, epochs=args.epochs, lr=args.lr, seed=seed))
             record(f"LEAN ({f})", r1(sims_of(student, tower_s, f_te[:, idx])), seed, time.perf_counter() - s)
 
-            if f == 2:
+            if f == 2 and args.adapt:
+                s = time.perf_counter()
+                tower_d = WordGRU(len(vocab) + 1, 64, seed)
+                ad = distill_student(f_tr, ids, pairs_tr, teacher, tower_d, LeanTrainConfig(
+                    teacher_frames=ALL_FRAMES, student_frames=f, epochs=args.epochs, lr=args.lr, seed=seed,
+                    similarity="adapt"))
+                record(f"LEAN adaptive distillation ({f})", r1(sims_of(ad, tower_d, f_te[:, idx])), seed,
+                       time.perf_counter() - s)
+
+            if f == 2 and not args.skip_baselines:
                 s = time.perf_counter()
                 tower_a = WordGRU(len(vocab) + 1, 64, seed)
                 abl = distill_student(f_tr, ids, pairs_tr, many_teacher, tower_a, LeanTrainConfig(

@@ -115,6 +115,28 @@ def test_teacher_uses_the_support_captions():
     assert r_both > r_alone
 
 
+def test_adaptive_distillation_weights_and_training():
+    from xmr.heads.lean import AdaptiveWeights
+
+    w = AdaptiveWeights()
+    torch.testing.assert_close(w(4).sum(0), torch.ones(4))  # a distribution over each column
+    torch.testing.assert_close(w(4), torch.full((4, 4), 0.25))  # a = b = 1 at start: uniform
+    with torch.no_grad():
+        w.a.fill_(30.0)
+    torch.testing.assert_close(w(4), torch.eye(4), atol=1e-6, rtol=0)  # a >> b: the diag variant
+    frames, texts, pairs = _toy()
+    cfg = LeanTrainConfig(teacher_frames=8, student_frames=2, support_size=2, epochs=10, lr=5e-3, batch_size=8,
+                          similarity="adapt")
+    teacher = train_teacher(frames, texts, pairs, cfg=cfg, head_cfg={"heads": 2})
+    steps = []
+    distill_student(frames, texts, pairs, teacher, nn.Linear(16, 16), cfg, head_cfg={"heads": 2},
+                    on_step=steps.append)
+    assert steps[0]["positive_weight"] == pytest.approx(1 / 8, abs=0.02)
+    assert abs(steps[-1]["positive_weight"] - 1 / 8) > 0.02  # the weights are learned
+    with pytest.raises(ConfigError, match="similarity"):
+        LeanTrainConfig(similarity="svd")
+
+
 def test_plain_head_training_refuses_lean():
     from xmr.heads.train import train_head
 

@@ -24,15 +24,21 @@ was not available to us, so equation numbers are not cited):
       L = alpha * (||t_S - t_T||^2 + video_alpha * ||v_S - v_T||^2) + L_ret(S) + beta * sum_i huber(S_T[i,i] - S_S[i,i])
 
   with ``t`` / ``v`` the L2-normalised text / video embeddings of student ``S`` and (frozen) teacher ``T``, and
-  ``S_.[i,i]`` the similarity of the i-th caption and its own video.
+  ``S_.[i,i]`` the similarity of the i-th caption and its own video;
+* Adaptive Distillation (``similarity="adapt"``; the code's ``similarity_type=adapt``, ``train_mask``): the
+  similarity term covers the whole batch matrix, ``sum_ij W[i,j] huber(S_T[i,j] - S_S[i,j])``, with
+  ``W = softmax_i(a I + b (1 - I))`` (per column) and two learned scalars ``a``, ``b`` (init 1), updated each step
+  by their own Adam (10x the learning rate) to minimise ``sum_ij W[i,j] huber(...) / |S_T[i,j]|`` on detached
+  similarities; the student's loss uses ``W`` detached. ``diag`` is the limit ``W = I``.
 
 Deviations: the retrieval loss is xmr's symmetric InfoNCE (the code: max-violation triplet loss), for teacher and
 student alike; losses are means over the batch (the code sums: ``cost_style=sum``), so the default weights differ
 (``alpha = 1``; the code's 0.2 goes with sums); the support set is up to ``support_size`` captions of the video,
 sampled per step (the code: all 20 MSR-VTT captions); the encoders are xmr's (a frozen image tower's frame
 features + a temporal head; the code: Dual Encoding on ResNet features); the paper's *Adaptive Distillation*
-(a learnable weight mask over the whole similarity matrix, trained by a second optimiser) is not implemented —
-the ``diag`` variant its training script uses by default is. Frames: the teacher's ``teacher_frames`` and the
+is implemented as its code intends: the released code builds its mask tensor from ``a``, ``b`` once at start-up,
+so (as we read it) their updates do not change the weights; here ``W`` is rebuilt from ``a``, ``b`` every step. The default is ``diag``, the
+variant the authors' training script uses. Frames: the teacher's ``teacher_frames`` and the
 student's ``num_frames`` are uniform centres of equal parts of the clip (``FramePlan.uniform``); the student's
 frames are a subset of the teacher's when ``teacher_frames`` is a multiple of ``num_frames``.
 """
@@ -112,6 +118,7 @@ class LeanTrainConfig:
     alpha: float = 1.0  # weight of the embedding distillation ||t_S - t_T||^2 + video_alpha ||v_S - v_T||^2
     video_alpha: float = 1.0  # weight of the video term inside it
     beta: float = 1.0  # weight of the similarity distillation (huber on the positive pairs' similarities)
+    similarity: str = "diag"  # "diag": positive pairs only; "adapt": Adaptive Distillation over the whole matrix
     epochs: int = 60
     lr: float = 2e-3
     batch_size: int = 32
@@ -125,6 +132,22 @@ class LeanTrainConfig:
         for name in ("alpha", "video_alpha", "beta", "lr", "weight_decay"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"LeanTrainConfig: {name} must be >= 0, got {getattr(self, name)}")
+        if self.similarity not in ("diag", "adapt"):
+            raise ConfigError(f"LeanTrainConfig: similarity must be 'diag' or 'adapt', got {self.similarity!r}")
+
+
+class AdaptiveWeights(nn.Module):
+    """Adaptive Distillation's weights over a (B, B) similarity matrix: ``softmax`` over each column of
+    ``a I + b (1 - I)``, with learned scalars ``a`` (positive pairs) and ``b`` (the rest), both initialised to 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(1.0))
+        self.b = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, n: int) -> torch.Tensor:
+        eye = torch.eye(n)
+        return torch.softmax(self.a * eye + self.b * (1 - eye), dim=0)
 
 
 class Teacher(nn.Module):
@@ -236,6 +259,8 @@ def distill_student(frame_feats: torch.Tensor, text_inputs, pairs, teacher: Teac
     rng = np.random.default_rng(cfg.seed + 1)
     opt = torch.optim.AdamW(list(head.parameters()) + list(tower.parameters()), lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
+    adapt = AdaptiveWeights() if cfg.similarity == "adapt" else None
+    opt_w = torch.optim.Adam(adapt.parameters(), lr=10 * cfg.lr) if adapt is not None else None
     head.train()
     tower.train()
     t0 = time.perf_counter()
@@ -245,24 +270,37 @@ def distill_student(frame_feats: torch.Tensor, text_inputs, pairs, teacher: Teac
             sup, mask = support_sets(by_video, vb, cfg.support_size, rng)
             t_t = F.normalize(teacher.text(text_inputs, tb, sup, mask), dim=-1)
             v_t = teacher.video(frames)
-            s_t = (t_t * v_t).sum(-1)  # teacher similarity of each caption and its own video (the diagonal)
+            s_t = t_t @ v_t.T  # (B, B) teacher similarities; the diagonal pairs each caption with its own video
         t_s = F.normalize(tower(text_inputs[torch.as_tensor(tb)]), dim=-1)
         v_s = head.embed_video(frames)
         sims = t_s @ v_s.T
         ret = _info_nce(sims, head.logit_scale)
         emb = ((t_s - t_t) ** 2).sum(-1).mean() + cfg.video_alpha * ((v_s - v_t) ** 2).sum(-1).mean()
-        sim = F.smooth_l1_loss(sims.diagonal(), s_t)
+        if adapt is None:
+            sim = F.smooth_l1_loss(sims.diagonal(), s_t.diagonal())
+        else:
+            err = F.smooth_l1_loss(sims, s_t, reduction="none")  # (B, B)
+            w_loss = (adapt(len(vb)) * err.detach() / (s_t.abs() + 1e-6)).sum()  # the weights' own objective
+            opt_w.zero_grad(set_to_none=True)
+            w_loss.backward()
+            opt_w.step()
+            with torch.no_grad():
+                w = adapt(len(vb))
+            sim = (w * err).sum() / len(vb)  # = mean_i err[i, i] when w = I
         loss = cfg.alpha * emb + ret + cfg.beta * sim
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if on_step is not None:
-            on_step({"loss": loss.item(), "retrieval": ret.item(), "embedding": emb.item(), "similarity": sim.item()})
+            info = {"loss": loss.item(), "retrieval": ret.item(), "embedding": emb.item(), "similarity": sim.item()}
+            if adapt is not None:
+                info["positive_weight"] = float(w.diagonal().mean())  # W's share on the positive pairs (1/B at start)
+            on_step(info)
     log.info("LEAN student (%d frames): %d epochs in %.1f s", cfg.student_frames, cfg.epochs, time.perf_counter() - t0)
     head.eval()
     tower.eval()
     return head
 
 
-__all__ = ["LeanConfig", "LeanHead", "LeanTrainConfig", "LinguisticAssociation", "Teacher", "distill_student",
+__all__ = ["AdaptiveWeights", "LeanConfig", "LeanHead", "LeanTrainConfig", "LinguisticAssociation", "Teacher", "distill_student",
            "support_sets", "train_teacher", "uniform_indices"]
