@@ -33,7 +33,7 @@ was not available to us, so equation numbers are not cited):
 
 Deviations: the retrieval loss is xmr's symmetric InfoNCE (the code: max-violation triplet loss), for teacher and
 student alike; losses are means over the batch (the code sums: ``cost_style=sum``), so the default weights differ
-(``alpha = 1``; the code's 0.2 goes with sums); the support set is up to ``support_size`` captions of the video,
+(``alpha = 1``; the code's 0.2 goes with sums); the support set is up to ``support_size`` captions of the video (the query included, as in the code),
 sampled per step (the code: all 20 MSR-VTT captions); the encoders are xmr's (a frozen image tower's frame
 features + a temporal head; the code: Dual Encoding on ResNet features); the paper's *Adaptive Distillation*
 is implemented as its code intends: the released code builds its mask tensor from ``a``, ``b`` once at start-up,
@@ -114,7 +114,7 @@ class LeanTrainConfig:
 
     teacher_frames: int = 16  # frames the teacher looks at
     student_frames: int = 4  # frames the student looks at (LeanConfig.num_frames)
-    support_size: int = 4  # captions of the video the teacher reads besides the query (sampled per step)
+    support_size: int = 4  # captions of the video the teacher reads, the query's own included (sampled per step)
     alpha: float = 1.0  # weight of the embedding distillation ||t_S - t_T||^2 + video_alpha ||v_S - v_T||^2
     video_alpha: float = 1.0  # weight of the video term inside it
     beta: float = 1.0  # weight of the similarity distillation (huber on the positive pairs' similarities)
