@@ -33,8 +33,8 @@ was not available to us, so equation numbers are not cited):
 
 Deviations: the retrieval loss is xmr's symmetric InfoNCE (the code: max-violation triplet loss), for teacher and
 student alike; losses are means over the batch (the code sums: ``cost_style=sum``), so the default weights differ
-(``alpha = 1``; the code's 0.2 goes with sums); the support set is up to ``support_size`` captions of the video (the query included, as in the code),
-sampled per step (the code: all 20 MSR-VTT captions); the encoders are xmr's (a frozen image tower's frame
+(``alpha = 1``; the code's 0.2 goes with sums); the support set is up to ``support_size`` captions of the video
+(the query's own included, as in the code), sampled per step (the code: all 20 MSR-VTT captions); the encoders are xmr's (a frozen image tower's frame
 features + a temporal head; the code: Dual Encoding on ResNet features); the paper's *Adaptive Distillation*
 is implemented as its code intends: the released code builds its mask tensor from ``a``, ``b`` once at start-up,
 so (as we read it) their updates do not change the weights; here ``W`` is rebuilt from ``a``, ``b`` every step. The default is ``diag``, the
