@@ -18,7 +18,8 @@ one frame, same pixels); ``snap``'s frames must be frames of the full decode (th
 at the snapped timestamps, so its pixels are compared) shown within the tolerance of their targets. Then it prints
 a markdown table: wall time (best of ``--repeat``; files over 30 minutes: ``full`` once), the CPU time of that run
 (user + system, decoder threads included: steadier than wall time on a shared machine), pictures decoded, peak
-RSS, and the speed ratios against ``full`` (wall and CPU). A baseline row gives the RSS of a worker that only imports PyAV and numpy.
+RSS, and the speed ratios against ``full`` (wall and CPU). A baseline row gives the RSS of a worker that only
+imports PyAV and numpy.
 
     python benchmarks/video_decode.py --data ../shared/data/msrvtt-mini           # real clips + 10 and 60 min files
     python benchmarks/video_decode.py --data ../shared/data/msrvtt-mini --long-minutes 1   # quicker
@@ -75,7 +76,8 @@ def _worker(method: str, path: str, num_frames: int, extra_times: list[float]) -
     wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "method": method, "wall_s": wall, "cpu_s": cpu, "frames": len(frames), "decoded": decoded, "peak_rss_mb": rss_kb / 1024,
+        "method": method, "wall_s": wall, "cpu_s": cpu, "frames": len(frames), "decoded": decoded,
+        "peak_rss_mb": rss_kb / 1024,
         "targets": targets, "times": [float(t) for t in times],
         "checksums": [int(a.astype(np.int64).sum()) for a in frames],
         "shape": list(frames[0].shape) if frames else None,

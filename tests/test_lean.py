@@ -107,8 +107,8 @@ def test_teacher_uses_the_support_captions():
     q = np.arange(0, len(texts), 2)  # first caption of each video
     with torch.no_grad():
         v = teacher.video(frames)
-        both = torch.nn.functional.normalize(teacher.text(texts, q, np.stack([q, q + 1], 1), np.ones((len(q), 2), bool)),
-                                             dim=-1)
+        both = torch.nn.functional.normalize(
+            teacher.text(texts, q, np.stack([q, q + 1], 1), np.ones((len(q), 2), bool)), dim=-1)
         alone = torch.nn.functional.normalize(teacher.text(texts, q, q[:, None], np.ones((len(q), 1), bool)), dim=-1)
         r_both = ((both @ v.T).argmax(1) == torch.arange(len(q))).float().mean()
         r_alone = ((alone @ v.T).argmax(1) == torch.arange(len(q))).float().mean()

@@ -34,13 +34,14 @@ was not available to us, so equation numbers are not cited):
 Deviations: the retrieval loss is xmr's symmetric InfoNCE (the code: max-violation triplet loss), for teacher and
 student alike; losses are means over the batch (the code sums: ``cost_style=sum``), so the default weights differ
 (``alpha = 1``; the code's 0.2 goes with sums); the support set is up to ``support_size`` captions of the video
-(the query's own included, as in the code), sampled per step (the code: all 20 MSR-VTT captions); the encoders are xmr's (a frozen image tower's frame
-features + a temporal head; the code: Dual Encoding on ResNet features); the paper's *Adaptive Distillation*
-is implemented as its code intends: the released code builds its mask tensor from ``a``, ``b`` once at start-up,
-so (as we read it) their updates do not change the weights; here ``W`` is rebuilt from ``a``, ``b`` every step. The default is ``diag``, the
-variant the authors' training script uses. Frames: the teacher's ``teacher_frames`` and the
-student's ``num_frames`` are uniform centres of equal parts of the clip (``FramePlan.uniform``); the student's
-frames are a subset of the teacher's when ``teacher_frames`` is a multiple of ``num_frames``.
+(the query's own included, as in the code), sampled per step (the code: all 20 MSR-VTT captions); the encoders are
+xmr's (a frozen image tower's frame features + a temporal head; the code: Dual Encoding on ResNet features); the
+paper's *Adaptive Distillation* is implemented as its code intends: the released code builds its mask tensor from
+``a``, ``b`` once at start-up, so (as we read it) their updates do not change the weights; here ``W`` is rebuilt
+from ``a``, ``b`` every step. The default is ``diag``, the variant the authors' training script uses. Frames: the
+teacher's ``teacher_frames`` and the student's ``num_frames`` are uniform centres of equal parts of the clip
+(``FramePlan.uniform``); the student's frames are a subset of the teacher's when ``teacher_frames`` is a multiple
+of ``num_frames``.
 """
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ class LeanHead(SeqTransfHead):
 
 def uniform_indices(t: int, n: int) -> torch.Tensor:
     """Indices of ``n`` uniform centres among ``t`` frames (all ``t`` when ``t <= n``): the frames
-    ``FramePlan.uniform(n)`` decodes when the ``t`` frames are themselves uniform centres (``t`` a multiple of ``n``)."""
+    ``FramePlan.uniform(n)`` decodes when the ``t`` frames are themselves uniform centres (``t`` a multiple of
+    ``n``)."""
     if t <= n:
         return torch.arange(t)
     return ((torch.arange(n, dtype=torch.float64) + 0.5) * t / n).floor().long().clamp(max=t - 1)
@@ -302,5 +304,5 @@ def distill_student(frame_feats: torch.Tensor, text_inputs, pairs, teacher: Teac
     return head
 
 
-__all__ = ["AdaptiveWeights", "LeanConfig", "LeanHead", "LeanTrainConfig", "LinguisticAssociation", "Teacher", "distill_student",
-           "support_sets", "train_teacher", "uniform_indices"]
+__all__ = ["AdaptiveWeights", "LeanConfig", "LeanHead", "LeanTrainConfig", "LinguisticAssociation", "Teacher",
+           "distill_student", "support_sets", "train_teacher", "uniform_indices"]

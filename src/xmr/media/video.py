@@ -442,7 +442,8 @@ class VideoReader:
                 self._prev = (f, t)
                 return self._prev
         except av.error.FFmpegError as e:
-            raise CorruptMediaError(self.path, f"cannot decode the keyframe at {self._rel(k_abs)} s ({_msg(e)})") from None
+            raise CorruptMediaError(self.path,
+                                    f"cannot decode the keyframe at {self._rel(k_abs)} s ({_msg(e)})") from None
         return None
 
     def _time(self, frame) -> float | None:
