@@ -23,6 +23,11 @@ imports PyAV and numpy.
 
     python benchmarks/video_decode.py --data ../shared/data/msrvtt-mini           # real clips + 10 and 60 min files
     python benchmarks/video_decode.py --data ../shared/data/msrvtt-mini --long-minutes 1   # quicker
+    python benchmarks/video_decode.py --fps-grid FILE   # the index's 1 fps grid, with / without skipping
+
+``--fps-grid FILE`` times what ``xmr index`` decodes (``FramePlan.fps_grid()``: 1 frame per second, 336 px) on one
+file, twice each way alternately, with and without leaving H.264 non-reference pictures undecoded (the reader
+before that change), in this process: wall, CPU time and packets not decoded.
 
 Long files are generated once with PyAV into ``--workdir`` (default: a temp dir, deleted afterwards unless
 ``--keep``): 1280x720, 25 fps, libx264 ``veryfast`` (3 B-frames, B-pyramid), CRF 28, a keyframe every 250
@@ -273,7 +278,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write all rows to this JSON file")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "FILE"), help=argparse.SUPPRESS)
     ap.add_argument("--extra-times", default="[]", help=argparse.SUPPRESS)
+    ap.add_argument("--fps-grid", metavar="FILE", default=None,
+                    help="only time the index's 1 fps grid on FILE, with and without non-reference skipping")
     args = ap.parse_args(argv)
+    if args.fps_grid:
+        fps_grid_check(args.fps_grid)
+        return 0
     if args.worker:
         print(json.dumps(_worker(args.worker[0], args.worker[1], args.num_frames, json.loads(args.extra_times))))
         return 0
@@ -309,6 +319,22 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
+
+
+def fps_grid_check(path: str, rounds: int = 2) -> None:
+    from xmr.media.video import VideoReader
+    from xmr.video import FramePlan
+
+    for _ in range(rounds):
+        for skip in (True, False):
+            t0, c0 = time.perf_counter(), _cpu_s()
+            with VideoReader(path) as r:
+                if not skip:
+                    r._nal_len = 0  # decode every picture on the way (the reader before the skipping)
+                times, _ = FramePlan.fps_grid().times(r.info.duration)
+                n = sum(1 for _ in r.frames_at(times, size=336))
+                print(f"skip non-reference={skip}: {n} frames, {r.skipped} packets not decoded, "
+                      f"wall {time.perf_counter() - t0:.1f} s, CPU {_cpu_s() - c0:.1f} s", flush=True)
 
 
 def _describe(f: Path) -> str:
