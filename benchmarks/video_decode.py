@@ -325,6 +325,7 @@ def fps_grid_check(path: str, rounds: int = 2) -> None:
     from xmr.media.video import VideoReader
     from xmr.video import FramePlan
 
+    sums = {}
     for _ in range(rounds):
         for skip in (True, False):
             t0, c0 = time.perf_counter(), _cpu_s()
@@ -332,9 +333,11 @@ def fps_grid_check(path: str, rounds: int = 2) -> None:
                 if not skip:
                     r._nal_len = 0  # decode every picture on the way (the reader before the skipping)
                 times, _ = FramePlan.fps_grid().times(r.info.duration)
-                n = sum(1 for _ in r.frames_at(times, size=336))
-                print(f"skip non-reference={skip}: {n} frames, {r.skipped} packets not decoded, "
+                got = [int(a.sum(dtype=np.int64)) for _, a in r.frames_at(times, size=336)]
+                print(f"skip non-reference={skip}: {len(got)} frames, {r.skipped} packets not decoded, "
                       f"wall {time.perf_counter() - t0:.1f} s, CPU {_cpu_s() - c0:.1f} s", flush=True)
+            sums.setdefault(skip, got)
+    print(f"same frames (pixel checksums) with and without skipping: {'yes' if sums[True] == sums[False] else 'NO'}")
 
 
 def _describe(f: Path) -> str:
