@@ -173,3 +173,14 @@ def test_tolerance_without_a_keyframe_index(tmp_path):
         got = list(r.frames_at(ts, tolerance=0.5))
     _check_within(path, ts, 0.5, got)
     assert [frame_index(a) for _, a in got] == [int(round((t - 0.5) * 10)) for t in ts]
+
+
+@requires_shared
+@pytest.mark.parametrize("name", ["video9770.mp4", "video9771.mp4"])
+def test_real_msrvtt_clips_exact_frames(name):
+    # exact path (with non-reference pictures left undecoded) = reference decode, pixels and times
+    path = SHARED_DATA / "msrvtt-mini" / name
+    with VideoReader(path) as r:
+        targets = np.sort(np.random.default_rng(7).uniform(0, r.info.duration - 0.05, size=20))
+        got = list(r.frames_at(targets))
+    _check_within(path, targets, 0.0, got)
