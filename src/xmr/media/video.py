@@ -22,6 +22,11 @@ from where the decoder already is. The rule (:func:`_should_seek`):
 So short clips and dense sampling (targets closer than a keyframe interval) decode sequentially with no seek at
 all, and a long file sampled sparsely decodes about half a keyframe interval per target.
 
+H.264 in MP4/MOV/MKV: on the way to a target, packets of pictures no other picture is predicted from
+(``nal_ref_idc == 0``, most B-pictures of a typical encode) are not sent to the decoder when a picture shown later
+but still at or before the target has already been read, so they cannot be the frame shown at the target; every
+picture that is decoded is bit-identical to a full decode (``VideoReader.skipped`` counts the packets left out).
+
 Timestamp tolerance (``tolerance=`` seconds, default 0 = the exact frame above): any frame *shown* at some instant
 within ``[t - tolerance, t + tolerance]`` is acceptable for target ``t``. For each target the reader then takes the
 cheaper of
@@ -321,7 +326,7 @@ class VideoReader:
 
     def _decode(self):
         """Frames from the demuxer's position, like ``container.decode(stream)``, except that H.264 packets of
-        non-reference pictures that cannot be the frame shown at the current target (``self._target``) are not
+        non-reference pictures that cannot be the frame shown at the current target (``self._target_ts``) are not
         sent to the decoder (see :func:`_h264_nal_ref_idc`): no other picture is predicted from them, so every
         picture that is decoded comes out bit-identical."""
         cc = self.stream.codec_context
