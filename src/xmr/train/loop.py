@@ -206,6 +206,11 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: CUDA is not available here; use --device cpu")
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    # Accelerate keeps one process-wide state and refuses a second Accelerator with another precision; each run
+    # (benchmarks and tests call train() many times) starts its own. The process group (PartialState) is kept.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
     acc = Accelerator(cpu=cpu, mixed_precision=cfg.precision,
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     dev = acc.device
