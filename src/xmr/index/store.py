@@ -457,14 +457,14 @@ class IndexStore:
     def _record_for(self, table: str) -> dict:
         return self.vector_backend_record() if table == "items" else {"name": "flat", "config": {}}
 
-    def _cached_backend(self, table: str, *, mmap: bool | None = None):
+    def _cached_backend(self, table: str, *, mmap: bool | None = None, progress=None):
         gen = self.generation
         hit = self._faiss_cache.get(table)
         if hit is not None and hit[1] == gen:
             return hit[0]
         backend, watermark = self.load_backend(table, mmap=self.readonly if mmap is None else mmap,
                                                previous=hit[0] if hit else None,
-                                               previous_watermark=hit[2] if hit else None)
+                                               previous_watermark=hit[2] if hit else None, progress=progress)
         self._faiss_cache[table] = (backend, gen, watermark)
         return backend
 
@@ -620,9 +620,9 @@ class IndexStore:
     def sync_faiss(self, progress=None) -> None:
         """Bring the saved backends (items, and segments when there are any) up to date with SQLite (called at
         the end of an indexing run)."""
-        self.faiss_index()
+        self._cached_backend("items", progress=progress)
         if self.count_segments():
-            self.segments_faiss_index()
+            self._cached_backend("segments", progress=progress)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner-product top-``k`` -> (scores (q, k), ids (q, k)); missing slots have id -1. Approximate backends'

@@ -64,7 +64,8 @@ class FirstStage:
             return {"stage": self.name, "backend": "faiss-flat-ip", "exact": True, "depth": self.depth,
                     "type": self.media_type or "all"}
         return {"stage": self.name, "backend": b.name, "exact": False, "depth": self.depth,
-                "type": self.media_type or "all", "backend_params": b.describe(),
+                "type": self.media_type or "all",
+                "backend_params": {k: v for k, v in b.describe().items() if k != "tuning"},
                 "rerank": {"exact": True, "from": "stored float32 vectors",
                            "candidates": b.candidates(self.depth)}}
 

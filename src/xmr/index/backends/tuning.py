@@ -52,7 +52,8 @@ def build_tuned(backend, source, *, train: Callable[[np.ndarray], None], grid: l
     xt = np.ascontiguousarray(np.concatenate(tx) if tx else np.zeros((0, backend.dim), np.float32), np.float32)
     xq = np.ascontiguousarray(np.concatenate(hx) if hx else np.zeros((0, backend.dim), np.float32), np.float32)
     qid = np.concatenate(hid) if hid else np.zeros(0, np.int64)
-    say(f"training {backend.name} on {len(xt)} vectors")
+    if backend.trains:
+        say(f"training {backend.name} on {len(xt)} vectors")
     train(xt)
     k = min(cfg.tune_k, max(1, n - n_hold))
     heap = faiss.ResultHeap(len(xq), k, keep_max=True) if len(xq) else None
@@ -105,7 +106,7 @@ def build_tuned(backend, source, *, train: Callable[[np.ndarray], None], grid: l
     set_param(chosen)
     rf = backend.rerank_factor()
     backend.tuned = {backend.param_name: chosen, "rerank_factor": rf, "factory": backend.factory,
-                     "trained_on": int(len(xt)) if backend.trains else 0, "heldout": int(len(xq)),
+                     "trained_on": int(len(xt)) if backend.trains else 0, "heldout_queries": int(len(xq)),
                      f"recall@{k}": None if recall is None else round(recall, 4),
                      "met_target": None if recall is None else bool(recall >= cfg.target_recall),
                      "tuning": tuning}
