@@ -10,7 +10,8 @@
 * parquet files with a vector column: ``DIR/*.parquet`` (or one ``.parquet`` file) with ``image_path`` and one list
   column of numbers named ``embedding``, ``vector``, ``img_emb`` or ``emb`` (or the only list column).
 
-Every shard is checked before any of its rows is handed out, and a bad one is refused with a
+Every shard is checked before any of its rows is handed out (:func:`import_embeddings` checks them all before it
+writes the first row), and a bad one is refused with a
 :class:`~xmr.errors.XmrIndexError` naming the file: a missing metadata file, a row count that differs from the
 metadata's, a width that differs from the other shards' (or the index's), a dtype that is not float16/float32, NaN or
 infinite values, a zero vector, a missing ``image_path`` column or an empty path. Vectors are returned as float32,
@@ -209,6 +210,9 @@ def import_embeddings(folder: str | Path, index_path: str | Path, *, spec: str |
     if not shards or not any(s.rows for s in shards):
         raise XmrIndexError(f"--from-embeddings {folder}: no vectors")
     dim = next(s.dim for s in shards if s.rows)
+    for shard in shards:  # every value checked before the first row is written: a bad shard changes nothing
+        read_shard(shard, dim, ImportStats())
+        say(f"checked {shard.vectors.name}")
     stats = ImportStats()
     t0 = time.perf_counter()
     index_path = Path(index_path).absolute()
