@@ -178,7 +178,7 @@ def bench_milvus(db, xq, n_m: int, work: Path, n_single: int, log):
     return out
 
 
-def bench_xmr_index(db, xq, n_x: int, work: Path, log):
+def bench_xmr_index(db, xq, n_x: int, work: Path, log, backend: str = "flat"):
     """``xmr search`` (a fresh process) and ``xmr serve``'s live index on a real xmr index of ``n_x`` vectors, and how
     long an update of 1,000 rows takes to become visible to the live index."""
     import pyarrow as pa
@@ -194,12 +194,12 @@ def bench_xmr_index(db, xq, n_x: int, work: Path, log):
         pq.write_table(pa.table({"image_path": [f"/data/img/{i:07d}.jpg" for i in range(s, e)]}),
                        emb / "metadata" / f"metadata_{s_i}.parquet")
     idx = work / "xmr-index"
-    xmr = [sys.executable, "-m", "xmr.cli"]
+    xmr = [str(Path(sys.executable).parent / "xmr")]
     t = time.perf_counter()
-    subprocess.run(xmr + ["index", "--from-embeddings", str(emb), "--index", str(idx), "--model", "bench:512"],
+    subprocess.run(xmr + ["index", "--from-embeddings", str(emb), "--index", str(idx), "--backend", backend],
                    check=True)
     import_s = time.perf_counter() - t
-    log(f"[xmr] --from-embeddings {n_x} rows: {import_s:.1f} s")
+    log(f"[xmr] --from-embeddings {n_x} rows, backend {backend}: {import_s:.1f} s")
     q = work / "q.npy"
     np.save(q, xq[0])
     lat = []
@@ -237,7 +237,7 @@ def bench_xmr_index(db, xq, n_x: int, work: Path, log):
     ok = snap.count == n_x + 1000
     log(f"[xmr] update of 1000 rows: commit {commit_s:.2f} s, visible to the live index after {visible_s:.2f} s "
         f"more (count ok: {ok})")
-    return {"n": n_x, "import_s": round(import_s, 1), "xmr_search_process_s": [round(x, 2) for x in lat],
+    return {"n": n_x, "backend": backend, "import_s": round(import_s, 1), "xmr_search_process_s": [round(x, 2) for x in lat],
             "live_open_s": round(open_s, 2), "live_search_ms_p50": round(1e3 * statistics.median(qs), 1),
             "update_commit_s": round(commit_s, 2), "update_visible_s": round(visible_s, 2), "update_ok": ok}
 
@@ -253,6 +253,7 @@ def main(argv=None):
     ap.add_argument("--backends", nargs="+", default=["flat", "hnsw", "ivfpq", "binary"])
     ap.add_argument("--milvus-n", type=int, default=200_000, help="vectors for milvus-lite vs FAISS (0: skip)")
     ap.add_argument("--xmr-index", type=int, default=0, help="rows of the xmr index for search/serve latency (0: skip)")
+    ap.add_argument("--xmr-backend", default="flat", help="backend of that index (default flat)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
@@ -277,7 +278,7 @@ def main(argv=None):
     if a.milvus_n:
         res["milvus"] = bench_milvus(db, xq, min(a.milvus_n, a.n), work, a.single, log)
     if a.xmr_index:
-        res["xmr"] = bench_xmr_index(db, xq, min(a.xmr_index, a.n), work, log)
+        res["xmr"] = bench_xmr_index(db, xq, min(a.xmr_index, a.n), work, log, a.xmr_backend)
     res["load_end"] = os.getloadavg()
     res["peak_rss_gb"] = round(peak_rss_gb(), 2)
     if res.get("backends"):

@@ -48,12 +48,16 @@ class _Tuned(FaissBackend):
         n_train = min(n, self.config.train_size)
         self.factory = self._make(n, n_train)
         inner = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+        self._configure(faiss.downcast_index(inner))
         self.index = faiss.IndexIDMap2(inner)
         build_tuned(self, source, train=lambda x: inner.train(x) if not inner.is_trained else None,
                     grid=[v for v in self.grid if self._valid(v)], set_param=self._set, progress=progress)
 
     def _valid(self, v) -> bool:
         return True
+
+    def _configure(self, inner) -> None:
+        """Training options of the freshly made index (before train)."""
 
     def _set(self, v) -> None:
         import faiss
@@ -162,6 +166,7 @@ class IvfPqConfig(AnnConfig):
     target_recall: float = 0.9
     code_bytes: int = 0  # PQ bytes per vector; 0: dim / 8 (a 32nd of flat's float32)
     nlist: int = 0  # inverted lists; 0: a power of two near sqrt(rows), at most training rows / 39
+    pq_points_per_centroid: int = 64  # PQ k-means sample per centroid (FAISS default 256)
 
 
 @VECTOR_BACKENDS.register("ivfpq", help="FAISS IVF + product quantization (compressed), nprobe tuned; exact re-ranking")
@@ -185,3 +190,8 @@ class IvfPqBackend(_Tuned):
 
     def _valid(self, v):
         return v <= getattr(self, "_nlist", 1 << 30)
+
+    def _configure(self, inner) -> None:
+        # PQ codebooks: k-means of 2**nbits centroids per sub-vector on at most 64 points per centroid (16,384 for
+        # 8 bits; FAISS' default is 256 per centroid). The PQ k-means are most of a build's time on a busy machine.
+        inner.pq.cp.max_points_per_centroid = self.config.pq_points_per_centroid

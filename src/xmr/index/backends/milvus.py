@@ -7,7 +7,9 @@ Milvus' default index. It is a live database, not a file: updates go straight in
 same connection, and a search sees the newest rows (the first stage drops rows that its snapshot does not hold).
 The ids the collection holds are kept in ``<stem>.milvus-ids.npy`` next to the generation they reflect. Candidates
 are re-ranked exactly from SQLite like every approximate backend. An unreachable server fails within ``timeout``
-seconds with an :class:`~xmr.errors.XmrIndexError`.
+seconds with an :class:`~xmr.errors.XmrIndexError`. milvus-lite lets one process at a time open its file: with the
+lite backend, ``xmr serve`` and ``xmr index`` cannot run on one index at the same time (the second says so); use a
+server for that.
 """
 from __future__ import annotations
 
@@ -83,6 +85,11 @@ class MilvusBackend(VectorBackend):
             try:
                 self._client = pymilvus.MilvusClient(uri=where, timeout=self.config.timeout)
             except Exception as e:  # pymilvus raises MilvusException / grpc errors with long messages
+                if not self.config.uri:
+                    raise XmrIndexError(
+                        f"cannot open the milvus-lite file {where} ({str(e).splitlines()[0][:120]}); milvus-lite lets "
+                        f"one process at a time open it: stop the other xmr (e.g. xmr serve) or use a Milvus server "
+                        f"(--backend milvus://HOST:PORT)") from None
                 raise XmrIndexError(f"cannot reach Milvus at {self.config.uri or where} within "
                                     f"{self.config.timeout:g} s: {str(e).splitlines()[0][:200]}") from None
             if not self._client.has_collection(self._collection):
