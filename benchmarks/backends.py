@@ -242,6 +242,36 @@ def bench_xmr_index(db, xq, n_x: int, work: Path, log, backend: str = "flat"):
             "update_commit_s": round(commit_s, 2), "update_visible_s": round(visible_s, 2), "update_ok": ok}
 
 
+def tuning_check(n: int, d: int, nq: int, clusters: int, noise: float, work: Path, log, seeds=(0, 1, 2)):
+    """Does the recall measured on held-out vectors while tuning hold on fresh queries? For each seed (new data):
+    build hnsw and ivfpq with their default targets, then measure recall@10 of 1,000 new queries against exact
+    search. Returns mean and std over the seeds of both numbers."""
+    from xmr.index.backends import create_backend
+    from xmr.index.backends.base import ArraySource
+
+    out = {}
+    for name in ("hnsw", "ivfpq"):
+        tuned, fresh = [], []
+        for seed in seeds:
+            db, xq = make_data(work / f"tune-{seed}.npy", n, d, nq, clusters, noise, 100 + seed)
+            db = np.ascontiguousarray(db)
+            ids = np.arange(n, dtype=np.int64)
+            src = ArraySource(ids, db)
+            b = create_backend({"name": name, "config": {"seed": seed}}, d)
+            b.build(src)
+            truth = np.argsort(-(xq @ db.T), axis=1)[:, :10]
+            _, found = searcher(b, src.vectors)(xq)
+            tuned.append(b.tuned["recall@10"])
+            fresh.append(recall10(found, truth))
+            log(f"[tuning-check] {name} seed {seed}: target {b.config.target_recall}, held-out {tuned[-1]:.4f}, "
+                f"fresh queries {fresh[-1]:.4f} ({b.tuned.get(b.param_name)=}, rerank x{b.rerank_factor()})")
+        out[name] = {"target": b.config.target_recall, "heldout_mean": float(np.mean(tuned)),
+                     "heldout_std": float(np.std(tuned)), "fresh_mean": float(np.mean(fresh)),
+                     "fresh_std": float(np.std(fresh)), "held": bool(min(fresh) >= b.config.target_recall)}
+        log(f"[tuning-check] {name}: {json.dumps(out[name])}")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -250,9 +280,11 @@ def main(argv=None):
     ap.add_argument("--clusters", type=int, default=2000)
     ap.add_argument("--noise", type=float, default=0.8, help="noise norm around a cluster centre (unit centres)")
     ap.add_argument("--single", type=int, default=200, help="queries timed one at a time")
-    ap.add_argument("--backends", nargs="+", default=["flat", "hnsw", "ivfpq", "binary"])
+    ap.add_argument("--backends", nargs="*", default=["flat", "hnsw", "ivfpq", "binary"], help="(none: skip)")
     ap.add_argument("--milvus-n", type=int, default=200_000, help="vectors for milvus-lite vs FAISS (0: skip)")
     ap.add_argument("--xmr-index", type=int, default=0, help="rows of the xmr index for search/serve latency (0: skip)")
+    ap.add_argument("--tuning-check", type=int, default=0, metavar="N",
+                    help="also: 3 seeds of N vectors: held-out recall while tuning vs recall on fresh queries")
     ap.add_argument("--xmr-backend", default="flat", help="backend of that index (default flat)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -273,6 +305,8 @@ def main(argv=None):
     log(f"load average {os.getloadavg()}; {os.cpu_count()} cpus; generating {a.n} x {a.dim}")
     db, xq = make_data(work / "db.npy", a.n, a.dim, a.queries, a.clusters, a.noise, a.seed)
     res = {"args": vars(a), "load_start": os.getloadavg()}
+    if a.tuning_check:
+        res["tuning_check"] = tuning_check(a.tuning_check, a.dim, a.queries, a.clusters, a.noise, work, log)
     if a.backends:
         res["backends"], _ = bench_faiss(a.backends, db, xq, work, a.single, log)
     if a.milvus_n:

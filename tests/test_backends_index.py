@@ -279,3 +279,18 @@ def test_unreachable_milvus_index_fails_fast(tmp_path, capsys):
                            "--backend", "milvus://127.0.0.1:9")
     assert code != 0 and "cannot reach Milvus at milvus://127.0.0.1:9" in err
     assert time.perf_counter() - t < 20
+
+
+def test_unchanged_index_is_not_rewritten_and_old_layout_is_adopted(data, tmp_path, monkeypatch):
+    x, q = data
+    idx = tmp_path / "idx"
+    make_index(idx, x[:300], "flat")
+    stamp = (idx / "vectors.faiss").stat().st_mtime_ns
+    with IndexStore(idx) as st:
+        st.sync_faiss()  # a no-op `xmr index` run ends with this
+    assert (idx / "vectors.faiss").stat().st_mtime_ns == stamp
+    (idx / "vectors.json").unlink()  # an index written before backends: vectors.faiss + vectors.gen only
+    monkeypatch.setattr(backend_class("flat"), "build", lambda *a, **k: pytest.fail("rebuilt an up-to-date index"))
+    with IndexStore(idx) as st:
+        assert st.faiss_index().ntotal == 300
+    assert json.loads((idx / "vectors.json").read_text())["backend"]["name"] == "flat"

@@ -91,8 +91,10 @@ def open_snapshot(store: IndexStore, *, use_cache: bool = True, previous: IndexS
                 create_backend(None, dim)
         else:
             wm = None
-            items, segments = store._build_faiss("items"), store._build_faiss("segments")
-            if store.vector_backend_record()["name"] != "flat":
+            segments = store._build_faiss("segments")
+            if store.vector_backend_record()["name"] == "flat":
+                items = store._build_faiss("items")
+            else:  # a trained backend is not rebuilt per snapshot: its saved files, brought up to date
                 items, wm = store.load_backend("items", mmap=False)
         rows = store.segment_rows()
         counts = store.media_counts()

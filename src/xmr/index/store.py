@@ -487,12 +487,14 @@ class IndexStore:
         if backend is None:
             backend, watermark, state_gen = self._load_saved(table, record, dim, mmap)
         if backend is not None and (watermark is not None or state_gen == gen):
-            if state_gen != gen:
+            changed = state_gen != gen
+            if changed:
                 self._apply_delta(backend, table, watermark)
-                watermark = self._watermark(table)
+            legacy = watermark is None  # files of an xmr before backends: rewritten once with their state file
+            watermark = self._watermark(table) if changed or legacy else watermark
             expected = self.count() if table == "items" else self.count_segments()
             if backend.ntotal == expected:
-                if state_gen != gen or previous is None:
+                if changed or legacy:
                     self._save_backend(backend, gen, watermark, table)
                 return backend, watermark
         # missing, damaged, switched, or without a watermark: build from SQLite, the source of truth
@@ -533,7 +535,9 @@ class IndexStore:
         return backend, state.get("watermark"), state.get("generation")
 
     def _watermark(self, table: str) -> float | None:
-        """Newest ``items.added`` (rows at or after it are re-checked by the next delta); segments: 0 (by id)."""
+        """Newest ``items.added`` (rows added after it are re-read by the next delta: batches of the one writer get
+        increasing ``time.time()`` stamps; a wall clock set back between two runs would hide a re-encoded row from
+        the delta until the next full build); segments: 0 (they are diffed by id)."""
         if table == "segments":
             return 0.0
         return self.db.execute("SELECT COALESCE(MAX(added), 0) FROM items").fetchone()[0]
@@ -541,7 +545,7 @@ class IndexStore:
     def vector_delta(self, table: str, have: np.ndarray, watermark: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ids to remove, ids to add, their vectors) that turn a backend holding ``have`` (built when the newest
         ``items.added`` was ``watermark``) into this generation. An item re-encoded in place keeps its id and gets a
-        new ``added``: it is removed and added again. Segment rows are never updated in place (a re-indexed video
+        newer ``added``: it is removed and added again. Segment rows are never updated in place (a re-indexed video
         gets new segment ids), so for segments the id sets alone decide."""
         if table == "segments":
             if not self.has_segments:
@@ -550,7 +554,7 @@ class IndexStore:
             changed = np.zeros(0, np.int64)
         else:
             now = np.fromiter((r[0] for r in self.db.execute("SELECT id FROM items")), np.int64)
-            changed = np.fromiter((r[0] for r in self.db.execute("SELECT id FROM items WHERE added >= ?",
+            changed = np.fromiter((r[0] for r in self.db.execute("SELECT id FROM items WHERE added > ?",
                                                                  (watermark,))), np.int64)
         have = np.asarray(have, np.int64)
         changed = np.intersect1d(changed, have)
