@@ -242,7 +242,8 @@ def bench_xmr_index(db, xq, n_x: int, work: Path, log, backend: str = "flat"):
             "update_commit_s": round(commit_s, 2), "update_visible_s": round(visible_s, 2), "update_ok": ok}
 
 
-def tuning_check(n: int, d: int, nq: int, clusters: int, noise: float, work: Path, log, seeds=(0, 1, 2)):
+def tuning_check(n: int, d: int, nq: int, clusters: int, noise: float, work: Path, log, seeds=(0, 1, 2),
+                 names=("hnsw", "ivfpq")):
     """Does the recall measured on held-out vectors while tuning hold on fresh queries? For each seed (new data):
     build hnsw and ivfpq with their default targets, then measure recall@10 of 1,000 new queries against exact
     search. Returns mean and std over the seeds of both numbers."""
@@ -250,7 +251,7 @@ def tuning_check(n: int, d: int, nq: int, clusters: int, noise: float, work: Pat
     from xmr.index.backends.base import ArraySource
 
     out = {}
-    for name in ("hnsw", "ivfpq"):
+    for name in names:
         tuned, fresh = [], []
         for seed in seeds:
             db, xq = make_data(work / f"tune-{seed}.npy", n, d, nq, clusters, noise, 100 + seed)
@@ -285,6 +286,7 @@ def main(argv=None):
     ap.add_argument("--xmr-index", type=int, default=0, help="rows of the xmr index for search/serve latency (0: skip)")
     ap.add_argument("--tuning-check", type=int, default=0, metavar="N",
                     help="also: 3 seeds of N vectors: held-out recall while tuning vs recall on fresh queries")
+    ap.add_argument("--tuning-backends", nargs="+", default=["hnsw", "ivfpq"])
     ap.add_argument("--xmr-backend", default="flat", help="backend of that index (default flat)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -306,7 +308,8 @@ def main(argv=None):
     db, xq = make_data(work / "db.npy", a.n, a.dim, a.queries, a.clusters, a.noise, a.seed)
     res = {"args": vars(a), "load_start": os.getloadavg()}
     if a.tuning_check:
-        res["tuning_check"] = tuning_check(a.tuning_check, a.dim, a.queries, a.clusters, a.noise, work, log)
+        res["tuning_check"] = tuning_check(a.tuning_check, a.dim, a.queries, a.clusters, a.noise, work, log,
+                                           names=a.tuning_backends)
     if a.backends:
         res["backends"], _ = bench_faiss(a.backends, db, xq, work, a.single, log)
     if a.milvus_n:

@@ -142,11 +142,16 @@ def exact_rerank(queries: np.ndarray, ids: np.ndarray, fetch: Callable[[np.ndarr
     have = np.asarray(have, np.int64)
     order0 = np.argsort(have, kind="stable")
     have, vecs = have[order0], vecs[order0]
+    if not len(have):
+        return out_s, out_i
     for r in range(len(q)):
-        cand = np.intersect1d(ids[r][ids[r] >= 0], have)  # sorted: ties keep the lower id first below
+        cand = np.unique(ids[r][ids[r] >= 0])  # sorted: ties keep the lower id first below
+        pos = np.minimum(np.searchsorted(have, cand), len(have) - 1)
+        ok = have[pos] == cand  # rows deleted since the backend was built are dropped
+        cand, pos = cand[ok], pos[ok]
         if not len(cand):
             continue
-        s = vecs[np.searchsorted(have, cand)] @ q[r]
+        s = vecs[pos] @ q[r]
         order = np.argsort(-s, kind="stable")[:k]
         out_s[r, : len(order)], out_i[r, : len(order)] = s[order], cand[order]
     return out_s, out_i
