@@ -499,8 +499,7 @@ class IndexStore:
                 return backend, watermark
         # missing, damaged, switched, or without a watermark: build from SQLite, the source of truth
         backend = create_backend(record, dim)
-        if hasattr(backend, "attach"):
-            backend.attach(self.path, self._FILES[table])
+        backend.attach(self.path, self._FILES[table])
         watermark = self._watermark(table)
         backend.build(_StoreSource(self, table), progress=progress)
         self._save_backend(backend, gen, watermark, table)

@@ -122,6 +122,10 @@ class VectorBackend(ABC):
         """Name, options and tuned parameters: what ``xmr info`` shows and the search records."""
         return {"name": self.name, "exact": self.exact, **self.config.to_dict(), **self.tuned}
 
+    def attach(self, folder: Path, stem: str) -> None:
+        """Bind a new backend to its index folder before :meth:`build` (milvus keeps its database there); nothing
+        for backends that only write files in :meth:`save`."""
+
     def release(self) -> None:
         """Close connections (milvus); nothing for in-process indexes."""
 
