@@ -8,7 +8,8 @@ over them (``faiss.ResultHeap``, the ``knn_ground_truth`` pattern). The held-out
 it is tuned, so recall is measured on unseen queries; they are added afterwards. The sweep tries each value of the
 speed/recall parameter (``efSearch``, ``nprobe``) from cheapest to dearest and keeps the first whose recall@k after
 exact re-ranking of ``candidates(k)`` rows reaches the target; when recall stops improving below the target (the
-compressed codes rank the true neighbours too low), it doubles the re-ranking depth up to 8 times. A target that is
+compressed codes rank the true neighbours too low), it doubles the re-ranking depth up to 8 times, then sweeps the parameter again from the cheapest value with
+that depth. A target that is
 still not met is recorded as ``met_target: false`` with the recall reached (never hidden).
 """
 from __future__ import annotations
@@ -103,6 +104,12 @@ def build_tuned(backend, source, *, train: Callable[[np.ndarray], None], grid: l
                 recall = measure(chosen)
                 if recall >= cfg.target_recall:
                     break
+            if recall >= cfg.target_recall:  # with the deeper re-ranking a cheaper value may do: sweep again
+                for v in grid[: grid.index(chosen)]:
+                    r = measure(v)
+                    if r >= cfg.target_recall:
+                        chosen, recall = v, r
+                        break
     set_param(chosen)
     rf = backend.rerank_factor()
     backend.tuned = {backend.param_name: chosen, "rerank_factor": rf, "factory": backend.factory,
