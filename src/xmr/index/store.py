@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS items (
     vector BLOB NOT NULL            -- float32, dim values
 );
 CREATE INDEX IF NOT EXISTS items_root ON items(root);
+CREATE INDEX IF NOT EXISTS items_added ON items(added);  -- vector_delta: rows re-encoded since a backend's watermark
 CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     item_id INTEGER NOT NULL,       -- items.id of the video; rows are deleted together with their item

@@ -87,6 +87,8 @@ class FaissBackend(VectorBackend):
 
         b = type(self)(self.dim, self.config)
         b.tuned = dict(self.tuned)
-        b.index = faiss.deserialize_index(faiss.serialize_index(self.index))  # owned, even from a mapped file
+        # clone_index is a memory copy, but of a mapped index it keeps the read-only view: serialize that one
+        b.index = faiss.deserialize_index(faiss.serialize_index(self.index)) if self._mapped else \
+            faiss.clone_index(self.index)
         b._after_load()
         return b
