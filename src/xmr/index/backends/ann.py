@@ -7,6 +7,13 @@ tuned on held-out vectors for a target recall (:mod:`.tuning`); their candidates
 * ``ivfpq``: ``IVF{nlist},PQ{m}x{nbits}`` (Jégou et al. 2011): vectors compressed to ``m`` bytes (``m = dim / 8``
   codes of 8 bits by default: 64 bytes for 512-d against 2,048 for flat); tuned parameter ``nprobe``; the exact
   re-ranking of ``rerank_factor × k`` candidates from SQLite's float32 vectors restores the ranking.
+
+Rows added after the build go through the trained quantizers with the tuned parameters: nothing is re-trained or
+re-tuned as the index grows or changes, and HNSW tombstones are never compacted. A rebuild (new sample, new
+tuning) happens when the backend or its options change (``xmr index --backend ivfpq:seed=1``) or when
+``vectors.json`` is removed. Papers: HNSW, Malkov & Yashunin, TPAMI 2018; IVF-PQ with re-ranking from the full
+vectors, Jégou, Douze & Schmid, TPAMI 2011 (their re-ranking step uses a second, finer code; xmr uses the exact
+stored vectors).
 """
 from __future__ import annotations
 
