@@ -294,3 +294,24 @@ def test_unchanged_index_is_not_rewritten_and_old_layout_is_adopted(data, tmp_pa
     with IndexStore(idx) as st:
         assert st.faiss_index().ntotal == 300
     assert json.loads((idx / "vectors.json").read_text())["backend"]["name"] == "flat"
+
+
+def test_index_folder_with_backend_records_it_and_search_uses_it(tmp_path, capsys):
+    """`xmr index DIR --backend` on real images: recorded, used by `xmr search` (stage record), switchable."""
+    from conftest import SAMPLES
+
+    idx = tmp_path / "idx"
+    code, out, err = run_cli(capsys, "-q", "index", str(SAMPLES), "--index", str(idx), "--model", "tiny",
+                             "--backend", "hnsw")
+    assert code == 0, err
+    assert "vectors: hnsw (efSearch=1024" in out  # 8 rows: too few to hold out queries, the most exact value
+    code, out, err = run_cli(capsys, "search", "a horse", "--index", str(idx), "--k", "3", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["stages"][0]["backend"] == "hnsw" and len(d["results"]) == 3
+    code, out, err = run_cli(capsys, "-q", "index", str(SAMPLES), "--index", str(idx), "--model", "tiny",
+                             "--backend", "flat")
+    assert code == 0 and "vectors: flat (exact)" in out
+    code, out2, _ = run_cli(capsys, "search", "a horse", "--index", str(idx), "--k", "3", "--json")
+    d2 = json.loads(out2)
+    assert d2["stages"][0]["backend"] == "faiss-flat-ip"
+    assert [r["path"] for r in d2["results"]] == [r["path"] for r in d["results"]]  # 8 rows: hnsw finds them all
