@@ -315,3 +315,31 @@ def test_index_folder_with_backend_records_it_and_search_uses_it(tmp_path, capsy
     d2 = json.loads(out2)
     assert d2["stages"][0]["backend"] == "faiss-flat-ip"
     assert [r["path"] for r in d2["results"]] == [r["path"] for r in d["results"]]  # 8 rows: hnsw finds them all
+
+
+def test_export_then_import_round_trip(data, tmp_path, capsys):
+    """The layout contract with `xmr export` (xmr.embed): an exported index imports back with the same paths, media
+    types, vectors and model (from embed_info.json), into another backend."""
+    x, q = data
+    src = tmp_path / "src"
+    with IndexStore(src, create=True) as st:
+        st.bind_model("tiny", DIM)
+        items = new_items(x[:250])
+        items[3].media_type = "video"
+        st.add_batch(items)
+        st.sync_faiss()
+    code, _, err = run_cli(capsys, "export", "--index", str(src), "--out", str(tmp_path / "out"), "--dtype", "float16")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "index", "--from-embeddings", str(tmp_path / "out"), "--index",
+                             str(tmp_path / "dst"), "--backend", "hnsw", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["rows"] == 250 and rep["model"] == "tiny", err
+    with IndexStore(tmp_path / "dst", readonly=True) as a, IndexStore(src, readonly=True) as b:
+        ra, rb = a.items_under(str((tmp_path / "out").absolute())), b.items_under("/r")
+        assert set(ra) == set(rb) and ra["/r/3.jpg"].media_type == "video"
+        va = a.item_vectors([ra[p].id for p in sorted(ra)])
+        vb = b.item_vectors([rb[p].id for p in sorted(rb)])
+        np.testing.assert_allclose(va, vb, atol=2e-3)  # float16 shards
+    code, _, err = run_cli(capsys, "index", "--from-embeddings", str(tmp_path / "out"), "--index",
+                           str(tmp_path / "dst2"), "--model", "concept")
+    assert code != 0 and "embed_info.json" in err and "'tiny'" in err

@@ -372,6 +372,8 @@ DATASET_FIXTURES = {
     "csv": f"csv:{FIXTURES / 'csv_tiny'}",
     "karpathy": f"karpathy:{FIXTURES / 'karpathy_tiny' / 'dataset_coco.json'}",
     "manifest": _manifest,
+    "parquet": f"parquet:{FIXTURES / 'parquet_tiny'}",
+    "wds": f"wds:{FIXTURES / 'wds_tiny'}",
     **{s: f"{s}:{VIDEO_FIXTURES / s}"
        for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "vatex", "youcook2")},
 }

@@ -24,6 +24,9 @@ def setup(p):
     p.add_argument("--batch-size", type=int, default=8, help="images per encoder batch and per commit (default 8: peak memory about 1.6 GB with the default model, 3.9 GB at 32, no faster)")
     p.add_argument("--include-hidden", action="store_true", help="also index files and folders whose name starts with '.'")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
+    from .embed_cmd import add_ray_args
+
+    add_ray_args(p, what="the encoder runs on --workers actors; images are decoded here and shipped to them")
     v = p.add_argument_group("videos (one vector per video + one per time segment; needs xmr[video])")
     v.add_argument("--video-fps", type=float, default=1.0, metavar="F",
                    help="frames sampled per second of video (default 1.0)")
@@ -48,6 +51,8 @@ def run(args) -> int:
 
         backend = parse_backend(args.backend)
     if args.from_embeddings is not None:
+        if args.ray is not None:
+            raise ConfigError("--ray encodes a folder; --from-embeddings imports vectors that are already made")
         return _import(args, backend)
     if not os.path.exists(args.folder):
         raise ConfigError(f"{args.folder} is not a folder (no such path)")
@@ -57,7 +62,9 @@ def run(args) -> int:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.video_max_frames < 1:
         raise ConfigError(f"--video-max-frames must be at least 1, got {args.video_max_frames}")
-    from ..encoders import DEFAULT_ENCODER, absolute_spec, create_encoder
+    if args.ray is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    from ..encoders import DEFAULT_ENCODER, absolute_spec
     from ..index import IndexStore, VideoIndexConfig, index_folder
 
     video = VideoIndexConfig(fps=args.video_fps, max_frames=args.video_max_frames, window=args.segment,
@@ -80,9 +87,10 @@ def run(args) -> int:
         spec = bound  # the same model, written another way (e.g. a relative path from the index's first run)
     else:
         spec = absolute_spec(spec)  # stored in the index: local paths absolute, so search works from anywhere
-    rep = index_folder(args.folder, path, lambda: create_encoder(spec, device=args.device), spec=spec,
-                       batch_size=args.batch_size, show_progress=progress_flag(args),
-                       include_hidden=args.include_hidden, video=video)
+    with _encoder_factory(args, spec) as factory:
+        rep = index_folder(args.folder, path, factory, spec=spec,
+                           batch_size=args.batch_size, show_progress=progress_flag(args),
+                           include_hidden=args.include_hidden, video=video)
     if args.json:
         print_json({"index": path, "model": spec, **rep.to_dict()})
         return 0
@@ -139,6 +147,20 @@ def backend_line(state: dict | None, record: dict) -> str:
                                                                                 " (below the target recall)")
     inner = ", ".join(parts) + tail
     return f"{name} ({inner})" if inner else f"{name} (candidates re-ranked exactly)"
+
+
+def _encoder_factory(args, spec: str):
+    """The model factory ``index_folder`` calls: a local encoder, or with ``--ray`` a pool of Ray actors."""
+    import contextlib
+
+    if args.ray is None:
+        from ..encoders import create_encoder
+
+        return contextlib.nullcontext(lambda: create_encoder(spec, device=args.device))
+    from ..embed.ray_backend import ray_encoder_factory
+
+    return ray_encoder_factory(spec, address=args.ray or None, workers=args.workers, device=args.device,
+                               cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
 
 
 register_command("index", "index a folder of images and videos (re-runs add new/changed files and drop deleted ones)",

@@ -27,7 +27,9 @@ from . import lsmdc as _lsmdc  # noqa: F401  (registers "lsmdc")
 from . import manifest as _manifest  # noqa: F401  (registers "manifest")
 from . import msrvtt as _msrvtt  # noqa: F401  (registers "msrvtt")
 from . import msvd as _msvd  # noqa: F401  (registers "msvd")
+from . import parquet as _parquet  # noqa: F401  (registers "parquet")
 from . import vatex as _vatex  # noqa: F401  (registers "vatex")
+from . import webdataset as _webdataset  # noqa: F401  (registers "wds")
 from . import youcook2 as _youcook2  # noqa: F401  (registers "youcook2")
 from .base import (
     COMMON_OPTIONS,

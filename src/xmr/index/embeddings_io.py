@@ -125,7 +125,8 @@ def find_shards(folder: str | Path) -> list[Shard]:
     return shards
 
 
-def _paths(meta: Path) -> list[str]:
+def _paths(meta: Path) -> tuple[list[str], list[str]]:
+    """(image_path per row, media_type per row: the ``media_type`` column xmr embed / xmr export write, else image)."""
     table = _pq().read_table(meta)
     if "image_path" not in table.column_names:
         raise XmrIndexError(f"{meta}: no image_path column (columns: {', '.join(table.column_names)})")
@@ -133,7 +134,25 @@ def _paths(meta: Path) -> list[str]:
     for i, p in enumerate(paths):
         if not isinstance(p, str) or not p:
             raise XmrIndexError(f"{meta}: row {i} has no image_path")
-    return paths
+    types = table.column("media_type").to_pylist() if "media_type" in table.column_names else ["image"] * len(paths)
+    for i, t in enumerate(types):
+        if t not in ("image", "video"):
+            raise XmrIndexError(f"{meta}: row {i} has media_type {t!r} (image or video)")
+    return paths, types
+
+
+def embed_info(folder: str | Path) -> dict | None:
+    """``embed_info.json`` of a folder written by ``xmr embed`` / ``xmr export`` (its ``model`` and ``dim``), or None."""
+    import json
+
+    path = Path(folder) / "embed_info.json"
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise XmrIndexError(f"{path}: not readable JSON ({e})") from None
+    return info if isinstance(info, dict) else None
 
 
 def _vectors(shard: Shard) -> np.ndarray:
@@ -148,15 +167,15 @@ def _vectors(shard: Shard) -> np.ndarray:
                             f"non-numbers") from None
 
 
-def read_shard(shard: Shard, dim: int | None, stats: ImportStats) -> tuple[list[str], np.ndarray]:
-    """(paths, (rows, dim) float32 unit vectors) of one shard, after every check (see the module docstring)."""
+def read_shard(shard: Shard, dim: int | None, stats: ImportStats) -> tuple[list[str], np.ndarray, list[str]]:
+    """(paths, (rows, dim) float32 unit vectors, media types) of one shard, after every check (module docstring)."""
     where = shard.vectors
     if dim is not None and shard.rows and shard.dim != dim:
         raise XmrIndexError(f"{where}: vectors of width {shard.dim}, but the index holds width {dim}")
     v = _vectors(shard)
     if v.ndim != 2 or v.shape[0] != shard.rows:
         raise XmrIndexError(f"{where}: expected {shard.rows} vectors, got shape {v.shape}")
-    paths = _paths(shard.metadata)
+    paths, types = _paths(shard.metadata)
     if len(paths) != shard.rows:
         raise XmrIndexError(f"{where}: {shard.rows} vectors but {shard.metadata} has {len(paths)} rows")
     x = np.asarray(v, dtype=np.float32)
@@ -172,12 +191,12 @@ def read_shard(shard: Shard, dim: int | None, stats: ImportStats) -> tuple[list[
     x = x / norms[:, None]
     stats.shards += 1
     stats.rows += len(paths)
-    return paths, np.ascontiguousarray(x, dtype=np.float32)
+    return paths, np.ascontiguousarray(x, dtype=np.float32), types
 
 
 def iter_embeddings(folder: str | Path, dim: int | None = None, stats: ImportStats | None = None
-                    ) -> Iterator[tuple[Shard, list[str], np.ndarray]]:
-    """(shard, paths, vectors) for every shard of ``folder`` in order; every shard's pairing, row counts and width
+                    ) -> Iterator[tuple[Shard, list[str], np.ndarray, list[str]]]:
+    """(shard, paths, vectors, media types) for every shard of ``folder`` in order; every shard's pairing, row counts and width
     are checked before the first is read, each shard's values before it is yielded."""
     stats = stats if stats is not None else ImportStats()
     shards = find_shards(folder)
@@ -185,19 +204,19 @@ def iter_embeddings(folder: str | Path, dim: int | None = None, stats: ImportSta
         if dim is not None and s.rows and s.dim != dim:
             raise XmrIndexError(f"{s.vectors}: vectors of width {s.dim}, but the index holds width {dim}")
     for s in shards:
-        paths, vecs = read_shard(s, dim, stats)
-        yield s, paths, vecs
+        yield (s, *read_shard(s, dim, stats))
 
 
-__all__ = ["EXTERNAL_SPEC", "ImportStats", "Shard", "find_shards", "iter_embeddings", "read_shard"]
+__all__ = ["EXTERNAL_SPEC", "ImportStats", "Shard", "embed_info", "find_shards", "iter_embeddings", "read_shard"]
 
 
 def import_embeddings(folder: str | Path, index_path: str | Path, *, spec: str | None = None,
                       backend: dict | None = None, batch: int = 10_000, progress=None) -> dict:
     """Add every vector of ``folder`` to the index at ``index_path`` (created if needed) as an image item whose path
-    is its ``image_path``; a path already in the index gets the new vector. ``spec``: the model the vectors came
-    from (recorded, so text queries work when xmr can load it); None records :data:`EXTERNAL_SPEC` (vector queries
-    only). ``backend``: a ``{"name", "config"}`` vector backend to record. Commits ``batch`` rows per transaction;
+    is its ``image_path`` (media type from a ``media_type`` column when there is one); a path already in the index
+    gets the new vector. ``spec``: the model the vectors came from (recorded, so text queries work when xmr can load
+    it); None takes the model named by ``embed_info.json`` (written by ``xmr embed`` / ``xmr export``), else the
+    index's, else records :data:`EXTERNAL_SPEC` (vector queries only). ``backend``: a ``{"name", "config"}`` vector backend to record. Commits ``batch`` rows per transaction;
     the backend is brought up to date at the end. Returns a summary."""
     import time
 
@@ -216,16 +235,21 @@ def import_embeddings(folder: str | Path, index_path: str | Path, *, spec: str |
     stats = ImportStats()
     t0 = time.perf_counter()
     index_path = Path(index_path).absolute()
+    info = embed_info(folder) if Path(folder).is_dir() else None
+    made_by = (info or {}).get("model")
+    if spec is not None and made_by and made_by != spec:
+        raise XmrIndexError(f"{Path(folder) / 'embed_info.json'}: the vectors were made with {made_by!r}, not "
+                            f"{spec!r} (--model)")
     with index_lock(index_path), IndexStore(index_path, create=True) as store:
-        want = spec or store.model_spec or EXTERNAL_SPEC
+        want = spec or made_by or store.model_spec or EXTERNAL_SPEC
         store.bind_model(want, dim, {"imported_from": root} if want == EXTERNAL_SPEC else None)
         if backend is not None:
             store.set_vector_backend(backend)
         for shard in shards:
-            paths, vecs = read_shard(shard, dim, stats)
+            paths, vecs, types = read_shard(shard, dim, stats)
             for s in range(0, len(paths), batch):
-                store.add_batch([NewItem(p, root, 0, 0.0, "", "image", None, None, v)
-                                 for p, v in zip(paths[s : s + batch], vecs[s : s + batch])])
+                store.add_batch([NewItem(p, root, 0, 0.0, "", t, None, None, v) for p, v, t in
+                                 zip(paths[s : s + batch], vecs[s : s + batch], types[s : s + batch])])
             say(f"imported {shard.vectors.name}: {stats.rows} rows so far")
         t1 = time.perf_counter()
         store.sync_faiss(progress=say)

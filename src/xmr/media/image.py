@@ -52,7 +52,31 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
     if size > max_bytes:
         raise MediaTooLargeError(path, f"file is {size} bytes, over the {max_bytes}-byte limit")
     try:
-        with open(path, "rb") as fh, warnings.catch_warnings():
+        with open(path, "rb") as fh:
+            return _decode(fh, path, max_pixels, draft)
+    except PermissionError as e:
+        raise UnreadableMediaError(path, f"permission denied ({e.strerror})") from None
+    except IsADirectoryError:
+        raise UnreadableMediaError(path, "is a directory") from None
+
+
+def load_image_bytes(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
+                     draft: int | None = None) -> Image.Image:
+    """:func:`load_image` for an image held in memory (a webdataset tar member, a parquet cell); ``name`` labels
+    it in errors (e.g. ``shard.tar#key.jpg``). Same checks, same :class:`~xmr.errors.MediaError` family."""
+    import io
+
+    if not data:
+        raise UnreadableMediaError(name, "empty file (0 bytes)")
+    if len(data) > max_bytes:
+        raise MediaTooLargeError(name, f"file is {len(data)} bytes, over the {max_bytes}-byte limit")
+    return _decode(io.BytesIO(data), name, max_pixels, draft)
+
+
+def _decode(fh, path, max_pixels: int, draft: int | None) -> Image.Image:
+    """Fully decode the open binary stream ``fh`` (labelled ``path`` in errors) to RGB, EXIF orientation applied."""
+    try:
+        with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fh) as im:
                 w, h = im.size
@@ -67,10 +91,8 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise MediaTooLargeError(path, f"decompression bomb guard: {e}") from None
-    except PermissionError as e:
-        raise UnreadableMediaError(path, f"permission denied ({e.strerror})") from None
-    except IsADirectoryError:
-        raise UnreadableMediaError(path, "is a directory") from None
+    except (PermissionError, IsADirectoryError):
+        raise
     except Image.UnidentifiedImageError:
         raise CorruptMediaError(path, "not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
