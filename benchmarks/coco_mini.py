@@ -22,7 +22,7 @@ def ablation_rows():
     from xmr.encoders.concept import CONCEPT_PRESETS
 
     proto = CONCEPT_PRESETS.get("prototype")
-    default = CONCEPT_PRESETS.get("default")
+    default = CONCEPT_PRESETS.get("zeroshot")  # the training-free model this ablation built up
     steps = [
         ("prototype: class names, cosine, ImageNet norm, centre crop", proto),
         ("+ Lite's own pixel normalisation (mean=std=0.5)", replace(proto, normalization="tf")),

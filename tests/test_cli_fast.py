@@ -75,7 +75,6 @@ def test_index_refusals_come_before_the_model(no_model, capsys, tmp_path):
     cases = [
         (["index", str(tmp_path / "nope")], "not a folder"),
         (["index", str(f)], "not a folder"),
-        (["index", str(SAMPLES), "--batch-size", "0"], "--batch-size"),
         (["index", str(SAMPLES), "--segment", "0"], "invalid video indexing settings"),
         (["index", str(SAMPLES), "--video-max-frames", "0"], "--video-max-frames"),
     ]

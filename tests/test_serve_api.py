@@ -238,9 +238,16 @@ def test_thumbnails_of_large_jpeg_and_of_a_file_gone_bad(client, photos):
     im = Image.open(io.BytesIO(data))
     assert im.format == "JPEG" and im.size == (256, 192)
     i = _id_of(client, "img_003.png")
-    (photos / "img_003.png").write_bytes(_png()[:50])  # truncated after indexing
+    bad = photos / "img_003.png"
+    st = bad.stat()
+    with open(bad, "r+b") as f:  # corrupted in place after indexing: same inode, size and (restored) mtime
+        f.write(b"\0" * st.st_size)
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
     r = client.get(f"/api/items/{i}/thumbnail")
     assert r.status_code == 404 and "decoded" in r.json()["error"]
+    (photos / "img_003.png").write_bytes(_png()[:50])  # truncated: no longer the file that was indexed
+    r = client.get(f"/api/items/{i}/thumbnail")
+    assert r.status_code == 404 and "changed since it was indexed" in r.json()["error"]
 
 
 def test_range_requests(client, photos):

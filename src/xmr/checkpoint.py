@@ -97,7 +97,11 @@ def load_checkpoint(directory: str | Path, format: str, label: str, *, hint: str
         if not (d / name).is_file():
             raise ModelUnavailableError(f"{label}: {name} is missing{tail}")
     try:
-        raw = json.loads((d / CONFIG_FILE).read_text())
+        raw = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{label}: {CONFIG_FILE} is not UTF-8 text (byte offset {e.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: {CONFIG_FILE} is nested too deeply to be a model config") from None
     except (OSError, ValueError) as e:
         raise ConfigError(f"{label}: unreadable {CONFIG_FILE} ({e})") from None
     if not isinstance(raw, dict) or raw.pop("model", None) != format:
@@ -116,7 +120,10 @@ def load_state(module: M, state_dict: Mapping[str, Any], label: str) -> M:
 
 
 def _does_not_fit(label: str, e: Exception) -> ModelUnavailableError:
-    return ModelUnavailableError(f"{label}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} or is corrupt ({e})")
+    detail = " ".join(str(e).split())  # torch lists the mismatches on several lines: one line here
+    if len(detail) > 400:
+        detail = detail[:400] + "..."
+    return ModelUnavailableError(f"{label}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} or is corrupt ({detail})")
 
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "Checkpoint", "load_checkpoint", "load_state", "save_checkpoint"]

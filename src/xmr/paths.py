@@ -19,3 +19,26 @@ def cache_dir(*parts: str) -> Path:
     """``$XMR_CACHE`` if set, else ``~/.cache/xmr`` (derived data such as concept class embeddings)."""
     base = os.environ.get("XMR_CACHE") or Path.home() / ".cache" / "xmr"
     return Path(base).expanduser().joinpath(*parts)
+
+
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F]} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def display_path(path: str) -> str:
+    """A path as printed on one terminal line: control characters escaped (``\\n``, ``\\x1b``),
+    bytes that are not UTF-8 (Python's surrogate escapes of ``os.fsdecode``) shown as ``\\xff``. Other text is
+    left as it is, so ordinary paths print unchanged."""
+    if path.isprintable():
+        return path
+    out = []
+    for ch in path:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # surrogateescape: the raw byte o - 0xDC00
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif o in _CONTROL:
+            out.append(_CONTROL[o])
+        elif not ch.isprintable() and ch != " ":
+            out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)

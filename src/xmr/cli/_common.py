@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Callable
 
@@ -38,8 +39,26 @@ def index_path(args) -> str:
 
 
 def print_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    """``obj`` as indented JSON. Strings keep their characters, except the lone surrogates that stand for bytes
+    of a non-UTF-8 file name: those are written as ``\\udcXX`` escapes (valid JSON; ``json.loads`` then
+    ``os.fsencode`` give the original bytes back), never as a UnicodeEncodeError."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--batch-size 0`` is a usage error, not a traceback or an empty run)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
 
 
 def progress_flag(args) -> bool | None:

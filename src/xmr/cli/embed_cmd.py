@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_device_arg, add_model_arg, print_json, progress_flag, register_command
+from ..paths import display_path
+from ._common import add_device_arg, add_model_arg, positive_int, print_json, progress_flag, register_command
 
 _RAY_HELP = ("run on Ray Data: no ADDRESS starts a local Ray; 'auto' joins this machine's cluster (ray start); "
              "ray://HOST:10001 connects through Ray Client (see docs/scale.md)")
@@ -34,7 +35,7 @@ def setup(p):
                         "default 10000)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16",
                    help="stored vector type (default float16, as clip-retrieval)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per encoder batch (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per encoder batch (default 8)")
     add_device_arg(p)
     add_ray_args(p, what="--workers actors each encode whole shards")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
@@ -57,7 +58,7 @@ def run(args) -> int:
         if rep.skipped:
             print(f"skipped {len(rep.skipped)}:", file=sys.stderr)
             for s in rep.skipped:
-                print(f"  {s['path']}: {s['reason']}", file=sys.stderr)
+                print(f"  {display_path(s['path'])}: {s['reason']}", file=sys.stderr)
     for f in rep.failed:
         print(f"xmr: input shard {f['input']} could not be read: {f['error']}", file=sys.stderr)
     if rep.failed:

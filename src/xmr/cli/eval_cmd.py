@@ -1,7 +1,7 @@
 """``xmr eval``: benchmark an encoder on a retrieval dataset with a named protocol."""
 from __future__ import annotations
 
-from ._common import add_device_arg, add_model_arg, print_json, progress_flag, register_command
+from ._common import add_device_arg, add_model_arg, positive_int, print_json, progress_flag, register_command
 
 
 def setup(p):
@@ -13,7 +13,7 @@ def setup(p):
     p.add_argument("--split", default=None, help="keep only this split (e.g. test)")
     p.add_argument("--captions", default=None, help="caption policy: all (default), first, firstN")
     p.add_argument("--limit", type=int, default=None, help="only the first N items (quick runs)")
-    p.add_argument("--batch-size", type=int, default=8,
+    p.add_argument("--batch-size", type=positive_int, default=8,
                    help="images per encoder batch (default 8: peak memory about 1.5 GB with the default model, 3.9 GB at 32, no faster)")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="video datasets: frames sampled uniformly per video or moment (default: the head's "
@@ -44,8 +44,6 @@ def check_args(args) -> None:
         raise ConfigError("--frames must be between 1 and 1024")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.queries_per_target is not None and args.queries_per_target < 1:
         raise ConfigError(f"--queries-per-target must be at least 1, got {args.queries_per_target}")
     if args.candidates is not None and not 1 <= args.candidates <= 10_000:

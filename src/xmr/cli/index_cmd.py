@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_device_arg, add_index_arg, add_model_arg, index_path, print_json, progress_flag, register_command
+from ..paths import display_path
+from ._common import (add_device_arg, add_index_arg, add_model_arg, index_path, positive_int, print_json,
+                      progress_flag, register_command)
 
 
 def setup(p):
@@ -21,7 +23,7 @@ def setup(p):
     add_index_arg(p)
     add_model_arg(p, default=None)
     add_device_arg(p)
-    p.add_argument("--batch-size", type=int, default=8, help="images per encoder batch and per commit (default 8: peak memory about 1.6 GB with the default model, 3.9 GB at 32, no faster)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per encoder batch and per commit (default 8: peak memory about 1.6 GB with the default model, 3.9 GB at 32, no faster)")
     p.add_argument("--include-hidden", action="store_true", help="also index files and folders whose name starts with '.'")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
     from .embed_cmd import add_ray_args
@@ -58,8 +60,6 @@ def run(args) -> int:
         raise ConfigError(f"{args.folder} is not a folder (no such path)")
     if not os.path.isdir(args.folder):
         raise ConfigError(f"{args.folder} is not a folder (give the folder that holds the images and videos)")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.video_max_frames < 1:
         raise ConfigError(f"--video-max-frames must be at least 1, got {args.video_max_frames}")
     if args.ray is not None and args.workers < 1:
@@ -94,14 +94,14 @@ def run(args) -> int:
     if args.json:
         print_json({"index": path, "model": spec, **rep.to_dict()})
         return 0
-    print(f"indexed {rep.root} into {path} with model {spec!r}")
+    print(f"indexed {display_path(rep.root)} into {display_path(path)} with model {spec!r}")
     _print_backend(path)
     print(f"  {rep.seen} media files: {rep.added} added, {rep.updated} updated, {rep.unchanged} unchanged, "
           f"{rep.removed} removed, {len(rep.skipped)} skipped; index holds {rep.total} items")
     if rep.skipped:
         print(f"skipped {len(rep.skipped)}:", file=sys.stderr)
         for p_, why in rep.skipped:
-            print(f"  {p_}: {why}", file=sys.stderr)
+            print(f"  {display_path(p_)}: {why}", file=sys.stderr)
     return 0
 
 

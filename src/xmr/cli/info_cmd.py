@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 
+from ..paths import display_path
 from ._common import add_index_arg, index_path, print_json, register_command
 
 
@@ -51,12 +52,12 @@ def run(args) -> int:
     if info["videos_with_frames"]:
         print(f"frames: kept for {info['videos_with_frames']} videos (the model's head re-scores search candidates)")
     for r in info["roots"]:
-        print(f"  {r['items']:6d}  {r['root']}")
+        print(f"  {r['items']:6d}  {display_path(r['root'])}")
     print(f"vectors: {backend_line(st_state, record)}")
     print(f"size:   {size / 1e6:.1f} MB")
     print(f"skipped files: {len(info['skipped'])}")
     for s in info["skipped"]:
-        print(f"  {s['path']}: {s['reason']}")
+        print(f"  {display_path(s['path'])}: {s['reason']}")
     return 0
 
 

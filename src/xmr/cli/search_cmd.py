@@ -1,6 +1,7 @@
 """``xmr search``: query an index with text, several texts, an image, an image plus text, or a vector."""
 from __future__ import annotations
 
+from ..paths import display_path
 from ._common import add_device_arg, add_index_arg, index_path, print_json, register_command
 from ._stage_args import add_fuse_arg, add_rerank_args, add_rescore_args, search_options
 
@@ -165,7 +166,7 @@ def _print_results(out, reader) -> None:
         print("no results (the index is empty)" if not reader.count() else "no results")
     for r in out.results:
         span = f"  [{r.start:.1f}-{r.end:.1f} s]" if r.start is not None else ""
-        print(f"{r.rank:3d}. {r.score:.4f}  {r.path}{span}")
+        print(f"{r.rank:3d}. {r.score:.4f}  {display_path(r.path)}{span}")
 
 
 def _encoder(spec: str, reader, queries, args):

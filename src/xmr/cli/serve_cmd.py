@@ -30,7 +30,7 @@ def run(args) -> int:
     from .._deps import require
     from ..errors import ConfigError
     from ..serve import ServeSettings, create_app
-    from ..serve.settings import is_loopback
+    from ..serve.settings import is_loopback, uvicorn_options
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {args.port}")
@@ -45,14 +45,17 @@ def run(args) -> int:
               f"on port {args.port}\ncan search the index and download every indexed file. There is no "
               f"authentication.\nUse --host 127.0.0.1 (the default) unless this network is trusted.\n{bar}",
               file=sys.stderr)
+    from ..serve.uploads import limit_malloc_arenas
+
+    limit_malloc_arenas(2)  # decoded uploads are freed back to the system, not kept per thread (docs/serving.md)
     app = create_app(index_path(args), settings=settings, options=options)
     live = app.state.xmr.live
     snap = live.snapshot()
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"xmr serve: http://{shown}:{args.port}/  (index {live.path}, {snap.count} items, model {live.model_spec}; "
           f"Ctrl-C stops)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
-                access_log=bool(args.verbose), server_header=False)
+    uvicorn.run(app, **uvicorn_options(settings, log_level="warning" if args.quiet else "info",
+                                       access_log=bool(args.verbose)))
     return 0
 
 

@@ -1,7 +1,7 @@
 """``xmr train-head``: train a temporal video head on frozen encoder features (symmetric InfoNCE)."""
 from __future__ import annotations
 
-from ._common import add_device_arg, register_command
+from ._common import add_device_arg, positive_int, register_command
 
 
 def setup(p):
@@ -13,7 +13,7 @@ def setup(p):
     p.add_argument("--frames", type=int, default=8, help="frames sampled per video (default 8)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default=None, metavar="JSON",
                    help='head config overrides as JSON, e.g. \'{"layers": 2}\' (dim/width come from the encoder)')

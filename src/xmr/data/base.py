@@ -325,28 +325,40 @@ def require_file(path: str | os.PathLike, what: str) -> str:
 
 
 def load_json(path: str) -> object:
-    """The parsed JSON file (a UTF-8 BOM is accepted); bad JSON or an unreadable file raises ConfigError."""
+    """The parsed JSON file (a UTF-8 BOM is accepted); bad JSON, text that is not UTF-8, nesting deeper than
+    Python's JSON parser goes, or an unreadable file raise ConfigError naming the file."""
     try:
         with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply to be a dataset file") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
 
 
 def iter_jsonl(path: str) -> Iterator[tuple[str, object]]:
-    """(``"PATH, line N"``, parsed object) for every non-blank line of a JSON-lines file; bad JSON raises
-    ConfigError with the line number."""
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
+    """(``"PATH, line N"``, parsed object) for every non-blank line of a JSON-lines file; bad JSON, a line that
+    is not UTF-8 or is nested too deeply raise ConfigError with the line number."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}, line {lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                                  ) from None
             if not line.strip():
                 continue
-            where = f"{path}, line {lineno}"
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as e:
                 raise ConfigError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise ConfigError(f"{where}: JSON nested too deeply") from None
 
 
 def group_rows(rows: Iterable[tuple[str, str, Sequence[str], Mapping[str, object]]], source: str) -> list[Item]:

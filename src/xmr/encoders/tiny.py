@@ -15,7 +15,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -57,6 +57,13 @@ class TinyConfig:
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)  # pixel normalisation std (CLIP)
     seed: int = 0  # seed of the random initialisation (the global torch RNG is left untouched)
 
+    #: ranges a config.json is held to before any tensor is allocated (xmr.config.check_values)
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "image_size": (1, 1024), "patch_size": (1, 1024), "width": (1, 2048), "layers": (1, 48), "heads": (1, 64),
+        "mlp_ratio": (0.0625, 16), "context_length": (3, 2048), "dim": (1, 4096), "init_logit_scale": (-100, 100)}
+    #: most parameters a TinyConfig may describe (2 GB of float32), checked from the sizes before building
+    MAX_PARAMS: ClassVar[int] = 500_000_000
+
     def __post_init__(self):
         if self.image_size % self.patch_size:
             raise ConfigError(f"TinyConfig: image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
@@ -66,6 +73,15 @@ class TinyConfig:
             raise ConfigError("TinyConfig: context_length must be at least 3 (BOS, one byte, EOS)")
         if min(self.width, self.layers, self.dim, self.heads, self.patch_size) < 1:
             raise ConfigError(f"TinyConfig: sizes must be positive: {self}")
+        if self.approx_params() > self.MAX_PARAMS:
+            raise ConfigError(f"TinyConfig: about {self.approx_params():,} parameters, over the "
+                              f"{self.MAX_PARAMS:,} limit (width {self.width}, layers {self.layers})")
+
+    def approx_params(self) -> int:
+        """Parameters of both towers from the sizes alone (blocks, embeddings, projections): no allocation."""
+        block = int((4 + 2 * self.mlp_ratio) * self.width * self.width)
+        embed = (VOCAB_SIZE + self.context_length + self.num_patches + 1) * self.width
+        return 2 * self.layers * block + embed + 3 * self.patch_size ** 2 * self.width + 2 * self.width * self.dim
 
     @property
     def num_patches(self) -> int:

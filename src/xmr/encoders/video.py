@@ -137,6 +137,11 @@ def _make_video(arg: str | None, device: str | None = None) -> VideoEncoder:
     if base_spec.startswith("video:"):
         raise ConfigError("a video encoder cannot wrap another video encoder")
     base = create_encoder(base_spec, device=device)
+    from ..heads import list_heads
+
+    known = sorted(name for name, _ in list_heads())  # loads the head modules (the registry fills on import)
+    if head_name not in known:
+        raise ConfigError(f"unknown video head {head_name!r}; known: {', '.join(known)}")
     if head_dir is None:
         if head_name != "mean":
             raise ConfigError(f"head {head_name!r} has trained weights: give them as video:{base_spec}+{head_name}@DIR "

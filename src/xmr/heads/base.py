@@ -27,6 +27,16 @@ class HeadConfig:
     init_logit_scale: float = math.log(1 / 0.07)  # initial log of the similarity scale (CLIP's 1/0.07)
     seed: int = 0  # initialisation seed (the global torch RNG is left untouched)
 
+    #: ranges a config.json is held to before any tensor is allocated (xmr.config.check_values); names of the
+    #: subclasses' fields are included
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "dim": (1, 8192), "max_frames": (1, 4096), "num_frames": (1, 4096), "init_logit_scale": (-100, 100),
+        "width": (1, 8192), "layers": (1, 48), "heads": (1, 64), "mlp_ratio": (0.0625, 16),
+        "num_prototypes": (1, 1024), "select_k": (1, 4096), "text_chunk": (1, 65536), "shift_fraction": (0, 1),
+        "dropout": (0, 1)}
+    #: most parameters the blocks of a head may have (2 GB of float32), estimated from the sizes before building
+    MAX_PARAMS: ClassVar[int] = 500_000_000
+
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
@@ -37,6 +47,10 @@ class HeadConfig:
         heads = getattr(self, "heads", None)
         if heads and self.dim % heads:
             raise ConfigError(f"{type(self).__name__}: dim {self.dim} is not a multiple of heads {heads}")
+        w = max(self.dim, getattr(self, "width", 0))
+        est = int(max(1, getattr(self, "layers", 1)) * (4 + 2 * getattr(self, "mlp_ratio", 1.0)) * w * w)
+        if est > self.MAX_PARAMS:
+            raise ConfigError(f"{type(self).__name__}: about {est:,} parameters, over the {self.MAX_PARAMS:,} limit")
 
     @classmethod
     def coerce(cls, config=None, **overrides) -> "HeadConfig":
@@ -197,7 +211,11 @@ def load_head(directory: str | Path) -> VideoHead:
 
     ckpt = load_checkpoint(directory, _FORMAT, f"video head {directory}", what="video-head config",
                            hint="train one with `xmr train-head` or save one with head.save(dir)")
-    cls = VIDEO_HEADS.get(ckpt.config.pop("head", None))
+    name = ckpt.config.pop("head", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"video head {directory}: config.json 'head' must be a head name (a string), got "
+                          f"{type(name).__name__}")
+    cls = VIDEO_HEADS.get(name)
     provenance = ckpt.config.pop("training", None)
     head = ckpt.load_into(cls(cls.Config.coerce(ckpt.config))).eval()
     head.provenance = provenance

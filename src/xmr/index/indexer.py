@@ -3,6 +3,12 @@
 Only files whose (size, mtime) changed are re-hashed; only files whose content hash changed are re-encoded. Each
 batch of images is committed on its own, and each video (its item row and all its segment rows) in its own
 transaction, so an interrupted run resumes where it stopped with no duplicates and no half-indexed video.
+
+Memory: a batch holds at most ``batch_size`` decoded images and at most :data:`MAX_BATCH_PIXELS` decoded pixels
+(read from each image's header before it is decoded: the batch so far is encoded and committed first when the next
+image would not fit; an image bigger than the budget is encoded on its own); each image is itself at most
+:data:`xmr.media.image.MAX_PIXELS`. Special files (FIFOs, devices, sockets) are refused from ``stat`` before they
+are opened (see :mod:`.walker`), and hashing re-checks the open descriptor.
 """
 from __future__ import annotations
 
@@ -17,7 +23,8 @@ from typing import TYPE_CHECKING, Callable, Union
 
 from .._progress import progress
 from ..errors import ConfigError, MediaError, MissingExtraError, XmrIndexError
-from ..media.image import load_image
+from ..media.image import header_pixels, load_image, open_regular
+from ..paths import display_path
 from ..video import VideoIndexConfig, embed_video
 from .store import IndexStore, NewItem
 from .walker import Found, Skip, walk_media
@@ -26,6 +33,10 @@ if TYPE_CHECKING:  # torch loads with the model, not with the index
     from ..encoders.base import Encoder
 
 log = logging.getLogger(__name__)
+
+#: decoded pixels one indexing batch may hold (64 MP: ~190 MB of RGB; eight 8-MP photos). A batch is cut short
+#: when the next image would exceed it; a single image over it (up to MAX_PIXELS) is encoded alone.
+MAX_BATCH_PIXELS = 64_000_000
 
 #: index meta key holding the video settings (``VideoIndexConfig.to_dict()``) of the last run that indexed videos
 VIDEO_SETTINGS_KEY = "video_settings"
@@ -50,8 +61,9 @@ class IndexReport:
 
 
 def file_sha256(path: str, bufsize: int = 1 << 20) -> str:
+    """SHA-256 of a regular file (MediaError for anything else: it is never read)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         while chunk := f.read(bufsize):
             h.update(chunk)
     return h.hexdigest()
@@ -62,8 +74,12 @@ def index_lock(path: Path):
     """Exclusive writer lock on the index folder (a second `xmr index` on the same index fails fast)."""
     import fcntl
 
-    path.mkdir(parents=True, exist_ok=True)
-    fh = open(path / ".lock", "w")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fh = open(path / ".lock", "w")
+    except OSError as e:  # another user's index, a read-only mount: it can be searched, not written
+        raise XmrIndexError(f"cannot write index {display_path(str(path))} ({e.strerror or e}); it can still be "
+                            f"searched and served read-only") from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,6 +127,7 @@ def index_folder(
     include_hidden: bool = False,
     video: VideoIndexConfig | None = None,
     spec: str | None = None,
+    max_batch_pixels: int = MAX_BATCH_PIXELS,
 ) -> IndexReport:
     """Index every image and video under ``root`` into the index at ``index_path`` with ``encoder``.
 
@@ -119,7 +136,7 @@ def index_folder(
     index, so a re-index with nothing new does not load the model. Videos are embedded per
     :class:`~xmr.video.VideoIndexConfig` (``video``, default settings if None): one vector per file plus one per
     time segment. ``show_progress``: False silent; None/True a bar on a terminal, periodic log lines otherwise
-    (None: only when the ``xmr`` logger shows INFO)."""
+    (None: only when the ``xmr`` logger shows INFO). ``max_batch_pixels``: decoded-pixel budget of one batch."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     if _is_factory(encoder):
@@ -171,7 +188,8 @@ def index_folder(
         recorded = False
         try:
             for s in range(0, len(todo), batch_size):
-                if _encode_batch(store, lazy, todo[s : s + batch_size], rep, batch_size, video) and not recorded:
+                if _encode_batch(store, lazy, todo[s : s + batch_size], rep, batch_size, video,
+                                 max_batch_pixels) and not recorded:
                     # how this run sampled videos (FramePlan, windows): shown by `xmr info`
                     store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(video.to_dict()))
                     recorded = True
@@ -185,25 +203,32 @@ def index_folder(
 
 
 def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, rep: IndexReport, batch_size: int,
-                  video_cfg: VideoIndexConfig) -> int:
-    """Encode and commit one batch of files; returns how many videos were indexed."""
+                  video_cfg: VideoIndexConfig, max_batch_pixels: int = MAX_BATCH_PIXELS) -> int:
+    """Encode and commit one batch of files (in several commits when its images exceed ``max_batch_pixels``
+    decoded pixels); returns how many videos were indexed."""
     images, metas, replace, clear = [], [], [], []
     videos = 0
     for f, old_id in batch:
         try:
             digest = file_sha256(f.path)
+        except MediaError as e:
+            _skip(store, rep, f, e.reason)
+            continue
         except OSError as e:
             _skip(store, rep, f, f"unreadable ({e.strerror or e})")
             continue
         if old_id is not None:
             rec = store.get_items([old_id]).get(old_id)
             if rec is not None and rec.sha256 == digest:
-                store.touch(old_id, f.size, f.mtime)  # only the timestamp moved
+                store.touch(old_id, f.size, f.mtime, f.identity)  # only the timestamp moved
                 rep.unchanged += 1
                 continue
         if f.media_type == "video":
             videos += _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
             continue
+        if images and _pixels(images) + (header_pixels(f.path) or 0) > max_batch_pixels:
+            _commit_images(store, encoder, images, metas, replace, clear, rep, batch_size)  # before decoding more
+            images, metas, replace, clear = [], [], [], []
         try:
             im = load_image(f.path)
         except MediaError as e:
@@ -219,13 +244,22 @@ def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, rep: IndexRep
             rep.updated += 1
         else:
             rep.added += 1
-    if not images:
-        return videos
+    if images:
+        _commit_images(store, encoder, images, metas, replace, clear, rep, batch_size)
+    return videos
+
+
+def _pixels(images) -> int:
+    return sum(im.width * im.height for im in images)
+
+
+def _commit_images(store: IndexStore, encoder: _LazyEncoder, images, metas, replace, clear, rep: IndexReport,
+                   batch_size: int) -> None:
+    """Encode decoded ``images`` and commit their rows in one transaction."""
     vecs = encoder.get().encode_images(images, batch_size=batch_size, show_progress=False)
-    new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v)
+    new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v, identity=f.identity)
            for (f, digest, (w, h)), v in zip(metas, vecs)]
     store.add_batch(new, replace_ids=replace, clear_skips=clear)
-    return videos
 
 
 def _encode_video(store: IndexStore, encoder: _LazyEncoder, f: Found, digest: str, old_id: int | None, rep: IndexReport,
@@ -243,7 +277,7 @@ def _encode_video(store: IndexStore, encoder: _LazyEncoder, f: Found, digest: st
             rep.removed += store.delete([old_id])
         return False
     item = NewItem(f.path, rep.root, f.size, f.mtime, digest, "video", emb.width, emb.height, emb.vector,
-                   segments=emb.segments, frames=emb.frames)
+                   segments=emb.segments, frames=emb.frames, identity=f.identity)
     store.add_batch([item], replace_ids=[old_id] if old_id is not None else [], clear_skips=[f.path])
     if old_id is not None:
         rep.updated += 1
@@ -255,4 +289,4 @@ def _encode_video(store: IndexStore, encoder: _LazyEncoder, f: Found, digest: st
 def _skip(store: IndexStore, rep: IndexReport, f: Found, reason: str) -> None:
     rep.skipped.append((f.path, reason))
     store.record_skip(f.path, rep.root, reason, f.size, f.mtime)
-    log.info("skipped %s: %s", f.path, reason)
+    log.info("skipped %s: %s", display_path(f.path), reason)

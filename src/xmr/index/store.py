@@ -13,6 +13,10 @@ Layout of an index folder::
                     name, options and tuned parameters; ``vectors.gen`` the generation alone (older xmr reads it)
     segments.*      the same over ``segments`` (always ``flat``; ids are ``segments.id``)
 
+Paths are stored as TEXT when they are valid UTF-8 and as the raw file-system bytes (a BLOB) when they are not
+(``bad\xffname.png`` from an old disk): :func:`db_path` / :func:`fs_path` convert losslessly, so such a file is
+indexed, found again on the next run and served like any other.
+
 Every batch of new vectors is committed to SQLite in one transaction together with a bumped ``generation``, so a
 crash (Ctrl-C, ``kill -9``) loses at most the batch in flight and never leaves half a batch. The backend files are
 a cache, each rewritten atomically (temp file + rename). When their generation is stale they are brought up to date
@@ -53,7 +57,9 @@ CREATE TABLE IF NOT EXISTS items (
     width INTEGER,
     height INTEGER,
     added REAL NOT NULL,
-    vector BLOB NOT NULL            -- float32, dim values
+    vector BLOB NOT NULL,           -- float32, dim values
+    dev INTEGER,                    -- st_dev and st_ino of the file when indexed: `xmr serve` refuses to send a
+    ino INTEGER                     -- file whose (dev, ino, size, mtime) no longer match (added in place if missing)
 );
 CREATE INDEX IF NOT EXISTS items_root ON items(root);
 CREATE INDEX IF NOT EXISTS items_added ON items(added);  -- vector_delta: rows re-encoded since a backend's watermark
@@ -80,6 +86,21 @@ CREATE TABLE IF NOT EXISTS skipped (
     seen REAL NOT NULL
 );
 """
+
+
+def db_path(path: str) -> str | bytes:
+    """A path as stored in SQLite: the string itself, or its file-system bytes when it holds undecodable bytes
+    (``os.fsdecode`` turns those into lone surrogates, which SQLite's UTF-8 TEXT cannot hold)."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def fs_path(value: str | bytes) -> str:
+    """The inverse of :func:`db_path`: a path string as ``os`` functions take it."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 class _StoreSource:
@@ -124,6 +145,7 @@ class NewItem:
     vector: np.ndarray
     segments: Sequence[tuple[float, float, np.ndarray]] = ()  # (start s, end s, vector) for videos
     frames: tuple[np.ndarray, np.ndarray] | None = None  # (times (T,), features (T, dim)) for re-scoring heads
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file when read, checked before serving it
 
 
 @dataclass
@@ -147,18 +169,35 @@ class IndexStore:
                     f"no index at {self.path} (meta.sqlite missing). Build one with: xmr index DIR --index {self.path}"
                 )
             self.path.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{self.db_path}?mode=ro" if readonly else f"file:{self.db_path}"
+        uri = self.db_path.absolute().as_uri() + ("?mode=ro" if readonly else "")
+        self.immutable = False  # opened with SQLite's immutable=1 (see _open_unwritable)
         try:
             self.db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
             if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
-            self._check_schema()
+            try:
+                self._check_schema()
+            except sqlite3.OperationalError:
+                if not (readonly and _unwritable(self.path)):
+                    raise
+                self._open_unwritable()
         except sqlite3.DatabaseError as e:
             raise XmrIndexError(f"cannot open index {self.path}: {e}") from None
         # table -> (vector backend, generation it reflects, watermark: newest items.added it holds)
         self._faiss_cache: dict[str, tuple[object, int, float | None]] = {}
+
+    def _open_unwritable(self) -> None:
+        """Read an index in a folder this user cannot write (another user's, a read-only mount): a WAL database
+        needs its ``-shm`` file, which cannot be created there, so SQLite is told the file cannot change
+        (``immutable=1``). Only what is in ``meta.sqlite`` itself is seen: ``xmr index`` checkpoints the WAL into
+        it when it finishes, so a finished index reads whole; batches of a run still in progress are not seen."""
+        self.db.close()
+        self.db = sqlite3.connect(self.db_path.absolute().as_uri() + "?mode=ro&immutable=1", uri=True,
+                                  isolation_level=None)
+        self.immutable = True
+        self._check_schema()
 
     # ---- meta -------------------------------------------------------------------------------------------------
     def _check_schema(self) -> None:
@@ -173,6 +212,7 @@ class IndexStore:
             raise XmrIndexError(f"index {self.path} has schema {v}; this xmr reads schema {SCHEMA_VERSION}")
         self.has_segments = self._has_table("segments")
         self.has_frames = self._has_table("frames")
+        self.has_identity = _add_identity_columns(self.db, writable=not self.readonly)
 
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
@@ -216,13 +256,13 @@ class IndexStore:
 
     # ---- items ------------------------------------------------------------------------------------------------
     def _row(self, r) -> ItemRecord:
-        return ItemRecord(*r)
+        return ItemRecord(r[0], fs_path(r[1]), fs_path(r[2]), *r[3:])
 
     _COLS = "id, path, root, size, mtime, sha256, media_type, width, height"
 
     def items_under(self, root: str) -> dict[str, ItemRecord]:
-        rows = self.db.execute(f"SELECT {self._COLS} FROM items WHERE root=?", (root,)).fetchall()
-        return {r[1]: self._row(r) for r in rows}
+        rows = self.db.execute(f"SELECT {self._COLS} FROM items WHERE root=?", (db_path(root),)).fetchall()
+        return {fs_path(r[1]): self._row(r) for r in rows}
 
     def get_items(self, ids: Sequence[int]) -> dict[int, ItemRecord]:
         out: dict[int, ItemRecord] = {}
@@ -257,7 +297,8 @@ class IndexStore:
         return out
 
     def roots(self) -> list[tuple[str, int]]:
-        return self.db.execute("SELECT root, COUNT(*) FROM items GROUP BY root ORDER BY root").fetchall()
+        return [(fs_path(r), n) for r, n in
+                self.db.execute("SELECT root, COUNT(*) FROM items GROUP BY root ORDER BY root").fetchall()]
 
     def add_batch(self, new: Sequence[NewItem], replace_ids: Iterable[int] = (), clear_skips: Iterable[str] = ()) -> None:
         """Insert new rows (replacing rows ``replace_ids``) in one transaction and bump the generation."""
@@ -266,7 +307,7 @@ class IndexStore:
             for i in replace_ids:
                 self._delete_item(int(i))
             for p in clear_skips:
-                self.db.execute("DELETE FROM skipped WHERE path=?", (p,))
+                self.db.execute("DELETE FROM skipped WHERE path=?", (db_path(p),))
             now = time.time()
             for it in new:
                 v = np.ascontiguousarray(it.vector, dtype=np.float32)
@@ -277,10 +318,13 @@ class IndexStore:
                     "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET root=excluded.root, "
                     "size=excluded.size, mtime=excluded.mtime, sha256=excluded.sha256, media_type=excluded.media_type,"
                     " width=excluded.width, height=excluded.height, added=excluded.added, vector=excluded.vector",
-                    (it.path, it.root, it.size, it.mtime, it.sha256, it.media_type, it.width, it.height, now, v.tobytes()),
+                    (db_path(it.path), db_path(it.root), it.size, it.mtime, it.sha256, it.media_type, it.width, it.height,
+                     now, v.tobytes()),
                 )
+                if it.identity is not None:
+                    self._set_identity(it.path, *it.identity)
                 if self.has_segments:  # an upsert keeps the row id: its old segments go, the new ones come in
-                    item_id = self.db.execute("SELECT id FROM items WHERE path=?", (it.path,)).fetchone()[0]
+                    item_id = self.db.execute("SELECT id FROM items WHERE path=?", (db_path(it.path),)).fetchone()[0]
                     self.db.execute("DELETE FROM segments WHERE item_id=?", (item_id,))
                     for start, end, sv in it.segments:
                         sv = np.ascontiguousarray(sv, dtype=np.float32)
@@ -291,7 +335,7 @@ class IndexStore:
                 elif it.segments:
                     raise XmrIndexError(f"index {self.path} is read-only schema 1 and cannot store video segments")
                 if self.has_frames:
-                    item_id = self.db.execute("SELECT id FROM items WHERE path=?", (it.path,)).fetchone()[0]
+                    item_id = self.db.execute("SELECT id FROM items WHERE path=?", (db_path(it.path),)).fetchone()[0]
                     self.db.execute("DELETE FROM frames WHERE item_id=?", (item_id,))
                     if it.frames is not None:
                         self._insert_frames(item_id, it.path, *it.frames)
@@ -307,9 +351,22 @@ class IndexStore:
         self.db.execute("INSERT INTO frames(item_id,count,times,features) VALUES(?,?,?,?)",
                         (item_id, len(times), times.tobytes(), feats.tobytes()))
 
-    def touch(self, item_id: int, size: int, mtime: float) -> None:
-        """Record a new mtime/size for a file whose content hash did not change (no re-encode)."""
+    def touch(self, item_id: int, size: int, mtime: float, identity: tuple[int, int] | None = None) -> None:
+        """Record a new mtime/size (and ``(st_dev, st_ino)``) for a file whose content hash did not change."""
         self.db.execute("UPDATE items SET size=?, mtime=? WHERE id=?", (size, mtime, item_id))
+        if identity is not None and self.has_identity:
+            self.db.execute("UPDATE items SET dev=?, ino=? WHERE id=?", (*identity, item_id))
+
+    # ---- file identity (what `xmr serve` compares a file with before sending it) ------------------------------
+    def _set_identity(self, path: str, dev: int, ino: int) -> None:
+        if self.has_identity:
+            self.db.execute("UPDATE items SET dev=?, ino=? WHERE path=?", (dev, ino, db_path(path)))
+
+    def identity(self, item_id: int) -> tuple[int, float, int | None, int | None] | None:
+        """``(size, mtime, st_dev, st_ino)`` recorded when the item was indexed (dev/ino None for rows written by
+        an older xmr), or None for an unknown id."""
+        cols = "size, mtime, dev, ino" if self.has_identity else "size, mtime, NULL, NULL"
+        return self.db.execute(f"SELECT {cols} FROM items WHERE id=?", (int(item_id),)).fetchone()
 
     def delete(self, ids: Iterable[int]) -> int:
         ids = [int(i) for i in ids]
@@ -380,19 +437,20 @@ class IndexStore:
         self.db.execute(
             "INSERT INTO skipped(path,root,reason,size,mtime,seen) VALUES(?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE "
             "SET root=excluded.root, reason=excluded.reason, size=excluded.size, mtime=excluded.mtime, seen=excluded.seen",
-            (path, root, reason, size, mtime, time.time()),
+            (db_path(path), db_path(root), reason, size, mtime, time.time()),
         )
 
     def skipped_under(self, root: str) -> dict[str, tuple[str, int | None, float | None]]:
-        rows = self.db.execute("SELECT path, reason, size, mtime FROM skipped WHERE root=?", (root,)).fetchall()
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        rows = self.db.execute("SELECT path, reason, size, mtime FROM skipped WHERE root=?",
+                               (db_path(root),)).fetchall()
+        return {fs_path(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def forget_skips(self, paths: Iterable[str]) -> None:
         for p in paths:
-            self.db.execute("DELETE FROM skipped WHERE path=?", (p,))
+            self.db.execute("DELETE FROM skipped WHERE path=?", (db_path(p),))
 
     def skipped(self) -> list[tuple[str, str]]:
-        return self.db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+        return [(fs_path(p), r) for p, r in self.db.execute("SELECT path, reason FROM skipped ORDER BY path")]
 
     # ---- vectors ----------------------------------------------------------------------------------------------
     def iter_vectors(self, chunk: int = 4096, table: str = "items") -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -689,3 +747,26 @@ class IndexStore:
 
     def __exit__(self, *a):
         self.close()
+
+
+def _add_identity_columns(db: sqlite3.Connection, writable: bool) -> bool:
+    """``items.dev`` / ``items.ino`` (the file's ``st_dev`` / ``st_ino`` at index time): added in place to an index
+    made before they existed when it is opened for writing. True when the table has them."""
+    cols = {r[1] for r in db.execute("PRAGMA table_info(items)")}
+    if {"dev", "ino"} <= cols:
+        return True
+    if not writable:
+        return False
+    db.execute("ALTER TABLE items ADD COLUMN dev INTEGER")
+    db.execute("ALTER TABLE items ADD COLUMN ino INTEGER")
+    return True
+
+
+def _unwritable(folder: Path) -> bool:
+    """True when this process cannot create files in ``folder`` (permissions, or a read-only file system)."""
+    if not os.access(folder, os.W_OK):
+        return True
+    try:
+        return os.statvfs(folder).f_flag & os.ST_RDONLY != 0
+    except (OSError, AttributeError):
+        return False

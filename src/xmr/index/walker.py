@@ -1,13 +1,20 @@
 """Walk a folder for media files: recursive, follows directory symlinks without looping, never raises for one
-bad entry (unreadable folders and broken links are reported as :class:`Skip` records)."""
+bad entry (unreadable folders and broken links are reported as :class:`Skip` records).
+
+Only regular files are yielded: a FIFO, socket or device named ``x.jpg`` (or a symlink to ``/dev/zero``) is a
+:class:`Skip` decided from ``stat`` alone, before anything opens it, and so is an image file over the byte limit
+of :data:`xmr.media.image.MAX_FILE_BYTES`. Names that are not valid UTF-8 arrive as Python's ``surrogateescape``
+strings (``os.fsdecode``) and are walked like any other."""
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
 from ..media import media_type_of
+from ..media.image import MAX_FILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -16,6 +23,7 @@ class Found:
     size: int
     mtime: float
     media_type: str  # "image" or "video"
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file (the symlink's target)
 
 
 @dataclass(frozen=True)
@@ -73,5 +81,24 @@ def walk_media(root: Union[str, os.PathLike], exclude: tuple[str, ...] = (), inc
                 reason = "broken symlink" if e.is_symlink() else f"cannot stat ({err.strerror or err})"
                 yield Skip(e.path, reason)
                 continue
-            yield Found(e.path, est.st_size, est.st_mtime, mt)
+            refused = refusal(est, mt)
+            if refused:
+                yield Skip(e.path, refused)
+                continue
+            yield Found(e.path, est.st_size, est.st_mtime, mt, (est.st_dev, est.st_ino))
         stack.extend(reversed(subdirs))
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def refusal(st: os.stat_result, media_type: str) -> str | None:
+    """Why a file with this ``stat`` must not be read at all, or None: not a regular file, or an image over the
+    byte limit. Decided before the file is opened (reading a FIFO blocks, ``/dev/zero`` never ends)."""
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        return f"not a regular file ({kind}): not read"
+    if media_type == "image" and st.st_size > MAX_FILE_BYTES:
+        return f"file is {st.st_size} bytes, over the {MAX_FILE_BYTES}-byte image limit: not read"
+    return None

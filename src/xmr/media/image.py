@@ -5,7 +5,9 @@ subclass with a reason. It never returns a placeholder.
 """
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +22,54 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
 )
 
-#: Images with more pixels than this are refused (decompression-bomb guard). 100 MP ~ 10,000 x 10,000.
+log = logging.getLogger(__name__)
+
+#: Images with more pixels than this are refused (decompression-bomb guard). 100 MP ~ 10,000 x 10,000. This is the
+#: limit really applied: Pillow's own warning threshold (``Image.MAX_IMAGE_PIXELS``, 89.5 MP) is ignored here, and
+#: its hard error (twice that, 179 MP) lies above it.
 MAX_PIXELS = 100_000_000
 #: Files larger than this many bytes are refused before decoding.
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
 ImageLike = Union[str, os.PathLike, Image.Image]
+
+
+def open_regular(path: Union[str, os.PathLike]):
+    """Open ``path`` for binary reading only if it is a regular file: ``O_NONBLOCK`` so that a FIFO swapped in
+    after the folder was walked cannot block the open, then ``fstat`` on the open descriptor (no race). Raises
+    UnreadableMediaError otherwise (and for OSErrors)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except PermissionError as e:
+        raise UnreadableMediaError(path, f"permission denied ({e.strerror})") from None
+    except IsADirectoryError:
+        raise UnreadableMediaError(path, "is a directory") from None
+    except OSError as e:
+        raise UnreadableMediaError(path, f"cannot open ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise UnreadableMediaError(path, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableMediaError(path, "not a regular file (a FIFO, device, socket or folder): not read")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def header_pixels(path: Union[str, os.PathLike]) -> int | None:
+    """Width x height read from the image's header (nothing decoded), or None when it cannot be read (then
+    :func:`load_image` says why)."""
+    try:
+        with open_regular(path) as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(fh) as im:
+                return im.width * im.height
+    except Exception:  # noqa: BLE001 - any failure is reported by load_image, which runs next
+        return None
 
 
 def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
@@ -51,13 +95,8 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
         raise UnreadableMediaError(path, "empty file (0 bytes)")
     if size > max_bytes:
         raise MediaTooLargeError(path, f"file is {size} bytes, over the {max_bytes}-byte limit")
-    try:
-        with open(path, "rb") as fh:
-            return _decode(fh, path, max_pixels, draft)
-    except PermissionError as e:
-        raise UnreadableMediaError(path, f"permission denied ({e.strerror})") from None
-    except IsADirectoryError:
-        raise UnreadableMediaError(path, "is a directory") from None
+    with open_regular(path) as fh:  # a FIFO / device swapped in after the walk is refused, never read
+        return _decode(fh, path, max_pixels, draft)
 
 
 def load_image_bytes(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
@@ -74,10 +113,12 @@ def load_image_bytes(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS, ma
 
 
 def _decode(fh, path, max_pixels: int, draft: int | None) -> Image.Image:
-    """Fully decode the open binary stream ``fh`` (labelled ``path`` in errors) to RGB, EXIF orientation applied."""
+    """Fully decode the open binary stream ``fh`` (labelled ``path`` in errors) to RGB, EXIF orientation applied.
+    Pillow's warnings (corrupt EXIF...) become INFO log lines naming the file: ``xmr -q`` hides them."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # recorded, logged below, never printed
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit applied
             with Image.open(fh) as im:
                 w, h = im.size
                 if w * h > max_pixels:
@@ -86,13 +127,14 @@ def _decode(fh, path, max_pixels: int, draft: int | None) -> Image.Image:
                     im.draft("RGB", (draft, draft))
                 im.load()  # full decode: truncated data raises here (LOAD_TRUNCATED_IMAGES stays False)
                 im = ImageOps.exif_transpose(im)
-                return im.convert("RGB")
+                out = im.convert("RGB")
+        for w in caught:  # shown at INFO: `xmr -q` shows warnings only, and a bad EXIF block is not one
+            log.info("%s: %s", _shown(path), w.message)
+        return out
     except MediaError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise MediaTooLargeError(path, f"decompression bomb guard: {e}") from None
-    except (PermissionError, IsADirectoryError):
-        raise
     except Image.UnidentifiedImageError:
         raise CorruptMediaError(path, "not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -100,6 +142,12 @@ def _decode(fh, path, max_pixels: int, draft: int | None) -> Image.Image:
         raise CorruptMediaError(path, f"corrupt or truncated image ({e})") from None
     except MemoryError:
         raise MediaTooLargeError(path, "ran out of memory while decoding") from None
+
+
+def _shown(path) -> str:
+    from ..paths import display_path
+
+    return display_path(os.fspath(path))
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,9 @@ class QueryWeightingConfig:
     dim: int  # query embedding width (the encoder's dim)
     attention_temperature: float = 1.0  # tau_a: softmax temperature of the attention scores
     encoder: str = ""  # spec of the encoder whose embeddings it was trained on (checked by the CLI)
+
+    #: ranges a config.json is held to before any tensor is allocated (xmr.config.check_values)
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"dim": (1, 65536), "attention_temperature": (1e-6, 1e6)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "QueryWeightingConfig":

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +39,10 @@ class CrossMatcherConfig:
     heads: int = 4  # attention heads; width must be a multiple
     mlp_ratio: float = 2.0  # MLP hidden width = width * mlp_ratio
     seed: int = 0  # initialisation seed (the global RNG is left untouched)
+
+    #: ranges a config.json is held to before any tensor is allocated (xmr.config.check_values)
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"width": (1, 4096), "layers": (1, 24), "heads": (1, 64),
+                                                        "mlp_ratio": (0.0625, 16)}
 
     def __post_init__(self):
         if self.width < 1 or self.layers < 1 or self.heads < 1 or self.width % self.heads:

@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, StrictInt
 
 from ..errors import ConfigError, MissingExtraError, XmrError
 from ..retrieval import Pipeline, Term, encode_query
@@ -22,7 +22,7 @@ from .live import LiveIndex, parse_item_id, relative_path
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
 from .thumbs import ThumbnailCache
-from .uploads import UploadError, decode_image, extract_upload, read_body_limited
+from .uploads import PixelBudget, UploadError, decode_image, extract_upload, image_pixels, read_body_limited
 
 MediaFilter = Literal["image", "video", "all"]
 
@@ -52,7 +52,7 @@ class SearchResponse(BaseModel):
 class VectorQuery(BaseModel):
     vector: list[float] = Field(description="query vector of the index model's width (L2-normalised on arrival)",
                                 min_length=1, max_length=65536)
-    k: Optional[int] = Field(None, description="number of results")
+    k: Optional[StrictInt] = Field(None, description="number of results (an integer: 1.0 is refused)")
     type: MediaFilter = "all"
 
 
@@ -80,7 +80,14 @@ class ErrorBody(BaseModel):
     error: str
 
 
-_ERRORS = {c: {"model": ErrorBody} for c in (400, 404, 413, 415, 422)}
+_ERRORS = {c: {"model": ErrorBody} for c in (400, 404, 408, 413, 415, 422, 503)}
+
+
+def _digits_only(v):
+    """Query-string integers are written in decimal digits: ``k=1.0`` or ``k=1e1`` is a 422, not a 1 or a 10."""
+    if isinstance(v, str) and not (v.isascii() and v.isdigit()):
+        raise ValueError("must be an integer written in digits")
+    return v
 
 
 @dataclass
@@ -91,13 +98,15 @@ class ServeContext:
     thumbs: ThumbnailCache
     metrics: Metrics
     pipeline: Pipeline  # the stages every search runs (xmr serve --rescore / --rerank / the index's video head)
+    uploads: PixelBudget  # decoded pixels of image uploads in flight, all requests together
 
 
 def build_router(ctx: ServeContext) -> APIRouter:
     s, live, metrics = ctx.settings, ctx.live, ctx.metrics
     router = APIRouter()
 
-    K = Annotated[int, Query(ge=1, le=s.max_k, description=f"number of results, 1..{s.max_k}")]
+    K = Annotated[int, BeforeValidator(_digits_only), Query(ge=1, le=s.max_k,
+                                                              description=f"number of results, 1..{s.max_k}")]
     T = Annotated[MediaFilter, Query(description="media type filter")]
 
     pipe = ctx.pipeline
@@ -166,19 +175,26 @@ def build_router(ctx: ServeContext) -> APIRouter:
         if any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
             raise HTTPException(422, f"a query is longer than {s.max_query_chars} characters")
         try:
-            body = await read_body_limited(request, s.max_upload_bytes)
+            body = await read_body_limited(request, s.max_upload_bytes, s.upload_timeout_s)
             data = extract_upload(body, request.headers.get("content-type", ""))
-            image = await run_in_threadpool(decode_image, data, s.max_upload_bytes, s.max_upload_pixels)
+            del body
+            return await run_in_threadpool(_image_search, data, k, type, texts, not_, fuse)
         except UploadError as e:
             raise HTTPException(e.status, e.message) from None
-        try:
-            query = RQuery((Term("image", image), *(Term("text", t) for t in texts),
-                           *(Term("text", n.strip(), -1.0) for n in not_ or [] if n.strip())), fuse)
-        except ConfigError as e:
-            raise HTTPException(422, str(e)) from None
-        res = await run_in_threadpool(_search, query, k, type)
-        if len(query.terms) == 1:
-            res["query"] = "image upload"
+
+    def _image_search(data: bytes, k: int, media_type: str, texts: list[str], not_, fuse: str) -> dict:
+        """Decode (within the pixel budget, held until the search is done) and search."""
+        with ctx.uploads.hold(image_pixels(data, s.max_upload_bytes, s.max_upload_pixels)):
+            image = decode_image(data, s.max_upload_bytes, s.max_upload_pixels)
+            try:
+                query = RQuery((Term("image", image), *(Term("text", t) for t in texts),
+                               *(Term("text", n.strip(), -1.0) for n in not_ or [] if n.strip())), fuse)
+            except ConfigError as e:
+                raise HTTPException(422, str(e)) from None
+            res = _search(query, k, media_type)
+            if len(query.terms) == 1:
+                res["query"] = "image upload"
+            del image, query
         return res
 
     @router.post("/api/search/vector", response_model=SearchResponse, response_model_exclude_none=True,
@@ -212,9 +228,10 @@ def build_router(ctx: ServeContext) -> APIRouter:
                 summary="JPEG thumbnail (images; the middle frame of videos)")
     def item_thumbnail(item_id: str):
         rec = _item(item_id)
-        path = live.media_path(rec)
-        if path is None:
-            raise HTTPException(404, "the item's file is no longer available")
+        try:
+            path = live.media_file(rec)
+        except LookupError as e:
+            raise HTTPException(404, str(e)) from None
         try:
             data = ctx.thumbs.get(path, rec.media_type)
         except (XmrError, OSError, ValueError) as e:
@@ -228,9 +245,10 @@ def build_router(ctx: ServeContext) -> APIRouter:
                            404: {"model": ErrorBody}})
     def item_media(item_id: str):
         rec = _item(item_id)
-        path = live.media_path(rec)
-        if path is None:
-            raise HTTPException(404, "the item's file is no longer available")
+        try:
+            path = live.media_file(rec)
+        except LookupError as e:
+            raise HTTPException(404, str(e)) from None
         mt = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=mt, headers={"Cache-Control": "private, max-age=60"})
 

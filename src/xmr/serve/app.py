@@ -33,12 +33,17 @@ from .live import LiveIndex
 from .metrics import Metrics, MetricsMiddleware
 from .settings import ServeSettings
 from .thumbs import ThumbnailCache
+from .uploads import PixelBudget
 
 log = logging.getLogger(__name__)
 
 _STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 _PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
              "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+# Swagger UI (/docs): its one inline script is allowed by its hash (computed when the page is built); React sets
+# style attributes, hence 'unsafe-inline' for styles on that page only
+_DOCS_CSP = ("default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+             "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
                      (b"x-frame-options", b"DENY")]
 
@@ -157,7 +162,8 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
     queries = QueryEncoder(encoder, s.max_text_batch)
     pipeline = build_pipeline(encoder, options)  # per-request checks (type filter, query kind) answer 422 with why
     ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges),
-                       pipeline=pipeline)
+                       pipeline=pipeline, uploads=PixelBudget(max(s.upload_pixel_budget, s.max_upload_pixels),
+                                                              s.upload_wait_s))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -219,16 +225,28 @@ def _add_docs(app: FastAPI) -> None:
     def docs_page():
         if not assets:
             return HTMLResponse("<p>The interactive API page needs <code>pip install 'xmr[serve]'</code> "
-                                "(swagger-ui-bundle). The schema is at <a href='/openapi.json'>/openapi.json</a>.</p>")
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - API",
+                                "(swagger-ui-bundle). The schema is at <a href='/openapi.json'>/openapi.json</a>.</p>",
+                                headers={"Content-Security-Policy": _DOCS_CSP.format(hashes="")})
+        page = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="")
+        page.headers["Content-Security-Policy"] = _DOCS_CSP.format(hashes=_inline_script_hashes(page.body))
+        return page
 
     @app.get("/docs-assets/{name}", include_in_schema=False)
     def docs_asset(name: str):
         if name not in assets:  # fixed names only
             return JSONResponse({"error": "not found"}, status_code=404)
         return Response(assets[name], media_type=_DOCS_ASSETS[name], headers={"Cache-Control": "max-age=86400"})
+
+
+def _inline_script_hashes(html: bytes) -> str:
+    """CSP ``'sha256-...'`` sources of the inline ``<script>`` blocks of a page."""
+    import base64
+    import hashlib
+
+    bodies = re.findall(rb"<script>(.*?)</script>", html, re.DOTALL)
+    return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'" for b in bodies)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -13,7 +13,12 @@ SQLite runs in WAL mode, so a reader sees either the whole batch or none of it. 
 
 This is also the only module where an item id becomes a filesystem path: :meth:`LiveIndex.media_path` takes an
 integer id, looks the path up in the index, resolves symlinks and refuses anything that is not a regular file
-under the item's resolved root.
+under the item's resolved root, or whose identity (``st_dev``, ``st_ino``, size, mtime) is not the one recorded
+when it was indexed (a file replaced by a hard link to ``/etc/passwd`` is refused, as is an edited file until it
+is indexed again).
+
+An index folder this user cannot write (another user's, a read-only mount) is opened too (see
+:class:`~xmr.index.store.IndexStore`).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from pathlib import Path
 from ..errors import XmrIndexError
 from ..index.snapshot import IndexSnapshot, SnapshotReader, open_snapshot
 from ..index.store import IndexStore, ItemRecord
+from ..paths import display_path
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +111,34 @@ class LiveIndex:
         return self.store().get_items(ids)
 
     def media_path(self, rec: ItemRecord) -> Path | None:
-        """The real path of an item's file, or None when it must not be served: the file is gone, is not a regular
-        file, or (unless ``allow_outside_root``) resolves outside the item's resolved root (e.g. a swapped symlink)."""
+        """The real path of an item's file, or None when it must not be served (see :meth:`media_file`)."""
+        try:
+            return self.media_file(rec)
+        except LookupError:
+            return None
+
+    def media_file(self, rec: ItemRecord) -> Path:
+        """The real path of an item's file, or LookupError saying why it must not be served: the file is gone, is
+        not a regular file, is not the file that was indexed (its (dev, inode, size, mtime) differ from the record),
+        or (unless ``allow_outside_root``) resolves outside the item's resolved root (e.g. a swapped symlink)."""
+        gone = LookupError("the item's file is no longer available")
         try:
             real = os.path.realpath(rec.path, strict=True)
             root = os.path.realpath(rec.root, strict=True)
             st = os.stat(real)
         except (OSError, ValueError):
-            return None
+            raise gone from None
         if not stat.S_ISREG(st.st_mode):
-            return None
+            raise gone
         if not self.allow_outside_root and os.path.commonpath([real, root]) != root:
-            log.warning("refusing to serve item %d: %s resolves to %s, outside its root %s", rec.id, rec.path, real, root)
-            return None
+            log.warning("refusing to serve item %d: %s resolves to %s, outside its root %s", rec.id,
+                        display_path(rec.path), display_path(real), display_path(root))
+            raise gone
+        recorded = self.store().identity(rec.id)
+        if recorded is None or not same_file(st, *recorded):
+            log.warning("refusing to serve item %d: %s is not the file that was indexed (size, mtime or inode "
+                        "changed)", rec.id, display_path(rec.path))
+            raise LookupError("the item's file changed since it was indexed (index it again to serve it)")
         return Path(real)
 
     def close(self) -> None:
@@ -127,8 +148,16 @@ class LiveIndex:
             self._local.store = None
 
 
+def same_file(st: os.stat_result, size: int, mtime: float, dev: int | None, ino: int | None) -> bool:
+    """Is the file with ``stat`` ``st`` the one recorded (size, mtime and, when recorded, device and inode)?"""
+    if st.st_size != size or st.st_mtime != mtime:
+        return False
+    return dev is None or ino is None or (st.st_dev, st.st_ino) == (dev, ino)
+
+
 def relative_path(rec) -> str:
     """The path of an item (ItemRecord or SearchResult) relative to its indexed root (what clients see; absolute
-    paths are never sent)."""
+    paths are never sent). Bytes of a name that is not UTF-8 are shown as ``\\xff`` (clients address items by
+    id, so this text is for display only)."""
     rel = os.path.relpath(rec.path, rec.root)
-    return rel.replace(os.sep, "/")
+    return os.fsencode(rel).decode("utf-8", "backslashreplace").replace(os.sep, "/")

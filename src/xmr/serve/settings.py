@@ -19,6 +19,13 @@ class ServeSettings:
     default_k: int = 20
     max_upload_bytes: int = 20 * 1024 * 1024  # image-query uploads over this get 413
     max_upload_pixels: int = 40_000_000  # decoded pixel limit of an uploaded image (decompression bombs)
+    #: decoded pixels of all uploads in flight together (80 MP: two images at the limit, ~240 MB as RGB); an upload
+    #: waits for room (up to upload_wait_s, then 503) before it is decoded
+    upload_pixel_budget: int = 80_000_000
+    upload_wait_s: float = 30.0
+    upload_timeout_s: float = 60.0  # the whole upload body must arrive within this (else 408)
+    header_timeout_s: float = 10.0  # a connection must send complete request headers within this (else closed)
+    max_connections: int = 256  # concurrent connections + requests (uvicorn limit_concurrency; over it: 503)
     thumb_size: int = 256  # longest side of a thumbnail, pixels
     thumb_cache_bytes: int = 64 * 1024 * 1024  # in-memory LRU budget for thumbnails
     #: serve media whose real path lies outside its indexed root (e.g. reached through a folder symlink)?
@@ -36,6 +43,16 @@ class ServeSettings:
         if self.host not in hosts:
             hosts.append(self.host)
         return hosts + [h for h in self.extra_hosts if h not in hosts]
+
+
+def uvicorn_options(s: ServeSettings, **extra) -> dict:
+    """Keyword arguments of ``uvicorn.run`` / ``uvicorn.Config`` enforcing the settings' connection limits: h11
+    with a request-header deadline (:mod:`xmr.serve.protocol`), 5 s keep-alive, at most ``max_connections``
+    connections and requests at once (503 beyond), no ``Server`` header."""
+    from .protocol import timed_h11
+
+    return {"host": s.host, "port": s.port, "http": timed_h11(s.header_timeout_s), "timeout_keep_alive": 5,
+            "limit_concurrency": s.max_connections, "server_header": False, **extra}
 
 
 def is_loopback(host: str) -> bool:
