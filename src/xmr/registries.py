@@ -4,7 +4,7 @@
 kind (``ALL`` key)  registry                    filled by
 =================  ==========================  ===========================================================
 ``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video}``
-``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes}``
+``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes,lean}``
 ``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
 ``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
 ``fusion``         :data:`FUSIONS`             ``xmr.multiquery.fusion``
@@ -62,7 +62,7 @@ ALL: dict[str, Registry] = {
 #: ``_load_all()`` helpers call :func:`load_all` with their kind.
 MODULES: dict[str, tuple[str, ...]] = {
     "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video")),
-    "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes")),
+    "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
     "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),
     "fusion": ("xmr.multiquery.fusion",),
