@@ -11,6 +11,7 @@ kind (``ALL`` key)  registry                    filled by
 ``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
+``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,binary,milvus}``
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -41,6 +42,8 @@ DATASETS: Registry = Registry("dataset scheme")
 PROTOCOLS: Registry = Registry("evaluation protocol")
 #: name -> retrieval stage (filled by ``xmr.retrieval``)
 STAGES: Registry = Registry("retrieval stage")
+#: name -> VectorBackend subclass (with a ``Config`` dataclass attribute): where an index's vectors are searched
+VECTOR_BACKENDS: Registry = Registry("vector backend")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -52,6 +55,7 @@ ALL: dict[str, Registry] = {
     "dataset": DATASETS,
     "protocol": PROTOCOLS,
     "stage": STAGES,
+    "vector_backend": VECTOR_BACKENDS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -65,6 +69,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "dataset": ("xmr.data",),
     "protocol": ("xmr.eval.protocols",),
     "stage": ("xmr.retrieval.stages",),
+    "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "binary", "milvus")),
 }
 
 
@@ -82,4 +87,4 @@ def load_all(kind: str | None = None) -> dict[str, Registry]:
 
 
 __all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES",
-           "VIDEO_HEADS", "load_all"]
+           "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all"]
