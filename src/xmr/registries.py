@@ -11,6 +11,7 @@ kind (``ALL`` key)  registry                    filled by
 ``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
+``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,binary,milvus}``
 ``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
 =================  ==========================  ===========================================================
 
@@ -42,6 +43,8 @@ DATASETS: Registry = Registry("dataset scheme")
 PROTOCOLS: Registry = Registry("evaluation protocol")
 #: name -> retrieval stage (filled by ``xmr.retrieval``)
 STAGES: Registry = Registry("retrieval stage")
+#: name -> VectorBackend subclass (with a ``Config`` dataclass attribute): where an index's vectors are searched
+VECTOR_BACKENDS: Registry = Registry("vector backend")
 #: name -> TrainLoss subclass (with a ``Config`` dataclass attribute), used by ``xmr train --loss NAME``
 LOSSES: Registry = Registry("training loss")
 
@@ -55,6 +58,7 @@ ALL: dict[str, Registry] = {
     "dataset": DATASETS,
     "protocol": PROTOCOLS,
     "stage": STAGES,
+    "vector_backend": VECTOR_BACKENDS,
     "loss": LOSSES,
 }
 
@@ -69,6 +73,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "dataset": ("xmr.data",),
     "protocol": ("xmr.eval.protocols",),
     "stage": ("xmr.retrieval.stages",),
+    "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "binary", "milvus")),
     "loss": ("xmr.train.losses",),
 }
 
@@ -86,5 +91,5 @@ def load_all(kind: str | None = None) -> dict[str, Registry]:
     return {k: ALL[k] for k in kinds}
 
 
-__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES",
-           "VIDEO_HEADS", "load_all"]
+__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
+           "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all"]
