@@ -3,7 +3,7 @@
 =================  ==========================  ===========================================================
 kind (``ALL`` key)  registry                    filled by
 =================  ==========================  ===========================================================
-``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video}``
+``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained}``
 ``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes,lean}``
 ``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
 ``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
@@ -12,6 +12,7 @@ kind (``ALL`` key)  registry                    filled by
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
 ``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,binary,milvus}``
+``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -44,6 +45,8 @@ PROTOCOLS: Registry = Registry("evaluation protocol")
 STAGES: Registry = Registry("retrieval stage")
 #: name -> VectorBackend subclass (with a ``Config`` dataclass attribute): where an index's vectors are searched
 VECTOR_BACKENDS: Registry = Registry("vector backend")
+#: name -> TrainLoss subclass (with a ``Config`` dataclass attribute), used by ``xmr train --loss NAME``
+LOSSES: Registry = Registry("training loss")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -56,12 +59,13 @@ ALL: dict[str, Registry] = {
     "protocol": PROTOCOLS,
     "stage": STAGES,
     "vector_backend": VECTOR_BACKENDS,
+    "loss": LOSSES,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
 #: ``_load_all()`` helpers call :func:`load_all` with their kind.
 MODULES: dict[str, tuple[str, ...]] = {
-    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video")),
+    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained")),
     "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
     "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),
@@ -70,6 +74,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "protocol": ("xmr.eval.protocols",),
     "stage": ("xmr.retrieval.stages",),
     "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "binary", "milvus")),
+    "loss": ("xmr.train.losses",),
 }
 
 
@@ -86,5 +91,5 @@ def load_all(kind: str | None = None) -> dict[str, Registry]:
     return {k: ALL[k] for k in kinds}
 
 
-__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES",
-           "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all"]
+__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
+           "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all"]
