@@ -116,6 +116,23 @@ def _video_xpool(request, tmp):
     return ("video", f"tiny+xpool@{tmp / 'xpool'}")
 
 
+def _trained_adapter(request, tmp):
+    """A folder as `xmr train` writes it: adapters (random, projection) on the frozen tiny encoder."""
+    from xmr.encoders.trained import AdapterConfig
+    from xmr.train.model import AdapterModel
+
+    AdapterModel(AdapterConfig(64, 32, 16, False, 0), AdapterConfig(64, 32, 16, False, 1), "tiny").save(tmp / "a", {})
+    return ("trained", str(tmp / "a"))
+
+
+def _trained_tiny(request, tmp):
+    from xmr.encoders.tiny import TinyConfig
+    from xmr.train.model import TinyModel
+
+    TinyModel(TinyConfig(seed=3)).save(tmp / "t", {})
+    return ("trained", str(tmp / "t"))
+
+
 #: encoder name -> {variant: how to build it}: a session fixture name, or a function (request, tmp dir) returning
 #: (name, arg) for create_encoder
 ENCODER_BUILDERS = {
@@ -124,6 +141,7 @@ ENCODER_BUILDERS = {
     "hf": {"clip": _hf_clip},
     "openclip": {"random": _openclip},
     "video": {"mean": lambda request, tmp: ("video", "tiny+mean"), "xpool": _video_xpool},
+    "trained": {"adapter": _trained_adapter, "tiny": _trained_tiny},
 }
 #: (name, variant) whose capabilities claim a method the encoder does not have; strict xfail, so the fix is noticed
 CAPABILITY_BUGS: dict = {}  # (name, variant) -> reason, for a known capability bug (strict xfail)

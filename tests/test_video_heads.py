@@ -24,6 +24,7 @@ CFG = {
     "xpool": {"dim": D},
     "ts2net": {"dim": D, "width": W, "heads": 2, "select_k": 2},
     "prototypes": {"dim": D, "heads": 2, "num_prototypes": 3},
+    "lean": {"dim": D, "heads": 2, "max_frames": T, "num_frames": T},
 }
 HEADS = list(CFG)
 
@@ -39,8 +40,8 @@ def _inputs(h: str, bv: int = 6, bt: int = 3, seed: int = 0):
 
 
 def test_registry_lists_all_heads():
-    assert {n for n, _ in list_heads()} == {"mean", "seqtransf", "xpool", "ts2net", "prototypes"}
-    with pytest.raises(ConfigError, match="Available: mean"):
+    assert {n for n, _ in list_heads()} == {"mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean"}
+    with pytest.raises(ConfigError, match="Available: lean, mean"):
         create_head("nope")
     with pytest.raises(ConfigError, match="unknown field"):
         create_head("mean", {"dim": 8, "layers": 2})

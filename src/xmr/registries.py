@@ -3,14 +3,16 @@
 =================  ==========================  ===========================================================
 kind (``ALL`` key)  registry                    filled by
 =================  ==========================  ===========================================================
-``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video}``
-``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes}``
+``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained}``
+``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes,lean}``
 ``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
 ``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
 ``fusion``         :data:`FUSIONS`             ``xmr.multiquery.fusion``
 ``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
+``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,binary,milvus}``
+``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -41,6 +43,10 @@ DATASETS: Registry = Registry("dataset scheme")
 PROTOCOLS: Registry = Registry("evaluation protocol")
 #: name -> retrieval stage (filled by ``xmr.retrieval``)
 STAGES: Registry = Registry("retrieval stage")
+#: name -> VectorBackend subclass (with a ``Config`` dataclass attribute): where an index's vectors are searched
+VECTOR_BACKENDS: Registry = Registry("vector backend")
+#: name -> TrainLoss subclass (with a ``Config`` dataclass attribute), used by ``xmr train --loss NAME``
+LOSSES: Registry = Registry("training loss")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -52,19 +58,23 @@ ALL: dict[str, Registry] = {
     "dataset": DATASETS,
     "protocol": PROTOCOLS,
     "stage": STAGES,
+    "vector_backend": VECTOR_BACKENDS,
+    "loss": LOSSES,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
 #: ``_load_all()`` helpers call :func:`load_all` with their kind.
 MODULES: dict[str, tuple[str, ...]] = {
-    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video")),
-    "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes")),
+    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained")),
+    "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
     "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),
     "fusion": ("xmr.multiquery.fusion",),
     "dataset": ("xmr.data",),
     "protocol": ("xmr.eval.protocols",),
     "stage": ("xmr.retrieval.stages",),
+    "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "binary", "milvus")),
+    "loss": ("xmr.train.losses",),
 }
 
 
@@ -95,5 +105,5 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES",
-           "VIDEO_HEADS", "load_all", "load_for"]
+__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
+           "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]

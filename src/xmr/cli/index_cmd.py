@@ -1,4 +1,6 @@
-"""``xmr index DIR``: add a folder's images and videos to an index (incremental, resumable)."""
+"""``xmr index DIR``: add a folder's images and videos to an index (incremental, resumable);
+``xmr index --from-embeddings DIR``: build one from vectors made elsewhere; ``--backend NAME``: how its vectors are
+searched (:mod:`xmr.index.backends`)."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +11,15 @@ from ._common import (add_device_arg, add_index_arg, add_model_arg, index_path, 
 
 
 def setup(p):
-    p.add_argument("folder", metavar="DIR", help="folder to index (recursively)")
+    p.add_argument("folder", metavar="DIR", nargs="?", default=None, help="folder to index (recursively)")
+    p.add_argument("--from-embeddings", metavar="EMB_DIR", default=None,
+                   help="import vectors made elsewhere instead of encoding a folder: clip-retrieval's layout "
+                        "(img_emb/img_emb_<n>.npy + metadata/metadata_<n>.parquet with image_path) or .parquet files "
+                        "with a vector column; --model names the model they came from (default: vector queries only)")
+    p.add_argument("--backend", default=None, metavar="NAME",
+                   help="vector backend, recorded in the index: flat (exact, default), hnsw, ivfpq (tuned for a target "
+                        "recall on held-out vectors), binary (Hamming on sign codes), milvus (milvus-lite file in the "
+                        "index) or milvus://HOST:PORT; options as NAME:key=value,... (e.g. hnsw:target_recall=0.98)")
     add_index_arg(p)
     add_model_arg(p, default=None)
     add_device_arg(p)
@@ -30,10 +40,22 @@ def setup(p):
 
 def run(args) -> int:
     import os
+    from pathlib import Path
 
     from ..errors import ConfigError, XmrIndexError
 
     # every argument is checked before the model loads (seconds), the cheap ones before the heavy imports too
+    if (args.folder is None) == (args.from_embeddings is None):
+        raise ConfigError("give a folder to index (xmr index DIR) or --from-embeddings EMB_DIR, not both or neither")
+    backend = None
+    if args.backend is not None:
+        from ..index.backends import parse_backend
+
+        backend = parse_backend(args.backend)
+    if args.from_embeddings is not None:
+        if args.ray is not None:
+            raise ConfigError("--ray encodes a folder; --from-embeddings imports vectors that are already made")
+        return _import(args, backend)
     if not os.path.exists(args.folder):
         raise ConfigError(f"{args.folder} is not a folder (no such path)")
     if not os.path.isdir(args.folder):
@@ -53,6 +75,11 @@ def run(args) -> int:
             bound = st.model_spec
     except XmrIndexError:
         bound = None
+    if backend is not None:  # recorded first; the run's last step builds (or keeps) it
+        from ..index.indexer import index_lock
+
+        with index_lock(Path(path).absolute()), IndexStore(path, create=True) as st:
+            st.set_vector_backend(backend)
     spec = args.model
     if spec is None:  # an existing index keeps its model; a new one gets the default
         spec = bound or DEFAULT_ENCODER
@@ -68,6 +95,7 @@ def run(args) -> int:
         print_json({"index": path, "model": spec, **rep.to_dict()})
         return 0
     print(f"indexed {display_path(rep.root)} into {display_path(path)} with model {spec!r}")
+    _print_backend(path)
     print(f"  {rep.seen} media files: {rep.added} added, {rep.updated} updated, {rep.unchanged} unchanged, "
           f"{rep.removed} removed, {len(rep.skipped)} skipped; index holds {rep.total} items")
     if rep.skipped:
@@ -75,6 +103,50 @@ def run(args) -> int:
         for p_, why in rep.skipped:
             print(f"  {display_path(p_)}: {why}", file=sys.stderr)
     return 0
+
+
+def _import(args, backend) -> int:
+    from ..encoders import absolute_spec
+    from ..index.embeddings_io import import_embeddings
+
+    spec = absolute_spec(args.model) if args.model else None
+    say = (lambda m: print(m, file=sys.stderr)) if progress_flag(args) is not False else None
+    rep = import_embeddings(args.from_embeddings, index_path(args), spec=spec, backend=backend, progress=say)
+    if args.json:
+        print_json(rep)
+        return 0
+    print(f"imported {rep['rows']} vectors from {rep['shards']} shard(s) of {rep['from']} into {rep['index']} "
+          f"(model {rep['model']!r}); index holds {rep['items']} items")
+    if rep["normalised"]:
+        print(f"  {rep['normalised']} vectors were not unit length and were L2-normalised")
+    _print_backend(index_path(args))
+    return 0
+
+
+def _print_backend(path: str) -> None:
+    from ..index import IndexStore
+
+    with IndexStore(path, readonly=True) as st:
+        line = backend_line(st.backend_state("items"), st.vector_backend_record())
+    print(f"  vectors: {line}")
+
+
+def backend_line(state: dict | None, record: dict) -> str:
+    """``hnsw (efSearch=64, re-rank x1; recall@10 0.971 on 1000 held-out vectors)`` for ``xmr index`` / ``xmr info``."""
+    b = (state or {}).get("backend") or {"name": record["name"], "config": record.get("config", {}), "tuned": {}}
+    name = b["name"] + (f" {b['config']}" if b.get("config") else "")
+    t = b.get("tuned") or {}
+    if b["name"] == "flat":
+        return "flat (exact)"
+    keys = [k for k in ("efSearch", "nprobe") if k in t]
+    parts = [f"{k}={t[k]}" for k in keys] + ([f"re-rank x{t['rerank_factor']}"] if "rerank_factor" in t else [])
+    rec = next((k for k in t if k.startswith("recall@")), None)
+    tail = ""
+    if rec and t[rec] is not None:
+        tail = f"; {rec} {t[rec]} on {t.get('heldout_queries')} held-out vectors" + ("" if t.get("met_target") else
+                                                                                " (below the target recall)")
+    inner = ", ".join(parts) + tail
+    return f"{name} ({inner})" if inner else f"{name} (candidates re-ranked exactly)"
 
 
 def _encoder_factory(args, spec: str):

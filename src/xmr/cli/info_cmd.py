@@ -16,9 +16,11 @@ def run(args) -> int:
 
     from ..index import IndexStore
     from ..index.indexer import VIDEO_SETTINGS_KEY
+    from .index_cmd import backend_line
 
     path = index_path(args)
     with IndexStore(path, readonly=True) as st:
+        st_state, record = st.backend_state("items"), st.vector_backend_record()
         size = sum(f.stat().st_size for f in st.path.iterdir() if f.is_file())
         info = {
             "index": path,
@@ -31,6 +33,9 @@ def run(args) -> int:
             "video_settings": json.loads(st.get_meta(VIDEO_SETTINGS_KEY) or "null"),
             "roots": [{"root": r, "items": n} for r, n in st.roots()],
             "generation": st.generation,
+            # the item vectors' backend as saved (name, options, tuned parameters; None before the first sync)
+            "vector_backend": (st.backend_state("items") or {}).get("backend") or
+            {**st.vector_backend_record(), "tuned": None},
             "bytes_on_disk": size,
             "skipped": [{"path": p, "reason": why} for p, why in st.skipped()],
         }
@@ -48,6 +53,7 @@ def run(args) -> int:
         print(f"frames: kept for {info['videos_with_frames']} videos (the model's head re-scores search candidates)")
     for r in info["roots"]:
         print(f"  {r['items']:6d}  {display_path(r['root'])}")
+    print(f"vectors: {backend_line(st_state, record)}")
     print(f"size:   {size / 1e6:.1f} MB")
     print(f"skipped files: {len(info['skipped'])}")
     for s in info["skipped"]:

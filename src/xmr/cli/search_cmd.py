@@ -10,7 +10,9 @@ def setup(p):
     p.add_argument("query", nargs="*", help="text query; several quoted queries describe one target (multi-query, "
                    "fused by --fuse); with --image, texts that modify the image (composed query)")
     p.add_argument("--image", metavar="FILE", help="search with an image (add texts to modify it)")
-    p.add_argument("--vector", metavar="FILE.npy", help="search with a raw query vector of the index model's width")
+    p.add_argument("--vector", metavar="FILE.npy",
+                   help="search with raw query vectors of the index model's width: shape (D,) or (1, D) for one "
+                        "query, (N, D) for N queries searched one by one (--json: one result list per row)")
     p.add_argument("--not", dest="negatives", action="append", default=[], metavar="TEXT",
                    help="negative text term (repeatable): results similar to it are pushed down")
     p.add_argument("--weights", default=None, metavar="W1,W2,...",
@@ -34,7 +36,8 @@ def setup(p):
 
 
 def build_query(args):
-    """A :class:`xmr.retrieval.Query` from the positional texts, --image, --vector, --not, --weights, --fuse."""
+    """A :class:`xmr.retrieval.Query` from the positional texts, --image, --vector, --not, --weights, --fuse; a list
+    of single-vector queries when --vector holds several rows."""
     from ..errors import ConfigError
     from ..retrieval import Query, Term
 
@@ -56,7 +59,13 @@ def build_query(args):
     if args.image is not None:
         terms.append(Term("image", args.image))
     if args.vector is not None:
-        terms.append(Term("vector", _load_vector(args.vector)))
+        rows = _load_vectors(args.vector)
+        if len(rows) > 1:
+            if texts or args.image is not None or args.negatives:
+                raise ConfigError(f"--vector {args.vector} holds {len(rows)} query vectors: search them alone (no "
+                                  f"texts, --image or --not), or give one vector")
+            return [Query((Term("vector", r),), args.fuse) for r in rows]
+        terms.append(Term("vector", rows[0]))
     terms += [Term("text", t, w) for t, w in zip(texts, weights or [1.0] * len(texts))]
     terms += [Term("text", t, -1.0) for t in args.negatives]
     if args.fuse != "mean-sim" and len(terms) < 2:
@@ -64,7 +73,8 @@ def build_query(args):
     return Query(tuple(terms), args.fuse)
 
 
-def _load_vector(path: str):
+def _load_vectors(path: str):
+    """(N, D) query vectors from a .npy of shape (D,) or (N, D)."""
     import numpy as np
 
     from ..errors import ConfigError
@@ -73,9 +83,10 @@ def _load_vector(path: str):
         v = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise ConfigError(f"--vector {path}: not a readable .npy array ({e})") from None
-    if v.dtype.kind not in "fiu" or v.size == 0 or v.ndim > 2 or (v.ndim == 2 and v.shape[0] != 1):
-        raise ConfigError(f"--vector {path}: expected one vector of numbers, got shape {v.shape} dtype {v.dtype}")
-    return v.reshape(-1)
+    if v.dtype.kind not in "fiu" or v.size == 0 or v.ndim > 2 or (v.ndim == 2 and 0 in v.shape):
+        raise ConfigError(f"--vector {path}: expected a vector (D,) or vectors (N, D) of numbers, got shape "
+                          f"{v.shape} dtype {v.dtype}")
+    return v.reshape(1, -1) if v.ndim == 1 else v
 
 
 def check_args(args) -> None:
@@ -101,7 +112,6 @@ def run(args) -> int:
     import sys
     import time
 
-    from ..encoders import create_encoder
     from ..errors import ConfigError
     from ..index.snapshot import open_reader
     from ..retrieval import build_pipeline
@@ -117,20 +127,32 @@ def run(args) -> int:
     query = build_query(args)
     options = search_options(args)
     store, reader = open_reader(index_path(args))  # read-only: a search never writes to the index
+    queries = query if isinstance(query, list) else [query]
     try:
         spec = reader.model_spec
         if spec is None:
             raise ConfigError(f"index {index_path(args)} is empty; run xmr index DIR first")
         t0 = time.perf_counter()
-        enc = create_encoder(spec, device=args.device)
+        enc = _encoder(spec, reader, queries, args)
         pipe = build_pipeline(enc, options)
         t1 = time.perf_counter()
-        out = pipe.search(reader, query, args.k, args.media_type)
+        outs = [pipe.search(reader, q, args.k, args.media_type) for q in queries]
         t2 = time.perf_counter()
     finally:
         store.close()
     if getattr(args, "verbose", 0):
-        print(timing_line(t1 - t0, t2 - t1, out.seconds), file=sys.stderr)
+        print(timing_line(t1 - t0, t2 - t1, outs[0].seconds), file=sys.stderr)
+    if isinstance(query, list):  # several query vectors: one result list per row
+        if args.json:
+            d = outs[0].to_dict()
+            print_json({"queries": len(outs), "model": d["model"], "stages": d["stages"],
+                        "results": [[r.to_dict() for r in o.results] for o in outs]})
+            return 0
+        for n, o in enumerate(outs):
+            print(f"query {n}:")
+            _print_results(o, reader)
+        return 0
+    out = outs[0]
     if args.json:
         d = out.to_dict()
         for s in out.stages:  # the keys of earlier versions, kept for scripts that read them
@@ -143,12 +165,33 @@ def run(args) -> int:
         print_json({k: d[k] for k in ("query", "model", *(k for k in d if k not in ("query", "model", "results")),
                                       "results")})
         return 0
+    _print_results(out, reader)
+    return 0
+
+
+def _print_results(out, reader) -> None:
     if not out.results:
         print("no results (the index is empty)" if not reader.count() else "no results")
     for r in out.results:
         span = f"  [{r.start:.1f}-{r.end:.1f} s]" if r.start is not None else ""
         print(f"{r.rank:3d}. {r.score:.4f}  {display_path(r.path)}{span}")
-    return 0
+
+
+def _encoder(spec: str, reader, queries, args):
+    """The index's encoder; for an index of imported vectors without a model (``external``), none: vector queries
+    only."""
+    from ..encoders import create_encoder
+    from ..errors import ConfigError
+    from ..index.embeddings_io import EXTERNAL_SPEC
+
+    if spec != EXTERNAL_SPEC:
+        return create_encoder(spec, device=args.device)
+    if any(t.kind != "vector" for q in queries for t in q.terms):
+        raise ConfigError(f"index {reader.path} holds vectors imported without a model (xmr index --from-embeddings "
+                          f"without --model): search it with --vector Q.npy, or re-import with --model SPEC")
+    from ..retrieval import _VectorOnly
+
+    return _VectorOnly(reader)
 
 
 def _print_remote(d: dict, args) -> int:

@@ -1,27 +1,56 @@
-"""``xmr synth videos``: write a synthetic video retrieval set (coloured shapes; captions about transient content,
-temporal order and motion direction). See :mod:`xmr.synth.videos`."""
+"""``xmr synth videos|images``: write a synthetic retrieval set. Videos: coloured shapes that appear, disappear and
+move (:mod:`xmr.synth.videos`); images: coloured shapes with several true captions each and optional recorded
+corruptions for noisy-training claims (:mod:`xmr.synth.images`)."""
 from __future__ import annotations
 
 from ._common import register_command
 
 
 def setup(p):
-    p.add_argument("kind", choices=["videos"], help="what to generate (videos: clips + captions.jsonl)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (videos/ and captions.jsonl)")
-    p.add_argument("--n", type=int, default=120, help="number of clips (default 120)")
+    p.add_argument("kind", choices=["videos", "images"],
+                   help="what to generate (videos: clips + captions.jsonl; images: PNGs + captions.jsonl)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (videos/ or images/, captions.jsonl)")
+    p.add_argument("--n", type=int, default=None, help="number of clips / images (default 120 / 600)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
-    p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
-    p.add_argument("--test-fraction", type=float, default=0.3, help="share of clips in the test split (default 0.3)")
+    p.add_argument("--size", type=int, default=64, help="frame / image side in pixels (default 64)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="share of items in the test split (default 0.3 videos, 0.25 images)")
+    v = p.add_argument_group("videos")
+    v.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    i = p.add_argument_group("images (corruptions touch the train split only and are recorded per line)")
+    i.add_argument("--noise", type=float, default=0.0, metavar="FRACTION",
+                   help="share of train images whose captions are another class's image's (noisy correspondence)")
+    i.add_argument("--partial", type=float, default=0.0, metavar="FRACTION",
+                   help="share of train images with partial / ambiguous captions ('a red shape')")
+    i.add_argument("--mislabel", type=float, default=0.0, metavar="FRACTION",
+                   help="share of train images given a wrong class label (label noise)")
+    i.add_argument("--captions", type=int, default=3, help="true captions per image (1-5, default 3)")
 
 
 def run(args) -> int:
-    from ..synth.videos import generate_videos
+    if args.kind == "videos":
+        from ..synth.videos import generate_videos
 
-    manifest = generate_videos(args.out, n=args.n, seed=args.seed, frames=args.frames, size=args.size,
-                               test_fraction=args.test_fraction)
-    print(f"wrote {args.n} clips and {manifest} (use --dataset manifest:{manifest})")
+        n = args.n if args.n is not None else 120
+        manifest = generate_videos(args.out, n=n, seed=args.seed, frames=args.frames, size=args.size,
+                                   test_fraction=0.3 if args.test_fraction is None else args.test_fraction)
+        print(f"wrote {n} clips and {manifest} (use --dataset manifest:{manifest})")
+        return 0
+    import json
+
+    from ..synth.images import SynthImageConfig, generate_images
+
+    cfg = SynthImageConfig(n=600 if args.n is None else args.n, seed=args.seed, size=args.size,
+                           captions_per_image=args.captions,
+                           test_fraction=0.25 if args.test_fraction is None else args.test_fraction,
+                           noise=args.noise, partial=args.partial, mislabel=args.mislabel)
+    manifest = generate_images(args.out, cfg)
+    s = json.loads((manifest.parent / "synth.json").read_text())
+    print(f"wrote {s['images']} images ({s['train']} train, {s['test']} test; {s['corrupted']} with swapped "
+          f"captions, {s['partial']} partial, {s['mislabelled']} mislabelled) and {manifest} "
+          f"(use --dataset manifest:{manifest})")
     return 0
 
 
-register_command("synth", "generate synthetic data sets (videos: shapes that appear, disappear and move)", setup, run)
+register_command("synth", "generate synthetic data sets (videos: shapes that appear, disappear and move; images: "
+                 "shapes with captions and recorded corruptions)", setup, run)

@@ -14,6 +14,12 @@ from .protocols import list_protocols as list_protocols
 from .ranks import metrics_from_ranks as metrics_from_ranks
 from .ranks import ranks_i2t as ranks_i2t
 from .ranks import ranks_t2i as ranks_t2i
+from .labels import hamming_similarity as hamming_similarity
+from .labels import label_map as label_map
+from .labels import label_precision_at_k as label_precision_at_k
+from .plausible import pmrp as pmrp
+from .probabilistic import match_probability as match_probability
+from .semantic import asp as asp
 from .winoground import winoground_scores as winoground_scores
 from .winoground import winoground_scores_from_sims as winoground_scores_from_sims
 
@@ -28,6 +34,12 @@ __all__ = [
     "metrics_from_ranks",
     "winoground_scores",
     "winoground_scores_from_sims",
+    "match_probability",
+    "pmrp",
+    "label_map",
+    "label_precision_at_k",
+    "hamming_similarity",
+    "asp",
 ]
 
 # --- model-level evaluation (runner.py, fingerprint.py) is added below this line ---

@@ -13,6 +13,9 @@ name           what it does                                                     
                on patch tokens (needs an encoder exposing patch tokens)
 ``prototypes`` K learned prototype queries attend over frames; text takes its   (B, K, D)
                best prototype (TMVM-style multi-vector video)
+``lean``       LINAS/LEAN student: ``seqtransf`` over only ``num_frames`` frames, (B, D)
+               distilled from a many-frame teacher that reads associated
+               captions (:mod:`.lean`: train_teacher, distill_student)
 =============  ===============================================================  ==================
 
 Build with :func:`create_head`, save with ``head.save(dir)`` (``config.json`` + ``model.safetensors``), load with

@@ -60,6 +60,10 @@ def train_head(
         text_tower: optional module trained jointly, mapping ``text_emb[idx]`` to (B, D) text embeddings.
         seed: seeds the head initialisation (when built here) and the batch order.
     """
+    if getattr(head_name, "name", head_name) == "lean":  # no quiet switch to an undistilled few-frame head
+        raise ConfigError("the `lean` head is trained by distillation from a many-frame teacher: use "
+                          "xmr.heads.lean.train_teacher then distill_student (benchmarks/lean.py shows the calls); "
+                          "train_head / `xmr train-head` would train it without a teacher")
     if isinstance(head_name, VideoHead):
         head = head_name
     else:

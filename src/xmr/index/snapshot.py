@@ -1,14 +1,20 @@
 """A typed, read-only snapshot of an index: what search (CLI and server) reads, from one committed generation.
 
-:func:`open_snapshot` reads, inside one SQLite read transaction, the generation, the item and segment vectors (as
-exact FAISS ``IndexFlatIP`` maps) and the segment times. :class:`SnapshotReader` pairs a snapshot with a read-only
+:func:`open_snapshot` reads, inside one SQLite read transaction, the generation, the item vectors' backend (see
+:mod:`xmr.index.backends`: exact ``flat`` by default, or the approximate one the index was built with), the segment
+vectors (exact ``flat``) and the segment times. :class:`SnapshotReader` pairs a snapshot with a read-only
 :class:`~xmr.index.store.IndexStore` connection for item metadata and frame features, and is the only interface
 :mod:`xmr.retrieval` uses (:class:`IndexReader`): no caller outside ``index/`` runs SQL or touches FAISS files.
 
-* ``xmr search`` opens the store read-only and takes the vectors from the ``vectors.faiss`` cache when its generation
-  is current (``use_cache=True``; a stale cache is rebuilt in memory, never written by a reader);
-* ``xmr serve`` rebuilds from SQLite (``use_cache=False``) each time the generation moves on (see
-  :mod:`xmr.serve.live`).
+* ``xmr search`` opens the store read-only and maps the saved backend files (``vectors.faiss``: FAISS
+  ``IO_FLAG_MMAP_IFC``, so a large index is not read into memory); a stale one is brought up to date in memory with
+  the rows changed since, never written by a reader (``use_cache=True``);
+* ``xmr serve`` does the same at start, then, each time the generation moves on, copies its current backend and
+  applies only the rows changed since (``previous=``, see :mod:`xmr.serve.live`) instead of re-reading every vector;
+* ``use_cache=False`` builds everything from SQLite (tests, and a check of the cache).
+
+For approximate backends :meth:`SnapshotReader.search` re-scores the backend's candidates exactly from the stored
+vectors (the first stage records this in its ``stages`` entry).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ class IndexReader(Protocol):
     model_spec: str | None
     dim: int | None
     generation: int
+    backend: object  # the item vectors' xmr.index.backends.VectorBackend (exact, describe(), candidates(k))
 
     def count(self) -> int: ...
     def media_counts(self) -> dict[str, int]: ...
@@ -51,32 +58,44 @@ class IndexSnapshot:
     model_spec: str | None
     dim: int
     count: int  # items
-    items: object  # faiss.IndexIDMap2(IndexFlatIP(dim)) over items.id
-    segments: object  # the same over segments.id (empty when the index has no video segments)
+    items: object  # xmr.index.backends.VectorBackend over items.id
+    segments: object  # a flat backend over segments.id (empty when the index has no video segments)
     media_counts: dict = field(default_factory=dict)  # media type -> items
     segment_rows: dict = field(default_factory=dict)  # segments.id -> SegmentRecord
     segments_by_item: dict = field(default_factory=dict)  # items.id -> [segments.id] in time order
     built_at: float = 0.0
     build_seconds: float = 0.0
+    watermark: float | None = None  # newest items.added the item backend holds (for the next delta)
 
     def reader(self, store: IndexStore) -> "SnapshotReader":
         """This snapshot read through ``store`` (a read-only connection of the calling thread) for metadata."""
         return SnapshotReader(self, store)
 
 
-def open_snapshot(store: IndexStore, *, use_cache: bool = True) -> IndexSnapshot:
-    """Read a snapshot of ``store`` inside one read transaction (see the module docstring for ``use_cache``)."""
-    import faiss
+def open_snapshot(store: IndexStore, *, use_cache: bool = True, previous: IndexSnapshot | None = None
+                  ) -> IndexSnapshot:
+    """Read a snapshot of ``store`` inside one read transaction (see the module docstring for ``use_cache`` and
+    ``previous``). ``previous`` is left untouched (its searches may still run): its backends are copied first."""
+    from .backends import create_backend
 
     t0 = time.perf_counter()
     with store.read_transaction():
         gen, dim = store.generation, store.dim or 1
-        if use_cache:
-            items = store.faiss_index()
-            segments = store.segments_faiss_index() if store.count_segments() else \
-                faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        if previous is not None and previous.path == str(store.path):
+            items, wm = store.load_backend("items", previous=previous.items.copy(),
+                                           previous_watermark=previous.watermark)
+            segments, _ = store.load_backend("segments", previous=previous.segments.copy(), previous_watermark=0.0)
+        elif use_cache:
+            items, wm = store.backend_and_watermark("items", detach=True)
+            segments = store.backend_and_watermark("segments", detach=True)[0] if store.count_segments() else \
+                create_backend(None, dim)
         else:
-            items, segments = store._build_faiss("items"), store._build_faiss("segments")
+            wm = None
+            segments = store._build_faiss("segments")
+            if store.vector_backend_record()["name"] == "flat":
+                items = store._build_faiss("items")
+            else:  # a trained backend is not rebuilt per snapshot: its saved files, brought up to date
+                items, wm = store.load_backend("items", mmap=False)
         rows = store.segment_rows()
         counts = store.media_counts()
         spec = store.model_spec
@@ -85,14 +104,14 @@ def open_snapshot(store: IndexStore, *, use_cache: bool = True) -> IndexSnapshot
     for r in rows:
         by_item.setdefault(r.item_id, []).append(r.id)
     return IndexSnapshot(str(store.path), gen, spec, dim, items.ntotal, items, segments, counts, seg_rows, by_item,
-                         time.time(), time.perf_counter() - t0)
+                         time.time(), time.perf_counter() - t0, wm)
 
 
-def _search(index, queries: np.ndarray, k: int):
+def _search(backend, queries: np.ndarray, k: int):
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-    if index.ntotal == 0 or k < 1:
+    if backend.ntotal == 0 or k < 1:
         return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-    return index.search(q, min(int(k), index.ntotal))
+    return backend.search(q, min(int(k), backend.ntotal))
 
 
 class SnapshotReader:
@@ -111,18 +130,36 @@ class SnapshotReader:
     def media_counts(self) -> dict[str, int]:
         return dict(self.snap.media_counts)
 
+    @property
+    def backend(self):
+        """The item vectors' :class:`~xmr.index.backends.VectorBackend` (``exact``, ``describe()``, ``candidates``)."""
+        return self.snap.items
+
     def search(self, queries: np.ndarray, k: int):
-        """Exact inner-product top-``k`` over item vectors -> (scores (q, k'), ids (q, k')), k' = min(k, count)."""
-        return _search(self.snap.items, queries, k)
+        """Inner-product top-``k`` over item vectors -> (scores (q, k'), ids (q, k')), k' = min(k, count). Exact for
+        the flat backend; an approximate backend's ``candidates(k)`` rows are re-scored exactly from the stored
+        vectors (so scores are exact inner products; recall is the backend's)."""
+        from .backends import exact_rerank
+
+        b = self.snap.items
+        if b.exact:
+            return _search(b, queries, k)
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = min(int(k), b.ntotal)
+        if k < 1:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        _, cand = _search(b, q, b.candidates(k))
+        return exact_rerank(q, cand, self._store.vectors_found, k)
 
     def item_vectors(self, ids: Sequence[int]) -> np.ndarray:
         if not len(ids):
             return np.zeros((0, self.dim), np.float32)
-        return self.snap.items.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+        v = self.snap.items.vectors(np.asarray(ids, dtype=np.int64))
+        return v if v is not None else self._store.item_vectors(ids)
 
     def iter_vectors(self, chunk: int = 4096):
         """(ids (n,), vectors (n, dim)) of every item, ascending id, ``chunk`` at a time."""
-        ids = np.sort(_ids(self.snap.items))
+        ids = np.sort(self.snap.items.ids())
         for s in range(0, len(ids), chunk):
             yield ids[s : s + chunk], self.item_vectors(ids[s : s + chunk])
 
@@ -141,18 +178,12 @@ class SnapshotReader:
 
     def segments_of(self, item_id: int):
         sids = self.snap.segments_by_item.get(int(item_id), [])
-        vecs = np.stack([self.snap.segments.reconstruct(s) for s in sids]) if sids else \
+        vecs = self.snap.segments.vectors(np.asarray(sids, np.int64)) if sids else \
             np.zeros((0, self.dim), np.float32)
         return [self.snap.segment_rows[s] for s in sids], vecs
 
     def frames_of(self, item_id: int):
         return self._store.frames_of(item_id)
-
-
-def _ids(index) -> np.ndarray:
-    import faiss
-
-    return faiss.vector_to_array(index.id_map).astype(np.int64)
 
 
 def open_reader(path, *, use_cache: bool = True) -> tuple[IndexStore, SnapshotReader]:

@@ -20,7 +20,28 @@ from where the decoder already is. The rule (:func:`_should_seek`):
 * without an index: seek when the target is more than ``SEEK_NO_INDEX_GAP_S`` seconds ahead.
 
 So short clips and dense sampling (targets closer than a keyframe interval) decode sequentially with no seek at
-all, and a long file sampled sparsely decodes about half a keyframe interval per target. Only the frame just
+all, and a long file sampled sparsely decodes about half a keyframe interval per target.
+
+H.264 in MP4/MOV/MKV: on the way to a target, packets of pictures no other picture is predicted from
+(``nal_ref_idc == 0``, most B-pictures of a typical encode) are not sent to the decoder when a picture shown later
+but still at or before the target has already been read, so they cannot be the frame shown at the target; every
+picture that is decoded is bit-identical to a full decode (``VideoReader.skipped`` counts the packets left out).
+
+Timestamp tolerance (``tolerance=`` seconds, default 0 = the exact frame above): any frame *shown* at some instant
+within ``[t - tolerance, t + tolerance]`` is acceptable for target ``t``. For each target the reader then takes the
+cheaper of
+
+* the keyframe nearest ``t`` inside that window, found in the container's keyframe index: one seek and one
+  decoded packet (only the keyframe's packet is sent to the decoder, which is then drained so the picture comes
+  out without waiting for the frames after it), so nothing between targets is decoded (the effect
+  ``codec_context.skip_frame = "NONKEY"`` aims at, without its wait for the next keyframe; TSN's view of a
+  segment: any frame of a uniform part stands for it);
+* decoding forward (or from the keyframe before) to ``t - tolerance``, as in the exact rule, when the decoder is
+  already within ``SEEK_MIN_GAP_S`` of the window or no keyframe lies inside it.
+
+A keyframe decoded alone is the same picture as in a full decode (intra-coded), so returned frames always equal
+the reference decode's frame with the same timestamp; only *which* frame is chosen moves, by at most the
+tolerance. Long sparse sampling then costs one keyframe per target, whatever the file's length. Only the frame just
 before the target is kept while decoding, so memory is the sampled frames (downscaled with ``size``) plus the
 decoder's own buffers, whatever the file's length.
 
@@ -129,7 +150,7 @@ def sample_timestamps(
 
 def sample_frames(
     path: PathLike, num_frames: int | None = 12, *, fps: float | None = None,
-    start: float | None = None, end: float | None = None, size: Size = None,
+    start: float | None = None, end: float | None = None, size: Size = None, tolerance: float = 0.0,
 ) -> np.ndarray:
     """Decode frames sampled from ``path`` -> ``(N, H, W, 3)`` uint8 RGB (display orientation).
 
@@ -139,6 +160,8 @@ def sample_frames(
         start, end: window in seconds from the first frame (default: the whole clip).
         size: ``int`` = downscale so the shorter side is at most ``size`` (never upscales);
             ``(width, height)`` = exact output size; ``None`` = native resolution.
+        tolerance: seconds; any frame shown within ``tolerance`` of a target is acceptable, and the cheapest one
+            is decoded (a keyframe when one lies in the window; see the module docstring). 0 = the exact frame.
 
     Raises:
         MediaError subclasses (see the module docstring), ``ValueError`` for an empty window or bad options.
@@ -146,22 +169,23 @@ def sample_frames(
     with VideoReader(path) as clip:
         ts = sample_timestamps(clip.info.duration, num_frames, fps=fps, start=start, end=end)
         out = None
-        for k, (_, arr) in enumerate(clip.frames_at(ts, size=size)):
+        for k, (_, arr) in enumerate(clip.frames_at(ts, size=size, tolerance=tolerance)):
             if out is None:  # filled in place: no list of frames + stacked copy (2x the memory)
                 out = np.empty((len(ts), *arr.shape), dtype=np.uint8)
             out[k] = arr
     return out
 
 
-def iter_frames(path: PathLike, timestamps: Sequence[float], *, size: Size = None
+def iter_frames(path: PathLike, timestamps: Sequence[float], *, size: Size = None, tolerance: float = 0.0
                 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(frame_time_s, (H, W, 3) uint8)`` for each target time (sorted ascending), one at a time.
 
     The streaming form of :func:`sample_frames` for callers that encode frames in batches (bounded memory for
-    any number of targets). ``frame_time_s`` is the presentation time of the frame shown at the target.
+    any number of targets). ``frame_time_s`` is the presentation time of the frame shown at the target (with
+    ``tolerance``: of the frame chosen within the window, see :func:`sample_frames`).
     """
     with VideoReader(path) as clip:
-        yield from clip.frames_at(np.asarray(timestamps, dtype=np.float64), size=size)
+        yield from clip.frames_at(np.asarray(timestamps, dtype=np.float64), size=size, tolerance=tolerance)
 
 
 # ---- implementation ------------------------------------------------------------------------------------------
@@ -207,6 +231,9 @@ class VideoReader:
             raise NoVideoStreamError(self.path, f"no video stream (has: {', '.join(kinds)})")
         self.stream = v = c.streams.video[0]
         v.thread_type = "AUTO"
+        self._nal_len = _avcc_nal_length_size(v)  # H.264 in MP4/MOV/MKV: non-reference packets can be skipped
+        self.skipped = 0  # packets not sent to the decoder (non-reference pictures before a target)
+        self._target_ts = -1 << 62
         self._refuse_still_image()
         self.tb = float(v.time_base) if v.time_base else 1e-6
         self.t_start = float(v.start_time * v.time_base) if v.start_time is not None and v.time_base else 0.0
@@ -232,6 +259,10 @@ class VideoReader:
         t_first = self._time(first)
         if t_first is not None:
             self.t_start = t_first  # t = 0 is the first frame actually shown
+        # index entries are decode times (dts); with B-frames a keyframe is shown a constant reorder delay later
+        self._kf_shift = 0.0
+        if self._keyframes is not None and t_first is not None:
+            self._kf_shift = max(0.0, t_first - float(self._keyframes[0]))
         if not dur or dur <= 0:
             dur = self._scan_duration()
         if self.fps <= 0:
@@ -276,11 +307,14 @@ class VideoReader:
 
     # -- decoder state
     def _reset(self) -> None:
-        self._it = None  # current frame generator
+        self._it = None  # current frame generator (every path from here starts with a seek, which flushes)
         self._prev = None  # last frame with time <= the current target
         self._pending = None  # first frame with time > the current target (look-ahead)
         self._eof = False
         self._last_time = None  # time of the newest decoded frame
+        self._keyonly = False  # the decoder was drained by a keyframe grab: seek before decoding on
+        self._target_ts = -1 << 62  # current target in stream time-base units (no packet is skipped before one)
+        self._floor = -math.inf  # tolerance mode: effective targets never go back in time
 
     def _decode_from_start(self):
         av = _av()
@@ -288,15 +322,37 @@ class VideoReader:
             self.container.seek(0, backward=True, any_frame=False, stream=self.stream)
         except av.error.FFmpegError:
             pass  # unseekable input: decode from where the demuxer is (the start)
-        return self.container.decode(self.stream)
+        return self._decode()
+
+    def _decode(self):
+        """Frames from the demuxer's position, like ``container.decode(stream)``, except that H.264 packets of
+        non-reference pictures that cannot be the frame shown at the current target (``self._target_ts``) are not
+        sent to the decoder (see :func:`_h264_nal_ref_idc`): no other picture is predicted from them, so every
+        picture that is decoded comes out bit-identical."""
+        cc = self.stream.codec_context
+        recent: list[int] = []  # pts of the last packets since the seek (B-pictures follow their later anchor)
+        for pkt in self.container.demux(self.stream):
+            p = pkt.pts
+            if self._nal_len and p is not None and pkt.size and not pkt.is_keyframe:
+                # skippable: a non-reference picture with a later-shown one already seen that is still <= target
+                tgt = self._target_ts
+                if (any(p < q <= tgt for q in recent) and _h264_nal_ref_idc(pkt, self._nal_len) == 0):
+                    self.skipped += 1
+                    continue
+            if p is not None:
+                recent.append(p)
+                if len(recent) > 32:
+                    del recent[0]
+            yield from cc.decode(pkt)
 
     def _seek(self, t_abs: float) -> None:
         av = _av()
+        self._keyonly = False  # the seek flushes the decoder (also after a drain)
         try:
             self.container.seek(int(math.floor(t_abs / self.tb)), backward=True, any_frame=False, stream=self.stream)
         except av.error.FFmpegError as e:
             raise CorruptMediaError(self.path, f"seek to {t_abs - self.t_start:.2f} s failed ({_msg(e)})") from None
-        self._it = self.container.decode(self.stream)
+        self._it = self._decode()
         self._prev = self._pending = None
         self._eof = False
         self._last_time = None
@@ -313,6 +369,8 @@ class VideoReader:
         return np.asarray(sorted(ts), dtype=np.float64) * self.tb
 
     def _should_seek(self, t_abs: float) -> bool:
+        if self._keyonly:
+            return True  # a keyframe grab drained the decoder: it restarts at a keyframe
         if self._it is None:
             pos = self.t_start  # a fresh decoder started at the beginning costs nothing to start
         elif self._last_time is None:
@@ -325,6 +383,73 @@ class VideoReader:
             i = int(np.searchsorted(self._keyframes, t_abs, side="right")) - 1  # last keyframe <= target
             return i >= 0 and self._keyframes[i] - pos > SEEK_MIN_GAP_S
         return t_abs - pos > SEEK_NO_INDEX_GAP_S
+
+    def _frame_near(self, t_abs: float, tol: float):
+        """Tolerance mode: ``(frame, time)`` of a frame shown within ``[t_abs - tol, t_abs + tol]``, the cheapest
+        to reach (see the module docstring). Targets come in increasing order."""
+        lo, hi = max(self.t_start, t_abs - tol), t_abs + tol
+        k = self._keyframe_in(lo, hi, t_abs)
+        if k is not None and not self._forward_is_cheap(lo):
+            got = self._grab_keyframe(k)
+            if got is not None and got[1] <= hi + 1e-6 and got[1] >= lo - 1e-6:
+                self._floor = got[1]
+                return got
+            # the index pointed elsewhere (an estimate of the keyframe's display time was off): take the exact path
+        te = max(lo, self._floor)
+        got = self._frame_for(te)
+        self._floor = te
+        return got
+
+    def _keyframe_in(self, lo: float, hi: float, t_abs: float) -> float | None:
+        """Display time (absolute s) of the keyframe nearest ``t_abs`` within ``[lo, hi]``, or None."""
+        if self._keyframes is None:
+            return None
+        kf = self._keyframes + self._kf_shift
+        a, b = np.searchsorted(kf, lo - 1e-9, side="left"), np.searchsorted(kf, hi + 1e-9, side="right")
+        if a >= b:
+            return None
+        cand = kf[a:b]
+        return float(cand[int(np.argmin(np.abs(cand - t_abs)))])
+
+    def _forward_is_cheap(self, lo: float) -> bool:
+        """Decoding on from the decoder's position to ``lo`` costs no more than a seek (within SEEK_MIN_GAP_S)."""
+        if self._keyonly:
+            return False
+        pos = self.t_start if self._it is None else self._last_time
+        return pos is not None and lo - pos <= SEEK_MIN_GAP_S
+
+    def _grab_keyframe(self, k_abs: float):
+        """Seek to the keyframe shown at ``k_abs`` and decode that one packet alone -> ``(frame, time)``, or None
+        when no keyframe picture comes out. The decoder is drained (end-of-stream sent) so the picture comes out
+        at once instead of after the reorder delay (with B-frames the decoder would otherwise hold it until more
+        pictures arrive, and with non-key frames skipped that means the next keyframe, a GOP later); the next
+        decode therefore starts with a seek, which flushes the decoder (``_keyonly``)."""
+        av = _av()
+        # seeks take display times (the MP4 demuxer maps them to its decode-time index itself); aim half a frame past
+        # the keyframe so rounding cannot land on the keyframe before it
+        self._seek(k_abs + 0.5 / max(self.fps, 1.0))
+        self._keyonly = True
+        self._it = None
+        self._prev = self._pending = None
+        cc = self.stream.codec_context
+        try:
+            for pkt in self.container.demux(self.stream):
+                if pkt.size == 0 or not pkt.is_keyframe:
+                    continue  # the demuxer's end-of-stream packet; a seek lands on a keyframe, so rarely anything else
+                frames = list(cc.decode(pkt)) + list(cc.decode(None))
+                if not frames:
+                    return None
+                f = frames[0]
+                t = self._time(f)
+                if t is None:
+                    return None
+                self._last_time = t
+                self._prev = (f, t)
+                return self._prev
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(self.path,
+                                    f"cannot decode the keyframe at {self._rel(k_abs)} s ({_msg(e)})") from None
+        return None
 
     def _time(self, frame) -> float | None:
         if frame.pts is None:
@@ -351,6 +476,7 @@ class VideoReader:
 
     def _frame_for(self, t_abs: float):
         """``(frame, time)`` shown at ``t_abs`` (absolute seconds); targets must come in increasing order."""
+        self._target_ts = math.floor((t_abs + 1e-6) / self.tb)  # packets shown after this are never skipped
         if self._it is None and not self._should_seek(t_abs):
             self._it = self._decode_from_start()
         elif self._should_seek(t_abs):
@@ -403,8 +529,13 @@ class VideoReader:
             raise CorruptMediaError(self.path, "cannot determine the video duration")
         return end - self.t_start
 
-    def frames_at(self, ts: np.ndarray, *, size: Size = None) -> Iterator[tuple[float, np.ndarray]]:
-        """Yield (frame time s, (H, W, 3) uint8) for sorted target times ``ts`` (seconds from the first frame)."""
+    def frames_at(self, ts: np.ndarray, *, size: Size = None, tolerance: float = 0.0
+                  ) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield (frame time s, (H, W, 3) uint8) for sorted target times ``ts`` (seconds from the first frame);
+        ``tolerance`` (seconds, >= 0) as in :func:`sample_frames`."""
+        tol = float(tolerance)
+        if not (math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"tolerance must be a number of seconds >= 0, got {tolerance!r}")
         if len(ts) == 0:
             return
         ts = np.asarray(ts, dtype=np.float64)
@@ -413,7 +544,8 @@ class VideoReader:
         self._reset()
         av = _av()
         for t in ts:
-            f, ft = self._frame_for(self.t_start + float(t))
+            t_abs = self.t_start + float(t)
+            f, ft = self._frame_near(t_abs, tol) if tol > 0 else self._frame_for(t_abs)
             try:
                 arr = self._to_array(f, size)
             except av.error.FFmpegError as e:
@@ -453,6 +585,34 @@ class VideoReader:
 
     def __exit__(self, *a):
         self.close()
+
+
+def _avcc_nal_length_size(stream) -> int:
+    """Bytes of the NAL length prefix of an H.264 stream in AVCC form (MP4/MOV/MKV: ``avcC`` extradata), else 0
+    (other codecs, Annex-B streams: no packet skipping)."""
+    try:
+        if stream.codec_context.name != "h264":
+            return 0
+        extra = bytes(stream.codec_context.extradata or b"")
+    except Exception:  # noqa: BLE001 - optional information
+        return 0
+    if len(extra) < 7 or extra[0] != 1:  # avcC configurationVersion 1
+        return 0
+    return (extra[4] & 3) + 1
+
+
+def _h264_nal_ref_idc(pkt, length_size: int) -> int | None:
+    """``nal_ref_idc`` of the first slice NAL (types 1 and 5) of an AVCC H.264 packet: 0 = no picture is
+    predicted from this one (ITU-T H.264 7.4.1); None when no slice is found."""
+    mv = memoryview(pkt)
+    n, off = len(mv), 0
+    while off + length_size < n:
+        size = int.from_bytes(mv[off: off + length_size], "big")
+        hdr = mv[off + length_size]
+        if hdr & 0x1F in (1, 5):
+            return (hdr >> 5) & 3
+        off += length_size + size
+    return None
 
 
 def _rotation_of(frame, stream) -> int:

@@ -111,8 +111,7 @@ def multi_query_search(store, q_emb: np.ndarray, k: int, fuse: str = "mean-sim",
         cand = np.unique(ids[ids >= 0])
         if cand.size == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        index = store.faiss_index()
-        vecs = np.stack([index.reconstruct(int(i)) for i in cand])
+        vecs = store.item_vectors(cand)  # exact stored vectors, whatever the index's vector backend
         s = _max(q[None], mask, vecs)[0]
         order = np.lexsort((cand, -s))[:k]
         return s[order].astype(np.float32), cand[order]

@@ -1,4 +1,4 @@
-"""First stage: candidate generation by exact inner-product search over an index's item and segment vectors.
+"""First stage: candidate generation by inner-product search over an index's item and segment vectors.
 
 For each probe vector of the query (one for linear fusions, one per term for ``max``, see
 :class:`~xmr.retrieval.query.QueryEmbedding`):
@@ -12,7 +12,13 @@ Every candidate gets its exact fused item-level score (the FAISS score when one 
 vector scored exactly). Any file whose best score (item or best segment) can be in the top ``depth`` is in the
 union, so the moments stage that follows makes the top ``depth`` exact.
 
-The backend is the snapshot's exact ``IndexFlatIP``; approximate backends will plug in here.
+The item search goes through the index's vector backend (:mod:`xmr.index.backends`, ``reader.backend``). With the
+exact ``flat`` backend (the default) everything above is exact. With an approximate one (``hnsw``, ``ivfpq``,
+``binary``, ``milvus``) the reader fetches ``rerank_factor × depth`` candidates from the backend and re-scores them
+exactly from the stored float32 vectors before keeping ``depth`` (:meth:`~xmr.index.snapshot.SnapshotReader.search`):
+scores are exact inner products, recall is the backend's (tuned on held-out vectors, see ``xmr info``). This stage's
+``stages`` record names the backend, its tuned parameters and the re-ranking. Video segments are always searched
+exactly.
 """
 from __future__ import annotations
 
@@ -48,16 +54,25 @@ class FirstStage:
 
     depth: int
     media_type: str | None = None
+    backend: object = None  # the reader's vector backend, set by run()
 
     name = "first-stage"
 
     def params(self) -> dict:
-        return {"stage": self.name, "backend": "faiss-flat-ip", "exact": True, "depth": self.depth,
-                "type": self.media_type or "all"}
+        b = self.backend
+        if b is None or b.exact:
+            return {"stage": self.name, "backend": "faiss-flat-ip", "exact": True, "depth": self.depth,
+                    "type": self.media_type or "all"}
+        return {"stage": self.name, "backend": b.name, "exact": False, "depth": self.depth,
+                "type": self.media_type or "all",
+                "backend_params": {k: v for k, v in b.describe().items() if k != "tuning"},
+                "rerank": {"exact": True, "from": "stored float32 vectors",
+                           "candidates": b.candidates(self.depth)}}
 
     def run(self, reader, emb) -> tuple[list[SearchResult], dict[int, tuple[float, float, float]]]:
         """(candidates with exact item-level scores, {video id: (best segment score, start, end)} hints)."""
         want, depth = self.media_type, self.depth
+        self.backend = reader.backend
         probes = emb.probes
         found: dict[int, float | None] = {}  # item id -> FAISS score (single probe) or None (score exactly)
         recs = {}

@@ -35,6 +35,10 @@ class MemoryReader:
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         if len(v):
             self._index.add_with_ids(v, np.arange(1, len(v) + 1, dtype=np.int64))
+        from ..index.backends import create_backend
+
+        self.backend = create_backend(None, self.dim)  # exact flat (what the first stage records)
+        self.backend.index = self._index
 
     def count(self) -> int:
         return len(self.vectors)

@@ -5,9 +5,10 @@ SQLite runs in WAL mode, so a reader sees either the whole batch or none of it. 
 
 * opens SQLite read-only (``mode=ro``), one connection per worker thread;
 * on every request reads ``meta.generation`` (one primary-key lookup) and compares it with the snapshot it holds;
-* when it changed, rebuilds the snapshot (:func:`xmr.index.snapshot.open_snapshot`: item vectors, video segment
-  vectors and segment times, from SQLite inside **one read transaction**, so everything comes from one committed
-  generation), then swaps it in. Requests that arrive while a rebuild runs keep using the
+* when it changed, builds the next snapshot (:func:`xmr.index.snapshot.open_snapshot`: a copy of the current item
+  and segment vector backends plus the rows added, re-encoded or removed since, and the segment times, read from
+  SQLite inside **one read transaction**, so everything comes from one committed generation), then swaps it in.
+  The first snapshot maps the saved backend files (memory-mapped FAISS) instead of re-reading every vector. Requests that arrive while a rebuild runs keep using the
   previous snapshot (also consistent) instead of waiting. The server never writes ``vectors.faiss``.
 
 This is also the only module where an item id becomes a filesystem path: :meth:`LiveIndex.media_path` takes an
@@ -96,7 +97,7 @@ class LiveIndex:
             self._rebuild_lock.release()
 
     def _build(self) -> IndexSnapshot:
-        return open_snapshot(self.store(), use_cache=False)
+        return open_snapshot(self.store(), previous=self._snap)
 
     def reader(self, snap: IndexSnapshot | None = None) -> SnapshotReader:
         """The newest snapshot (or ``snap``) read through this thread's store: what :mod:`xmr.retrieval` searches."""

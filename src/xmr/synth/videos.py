@@ -15,6 +15,13 @@ frames in reverse order ("Y, then X"; "moves right"). A twin has exactly the sam
 ignores frame order (meanP) gives both clips the same embedding and cannot tell their captions apart.
 Twins always land in the same split. Output: ``DIR/videos/*.mp4`` and ``DIR/captions.jsonl``
 (``{"media", "captions", "split", "type", "id"}`` per line, readable by ``manifest:DIR/captions.jsonl``).
+
+``captions=k`` (default 1) gives each clip ``k`` captions (at most 4): the one above first, then captions that each
+describe *another part* of the clip, as different annotators would (kind a: the shape that stays, and the pair;
+kind b: only the first or only the last shape; kind c: the shape's path in other words). They are derived from
+the clip without drawing random numbers, so clips and first captions are the same for every ``captions`` value.
+This is what LINAS-style linguistic association (``xmr.heads.lean``) reads: the captions of a video complement
+each other.
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 240), 
 SHAPES = ("circle", "square", "triangle")
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 BACKGROUND = 30
+MAX_CAPTIONS = 4
 
 
 @dataclass(frozen=True)
@@ -42,12 +50,15 @@ class SynthVideoConfig:
     fps: int = 8  # frame rate of the written clip
     radius: int = 9  # half-size of a shape in pixels
     test_fraction: float = 0.3  # share of clips (pairs kept together) in the "test" split, the rest "train"
+    captions: int = 1  # captions per clip (1..4): the first as always, then complementary ones (module docstring)
 
     def __post_init__(self):
         if self.n < 1 or self.frames < 4 or self.size < 4 * self.radius or self.fps < 1:
             raise ConfigError(f"SynthVideoConfig: need n >= 1, frames >= 4, size >= 4 * radius, fps >= 1: {self}")
         if not 0.0 <= self.test_fraction <= 1.0:
             raise ConfigError(f"SynthVideoConfig: test_fraction must be in [0, 1], got {self.test_fraction}")
+        if not 1 <= self.captions <= MAX_CAPTIONS:
+            raise ConfigError(f"SynthVideoConfig: captions must be in 1..{MAX_CAPTIONS}, got {self.captions}")
 
 
 def _mask(shape: str, cx: float, cy: float, r: int, size: int) -> np.ndarray:
@@ -93,7 +104,8 @@ def _clip_transient(rng, cfg) -> tuple[np.ndarray, str]:
         _draw(frames[t], c0, s0, *p0, cfg.radius)
         if t0 <= t < t0 + span:
             _draw(frames[t], c1, s1, *p1, cfg.radius)
-    return frames, f"a {c1} {s1} appears briefly"
+    return frames, [f"a {c1} {s1} appears briefly", f"a {c0} {s0} stays the whole time",
+                    f"a {c0} {s0} is joined by a {c1} {s1} for a moment", f"a {c1} {s1} flashes up"]
 
 
 def _clip_order(rng, cfg) -> tuple[np.ndarray, str, str]:
@@ -106,7 +118,11 @@ def _clip_order(rng, cfg) -> tuple[np.ndarray, str, str]:
             _draw(frames[t], c0, s0, *p0, cfg.radius)
         else:
             _draw(frames[t], c1, s1, *p1, cfg.radius)
-    return frames, f"a {c0} {s0} appears, then a {c1} {s1}", f"a {c1} {s1} appears, then a {c0} {s0}"
+    def caps(x, y):  # x shown first, then y
+        return [f"a {x} appears, then a {y}", f"first there is a {x}", f"a {y} comes last",
+                f"a {x} is replaced by a {y}"]
+
+    return frames, caps(f"{c0} {s0}", f"{c1} {s1}"), caps(f"{c1} {s1}", f"{c0} {s0}")
 
 
 def _clip_motion(rng, cfg) -> tuple[np.ndarray, str, str]:
@@ -119,7 +135,11 @@ def _clip_motion(rng, cfg) -> tuple[np.ndarray, str, str]:
     for t in range(cfg.frames):
         x, y = (track[t], other) if direction in ("left", "right") else (other, track[t])
         _draw(frames[t], c, s, x, y, cfg.radius)
-    return frames, f"a {c} {s} moves {direction}", f"a {c} {s} moves {OPPOSITE[direction]}"
+    def caps(d):
+        return [f"a {c} {s} moves {d}", f"a {s} crosses the frame going {d}", f"something {c} slides {d}",
+                f"a {c} {s} travels {d} across the screen"]
+
+    return frames, caps(direction), caps(OPPOSITE[direction])
 
 
 def write_clip(path: str | Path, frames: np.ndarray, fps: int) -> None:
@@ -138,7 +158,8 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: int) -> None:
 
 
 def generate_clips(cfg: SynthVideoConfig) -> list[dict]:
-    """The clips in memory: dicts with ``frames`` (T, H, W, 3) uint8, ``caption``, ``type``, ``split``, ``id``."""
+    """The clips in memory: dicts with ``frames`` (T, H, W, 3) uint8, ``caption`` (the first), ``captions``
+    (``cfg.captions`` of them), ``type``, ``split``, ``id``."""
     rng = np.random.default_rng(cfg.seed)
     clips: list[dict] = []
     group = 0
@@ -146,14 +167,16 @@ def generate_clips(cfg: SynthVideoConfig) -> list[dict]:
     while len(clips) < cfg.n:
         kind = kinds[group % 3]
         split = "test" if rng.random() < cfg.test_fraction else "train"
+        k = cfg.captions
         if kind == "a":
-            frames, cap = _clip_transient(rng, cfg)
-            clips.append({"frames": frames, "caption": cap, "type": kind, "split": split})
+            frames, caps = _clip_transient(rng, cfg)
+            clips.append({"frames": frames, "caption": caps[0], "captions": caps[:k], "type": kind, "split": split})
         else:
-            frames, cap, cap_rev = (_clip_order if kind == "b" else _clip_motion)(rng, cfg)
-            clips.append({"frames": frames, "caption": cap, "type": kind, "split": split})
+            frames, caps, caps_rev = (_clip_order if kind == "b" else _clip_motion)(rng, cfg)
+            clips.append({"frames": frames, "caption": caps[0], "captions": caps[:k], "type": kind, "split": split})
             if len(clips) < cfg.n:
-                clips.append({"frames": frames[::-1].copy(), "caption": cap_rev, "type": kind, "split": split})
+                clips.append({"frames": frames[::-1].copy(), "caption": caps_rev[0], "captions": caps_rev[:k],
+                              "type": kind, "split": split})
         group += 1
     for i, c in enumerate(clips):
         c["id"] = f"clip{i:05d}"
@@ -162,7 +185,7 @@ def generate_clips(cfg: SynthVideoConfig) -> list[dict]:
 
 def generate_videos(out: str | Path, n: int = 120, seed: int = 0, **options) -> Path:
     """Write ``n`` clips to ``out/videos/`` and ``out/captions.jsonl``; returns the manifest path.
-    ``options`` are further :class:`SynthVideoConfig` fields (size, frames, fps, radius, test_fraction)."""
+    ``options`` are further :class:`SynthVideoConfig` fields (size, frames, fps, radius, test_fraction, captions)."""
     cfg = SynthVideoConfig(n=n, seed=seed, **options)
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
@@ -170,7 +193,7 @@ def generate_videos(out: str | Path, n: int = 120, seed: int = 0, **options) -> 
     for c in generate_clips(cfg):
         rel = f"videos/{c['id']}.mp4"
         write_clip(out / rel, c["frames"], cfg.fps)
-        lines.append(json.dumps({"media": rel, "captions": [c["caption"]], "split": c["split"],
+        lines.append(json.dumps({"media": rel, "captions": c["captions"], "split": c["split"],
                                  "type": c["type"], "id": c["id"]}))
     manifest = out / "captions.jsonl"
     manifest.write_text("\n".join(lines) + "\n")

@@ -116,7 +116,7 @@ def embed_video(
         info = reader.info
         times, scale = window_times(plan, reader, None, None)
         # segment membership follows the sampling grid (target times), not the decoded frames' own timestamps
-        feats = encode_times(reader, encoder, times, plan.frame_size, batch_size)
+        feats = encode_times(reader, encoder, times, plan.frame_size, batch_size, tolerance=plan.tolerance(times))
     segs = []
     for s, e in segment_windows(info.duration, cfg.window * scale, cfg.stride * scale):
         m = (times >= s) & (times < e)  # sample times are < duration, so the last window takes the tail

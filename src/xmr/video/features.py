@@ -62,7 +62,8 @@ def clip_features(encoder, clip, plan: FramePlan, *, start: float | None = None,
     path, start, end = _source(clip, start, end)
     with VideoReader(path) as reader:
         times, _ = window_times(plan, reader, start, end)
-        return times, encode_times(reader, encoder, times, plan.frame_size, batch_size, tokens=tokens)
+        return times, encode_times(reader, encoder, times, plan.frame_size, batch_size, tokens=tokens,
+                                   tolerance=plan.tolerance(times))
 
 
 def item_frames(item, num_frames: int, size: int | None = 224) -> list[Image.Image]:
@@ -81,7 +82,8 @@ def decode_frames(clip, plan: FramePlan, *, start: float | None = None, end: flo
     path, start, end = _source(clip, start, end)
     with VideoReader(path) as reader:
         times, _ = window_times(plan, reader, start, end)
-        frames = [Image.fromarray(arr) for _, arr in reader.frames_at(times, size=plan.frame_size)]
+        frames = [Image.fromarray(arr) for _, arr in reader.frames_at(times, size=plan.frame_size,
+                                                                       tolerance=plan.tolerance(times))]
     _check_count(path, len(frames), len(times))
     return times, frames
 
@@ -119,9 +121,9 @@ def window_times(plan: FramePlan, reader, start: float | None, end: float | None
 
 
 def encode_times(reader, encoder, times: np.ndarray, size: int | None, batch_size: int = 32, *,
-                 tokens: bool | None = None) -> np.ndarray:
-    """Decode the frames shown at ``times`` from an open reader and encode them, ``batch_size`` at a time ->
-    (T, ...) float32 (:func:`encode_frames`)."""
+                 tokens: bool | None = None, tolerance: float = 0.0) -> np.ndarray:
+    """Decode the frames shown at ``times`` (or, with ``tolerance`` seconds, within that of them) from an open
+    reader and encode them, ``batch_size`` at a time -> (T, ...) float32 (:func:`encode_frames`)."""
     feats: np.ndarray | None = None  # (T, ...) features, allocated when the first batch gives their shape
     batch: list[Image.Image] = []
     i = 0
@@ -136,7 +138,7 @@ def encode_times(reader, encoder, times: np.ndarray, size: int | None, batch_siz
             i += len(batch)
             batch = []
 
-    for _, arr in reader.frames_at(times, size=size):
+    for _, arr in reader.frames_at(times, size=size, tolerance=tolerance):
         batch.append(Image.fromarray(arr))
         if len(batch) >= batch_size:
             flush()

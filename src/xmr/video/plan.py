@@ -13,6 +13,11 @@ Two rules, one object:
 
 ``frame_size`` is the shorter side (pixels) frames are downscaled to before encoding (never upscaled; ``None``:
 native resolution).
+
+``snap`` (default 0: exact) lets each target take any frame shown within ``snap`` grid steps of it (0.5 = anywhere
+in its own part, TSN's view of a segment), which lets the decoder take a keyframe instead of decoding up to the
+exact instant (:func:`xmr.media.video.sample_frames`'s ``tolerance``): on long files sampled sparsely, one decoded
+keyframe per target. Recorded in ``to_dict`` only when set, so exact plans keep their fingerprint.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ class FramePlan:
     min_frames: int | None = None  # fps: short clips get at least this many frames
     max_frames: int | None = None  # fps: at most this many; longer clips are sampled sparser (scale > 1)
     frame_size: int | None = 224  # decoded frames' shorter side is at most this many pixels; None = native
+    snap: float = 0.0  # a target may take any frame shown within snap * (grid step) of it; 0 = the exact frame
 
     def __post_init__(self):
         def is_int(v) -> bool:
@@ -63,6 +69,9 @@ class FramePlan:
             bad.append(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.frame_size is not None and not (is_int(self.frame_size) and self.frame_size >= 1):
             bad.append(f"frame_size must be an integer >= 1 or None, got {self.frame_size!r}")
+        if not (isinstance(self.snap, (int, float)) and not isinstance(self.snap, bool)
+                and math.isfinite(self.snap) and 0.0 <= self.snap <= 0.5):
+            bad.append(f"snap must be a number in [0, 0.5] (grid steps), got {self.snap!r}")
         if bad:
             raise ConfigError("invalid frame sampling plan: " + "; ".join(bad))
 
@@ -74,9 +83,17 @@ class FramePlan:
         return cls("fps", fps=fps, min_frames=min_frames, max_frames=max_frames, frame_size=size)
 
     @classmethod
-    def uniform(cls, n: int, size: int | None = 224) -> "FramePlan":
+    def uniform(cls, n: int, size: int | None = 224, snap: float = 0.0) -> "FramePlan":
         """``n`` frames spread uniformly over the clip or window (train-head / eval; shorter side 224)."""
-        return cls("uniform", num_frames=n, frame_size=size)
+        return cls("uniform", num_frames=n, frame_size=size, snap=snap)
+
+    def tolerance(self, times: np.ndarray) -> float:
+        """Seconds a frame may be away from its target under ``snap``: ``snap`` times the grid step of ``times``
+        (this plan's targets; a single target gets 0, the exact frame)."""
+        times = np.asarray(times, dtype=np.float64)
+        if not self.snap or len(times) < 2:
+            return 0.0
+        return float(self.snap * np.min(np.diff(times)))
 
     # ---- sampling ---------------------------------------------------------------------------------------------
     def times(self, duration: float, start: float | None = None, end: float | None = None
@@ -101,11 +118,15 @@ class FramePlan:
 
     def to_dict(self) -> dict:
         """The fields that apply to this rule (JSON-able), e.g. ``{"sampling": "uniform", "num_frames": 12,
-        "frame_size": 224}``."""
+        "frame_size": 224}`` (plus ``"snap"`` when it is not 0)."""
         if self.sampling == "uniform":
-            return {"sampling": "uniform", "num_frames": int(self.num_frames), "frame_size": _opt_int(self.frame_size)}
-        return {"sampling": "fps", "fps": float(self.fps), "min_frames": int(self.min_frames),
-                "max_frames": int(self.max_frames), "frame_size": _opt_int(self.frame_size)}
+            d = {"sampling": "uniform", "num_frames": int(self.num_frames), "frame_size": _opt_int(self.frame_size)}
+        else:
+            d = {"sampling": "fps", "fps": float(self.fps), "min_frames": int(self.min_frames),
+                 "max_frames": int(self.max_frames), "frame_size": _opt_int(self.frame_size)}
+        if self.snap:
+            d["snap"] = float(self.snap)
+        return d
 
 
 def _opt_int(v) -> int | None:

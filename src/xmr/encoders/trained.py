@@ -1,0 +1,179 @@
+"""``trained:<dir>``: a model written by ``xmr train``, usable wherever a ``--model`` is (index, search, serve, eval).
+
+The folder holds ``config.json`` (``{"model": "xmr-trained", "mode": ..., ...}``) and ``model.safetensors``:
+
+* ``mode: "adapter"`` — adapter heads on a frozen base encoder (``"base"``: its spec, e.g. ``concept``). A text or an
+  image goes through the base encoder (L2-normalised, exactly what the training feature cache holds), then through
+  its :class:`Adapter`, and is L2-normalised again;
+* ``mode: "tiny"`` — a :class:`~xmr.encoders.tiny.TinyDualEncoder` trained from scratch (``"tiny"``: its config).
+
+:class:`Adapter` and :class:`AdapterPair` live here (not in ``xmr.train``) because loading a trained model must not
+need the training package: the data flow runs encoders -> ... -> train, never back.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import config_from_dict
+from ..errors import ConfigError
+from . import ENCODERS
+from .base import Capabilities, Encoder
+
+FORMAT = "xmr-trained"
+MODES = ("adapter", "tiny")
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """One modality's adapter: ``y = x + up(gelu(down(ln(x))))`` (residual, ``up`` zero-initialised so training
+    starts from the frozen model itself) or ``y = up(gelu(down(ln(x))))`` (non-residual, a projection head)."""
+
+    in_dim: int  # width of the frozen features
+    dim: int = 0  # output width (0: in_dim); must equal in_dim when residual
+    hidden: int = 256  # bottleneck width
+    residual: bool = True  # add the input back (needs dim == in_dim)
+    seed: int = 0  # initialisation seed (the caller's RNG is left untouched)
+
+    def __post_init__(self):
+        if self.in_dim < 1 or self.hidden < 1 or self.dim < 0:
+            raise ConfigError(f"AdapterConfig: in_dim and hidden must be >= 1, dim >= 0: {self}")
+        if self.residual and self.dim not in (0, self.in_dim):
+            raise ConfigError(f"AdapterConfig: a residual adapter keeps the width ({self.in_dim}); got dim={self.dim}")
+
+    @property
+    def out_dim(self) -> int:
+        return self.dim or self.in_dim
+
+
+class Adapter(nn.Module):
+    """(B, in_dim) frozen features -> (B, out_dim), unnormalised (see :class:`AdapterConfig`)."""
+
+    def __init__(self, config: AdapterConfig):
+        super().__init__()
+        self.config = c = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            self.ln = nn.LayerNorm(c.in_dim)
+            self.down = nn.Linear(c.in_dim, c.hidden)
+            self.up = nn.Linear(c.hidden, c.out_dim)
+            if c.residual:
+                nn.init.zeros_(self.up.weight)
+                nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(F.gelu(self.down(self.ln(x))))
+        return x + h if self.config.residual else h
+
+
+class AdapterPair(nn.Module):
+    """The trainable part of ``mode: "adapter"``: ``image`` and ``text`` adapters. ``forward(img_feats, txt_feats)``
+    -> L2-normalised (image (B, d), text (B', d))."""
+
+    def __init__(self, image: AdapterConfig, text: AdapterConfig):
+        super().__init__()
+        if image.out_dim != text.out_dim:
+            raise ConfigError(f"image and text adapters must output the same width: {image.out_dim} != {text.out_dim}")
+        self.image = Adapter(image)
+        self.text = Adapter(text)
+
+    @property
+    def dim(self) -> int:
+        return self.image.config.out_dim
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image(x), dim=-1)
+
+    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text(x), dim=-1)
+
+    def forward(self, img: torch.Tensor, txt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_image(img), self.encode_text(txt)
+
+    def configs(self) -> dict:
+        return {"image_adapter": asdict(self.image.config), "text_adapter": asdict(self.text.config)}
+
+
+def save_trained(directory: str | Path, mode: str, config: dict, module: nn.Module, training: dict) -> Path:
+    """Write a ``trained:`` folder (``config.json`` + ``model.safetensors``); ``config`` holds ``base`` and the
+    adapter configs (adapter mode) or ``tiny`` (tiny mode)."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown trained-model mode {mode!r}; one of {MODES}")
+    return save_checkpoint(directory, FORMAT, {"mode": mode, **config}, module, extra={"training": training})
+
+
+def load_trained_module(directory: str | Path) -> tuple[str, dict, nn.Module]:
+    """(mode, config, module with its weights) of a ``trained:`` folder."""
+    ckpt = load_checkpoint(directory, FORMAT, f"trained:{directory}",
+                           hint="train one with `xmr train ... --out DIR`", what="model written by `xmr train`")
+    cfg = dict(ckpt.config)
+    cfg.pop("training", None)
+    mode = cfg.get("mode")
+    if mode == "adapter":
+        module = AdapterPair(config_from_dict(AdapterConfig, cfg["image_adapter"]),
+                             config_from_dict(AdapterConfig, cfg["text_adapter"]))
+    elif mode == "tiny":
+        from .tiny import TinyConfig, TinyDualEncoder
+
+        module = TinyDualEncoder(TinyConfig.from_dict(cfg["tiny"]))
+    else:
+        raise ConfigError(f"trained:{directory}: unknown mode {mode!r} in config.json; one of {MODES}")
+    return mode, cfg, ckpt.load_into(module)
+
+
+class AdaptedEncoder(Encoder):
+    """A frozen base encoder followed by trained adapters (``mode: "adapter"``)."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, base: Encoder, adapters: AdapterPair):
+        self.base = base
+        self.device = base.device
+        self.adapters = adapters.to(self.device).eval()
+        self.dim = adapters.dim
+
+    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
+        f = self.base.encode_text(texts, batch_size=len(texts), show_progress=False)  # normalised, as cached
+        return self.adapters.text(torch.from_numpy(f).to(self.device))
+
+    def _encode_image_batch(self, images: list[Image.Image]) -> torch.Tensor:
+        f = self.base.encode_images(images, batch_size=len(images), show_progress=False)
+        return self.adapters.image(torch.from_numpy(f).to(self.device))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "base": self.base.describe(),
+                "adapters": self.adapters.configs()}
+
+
+@ENCODERS.register("trained", help="a model written by `xmr train` (trained:<dir>): adapters on a frozen encoder, "
+                   "or a tiny model trained from scratch")
+def _factory(arg: str | None, device: str | None = None) -> Encoder:
+    if not arg:
+        raise ConfigError("trained: needs the folder `xmr train --out` wrote, e.g. trained:runs/adapter")
+    mode, cfg, module = load_trained_module(arg)
+    if mode == "tiny":
+        from .tiny import TinyEncoder
+
+        return TinyEncoder(module, device=device)
+    from . import create_encoder
+
+    return AdaptedEncoder(create_encoder(cfg["base"], device=device), module)
+
+
+def adapted_numpy(adapters: AdapterPair, feats: np.ndarray, side: str) -> np.ndarray:
+    """Apply one side's adapter to cached (N, in_dim) features -> (N, d) float32, L2-normalised (no grad)."""
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
+        f = adapters.encode_image(x) if side == "image" else adapters.encode_text(x)
+    return f.numpy()
+
+
+__all__ = ["AdaptedEncoder", "Adapter", "AdapterConfig", "AdapterPair", "FORMAT", "MODES", "adapted_numpy",
+           "load_trained_module", "save_trained"]
