@@ -8,6 +8,12 @@ Bounded: at most ``--requests`` requests and ``--max-seconds`` of load; nothing 
     python benchmarks/serve_load.py                                  # 2,000 searches, 16 clients, model concept
     python benchmarks/serve_load.py --requests 200 --concurrency 4   # a quick look
     python benchmarks/serve_load.py --json out.json                  # also write the numbers as JSON
+    python benchmarks/serve_load.py --unique                         # every query text new: encoding, not cache
+    python benchmarks/serve_load.py --src /tmp/old/src               # another checkout's code (before / after)
+
+Queries cycle through a fixed list of 24 texts (warmed up first), so with the server's query cache (on by default)
+the steady state measures cached queries; ``--unique`` appends the request number to every text so each one is
+encoded, ``--query-cache 0`` turns the server's cache off.
 """
 from __future__ import annotations
 
@@ -48,7 +54,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def run_load(base: str, n: int, concurrency: int, max_seconds: float, k: int) -> dict:
+async def run_load(base: str, n: int, concurrency: int, max_seconds: float, k: int, unique: bool = False) -> dict:
     import httpx
 
     lat: list[float] = []
@@ -62,7 +68,8 @@ async def run_load(base: str, n: int, concurrency: int, max_seconds: float, k: i
             i, next_i = next_i, next_i + 1
             t0 = time.perf_counter()
             try:
-                r = await client.get("/api/search", params={"q": QUERIES[i % len(QUERIES)], "k": k})
+                q = QUERIES[i % len(QUERIES)] + (f" {i}" if unique else "")
+                r = await client.get("/api/search", params={"q": q, "k": k})
                 ok = r.status_code == 200 and len(r.json()["results"]) > 0
                 key = str(r.status_code) if ok or r.status_code != 200 else "200-empty"
             except Exception as e:  # noqa: BLE001 - every failure is counted, by kind
@@ -106,11 +113,16 @@ def main() -> int:
     ap.add_argument("--max-seconds", type=float, default=600, help="stop sending after this long")
     ap.add_argument("--startup-timeout", type=float, default=300)
     ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--unique", action="store_true", help="a new text for every request (no query-cache hits)")
+    ap.add_argument("--query-cache", type=int, default=None, help="pass --query-cache N to xmr serve")
+    ap.add_argument("--src", help="run the server (and the index build) from this src/ folder (PYTHONPATH)")
     args = ap.parse_args()
     if not (1 <= args.requests <= 100_000 and 1 <= args.concurrency <= 256):
         ap.error("--requests must be 1..100000 and --concurrency 1..256")
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if args.src:
+        env["PYTHONPATH"] = str(Path(args.src).resolve())
     tmp = Path(tempfile.mkdtemp(prefix="xmr-serve-load-"))
     server = None
     try:
@@ -123,8 +135,9 @@ def main() -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = open(tmp / "server.log", "w")
-        server = subprocess.Popen(XMR + ["-q", "serve", "--index", index, "--host", "127.0.0.1", "--port", str(port)],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        cache = [] if args.query_cache is None else ["--query-cache", str(args.query_cache)]
+        server = subprocess.Popen(XMR + ["-q", "serve", "--index", index, "--host", "127.0.0.1", "--port", str(port),
+                                         *cache], env=env, stdout=log, stderr=subprocess.STDOUT)
         import httpx
 
         deadline = time.monotonic() + args.startup_timeout
@@ -141,13 +154,14 @@ def main() -> int:
         for q in QUERIES:  # warm-up, not measured
             httpx.get(base + "/api/search", params={"q": q}, timeout=60)
         before = stage_means(httpx.get(base + "/metrics").text)
-        res = asyncio.run(run_load(base, args.requests, args.concurrency, args.max_seconds, args.k))
+        res = asyncio.run(run_load(base, args.requests, args.concurrency, args.max_seconds, args.k, args.unique))
         stages = stage_means(httpx.get(base + "/metrics").text)
         res["server_mean_ms"] = {k: v for k, v in stages.items() if k != "encoder_batches"}
         if stages.get("encoder_batches") is not None and before.get("encoder_batches") is not None:
             res["mean_text_batch"] = round(res["requests"] / max(1, stages["encoder_batches"] -
                                                                  before["encoder_batches"]), 1)
         res.update(model=health["model"], items=health["items"], k=args.k, cpus=os.cpu_count(),
+                   load_avg=os.getloadavg(), unique=args.unique, src=args.src,
                    python=platform.python_version(),
                    command="python benchmarks/serve_load.py " + " ".join(sys.argv[1:]))
     finally:
@@ -166,7 +180,8 @@ def main() -> int:
     print(f"latency ms: p50 {lm['p50']}  p90 {lm['p90']}  p99 {lm['p99']}  max {lm['max']}")
     print(f"throughput: {res['throughput_rps']} req/s over {res['wall_s']} s;  errors: {res['errors']} "
           f"{res['statuses']}")
-    print(f"server stage means (ms): {res['server_mean_ms']};  mean text batch: {res.get('mean_text_batch')}")
+    print(f"server stage means (ms): {res['server_mean_ms']};  mean text batch: {res.get('mean_text_batch')};  "
+          f"load average at the end: {', '.join(f'{x:.1f}' for x in res['load_avg'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0 if res["errors"] == 0 else 1

@@ -76,6 +76,16 @@ class Checkpoint:
         except Exception as e:  # safetensors header errors, truncated files
             raise _does_not_fit(self.label, e) from None
 
+    def arrays(self) -> dict:
+        """name -> numpy array, read without torch (for components that compute in numpy, e.g. the concept
+        adapter on the torch-free search path). A corrupt file raises ModelUnavailableError."""
+        from safetensors.numpy import load_file
+
+        try:
+            return load_file(str(self.weights_path))
+        except Exception as e:  # safetensors header errors, truncated files
+            raise _does_not_fit(self.label, e) from None
+
     def load_into(self, module: M) -> M:
         """Load the weights into ``module`` (strict) and return it; see :func:`load_state`."""
         return load_state(module, self.state_dict(), self.label)

@@ -91,5 +91,19 @@ def load_all(kind: str | None = None) -> dict[str, Registry]:
     return {k: ALL[k] for k in kinds}
 
 
+def load_for(kind: str, name: str) -> Registry:
+    """Make ``name`` of ``kind`` available importing as little as possible: the module named after it if the kind
+    has one (``xmr.encoders.concept`` for encoder ``concept``), every module of the kind otherwise or if that module
+    did not register it. A text search of the default model thus never imports the torch-based encoders."""
+    if kind not in ALL:
+        raise ConfigError(f"unknown component kind {kind!r}. Available: {', '.join(ALL)}")
+    for m in MODULES[kind]:
+        if m.rsplit(".", 1)[-1] == name:
+            importlib.import_module(m)
+    if name not in ALL[kind]:
+        load_all(kind)
+    return ALL[kind]
+
+
 __all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
-           "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all"]
+           "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]

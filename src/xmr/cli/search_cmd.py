@@ -30,6 +30,9 @@ def setup(p):
                         "+prototypes@DIR)")
     add_rescore_args(p)
     add_rerank_args(p)
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="send the text search to a running `xmr serve` at URL (e.g. http://127.0.0.1:8000), which "
+                        "has its model loaded already (default: $XMR_SERVER if set, else search here)")
 
 
 def build_query(args):
@@ -115,6 +118,11 @@ def run(args) -> int:
     from ..retrieval.first_stage import check_k
 
     check_k(args.k, "--k")
+    from ._remote import remote_search, server_url
+
+    url = server_url(args)
+    if url is not None:
+        return _print_remote(remote_search(url, args), args)
     check_args(args)
     query = build_query(args)
     options = search_options(args)
@@ -184,6 +192,19 @@ def _encoder(spec: str, reader, queries, args):
     from ..retrieval import _VectorOnly
 
     return _VectorOnly(reader)
+
+
+def _print_remote(d: dict, args) -> int:
+    """The server's answer, printed as a local search prints (paths as the server reports them)."""
+    if args.json:
+        print_json(d)
+        return 0
+    if not d.get("results"):
+        print("no results")
+    for r in d.get("results", []):
+        span = f"  [{r['start']:.1f}-{r['end']:.1f} s]" if r.get("start") is not None else ""
+        print(f"{r['rank']:3d}. {r['score']:.4f}  {r['path']}{span}")
+    return 0
 
 
 def timing_line(load_s: float, total_s: float, stages: dict) -> str:

@@ -19,6 +19,8 @@ def setup(p):
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="extra Host header value to accept (e.g. the machine's LAN name); repeatable")
     add_device_arg(p)
+    p.add_argument("--query-cache", type=int, default=1024, metavar="N",
+                   help="text-query embeddings kept in memory (LRU by model + text; default 1024, 0: off)")
     p.add_argument("--candidates", type=int, default=None, metavar="K",
                    help="candidate pool re-scored by --rescore / --rerank / the index's re-scoring video head "
                         "(default max(100, k))")
@@ -36,9 +38,12 @@ def run(args) -> int:
         raise ConfigError(f"--port must be 1..65535, got {args.port}")
     if args.candidates is not None and not 1 <= args.candidates <= 10_000:
         raise ConfigError(f"--candidates must be an integer between 1 and 10000, got {args.candidates}")
+    if not 0 <= args.query_cache <= 10_000_000:
+        raise ConfigError(f"--query-cache must be an integer between 0 and 10000000, got {args.query_cache}")
     options = search_options(args)  # the stage options are checked before the model loads
     uvicorn = require("uvicorn", extra="serve")
-    settings = ServeSettings(host=args.host, port=args.port, extra_hosts=tuple(args.allowed_host), device=args.device)
+    settings = ServeSettings(host=args.host, port=args.port, extra_hosts=tuple(args.allowed_host), device=args.device,
+                             query_cache_size=args.query_cache)
     if not is_loopback(args.host):
         bar = "!" * 78
         print(f"{bar}\nxmr serve: WARNING: binding to {args.host}, not to loopback. Anyone who can reach this machine "

@@ -6,7 +6,7 @@ encoder (a hub id or local directory for ``hf``, ``ARCH[:TAG]`` for ``openclip``
 from __future__ import annotations
 
 from ..registries import ENCODERS as ENCODERS  # name -> factory(arg: str | None, device: str | None) -> Encoder
-from ..registries import load_all
+from ..registries import load_all, load_for
 from ..spec import parse_spec as _parse
 
 DEFAULT_ENCODER = "concept"
@@ -38,8 +38,8 @@ def create_encoder(spec: str = DEFAULT_ENCODER, device: str | None = None) -> En
     """Build an encoder from a spec string, e.g. ``concept``, ``hf:./my-clip``, ``openclip:ViT-B-32:laion2b``,
     ``tiny``. Raises :class:`~xmr.errors.ConfigError` for unknown names and
     :class:`~xmr.errors.ModelUnavailableError` when weights are not available offline."""
-    _load_all()
     s = _parse(spec, "encoder", hint=f"try {DEFAULT_ENCODER!r}")
+    load_for("encoder", s.name)  # only the module that builds it: `concept` never imports the torch encoders
     enc = ENCODERS.get(s.name)(s.arg, device=device)
     enc.spec = s.raw
     return enc

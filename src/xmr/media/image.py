@@ -76,8 +76,10 @@ def load_image(src: ImageLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
                draft: int | None = None) -> Image.Image:
     """Decode ``src`` (path or PIL image) to an RGB image, honouring EXIF orientation.
 
-    ``draft``: for previews, let JPEGs decode at a reduced scale (DCT scaling) keeping at least ``draft`` pixels
-    per side; a no-op for other formats.
+    ``draft``: let JPEGs decode at a reduced scale (libjpeg DCT scaling, 1/2 to 1/8) keeping at least ``draft``
+    pixels per side (previews; indexing at the size the model needs, ``Encoder.image_draft_size``); a no-op for
+    other formats. The returned image's ``info["full_size"]`` is the (width, height) of the full-size decode, after
+    EXIF orientation, either way.
 
     Raises:
         UnreadableMediaError: missing, unreadable, or empty (0-byte) file.
@@ -125,9 +127,11 @@ def _decode(fh, path, max_pixels: int, draft: int | None) -> Image.Image:
                     raise MediaTooLargeError(path, f"{w}x{h} pixels is over the {max_pixels}-pixel limit")
                 if draft:
                     im.draft("RGB", (draft, draft))
+                decoded = im.size
                 im.load()  # full decode: truncated data raises here (LOAD_TRUNCATED_IMAGES stays False)
                 im = ImageOps.exif_transpose(im)
                 out = im.convert("RGB")
+                out.info["full_size"] = (h, w) if im.size != decoded else (w, h)  # EXIF rotation swaps the sides
         for w in caught:  # shown at INFO: `xmr -q` shows warnings only, and a bad EXIF block is not one
             log.info("%s: %s", _shown(path), w.message)
         return out

@@ -157,9 +157,12 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
             "xmr_thumbnail_cache_bytes": ("gauge", "Bytes of JPEG thumbnails held in memory.", thumbs.nbytes),
             "xmr_query_encoder_batches_total": ("counter", "Forward passes of the query encoder (concurrent text "
                                                 "queries share one).", queries.batches),
+            "xmr_query_cache_hits_total": ("counter", "Text queries answered from the query-embedding cache.",
+                                           queries.cache.hits),
+            "xmr_query_cache_misses_total": ("counter", "Text queries that had to be encoded.", queries.cache.misses),
         }
 
-    queries = QueryEncoder(encoder, s.max_text_batch)
+    queries = QueryEncoder(encoder, s.max_text_batch, s.query_cache_size)
     pipeline = build_pipeline(encoder, options)  # per-request checks (type filter, query kind) answer 422 with why
     ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges),
                        pipeline=pipeline, uploads=PixelBudget(max(s.upload_pixel_budget, s.max_upload_pixels),

@@ -2,7 +2,9 @@
 
 One worker thread owns the encoder: model forward passes never run concurrently (tokenizers and some models are
 not thread-safe, and on a small CPU concurrent forwards only fight for cores). Text queries that arrive while the
-worker is busy are encoded together in the next batch, so throughput grows with load instead of latency.
+worker is busy are encoded together in the next batch (each distinct text once), so throughput grows with load
+instead of latency. Text embeddings are kept in an LRU :class:`~xmr.serve.query_cache.QueryCache`: a repeated query
+skips the queue altogether.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from ..encoders.base import Encoder
+from .query_cache import QueryCache
 
 _STOP = object()
 
@@ -20,16 +23,41 @@ _STOP = object()
 class QueryEncoder:
     """Thread-safe front of an :class:`Encoder`: ``encode_text(str)`` / ``encode_image(PIL)`` -> (dim,) float32."""
 
-    def __init__(self, encoder: Encoder, max_batch: int = 32) -> None:
+    def __init__(self, encoder: Encoder, max_batch: int = 32, cache_size: int = 1024) -> None:
         self.encoder = encoder
         self.max_batch = max(1, int(max_batch))
+        self.cache = QueryCache(cache_size)
+        self._inflight: dict[str, Future] = {}  # text -> the future of its encoding in progress
         self._q: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.batches = 0  # number of forward passes made (for tests and metrics)
 
     def encode_text(self, text: str) -> np.ndarray:
-        return self._submit("text", text)
+        """(dim,) read-only float32 embedding of ``text`` (from the cache, or encoded in the next batch)."""
+        hit = self.cache.get(self.encoder.spec, text)
+        if hit is not None:
+            return hit
+        with self._start_lock:  # the same text already on its way: wait for that one (one encoding per text)
+            fut = self._inflight.get(text)
+            owner = fut is None
+            if owner:
+                hit = self.cache.peek(self.encoder.spec, text)  # finished between the first look and now
+                if hit is not None:
+                    return hit
+                fut = self._inflight[text] = Future()
+        if not owner:
+            return fut.result()
+        try:
+            vec = self.cache.put(self.encoder.spec, text, self._submit("text", text))
+            fut.set_result(vec)
+            return vec
+        except BaseException as e:
+            fut.set_exception(e)
+            raise
+        finally:
+            with self._start_lock:
+                self._inflight.pop(text, None)
 
     def encode_image(self, image) -> np.ndarray:
         return self._submit("image", image)
@@ -64,9 +92,16 @@ class QueryEncoder:
                     break
                 (texts if nxt[0] == "text" else images).append(nxt)
             if texts:
-                self._do(texts, lambda xs: self.encoder.encode_text(xs, batch_size=self.max_batch, show_progress=False))
+                self._do(texts, self._encode_unique)
             for job in images:  # uploads are rare and large: one at a time
                 self._do([job], lambda xs: self.encoder.encode_images(xs, batch_size=1, show_progress=False))
+
+    def _encode_unique(self, texts: list[str]) -> np.ndarray:
+        """Each distinct text of a batch encoded once (16 clients asking the same thing: one row, not 16)."""
+        uniq = list(dict.fromkeys(texts))
+        vecs = self.encoder.encode_text(uniq, batch_size=self.max_batch, show_progress=False)
+        row = {t: i for i, t in enumerate(uniq)}
+        return vecs[[row[t] for t in texts]]
 
     def _do(self, jobs, fn) -> None:
         self.batches += 1

@@ -31,6 +31,8 @@ class ServeSettings:
     #: serve media whose real path lies outside its indexed root (e.g. reached through a folder symlink)?
     allow_outside_root: bool = False
     max_text_batch: int = 32  # concurrent text queries encoded together
+    query_cache_size: int = 1024  # text-query embeddings kept (LRU, keyed by model + text); 0: no cache
+    faiss_threads: int | None = 1  # OpenMP threads per FAISS search (requests run in parallel); None: FAISS default
     device: str | None = None  # torch device of the query encoder (when create_app loads it)
     extra_hosts: tuple[str, ...] = field(default=())  # added to the derived allowed hosts
 
