@@ -151,12 +151,16 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
-def image_pixels(data: bytes, max_bytes: int, max_pixels: int) -> int:
-    """Width x height of an uploaded image read from its header (nothing decoded), or :class:`UploadError`."""
+def _check_size(data: bytes, max_bytes: int) -> None:
     if not data:
         raise UploadError(400, "empty upload")
     if len(data) > max_bytes:
         raise UploadError(413, f"upload too large: {len(data)} bytes, the limit is {max_bytes} bytes")
+
+
+def image_pixels(data: bytes, max_bytes: int, max_pixels: int) -> int:
+    """Width x height of an uploaded image read from its header (nothing decoded), or :class:`UploadError`."""
+    _check_size(data, max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit applied
@@ -175,10 +179,7 @@ def image_pixels(data: bytes, max_bytes: int, max_pixels: int) -> int:
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
     """Fully decode an uploaded image to RGB (EXIF orientation applied), or raise :class:`UploadError`."""
-    if not data:
-        raise UploadError(400, "empty upload")
-    if len(data) > max_bytes:
-        raise UploadError(413, f"upload too large: {len(data)} bytes, the limit is {max_bytes} bytes")
+    _check_size(data, max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's bomb warning (max_pixels applies) and EXIF chatter

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ._shapes import shape_mask
 
 COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 240), "yellow": (235, 220, 40)}
 SHAPES = ("circle", "square", "triangle")
@@ -70,14 +71,7 @@ class SynthImageConfig:
 
 
 def _mask(shape: str, cx: float, cy: float, r: float, size: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    dx, dy = xx - cx, yy - cy
-    if shape == "circle":
-        return dx * dx + dy * dy <= r * r
-    if shape == "square":
-        return (np.abs(dx) <= r * 0.85) & (np.abs(dy) <= r * 0.85)
-    # triangle pointing up: below the two slanted edges, above the base
-    return (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)
+    return shape_mask(shape, cx, cy, r, size, triangle_slope=0.6)
 
 
 def _draw(colour: str, shape: str, size_word: str, region: str, count: int, size: int, rng) -> np.ndarray:

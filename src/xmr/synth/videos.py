@@ -33,6 +33,7 @@ import numpy as np
 
 from .._deps import require
 from ..errors import ConfigError
+from ._shapes import shape_mask
 
 COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 240), "yellow": (235, 220, 40)}
 SHAPES = ("circle", "square", "triangle")
@@ -62,14 +63,7 @@ class SynthVideoConfig:
 
 
 def _mask(shape: str, cx: float, cy: float, r: int, size: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    dx, dy = xx - cx, yy - cy
-    if shape == "circle":
-        return dx * dx + dy * dy <= r * r
-    if shape == "square":
-        return (np.abs(dx) <= r * 0.85) & (np.abs(dy) <= r * 0.85)
-    # triangle pointing up: inside the band below the two slanted edges and above the base
-    return (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.55)
+    return shape_mask(shape, cx, cy, r, size, triangle_slope=0.55)
 
 
 def _draw(canvas: np.ndarray, colour: str, shape: str, cx: float, cy: float, r: int) -> None:
