@@ -90,3 +90,38 @@ def test_uncertainty_grows_with_caption_ambiguity():
         opt.step()
     u = m.uncertainty(m.embed(txt, "text")[1]).numpy()
     assert spearmanr(u, w.ambiguity).statistic > 0.2
+
+
+# ---- the trainer's `pcme` loss (xmr train --loss pcme) -----------------------------------------------------------
+def _adapter(dim=8):
+    from xmr.encoders.trained import AdapterConfig
+    from xmr.train.model import AdapterModel
+
+    return AdapterModel(AdapterConfig(dim, 0, 16, True, 0), AdapterConfig(dim, 0, 16, True, 1), "tiny")
+
+
+def test_trainer_pcme_loss_is_the_soft_contrastive_loss_and_refuses_full_mode():
+    from xmr.train.losses import Batch, LossInfo, create_loss
+
+    model = _adapter()
+    loss = create_loss("pcme", {"num_samples": 1, "init_log_sigma": -30.0, "vib_beta": 0.0}, model,
+                       LossInfo(num_pairs=4, dim=8))
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    item = torch.tensor([0, 1, 1, 2])  # captions 1 and 2 describe the same image: a match, not a negative
+    b = Batch(img=model.encode_image(x), txt=model.encode_text(t), index=torch.arange(4), img_in=x, txt_in=t, item=item)
+    value, logs = loss(b, model)
+    # sigma ~ 0 and one sample: the samples are the means; same-image pairs are matches
+    logits = pair_logits(b.img.unsqueeze(1), b.txt.unsqueeze(1), torch.tensor(15.0), torch.tensor(15.0))
+    log_p, log_not_p = log_match_probability(logits)
+    want = 2 * torch.where(item[:, None] == item[None, :], -log_p, -log_not_p).sum()
+    assert float(value) == pytest.approx(float(want), rel=1e-5)
+    assert set(logs) >= {"match", "kl", "a", "b", "txt_log_sigma"}
+    value.backward()
+    assert loss.txt_sigma.weight.grad is not None and model.net.text.up.weight.grad is not None
+
+    from xmr.encoders.tiny import TinyConfig
+    from xmr.train.model import TinyModel
+
+    with pytest.raises(ConfigError, match="--mode adapter"):
+        create_loss("pcme", None, TinyModel(TinyConfig()), LossInfo(num_pairs=4, dim=8))

@@ -117,13 +117,16 @@ def soft_contrastive_loss(img_samples: torch.Tensor, txt_samples: torch.Tensor, 
     return _soft_contrastive(img_samples, txt_samples, a, b)[0]
 
 
-def _soft_contrastive(img_samples, txt_samples, a, b) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, log match probability (N, N), images x captions)."""
+def _soft_contrastive(img_samples, txt_samples, a, b, matched: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, log match probability (N, N), images x captions). ``matched`` (N, N) bool marks the matching pairs
+    (default: the diagonal)."""
     if img_samples.shape[0] != txt_samples.shape[0]:
         raise ConfigError(f"{img_samples.shape[0]} images but {txt_samples.shape[0]} captions in the batch")
     log_p, log_not_p = log_match_probability(pair_logits(img_samples, txt_samples, a, b))
-    eye = torch.eye(img_samples.shape[0], dtype=torch.bool, device=img_samples.device)
-    nll = torch.where(eye, -log_p, -log_not_p)
+    if matched is None:
+        matched = torch.eye(img_samples.shape[0], dtype=torch.bool, device=img_samples.device)
+    nll = torch.where(matched, -log_p, -log_not_p)
     return 2.0 * nll.sum(), log_p
 
 

@@ -10,6 +10,7 @@ name               paper                                                        
 ``cots``           COTS, Lu et al. 2022 (momentum queues)                          :mod:`.cots`
 ``coder``          CODER, Wang et al. 2022 (weighted queue negatives)              :mod:`.coder`
 ``neighbourhood``  Thomas & Kovashka 2020 (semantic neighbourhoods)                :mod:`.neighbourhood`
+``pcme``           PCME, Chun et al. 2021 (probabilistic; adapter mode)             :mod:`.pcme`
 =================  ==============================================================  ==================
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 
 from ...errors import ConfigError
 from ...registries import LOSSES as LOSSES
-from . import coder, cots, infonce, mrl, ncr, neighbourhood, vsepp  # noqa: F401 (registration)
+from . import coder, cots, infonce, mrl, ncr, neighbourhood, pcme, vsepp  # noqa: F401 (registration)
 from .base import Batch, EpochContext, LossInfo, TrainLoss
 
 
