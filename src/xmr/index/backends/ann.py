@@ -17,6 +17,8 @@ stored vectors).
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import math
 import os
 from dataclasses import dataclass
@@ -45,8 +47,9 @@ class _Tuned(FaissBackend):
     grid: tuple = ()
     factory = ""
 
+    @abstractmethod
     def _make(self, n: int, n_train: int) -> str:
-        raise NotImplementedError
+        """The ``index_factory`` string for n vectors trained on n_train."""
 
     def build(self, source, progress=None) -> None:
         import faiss

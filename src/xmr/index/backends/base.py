@@ -114,9 +114,9 @@ class VectorBackend(ABC):
         """The backend saved by :meth:`save`, or None when its files are missing. ``mmap``: map the vectors
         read-only instead of reading them (the backend copies them into memory before its first update)."""
 
+    @abstractmethod
     def copy(self) -> "VectorBackend":
         """An independent copy that can be updated while this one keeps serving searches."""
-        raise NotImplementedError
 
     def describe(self) -> dict:
         """Name, options and tuned parameters: what ``xmr info`` shows and the search records."""

@@ -8,6 +8,7 @@ continues exactly where the killed one stopped.
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Callable, ClassVar
 
@@ -56,7 +57,7 @@ class EpochContext:
     noisy_truth: torch.Tensor | None = None  # (P,) bool: pairs known to be corrupted (synthetic data), for logs only
 
 
-class TrainLoss(nn.Module):
+class TrainLoss(nn.Module, ABC):
     """Base class. Subclasses set ``Config`` (a frozen dataclass of hyper-parameters), ``needs`` and implement
     :meth:`forward`; momentum / co-training losses also override the hooks."""
 
@@ -76,9 +77,9 @@ class TrainLoss(nn.Module):
     def config_dict(self) -> dict:
         return asdict(self.config)
 
+    @abstractmethod
     def forward(self, b: Batch, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         """-> (scalar loss, logs: name -> float for the metrics CSV)."""
-        raise NotImplementedError
 
     def on_epoch_start(self, ctx: EpochContext) -> dict[str, float]:
         """Called before each epoch (also the first); returns logs."""
