@@ -8,11 +8,11 @@ run resumes with the first unfinished one. ``OUT`` holding another model's, dtyp
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
 
+from .._lock import exclusive_lock
 from .._progress import progress
 from ..errors import ConfigError
 from .shards import DTYPES, EmbedInfo, ShardRecord, read_info, shard_files_exist, write_info
@@ -74,20 +74,10 @@ def embed_source(source: str, out: str, model: str, *, kind: str | None = None, 
                       show_progress=show_progress)
 
 
-@contextlib.contextmanager
 def _out_lock(out: str):
     """Exclusive lock on OUT: two runs writing the same shards fail fast instead of interleaving."""
-    import fcntl
-
     fh = open(os.path.join(out, ".lock"), "w")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"another xmr embed is writing {out}; wait for it to finish") from None
-        yield
-    finally:
-        fh.close()
+    return exclusive_lock(fh, lambda: ConfigError(f"another xmr embed is writing {out}; wait for it to finish"))
 
 
 def _embed(source, out, model, kind, units, digest, *, dtype, shard_size, t0, worker_kwargs, run_kwargs,

@@ -18,7 +18,6 @@ are decoded here, batch by batch, as above.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Union
 
+from .._lock import exclusive_lock
 from .._progress import progress
 from ..errors import ConfigError, MediaError, MissingExtraError, XmrIndexError
 from ..media.image import header_pixels, load_image
@@ -66,25 +66,16 @@ class IndexReport:
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
-@contextlib.contextmanager
 def index_lock(path: Path):
     """Exclusive writer lock on the index folder (a second `xmr index` on the same index fails fast)."""
-    import fcntl
-
     try:
         path.mkdir(parents=True, exist_ok=True)
         fh = open(path / ".lock", "w")
     except OSError as e:  # another user's index, a read-only mount: it can be searched, not written
         raise XmrIndexError(f"cannot write index {display_path(str(path))} ({e.strerror or e}); it can still be "
                             f"searched and served read-only") from None
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise XmrIndexError(f"another process is writing index {path}; wait for it to finish") from None
-        yield
-    finally:
-        fh.close()
+    return exclusive_lock(fh, lambda: XmrIndexError(f"another process is writing index {path}; wait for it to "
+                                                     "finish"))
 
 
 class _LazyEncoder:
