@@ -32,7 +32,8 @@ def sinkhorn(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = 
     for _ in range(iters):
         f = eps * log_a - eps * torch.logsumexp((g[:, None, :] - cost) / eps, dim=2)
         g = eps * log_b - eps * torch.logsumexp((f[:, :, None] - cost) / eps, dim=1)
-    return torch.exp((f[:, :, None] + g[:, None, :] - cost) / eps)
+    p = torch.exp((f[:, :, None] + g[:, None, :] - cost) / eps)
+    return p * ((a > 0)[:, :, None] & (b > 0)[:, None, :]).to(p.dtype)  # padding: exactly 0 (it was ~1e-30)
 
 
 def uniform_mass(mask: torch.Tensor) -> torch.Tensor:

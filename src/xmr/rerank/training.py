@@ -21,7 +21,8 @@ generators, the global ones untouched).
 the newest two kept. ``DIR/metrics.csv`` has one row per epoch (``loss``, ``pair_acc``: share of groups whose
 positive outscores all their negatives, ``seconds``), and ``DIR/config.json`` + ``model.safetensors`` the newest
 matcher (loadable as ``NAME:DIR``). ``resume=True`` continues from the newest epoch and gives the same weights as an
-uninterrupted run; a resume with another training or matcher config is refused.
+uninterrupted run (``epochs`` may be raised to train longer); a resume with another training or matcher
+config is refused.
 """
 from __future__ import annotations
 
@@ -223,10 +224,11 @@ def train_matcher(matcher: TokenMatcher, encoder, texts: Sequence[str], images: 
                                   "give a new folder")
             if found:
                 meta = _load_epoch(found[-1][1], matcher, opt, rng)
-                for key in ("train_config", "matcher"):
-                    if meta[key] != state[key]:
-                        raise ConfigError(f"cannot resume {outp}: its {key.replace('_', ' ')} {meta[key]} differs "
-                                          f"from this run's {state[key]}; use a new folder")
+                for key in ("train_config", "matcher"):  # epochs may grow: a resume can train longer
+                    was, now = ({k: v for k, v in d[key].items() if k != "epochs"} for d in (meta, state))
+                    if was != now:
+                        raise ConfigError(f"cannot resume {outp}: its {key.replace('_', ' ')} {was} differs from "
+                                          f"this run's {now}; use a new folder")
                 start, state["history"] = int(meta["epoch"]), meta["history"]
         matcher.train()
         for epoch in range(start + 1, cfg.epochs + 1):
