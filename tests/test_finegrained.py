@@ -67,7 +67,7 @@ def _single_attention_step_by_hand(t, tmask, v, smooth):
         for j in range(m):
             s[i, j] = max(0.0, float(t[i] @ v[j] / np.linalg.norm(t[i]) / np.linalg.norm(v[j])))
     for j in range(m):
-        s[:, j] /= np.sqrt(sum(s[i, j] ** 2 for i in real)) + 1e-8
+        s[:, j] /= np.sqrt(sum(s[i, j] ** 2 for i in real) + 1e-16)
     cos = []
     for i in real:
         w = np.exp(smooth * s[i]) / np.exp(smooth * s[i]).sum()
@@ -119,6 +119,18 @@ def test_imram_steps_use_the_memory_update_and_sum():
     torch.testing.assert_close(steps["text"][:, 1].detach(), want)
     with pytest.raises(ConfigError):
         IMRAMConfig(width=8, directions="sideways")
+
+
+def test_imram_gradient_is_finite_when_a_region_matches_no_real_word():
+    m = IMRAMMatcher(IMRAMConfig(width=2, dim=2, steps=2))
+    with torch.no_grad():  # identity projections: the tokens are the joint-space fragments
+        m.text_proj.weight.copy_(torch.eye(2)), m.text_proj.bias.zero_()
+        m.image_proj.weight.copy_(torch.eye(2)), m.image_proj.bias.zero_()
+    text = torch.tensor([[[1.0, 0.0], [1.0, 0.1], [-1.0, 0.0]]])  # the last word is padding
+    image = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]]])  # class token, a match, a region no word matches
+    s = m(text, torch.tensor([[True, True, False]]), image)
+    s.backward()
+    assert torch.isfinite(s).all() and all(torch.isfinite(p.grad).all() for p in m.parameters())
 
 
 # ----------------------------------------------------------------------------------------------------- WCGL

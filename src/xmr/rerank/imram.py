@@ -71,7 +71,10 @@ def attend(query: torch.Tensor, qmask: torch.Tensor, context: torch.Tensor, cmas
     """Cross-modal attention unit: (B, n, d) query fragments attend to (B, m, d) context -> (B, n, d) ``c_i``."""
     s = F.normalize(query, dim=-1) @ F.normalize(context, dim=-1).transpose(1, 2)  # (B, n, m) cosines
     s = s.clamp(min=0) * (qmask[:, :, None] & cmask[:, None, :]).to(s.dtype)
-    s = s / (s.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-8)  # clipped L2 norm over the query fragments
+    # clipped L2 norm over the query fragments; the 1e-16 inside the root keeps the gradient finite when a context
+    # fragment matches no real query fragment (a column of zeros: sqrt'(0) is infinite, and the NaN would reach
+    # the padded fragments' weights through the mask)
+    s = s / (s.pow(2).sum(dim=1, keepdim=True) + 1e-16).sqrt()
     a = torch.softmax((smooth * s).masked_fill(~cmask[:, None, :], float("-inf")), dim=-1)
     return a @ context
 
