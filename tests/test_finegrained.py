@@ -256,3 +256,26 @@ def test_search_and_eval_with_imram(tiny_encoder, coco_tiny, tmp_path, capsys):
                  "--rerank-k", "3", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and len(out["results"]) == 3 and out["rerank"]["k"] == 3
+
+
+def test_train_reranker_command_trains_resumes_and_serves(tmp_path, capsys):
+    out = tmp_path / "wcgl"
+    base = ["-q", "train-reranker", "--dataset", f"coco:{FIXTURES / 'coco_tiny'}", "--split", "all", "--matcher",
+            "wcgl", "--out", str(out), "--batch-size", "16", "--negatives", "1", "--hard-k", "2",
+            "--config", '{"keys": 4, "dim": 16, "sinkhorn_iters": 5}']
+    assert main(base + ["--epochs", "1"]) == 0
+    assert "use --rerank wcgl:" in capsys.readouterr().out
+    assert main(base + ["--epochs", "2"]) == 2  # checkpoints there: needs --resume
+    assert "resume=True" in capsys.readouterr().err
+    assert main(base + ["--epochs", "2", "--resume"]) == 0
+    capsys.readouterr()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "xmr-wcgl-matcher" and cfg["keys"] == 4 and cfg["training"]["resumed_from_epoch"] == 1
+    assert cfg["width"] == 64 and cfg["encoder"] == "tiny"
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3
+    assert main(["-q", "train-reranker", "--dataset", f"coco:{FIXTURES / 'coco_tiny'}", "--matcher", "banana",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "Available: imram, wcgl, xattn" in capsys.readouterr().err
+    code = main(["-q", "eval", "--dataset", f"coco:{FIXTURES / 'coco_tiny'}", "--model", "tiny", "--rerank",
+                 f"wcgl:{out}", "--rerank-k", "3", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["rerank"]["pairs_scored"] == 60

@@ -181,6 +181,22 @@ def _load_epoch(path: Path, matcher: TokenMatcher, opt, rng) -> dict:
     return meta
 
 
+def matcher_class(name: str) -> type[TokenMatcher]:
+    """The :class:`TokenMatcher` subclass registered as re-ranker ``name`` (xattn, imram, wcgl)."""
+    from ..registries import load_all
+
+    load_all("reranker")
+    found, todo = {}, [TokenMatcher]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if getattr(sub, "NAME", None):
+                found[sub.NAME] = sub
+    if name not in found:
+        raise ConfigError(f"no trainable token-level re-ranker named {name!r}. Available: {', '.join(sorted(found))}")
+    return found[name]
+
+
 # ------------------------------------------------------------------------------------------------------ loop
 
 
@@ -266,4 +282,4 @@ def train_matcher(matcher: TokenMatcher, encoder, texts: Sequence[str], images: 
     return TokenReranker(matcher, encoder, meta)
 
 
-__all__ = ["LOSSES", "MatcherTrainConfig", "group_loss", "train_matcher"]
+__all__ = ["LOSSES", "MatcherTrainConfig", "group_loss", "matcher_class", "train_matcher"]
