@@ -24,7 +24,8 @@ Per seed (world, dual encoder and re-rankers all seeded):
     python benchmarks/finegrained.py                         # 3 seeds, defaults below
     python benchmarks/finegrained.py --seeds 0 --dual-epochs 5 --rr-epochs 3 --ks 10   # a quick look
 
-Prints one markdown table (mean +- std over seeds) and writes the per-seed numbers as JSON (``--json``).
+Prints one markdown table (mean +- std over seeds) and writes the per-seed numbers as JSON (``--json``); seeds run
+as separate processes are combined with ``--merge a.json b.json c.json``.
 """
 from __future__ import annotations
 
@@ -197,7 +198,17 @@ def main() -> None:
     p.add_argument("--ks", default="5,10,50")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the per-seed results here")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier --json files (seeds run "
+                   "as separate processes) instead of running")
     a = p.parse_args()
+    if a.merge:
+        files = [json.loads(Path(f).read_text()) for f in a.merge]
+        runs = [r for f in files for r in f["runs"]]
+        args = files[0]["args"]
+        print(f"{len(runs)} seed(s) ({', '.join(str(r['seed']) for r in runs)}); gallery {runs[0]['gallery']} images, "
+              f"{runs[0]['queries']} captions; text->image, mean ± std over seeds\n")
+        print(table(runs, list(map(int, args["ks"].split(","))), args["rerankers"].split(",")))
+        return
 
     import torch
 
