@@ -5,9 +5,9 @@
     min_P <P, C> - eps H(P)   subject to   P 1 = a,  P^T 1 = b,  P >= 0
 
 by alternating the dual updates ``f = eps log a - eps LSE_j((g_j - C_ij) / eps)`` and ``g = eps log b -
-eps LSE_i((f_i - C_ij) / eps)`` (Cuturi 2013, "Sinkhorn Distances"; the
-log-domain form of Peyré & Cuturi, "Computational Optimal Transport"), ``P_ij = exp((f_i + g_j - C_ij) / eps)``. Zero masses mark padding: their rows / columns of ``P`` are 0.
-The last update is on ``g``, so the column marginals are exact and the row marginals converge with ``iters``.
+eps LSE_i((f_i - C_ij) / eps)`` (Cuturi 2013, "Sinkhorn Distances"; the log-domain form of Peyré & Cuturi,
+"Computational Optimal Transport"), ``P_ij = exp((f_i + g_j - C_ij) / eps)``. Zero masses mark padding: their rows
+/ columns of ``P`` are exactly 0. The last update is on ``g``, so the column marginals are exact and the row marginals converge with ``iters``.
 POT (``ot.sinkhorn_log``) solves one problem at a time; here a whole batch of small problems runs at once.
 """
 from __future__ import annotations
