@@ -102,7 +102,7 @@ class TokenReranker(CrossEncoder):
     """A :class:`TokenMatcher` with the token encoder it was trained on."""
 
     def __init__(self, matcher: TokenMatcher, encoder, info: dict | None = None):
-        check_token_encoder(encoder, matcher.config.width, f"re-ranker {matcher.NAME} (width {matcher.config.width})")
+        check_token_encoder(encoder, matcher.config.width, f"re-ranker {matcher.NAME}")
         self.matcher = matcher.eval()
         self.encoder = encoder
         self.info = info or {}
