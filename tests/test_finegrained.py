@@ -239,6 +239,12 @@ def test_encoder_without_tokens_and_width_mismatch(tiny_encoder, tmp_path):
     with pytest.raises(ConfigError, match="32-wide tokens but the encoder 'tiny' gives 64-wide.*retrain"):
         create_reranker(f"imram:{tmp_path / 'w32'}")
     assert main(["-q", "search", "a cat", "--rerank", f"wcgl:{tmp_path / 'w32'}"]) == 2  # not a wcgl folder
+    # a hostile config.json: refused by the stated limits before any tensor is allocated
+    WCGLMatcher(WCGLConfig(width=8, dim=8, keys=2, key_nodes=1)).save(tmp_path / "huge")
+    cfg = json.loads((tmp_path / "huge" / "config.json").read_text())
+    (tmp_path / "huge" / "config.json").write_text(json.dumps({**cfg, "keys": 10 ** 9}))
+    with pytest.raises(ConfigError, match="keys"):
+        create_reranker(f"wcgl:{tmp_path / 'huge'}")
 
 
 def test_search_and_eval_with_imram(tiny_encoder, coco_tiny, tmp_path, capsys):

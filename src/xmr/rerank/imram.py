@@ -52,6 +52,7 @@ class IMRAMConfig:
     class_token: bool = False  # also use the image's class token as a region
     seed: int = 0  # initialisation seed (the global RNG is left untouched)
 
+    #: ranges a config.json is held to before any tensor is allocated (xmr.config.check_values)
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"width": (1, 4096), "dim": (1, 4096), "steps": (1, 16),
                                                         "smooth": (0.0, 1000.0)}
 

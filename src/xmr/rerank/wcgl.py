@@ -61,8 +61,9 @@ class WCGLConfig:
     class_token: bool = False  # also use the image's class token as a node
     seed: int = 0  # initialisation seed (the global RNG is left untouched)
 
-    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"width": (1, 4096), "dim": (1, 4096), "gcn_layers": (0, 16),
-                                                        "keys": (2, 4096), "key_nodes": (1, 256),
+    #: ranges a config.json is held to before any tensor is allocated (at most ~0.5 GB of keys, ~0.3 GB of GCN)
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"width": (1, 4096), "dim": (1, 2048), "gcn_layers": (0, 8),
+                                                        "keys": (2, 512), "key_nodes": (1, 32),
                                                         "epsilon": (1e-4, 10.0), "sinkhorn_iters": (1, 10000)}
 
     def __post_init__(self):
