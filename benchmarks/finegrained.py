@@ -67,7 +67,7 @@ def make_world(out: Path, n_train: int, seed: int) -> Path:
     from PIL import Image
 
     rng = np.random.default_rng([seed, 7])
-    (out / "images").mkdir(parents=True)
+    (out / "images").mkdir(parents=True, exist_ok=True)
     lines = []
     test_pairs = list(permutations(range(len(KINDS)), 2))  # 132 ordered pairs of different kinds
     train_pairs = [tuple(rng.choice(len(KINDS), 2, replace=False)) for _ in range(n_train)]
@@ -118,12 +118,16 @@ def run_seed(seed: int, a, work: Path) -> dict:
                             MatcherTrainConfig, TokenReranker, WCGLConfig, WCGLMatcher, rerank_dense, train_matcher)
     from xmr.train import TrainConfig, train
 
-    manifest = make_world(work / "world", a.train_images, seed)
+    work = work.resolve()  # the re-rankers' configs name the dual encoder by this path
+    manifest = work / "world" / "captions.jsonl"
+    if not manifest.is_file():  # --work: a world written by an earlier run is reused
+        manifest = make_world(work / "world", a.train_images, seed)
     t0 = time.perf_counter()
-    train(TrainConfig(dataset=f"manifest:{manifest}", model="tiny", mode="full", split="train", eval_split="test",
-                      epochs=a.dual_epochs, batch_size=64, lr=a.dual_lr, seed=seed,
-                      tiny={"image_size": SIZE, "context_length": 48, "seed": seed}),
-          work / "dual", show_progress=False)
+    if not (work / "dual" / "checkpoints" / f"epoch-{a.dual_epochs:04d}").is_dir():  # else: trained earlier
+        train(TrainConfig(dataset=f"manifest:{manifest}", model="tiny", mode="full", split="train", eval_split="test",
+                          epochs=a.dual_epochs, batch_size=64, lr=a.dual_lr, seed=seed,
+                          tiny={"image_size": SIZE, "context_length": 48, "seed": seed}),
+              work / "dual", show_progress=False, resume=(work / "dual" / "checkpoints").is_dir())
     dual_s = time.perf_counter() - t0
     enc = create_encoder(f"trained:{work / 'dual'}", device="cpu")
     tr = load_dataset(f"manifest:{manifest}?split=train")
@@ -147,21 +151,27 @@ def run_seed(seed: int, a, work: Path) -> dict:
         t1 = time.perf_counter()
         rr = train_matcher(makers[name](), enc, tr.texts, tr.media, tr.text_to_item,
                            MatcherTrainConfig(negatives=3, hard_k=8, epochs=a.rr_epochs, batch_size=64, lr=a.rr_lr,
-                                              seed=seed), sims=tr_sims, out=work / name)
+                                              seed=seed), sims=tr_sims, out=work / name,
+                           resume=(work / name / "checkpoints").is_dir())
         entry = {"train_s": round(time.perf_counter() - t1, 1), "final_pair_acc": rr.info["final_pair_acc"]}
         with torch.no_grad():
             entry.update(contrast_accuracy(lambda a, b: rr.score(te.texts, te.media, np.stack([a, b], 1)),
                                            te.text_to_item, swap, colour))
         for k in map(int, a.ks.split(",")):
-            fresh = TokenReranker(rr.matcher, enc, rr.info)  # a fresh image cache: token encoding is timed
-            out, info = rerank_dense(sims, te.texts, te.media, fresh, k=k)
-            m = evaluate_sims(out, te.text_to_item)["t2i"]
-            entry[f"K={k}"] = {**{x: m[x] for x in ("R@1", "R@5", "R@10")}, "pairs": info["pairs_scored"],
-                               "ms_per_query": 1000.0 * info["cross_s"] / te.num_texts}
+            for alpha in map(float, a.alphas.split(",")):
+                fresh = TokenReranker(rr.matcher, enc, rr.info)  # a fresh image cache: token encoding is timed
+                out, info = rerank_dense(sims, te.texts, te.media, fresh, k=k, alpha=alpha)
+                m = evaluate_sims(out, te.text_to_item)["t2i"]
+                entry[key(k, alpha)] = {**{x: m[x] for x in ("R@1", "R@5", "R@10")}, "pairs": info["pairs_scored"],
+                                        "ms_per_query": 1000.0 * info["cross_s"] / te.num_texts}
         res[name] = entry
         print(f"seed {seed} {name}: {json.dumps(entry)}", flush=True)
     print(f"seed {seed} dual: {json.dumps(res['dual'])}", flush=True)
     return res
+
+
+def key(k: int, alpha: float) -> str:
+    return f"K={k}" if alpha == 0 else f"K={k},alpha={alpha:g}"
 
 
 def ms(vals) -> str:
@@ -169,18 +179,20 @@ def ms(vals) -> str:
     return f"{v.mean():.1f} ± {v.std():.1f}"
 
 
-def table(runs: list[dict], ks: list[int], names: list[str]) -> str:
-    out = ["| method | K | R@1 | R@5 | R@10 | R@1 gain | ms / query | swap acc. | colour acc. |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def table(runs: list[dict], ks: list[int], names: list[str], alphas: list[float] = (0.0,)) -> str:
+    out = ["| method | K | alpha | R@1 | R@5 | R@10 | R@1 gain | ms / query | swap acc. | colour acc. |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     d = [r["dual"] for r in runs]
-    out.append(f"| dual encoder (tiny, trained) | - | {ms([x['R@1'] for x in d])} | {ms([x['R@5'] for x in d])} | "
+    out.append(f"| dual encoder (tiny, trained) | - | - | {ms([x['R@1'] for x in d])} | {ms([x['R@5'] for x in d])} | "
                f"{ms([x['R@10'] for x in d])} | - | - | {ms([x['swap_acc'] for x in d])} | "
                f"{ms([x['colour_acc'] for x in d])} |")
     for n in names:
-        for k in ks:
-            e = [r[n][f"K={k}"] for r in runs]
+        for k, alpha in ((k, alpha) for k in ks for alpha in alphas):
+            if any(key(k, alpha) not in r[n] for r in runs):
+                continue
+            e = [r[n][key(k, alpha)] for r in runs]
             gain = [x["R@1"] - r["dual"]["R@1"] for x, r in zip(e, runs)]
-            out.append(f"| {n} | {k} | {ms([x['R@1'] for x in e])} | {ms([x['R@5'] for x in e])} | "
+            out.append(f"| {n} | {k} | {alpha:g} | {ms([x['R@1'] for x in e])} | {ms([x['R@5'] for x in e])} | "
                        f"{ms([x['R@10'] for x in e])} | {ms(gain)} | {ms([x['ms_per_query'] for x in e])} | "
                        f"{ms([r[n]['swap_acc'] for r in runs])} | {ms([r[n]['colour_acc'] for r in runs])} |")
     return "\n".join(out)
@@ -196,6 +208,9 @@ def main() -> None:
     p.add_argument("--rr-lr", type=float, default=2e-3)
     p.add_argument("--rerankers", default="xattn,imram,wcgl")
     p.add_argument("--ks", default="5,10,50")
+    p.add_argument("--alphas", default="0", help="score mixing: alpha * dual + (1 - alpha) * re-ranker")
+    p.add_argument("--work", help="keep the worlds, dual encoders and re-rankers in WORK/seed-N (default: a temporary "
+                   "folder); what is there is reused (a re-ranker's training resumes from its checkpoints)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the per-seed results here")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier --json files (seeds run "
@@ -207,7 +222,8 @@ def main() -> None:
         args = files[0]["args"]
         print(f"{len(runs)} seed(s) ({', '.join(str(r['seed']) for r in runs)}); gallery {runs[0]['gallery']} images, "
               f"{runs[0]['queries']} captions; text->image, mean ± std over seeds\n")
-        print(table(runs, list(map(int, args["ks"].split(","))), args["rerankers"].split(",")))
+        alphas = sorted({float(x) for f in files for x in f["args"].get("alphas", "0").split(",")})
+        print(table(runs, list(map(int, args["ks"].split(","))), args["rerankers"].split(","), alphas))
         return
 
     import torch
@@ -216,13 +232,16 @@ def main() -> None:
     runs = []
     t0 = time.perf_counter()
     for seed in map(int, a.seeds.split(",")):
+        if a.work:
+            runs.append(run_seed(seed, a, Path(a.work) / f"seed-{seed}"))
+            continue
         with tempfile.TemporaryDirectory() as d:
             runs.append(run_seed(seed, a, Path(d)))
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "runs": runs}, indent=1) + "\n")
     print(f"\n{len(runs)} seed(s), {time.perf_counter() - t0:.0f} s; gallery {runs[0]['gallery']} images, "
           f"{runs[0]['queries']} captions; text->image, mean ± std over seeds\n")
-    print(table(runs, list(map(int, a.ks.split(","))), a.rerankers.split(",")))
+    print(table(runs, list(map(int, a.ks.split(","))), a.rerankers.split(","), list(map(float, a.alphas.split(",")))))
 
 
 if __name__ == "__main__":
