@@ -2,7 +2,6 @@
 query refined by the confirmed / rejected details, plus the next proposals) and ``GET /api/search/feedback``
 (relevance feedback: Rocchio on the results marked good / bad). Kept apart from ``api.py``'s routes; they reuse
 its search helper, so stages, metrics and errors are the same."""
-from __future__ import annotations
 
 import threading
 from typing import Annotated, Callable, Optional
