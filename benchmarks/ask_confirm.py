@@ -35,6 +35,7 @@ from xmr.retrieval.interactive import AskConfirmConfig, DetailBank, propose, roc
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
 ROUNDS = 3
+LAST_YES: list[float] = []  # fraction of "yes" answers of each ask_confirm run since the last report
 
 
 def _norm(x):
@@ -58,6 +59,7 @@ def ask_confirm(G, targets, qtexts, encode, bank, truth, cfg, policy, use_reject
     conf = [[] for _ in range(n)]
     rej = [[] for _ in range(n)]
     out = np.zeros((n, ROUNDS + 1), np.int64)
+    answers = [0, 0]
     for r in range(ROUNDS + 1):
         Q = encode(conf, [x if use_reject else [] for x in rej])
         out[:, r] = _ranks(G, Q, targets)
@@ -76,8 +78,16 @@ def ask_confirm(G, targets, qtexts, encode, bank, truth, cfg, policy, use_reject
                 from xmr.retrieval.interactive.askconfirm import mentioned
 
                 pool = [t for t in bank.texts if t not in asked and not mentioned(t, [qtexts[i]])]
+                if policy == "oracle":  # an upper bound: a detail the target shows, always
+                    pool = [t for t in pool if truth(i, t)]
+                if not pool:
+                    continue
                 d = pool[rng.integers(len(pool))]
-            (conf if truth(i, d) else rej)[i].append(d)
+            yes = truth(i, d)
+            answers[0] += int(yes)
+            answers[1] += 1
+            (conf if yes else rej)[i].append(d)
+    LAST_YES.append(answers[0] / max(answers[1], 1))
     return out
 
 
@@ -107,13 +117,17 @@ def feedback(G, targets, Q0, labels, shown=10):
     return out
 
 
-def _report(name, runs):
-    """runs: list of (n, ROUNDS + 1) rank arrays (one per seed) -> mean +- std per round."""
+def _report(name, runs, yes=None):
+    """runs: list of (n, ROUNDS + 1) rank arrays (one per seed) -> mean +- std per round; ``yes``: the fraction of
+    "yes" answers of each run (default: those of the ask_confirm runs since the last report)."""
+    yes = list(LAST_YES) if yes is None else yes
+    LAST_YES.clear()
     rows = {}
     for r in range(ROUNDS + 1):
         vals = [_recall(x[:, r]) for x in runs]
         rows[r] = {k: (float(np.mean([v[k] for v in vals])), float(np.std([v[k] for v in vals]))) for k in vals[0]}
-    print(json.dumps({"method": name, "seeds": len(runs),
+    extra = {"yes_answers": round(float(np.mean(yes)), 3)} if yes else {}
+    print(json.dumps({"method": name, "seeds": len(runs), **extra,
                       "rounds": {r: {k: f"{m:.1f} +- {s:.1f}" for k, (m, s) in v.items()} for r, v in rows.items()}}))
 
 
@@ -124,7 +138,7 @@ def synth(args):
     groups = (6, 5, 4, 3)
     offsets = np.concatenate([[0], np.cumsum(groups)[:-1]])
     names = [f"g{g}v{v}" for g, k in enumerate(groups) for v in range(k)]
-    results = {}
+    results, yes_rates = {}, {}
     for seed in range(3):
         w = attribute_world(3500, groups=groups, captions_per_item=1, dim=32, noise=0.3, seed=seed)
         tr, te = np.arange(3000), np.arange(3000, 3500)
@@ -162,14 +176,19 @@ def synth(args):
                                                                         "info", False, seed),
             "ask&confirm random detail (append + negatives)": ask_confirm(G, targets, qtexts, encode, bank, truth,
                                                                          cfg, "random", True, seed),
+            "oracle: a random true detail each round (append)": ask_confirm(G, targets, qtexts, encode, bank, truth,
+                                                                           cfg, "oracle", True, seed),
             "relevance feedback (Rocchio)": feedback(G, targets, encode([[]] * len(qi), [[]] * len(qi)),
                                                      w.labels[te]),
         }
+        for k, y in zip([k for k in runs if not k.startswith("relevance")], LAST_YES):  # in call order
+            yes_rates.setdefault(k, []).append(y)
+        LAST_YES.clear()
         for k, v in runs.items():
             results.setdefault(k, []).append(v)
     print(json.dumps({"world": "synth", "queries_per_seed": int(len(qi)), "gallery": 500}))
     for k, v in results.items():
-        _report(k, v)
+        _report(k, v, yes_rates.get(k, []))
 
 
 # ---- coco-mini ---------------------------------------------------------------------------------------------------
@@ -227,6 +246,18 @@ def coco(args):
                 Q[i] -= 0.5 * bank_vecs[cidx[d]]
         return Q
 
+    base = encode_texts(texts)
+
+    def encode_terms(conf, rej):  # fuse="terms": mean-sim of the query and each confirmed detail (weight 1)
+        Q = base.copy()
+        for i, c in enumerate(conf):
+            if c:
+                Q[i] = (Q[i] + sum(bank_vecs[cidx[d]] for d in c)) / (1 + len(c))
+        for i, rj in enumerate(rej):
+            for d in rj:
+                Q[i] -= 0.5 * bank_vecs[cidx[d]] / (1 + len(conf[i]))
+        return Q
+
     print(json.dumps({"world": "coco-mini", "model": args.model, "queries": len(texts), "gallery": len(items),
                       "partial": "first half of the caption's words (>= 2)"}))
     _report("ask&confirm info (append + rejected as negatives)",
@@ -235,6 +266,25 @@ def coco(args):
             [ask_confirm(G, targets, texts, encode, bank, truth, cfg, "info", False, 0)])
     _report("ask&confirm random detail (append + negatives)",
             [ask_confirm(G, targets, texts, encode, bank, truth, cfg, "random", True, s) for s in range(3)])
+    _report("oracle: a random true detail each round (append)",
+            [ask_confirm(G, targets, texts, encode, bank, truth, cfg, "oracle", True, s) for s in range(3)])
+    _report("oracle: a random true detail each round (terms)",
+            [ask_confirm(G, targets, texts, encode_terms, bank, truth, cfg, "oracle", True, s) for s in range(3)])
+    sims = G @ np.asarray(bank_vecs, np.float32).T  # how well the model tells which image shows which category
+    aucs = []
+    for k in range(len(cats)):
+        y = labels[:, k]
+        if 0 < y.sum() < len(y):
+            pos, neg = sims[y, k], sims[~y, k]
+            aucs.append(float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()))
+    print(json.dumps({"detail presence AUC (cos(image, category name) vs annotation), mean over categories":
+                      round(float(np.mean(aucs)), 3), "categories": len(aucs)}))
+    _report("ask&confirm info (terms + rejected as negatives)",
+            [ask_confirm(G, targets, texts, encode_terms, bank, truth, cfg, "info", True, 0)])
+    _report("ask&confirm info (terms, confirmations only)",
+            [ask_confirm(G, targets, texts, encode_terms, bank, truth, cfg, "info", False, 0)])
+    _report("ask&confirm random detail (terms + negatives)",
+            [ask_confirm(G, targets, texts, encode_terms, bank, truth, cfg, "random", True, s) for s in range(3)])
     Q0 = _norm(encode([[] for _ in texts], [[] for _ in texts]))
     _report("relevance feedback (Rocchio)", [feedback(G, targets, Q0, labels)])
     print(json.dumps({"seconds": round(time.perf_counter() - t0, 1)}))
