@@ -54,12 +54,15 @@ class ACPConfig:
     hidden: int = 256  # head bottleneck
     residual: bool = True  # residual heads (start from the frozen model; needs equal image / text widths)
     epochs: int = 30
+    warmup: int = 0  # first epochs on the source pairs alone (InfoNCE) before the ACP terms join
     batch_size: int = 256
     lr: float = 1e-3
     kmeans_iters: int = 30
     seed: int = 0
 
     def __post_init__(self):
+        if self.warmup < 0 or self.warmup >= self.epochs:
+            raise ConfigError("ACP warmup must be >= 0 and < epochs")
         if self.prototypes < 2 or self.epochs < 1 or self.batch_size < 2 or self.hidden < 1 or self.kmeans_iters < 1:
             raise ConfigError("ACP needs prototypes >= 2, epochs >= 1, batch_size >= 2, hidden >= 1")
         if not (self.tau > 0 and self.temperature > 0 and self.lr > 0):
@@ -168,7 +171,7 @@ def adapt(src_images: np.ndarray, src_texts: np.ndarray, text_to_image: np.ndarr
                     continue
                 xs, ts = SI[t2i[idx]], ST[idx]
                 xt = TI[rng.integers(0, len(ti), size=len(idx))]
-                if source_only:
+                if source_only or epoch < c.warmup:
                     zs, zts = model.heads(xs, ts)
                     logits = zs @ zts.T / c.temperature
                     y = torch.arange(len(zs))
