@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import REPO
 from test_serve_browser import browser, page, server  # noqa: F401  (fixtures; the module skips without Chromium)
 
 
@@ -25,6 +26,8 @@ def test_ask_and_confirm_chips(server, page):  # noqa: F811
     page.locator("#status").filter(has_text="an animal, " + detail).wait_for(timeout=15_000)
     page.locator("#proposals .chip").first.wait_for(timeout=15_000)
     assert detail not in page.locator("#proposals .chip").evaluate_all("cs => cs.map(c => c.dataset.detail)")
+    (REPO / "artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=str(REPO / "artifacts" / "interactive.png"), full_page=True)
     second = page.locator("#proposals .chip").first.get_attribute("data-detail")
     page.locator("#proposals .chip").first.locator("button.no").click()
     page.locator("#answers").filter(has_text="without: " + second).wait_for(timeout=15_000)
