@@ -45,11 +45,11 @@ from ..errors import ConfigError
 @dataclass(frozen=True)
 class ACPConfig:
     prototypes: int = 16  # clusters per feature set (source images, target images, source captions)
-    tau: float = 0.1  # temperature of the prototype assignments (targets and predictions)
+    tau: float = 0.5  # temperature of the prototype assignments (targets and predictions)
     temperature: float = 0.05  # InfoNCE temperature on the source pairs
     w_uni: float = 1.0  # uni-modal prototype preservation
     w_cross: float = 1.0  # cross-modal prototypes
-    w_mi: float = 1.0  # target mutual information (maximised)
+    w_mi: float = 0.1  # target mutual information (maximised)
     dim: int = 0  # output width of the heads (0: the image features' width)
     hidden: int = 256  # head bottleneck
     residual: bool = True  # residual heads (start from the frozen model; needs equal image / text widths)
