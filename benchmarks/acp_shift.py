@@ -54,7 +54,8 @@ def run(seed, args):
     st, s_t2i = _norm(w.text_features[src_txt]), w.text_to_item[src_txt]
     tt, t_t2i = _norm(w.text_features[~src_txt]), w.text_to_item[~src_txt] - 2000
     cfg = ACPConfig(prototypes=args.prototypes, residual=False, hidden=64, epochs=args.epochs, batch_size=256,
-                    lr=3e-3, seed=seed, warmup=args.warmup, tau=args.tau, w_uni=args.w_uni, w_cross=args.w_cross, w_mi=args.w_mi)
+                    lr=3e-3, seed=seed, warmup=args.warmup, tau=args.tau, w_uni=args.w_uni, w_cross=args.w_cross,
+                    w_mi=args.w_mi)
     out = {}
     torch.set_num_threads(1)
     for name, src_only in (("before (source only)", True), ("after (ACP)", False)):
@@ -82,7 +83,8 @@ def main():
     t0 = time.perf_counter()
     runs = [run(s, args) for s in range(args.seeds)]
     print(json.dumps({"shift": args.shift, "offset": args.offset, "epochs": args.epochs,
-                      "prototypes": args.prototypes, "warmup": args.warmup, "tau": args.tau, "weights": [args.w_uni, args.w_cross, args.w_mi],
+                      "prototypes": args.prototypes, "warmup": args.warmup, "tau": args.tau,
+                      "weights": [args.w_uni, args.w_cross, args.w_mi],
                       "seeds": args.seeds, "seconds": round(time.perf_counter() - t0, 1)}))
     for k in runs[0]:
         print(json.dumps({"model": k, **{m: f"{np.mean([r[k][m] for r in runs]):.1f} +- "
