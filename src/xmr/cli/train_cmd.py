@@ -34,7 +34,7 @@ def setup(p):
     p.add_argument("--mode", default="adapter", choices=["adapter", "full"],
                    help="adapter: train adapter heads on frozen towers (features cached); full: train every weight "
                    "of a tiny model")
-    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme (docs/training.md)")
+    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd (docs/training.md; dhd: search the result as hash:OUT)")
     p.add_argument("--loss-config", default=None, metavar="JSON", help="the loss's settings, e.g. '{\"margin\": 0.2}'")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder: checkpoints/, metrics.csv, curve.png; loads as trained:DIR")

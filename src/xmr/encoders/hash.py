@@ -35,7 +35,7 @@ class HashEncoder(Encoder):
         self.head_config = dict(adapted.adapters.head_configs["hash"])
         self.bits = int(self.head_config["bits"])
         self.dim = self.bits
-        self.has_text = "text" in heads
+        self.has_text = "text" in heads["hash"]
         if not self.has_text:
             self.capabilities = Capabilities(text=False)
 
