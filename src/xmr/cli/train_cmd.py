@@ -76,7 +76,8 @@ def run(args) -> int:
     where = f" after epoch {res.resumed_from}" if res.resumed_from else ""
     scores = ", ".join(f"{k} {last[k]}" for k in ("t2i_R@1", "i2t_R@1", "rsum") if k in last)
     print(f"trained {cfg.loss} ({cfg.mode}, {cfg.model}) for {res.epochs} epochs{where}: {scores or 'no evaluation'}"
-          f"; saved to {res.out} (use --model trained:{res.out})")
+          f"; saved to {res.out} (use --model trained:{res.out}" + (
+              f"; its hash codes: --model hash:{res.out})" if cfg.loss == "dhd" else ")"))
     return 0
 
 
