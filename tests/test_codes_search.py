@@ -140,3 +140,19 @@ def test_eval_reports_uncertainty_for_a_probabilistic_model(pcme_run, synth, cap
     assert u["t2i"]["queries"] == sum(b["queries"] for b in u["t2i"]["bins"])
     assert len(u["t2i"]["bins"]) == 3 and all(0 <= b["R@1"] <= 100 for b in u["t2i"]["bins"])
     assert u["t2i"]["log_sigma"]["min"] <= u["t2i"]["log_sigma"]["mean"] <= u["t2i"]["log_sigma"]["max"]
+
+
+def test_hash_index_bad_input_is_one_clear_line(dhd_run, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md", "*.json"))
+    idx = str(tmp_path / "idx")
+    assert run_cli(capsys, "-q", "index", str(folder), "--index", idx, "--model", f"hash:{dhd_run}")[0] == 0
+    vec = tmp_path / "q.npy"
+    np.save(vec, np.ones(32, np.float32))  # a 32-wide query against 16-bit codes
+    code, out, err = run_cli(capsys, "search", "--vector", str(vec), "--index", idx)
+    assert code == 2 and "16" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, "index", str(folder), "--index", str(tmp_path / "i1"), "--model", "hash:")
+    assert code == 2 and "hash: needs the folder" in err
+    code, _, err = run_cli(capsys, "index", str(folder), "--index", str(tmp_path / "i2"), "--model",
+                           f"hash:{tmp_path / 'missing'}")
+    assert code == 2 and "missing" in err
