@@ -140,6 +140,12 @@ def test_eval_reports_uncertainty_for_a_probabilistic_model(pcme_run, synth, cap
     assert u["t2i"]["queries"] == sum(b["queries"] for b in u["t2i"]["bins"])
     assert len(u["t2i"]["bins"]) == 3 and all(0 <= b["R@1"] <= 100 for b in u["t2i"]["bins"])
     assert u["t2i"]["log_sigma"]["min"] <= u["t2i"]["log_sigma"]["mean"] <= u["t2i"]["log_sigma"]["max"]
+    top = u["t2i"]["most_uncertain"]
+    assert len(top) == 5 and top[0]["log_sigma"] == u["t2i"]["log_sigma"]["max"]
+    assert [t["log_sigma"] for t in top] == sorted((t["log_sigma"] for t in top), reverse=True)
+    code, out, err = run_cli(capsys, "eval", "--dataset", f"manifest:{synth}", "--split", "test", "--model",
+                             f"trained:{pcme_run}")
+    assert code == 0 and "uncertainty t2i: mean log sigma" in out
 
 
 def test_hash_index_bad_input_is_one_clear_line(dhd_run, tmp_path, capsys):
@@ -156,3 +162,23 @@ def test_hash_index_bad_input_is_one_clear_line(dhd_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "index", str(folder), "--index", str(tmp_path / "i2"), "--model",
                            f"hash:{tmp_path / 'missing'}")
     assert code == 2 and "missing" in err
+
+
+def test_uncertainty_bins_hand_case_and_errors():
+    from xmr.eval.uncertainty import uncertainty_bins
+
+    u = np.array([0.3, 0.1, 0.2, 0.6, 0.5, 0.4])
+    ranks = np.array([0, 0, 0, 3, 0, 1])  # least uncertain (0.1, 0.2) both hits; (0.3, 0.4): 1 of 2; (0.5, 0.6): 1
+    b = uncertainty_bins(u, ranks, bins=3)
+    assert [x["R@1"] for x in b["bins"]] == [100.0, 50.0, 50.0]
+    assert [(x["log_sigma_min"], x["log_sigma_max"]) for x in b["bins"]] == [(0.1, 0.2), (0.3, 0.4), (0.5, 0.6)]
+    assert b["queries"] == 6 and b["spearman_rank"] > 0
+    u0 = u.copy()
+    uncertainty_bins(u, ranks, 2)
+    assert np.array_equal(u, u0)  # inputs untouched
+    with pytest.raises(ConfigError, match="one per query"):
+        uncertainty_bins(u, ranks[:5])
+    with pytest.raises(ConfigError, match="cannot fill 7"):
+        uncertainty_bins(u, ranks, 7)
+    with pytest.raises(ConfigError, match="NaN"):
+        uncertainty_bins(np.array([np.nan, 0.1]), np.array([0, 1]), 1)

@@ -49,10 +49,11 @@ def uncertainty_bins(uncertainty, ranks, bins: int = 3) -> dict:
             "spearman_rank": None if rho is None else round(rho, 4), "bins": out_bins}
 
 
-def model_uncertainty(dataset, encoder, sims, bins: int = 3, batch_size: int = 8) -> dict:
+def model_uncertainty(dataset, encoder, sims, bins: int = 3, batch_size: int = 8, top: int = 5) -> dict:
     """``{"measure", "t2i": bins of the captions, "i2t": bins of the images}`` for a probabilistic image-text model
     (``encoder.encode_with_uncertainty``); ``sims`` (texts, items) gives the ranks (pessimistic ties; i2t: the
-    item's best caption among all captions, the ``standard`` protocol's rule)."""
+    item's best caption among all captions, the ``standard`` protocol's rule). Each direction also lists its
+    ``top`` most uncertain queries (``most_uncertain``: the captions / images PCME would call ambiguous)."""
     from ..media.image import load_image
     from .ranks import ranks_i2t, ranks_t2i
 
@@ -65,8 +66,15 @@ def model_uncertainty(dataset, encoder, sims, bins: int = 3, batch_size: int = 8
     r_t = ranks_t2i(sims, t2i)
     r_i = ranks_i2t(sims, t2i, allow_textless_items=True)
     has_text = np.isin(np.arange(len(dataset.media)), t2i)
+    out_t, out_i = uncertainty_bins(u_txt, r_t, bins), uncertainty_bins(u_img[has_text], r_i, bins)
+    out_t["most_uncertain"] = [{"text": dataset.texts[j], "log_sigma": round(float(u_txt[j]), 6)}
+                               for j in np.argsort(-u_txt, kind="stable")[:top]]
+    media = [m for m, h in zip(dataset.media, has_text) if h]
+    u_kept = u_img[has_text]
+    out_i["most_uncertain"] = [{"media": media[j], "log_sigma": round(float(u_kept[j]), 6)}
+                               for j in np.argsort(-u_kept, kind="stable")[:top]]
     return {"measure": "mean log sigma over dimensions (PCME); bins from least to most uncertain",
-            "t2i": uncertainty_bins(u_txt, r_t, bins), "i2t": uncertainty_bins(u_img[has_text], r_i, bins)}
+            "t2i": out_t, "i2t": out_i}
 
 
 __all__ = ["model_uncertainty", "uncertainty_bins"]
