@@ -32,7 +32,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--init-log-sigma", type=float, default=None,
+                    help="pcme / daa: initial log sigma of the uncertainty heads (default: the loss's)")
     args = ap.parse_args(argv)
+    if args.init_log_sigma is not None:
+        for k in ("pcme", "daa"):
+            LOSSES[k] = {**LOSSES[k], "init_log_sigma": args.init_log_sigma}
     import torch
 
     torch.set_num_threads(1)
@@ -56,6 +61,10 @@ def main(argv=None) -> int:
     labels = inst.labels[[row[m] for m in val.media]]
     t2i = np.asarray(val.text_to_item)
     results: dict[str, list[dict]] = {}
+    sims0 = vt @ vi.T  # the frozen model itself, the starting point of every run
+    r0, pm0 = evaluate_sims(sims0, t2i), pmrp(sims0, t2i, labels)
+    results["frozen " + args.model] = [{"t2i R@1": r0["t2i"]["R@1"], "i2t R@1": r0["i2t"]["R@1"],
+                                        "t2i PMRP": pm0["t2i"]["PMRP"], "i2t PMRP": pm0["i2t"]["PMRP"]}]
     for loss in args.losses:
         for seed in args.seeds:
             d = args.out / f"{loss}-s{seed}"
@@ -84,8 +93,9 @@ def main(argv=None) -> int:
                             b["log_sigma"]["std"]})
             results.setdefault(loss, []).append(out)
             print(f"{loss} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()), flush=True)
-    keys = sorted({k for rs in results.values() for r in rs for k in r}, key=lambda k: list(
-        results[args.losses[-1]][0]).index(k) if k in results[args.losses[-1]][0] else 99)
+    keys = []
+    for rs in results.values():
+        keys += [k for k in rs[0] if k not in keys]
     print("\n| loss | " + " | ".join(keys) + " |\n|---|" + "---:|" * len(keys))
     for loss, rs in results.items():
         cells = []
