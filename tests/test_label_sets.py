@@ -115,6 +115,18 @@ def test_nuswide_all_split_and_top_concepts():
     assert len(test) == 2 and test.labels.astype(int).tolist() == [[0, 0, 1], [0, 0, 0]]
 
 
+def test_nuswide_tags():
+    from xmr.data.label_sets import read_nuswide
+
+    ls, dropped = read_nuswide(str(LS / "nuswide"), source="tags", top=1)  # tag counts: animal 2, beach 2, sky 3
+    assert ls.classes == ("sky",) and dropped == 3 and len(ls) == 3
+    assert [os.path.basename(m) for m in ls.media] == ["0003_102.jpg", "0005_104.jpg", "0006_105.jpg"]
+    with pytest.raises(ConfigError, match="use split 'all'"):
+        read_nuswide(str(LS / "nuswide"), source="tags", split="train")
+    with pytest.raises(ConfigError, match="source must be"):
+        read_nuswide(str(LS / "nuswide"), source="captions")
+
+
 def test_nuswide_errors(tmp_path):
     import shutil
 

@@ -6,8 +6,10 @@
   ``Flickr`` image folder; ``TrainImagelist.txt`` / ``TestImagelist.txt`` for the official split),
   ``ConceptsList/Concepts81.txt`` (one concept per line) and ``Groundtruth/AllLabels/Labels_<concept>.txt``
   (one 0/1 per line, aligned with ``Imagelist.txt``; ``Groundtruth/TrainTestLabels/Labels_<concept>_Train.txt``
-  / ``_Test.txt`` aligned with the split lists). ``top=21`` gives the hashing papers' NUS-WIDE-21: the 21 most
-  frequent concepts, images without any of them left out (the count is returned).
+  / ``_Test.txt`` aligned with the split lists); or, with ``source="tags"``, the 81 concepts as Flickr *tags*
+  (``NUS_WID_Tags/AllTags81.txt``: one row of 81 0/1 values per image of ``Imagelist.txt``). ``top=21`` gives the
+  hashing papers' NUS-WIDE-21: the 21 most frequent concepts, images without any of them left out (the count is
+  returned).
 * :func:`read_fcvid` - FCVID (Jiang et al. 2018): ``materials/FCVID_VideoName_TrainTestSplit.txt`` (``NAME
   train|test`` per line) and ``materials/FCVID_Label.txt`` (one row of 239 0/1 values per video, same order).
   The release's class-name file is optional (``classes_file``: one name per line, or ``INDEX NAME``); without it
@@ -38,8 +40,8 @@ def _zero_one_column(path: str, n: int) -> np.ndarray:
     return out
 
 
-def read_nuswide(root: str, split: str = "all", top: int | None = None,
-                 image_root: str | None = None) -> tuple[LabelSet, int]:
+def read_nuswide(root: str, split: str = "all", top: int | None = None, image_root: str | None = None,
+                 source: str = "groundtruth") -> tuple[LabelSet, int]:
     """(labels of the NUS-WIDE images of ``split``, number of images left out for having none of the kept
     concepts). ``top``: keep the ``top`` most frequent concepts of the split (ties: concept order), as NUS-WIDE-21
     does (``top=21``); images are then kept only with at least one of them. ``image_root``: where the images are
@@ -57,6 +59,14 @@ def read_nuswide(root: str, split: str = "all", top: int | None = None,
                                                              "NUS-WIDE Concepts81.txt"))]
     if not concepts or len(set(concepts)) != len(concepts):
         raise ConfigError(f"{root}/ConceptsList/Concepts81.txt: empty or with repeated concepts")
+    if source not in ("groundtruth", "tags"):
+        raise ConfigError(f"NUS-WIDE source must be 'groundtruth' or 'tags', got {source!r}")
+    if source == "tags":
+        if split != "all":
+            raise ConfigError("NUS-WIDE tags (AllTags81.txt) cover Imagelist.txt: use split 'all'")
+        labels = _tag_matrix(require_file(os.path.join(root, "NUS_WID_Tags", "AllTags81.txt"),
+                                          "NUS-WIDE AllTags81.txt"), len(names), len(concepts))
+        return _finish(names, labels, concepts, top, images_dir)
     cols = []
     for c in concepts:
         if split == "all":
@@ -64,7 +74,23 @@ def read_nuswide(root: str, split: str = "all", top: int | None = None,
         else:
             p = os.path.join(root, "Groundtruth", "TrainTestLabels", f"Labels_{c}_{split.capitalize()}.txt")
         cols.append(_zero_one_column(require_file(p, f"NUS-WIDE labels of concept {c!r}"), len(names)))
-    labels = np.stack(cols, axis=1)
+    return _finish(names, np.stack(cols, axis=1), concepts, top, images_dir)
+
+
+def _tag_matrix(path: str, n: int, width: int) -> np.ndarray:
+    rows = _read_lines(path)
+    if len(rows) != n:
+        raise ConfigError(f"{path}: {len(rows)} rows, but the image list has {n}: the files do not belong together")
+    out = np.zeros((n, width), dtype=bool)
+    for i, (ln, line) in enumerate(rows):
+        vals = line.split()
+        if len(vals) != width or any(v not in ("0", "1") for v in vals):
+            raise ConfigError(f"{path}, line {ln}: expected {width} values of 0 or 1")
+        out[i] = [v == "1" for v in vals]
+    return out
+
+
+def _finish(names, labels, concepts, top, images_dir) -> tuple[LabelSet, int]:
     classes = tuple(concepts)
     if top is not None:
         if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= len(concepts):
