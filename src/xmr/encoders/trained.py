@@ -247,5 +247,5 @@ def adapted_numpy(adapters: AdapterPair, feats: np.ndarray, side: str) -> np.nda
     return f.numpy()
 
 
-__all__ = ["AdaptedEncoder", "Adapter", "AdapterConfig", "AdapterPair", "FORMAT", "HEAD_KINDS", "MODES", "adapted_numpy", "build_head",
-           "load_trained_module", "save_trained"]
+__all__ = ["AdaptedEncoder", "Adapter", "AdapterConfig", "AdapterPair", "FORMAT", "HEAD_KINDS", "MODES",
+           "adapted_numpy", "build_head", "load_trained_module", "save_trained"]

@@ -7,8 +7,8 @@ same frozen features the adapters read, as PCME's uncertainty modules read the t
 the trainer checkpoints) and applies :func:`xmr.prob.pcme.soft_contrastive_loss` (Eq. 2-3) over every pair of the
 batch plus the VIB prior (Eq. 5) — the maths and its deviations are documented in :mod:`xmr.prob.pcme`.
 
-Initial ``log σ`` (``init_log_sigma``, default -6): the sample noise has norm about ``σ·√d`` against unit-norm means,
-so it must start well below 1 for wide embeddings. Measured on coco-mini (``benchmarks/pcme_coco_mini.py``, 512-d
+Initial ``log σ`` (``init_log_sigma``, default -6): the sample noise has norm about ``σ·√d`` against unit-norm
+means, so it must start well below 1 for wide embeddings. Measured on coco-mini (``benchmarks/pcme_coco_mini.py``, 512-d
 ``concept:zeroshot`` features, 10 epochs, seed 0): with -3 (noise norm ≈ 1.1) t2i R@1 fell to 11.4 (infonce: 40.8),
 with -6 (≈ 0.06) it stayed at 39.2. The reference learns ``log σ`` from its features without this bias.
 
