@@ -168,6 +168,13 @@ def run(args) -> int:
                 d["rerank"] = {k: s[k] for k in ("cross_encoder", "k", "alpha")}
         if len(query.terms) > 1:
             d["fuse"] = query.fuse
+        from ..retrieval.uncertainty import search_uncertainty
+
+        u = search_uncertainty(enc, query, out.results)  # a PCME model: query and result uncertainty
+        if u is not None:
+            for r in d["results"]:
+                r["uncertainty"] = u["results"][r["id"]]
+            d["uncertainty"] = {k: v for k, v in u.items() if k != "results"}
         print_json({k: d[k] for k in ("query", "model", *(k for k in d if k not in ("query", "model", "results")),
                                       "results")})
         return 0
