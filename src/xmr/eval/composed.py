@@ -123,12 +123,17 @@ def evaluate_composed_embeddings(dataset, gallery: np.ndarray, texts: np.ndarray
     return composed_metrics(dataset.scheme, ranks, groups)
 
 
-def evaluate_composed(dataset, encoder, method: str = "composer", composer=None, *, batch_size: int = 16,
-                      show_progress: bool | None = None) -> dict:
-    """Encode the gallery and the modification texts with ``encoder`` and evaluate ``method``. A composer trained
-    on another encoder or width is refused (:func:`xmr.compose.check_compatible`); an image that cannot be decoded
-    raises MediaError (nothing is dropped)."""
-    if method == "composer":
+def evaluate_composed(dataset, encoder, methods=("composer",), composer=None, *, batch_size: int = 16,
+                      show_progress: bool | None = None) -> list[dict]:
+    """Encode the gallery and the modification texts with ``encoder`` once and evaluate each of ``methods``
+    (:data:`METHODS`); one result dict per method. A composer trained on another encoder or width is refused
+    (:func:`xmr.compose.check_compatible`) before anything is encoded; an image that cannot be decoded raises
+    MediaError (nothing is dropped)."""
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"unknown composed-query method {m!r}; one of {', '.join(METHODS)}")
+    if "composer" in methods:
         if composer is None:
             raise ConfigError("method 'composer' needs a composer (--composer DIR, written by xmr train-compose)")
         from ..compose import check_compatible
@@ -136,9 +141,12 @@ def evaluate_composed(dataset, encoder, method: str = "composer", composer=None,
         check_compatible(composer, encoder.dim, encoder.spec)
     gallery = encoder.encode_images(dataset.media, batch_size=batch_size, show_progress=show_progress)
     texts = encoder.encode_text([q.text for q in dataset.queries], show_progress=show_progress)
-    res = evaluate_composed_embeddings(dataset, gallery, texts, method, composer)
-    return {"dataset": dataset.name, "protocol": dataset.scheme, "method": method, "model": encoder.spec,
-            "composer": getattr(composer, "directory", None) if method == "composer" else None, **res}
+    out = []
+    for m in methods:
+        res = evaluate_composed_embeddings(dataset, gallery, texts, m, composer)
+        out.append({"dataset": dataset.name, "protocol": dataset.scheme, "method": m, "model": encoder.spec,
+                    **({"composer": getattr(composer, "directory", None)} if m == "composer" else {}), **res})
+    return out
 
 
 __all__ = ["COMPOSED_PROTOCOLS", "METHODS", "compose_queries", "composed_metrics", "composed_ranks",
