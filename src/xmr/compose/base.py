@@ -52,10 +52,10 @@ def check_compatible(composer, dim: int, spec: str | None) -> None:
     c = composer.config
     if c.dim != dim:
         raise ConfigError(f"composer {composer.name} works on {c.dim}-d embeddings of {c.encoder or 'its encoder'!r}, "
-                          f"but the index's model {spec!r} gives {dim}-d vectors: train a composer on this model "
+                          f"but the model searched with ({spec!r}: the index's) gives {dim}-d vectors: train a composer on it "
                           f"(xmr train-compose --model {spec})")
     if c.encoder and spec and c.encoder != spec:
-        raise ConfigError(f"composer {composer.name} was trained on encoder {c.encoder!r}, the index uses {spec!r}: "
+        raise ConfigError(f"composer {composer.name} was trained on encoder {c.encoder!r}, the model searched with is {spec!r}: "
                           f"its queries would be in another space; train one with xmr train-compose --model {spec}")
 
 
