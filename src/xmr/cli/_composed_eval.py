@@ -34,6 +34,8 @@ def run_composed(args) -> int:
     if unsupported:
         raise ConfigError(f"{', '.join(unsupported)}: not defined for composed datasets (their protocol comes with "
                           f"the dataset: docs/composed.md)")
+    if args.limit:
+        raise ConfigError("--limit is not defined for composed datasets (queries point into the whole gallery)")
     method = args.method or ("composer" if args.composer else "all")
     methods = ["image", "text", "fusion"] + (["composer"] if args.composer else []) if method == "all" else [method]
     composer = None
@@ -44,8 +46,6 @@ def run_composed(args) -> int:
 
         composer = load_composer(args.composer)
     ds = load_composed(args.dataset, args.split)
-    if args.limit:
-        raise ConfigError("--limit is not defined for composed datasets (queries point into the whole gallery)")
     enc = create_encoder(args.model, device=args.device)
     results = evaluate_composed(ds, enc, methods, composer, batch_size=args.batch_size,
                                 show_progress=progress_flag(args))
