@@ -9,7 +9,7 @@ it has the target's four attributes; the reference is taken out of its own ranki
 
 Methods: ``image`` (reference embedding), ``text`` (modification embedding), ``fusion`` (their mean: today's
 ``xmr search --image A "TEXT"``), ``tirg`` and ``jvsm`` (``xmr train-compose``, same epochs / batch / lr / hidden,
-seed = data seed). Each seed draws a new world (images, held-out pairs, triplets) and trains new composers.
+seed = data seed), and ``jvsm-no-matching``: JVSM without its composed-query-to-description term. Each seed draws a new world (images, held-out pairs, triplets) and trains new composers.
 
     OMP_NUM_THREADS=1 python benchmarks/composed.py --seeds 0 1 2 --out benchmarks/results/composed.json
 """
@@ -29,7 +29,10 @@ from xmr.eval.composed import evaluate_composed_embeddings
 from xmr.synth.edits import generate_edits
 from xmr.train.compose import ComposeTrainConfig, encode_dataset, train_composer
 
-METHODS = ("image", "text", "fusion", "tirg", "jvsm")
+METHODS = ("image", "text", "fusion", "tirg", "jvsm", "jvsm-no-matching")
+#: learned rows: method -> (composer, its config overrides); jvsm-no-matching is the ablation without JVSM's
+#: composed-query-to-target-description term (visual + semantic composition only)
+LEARNED = {"tirg": ("tirg", {}), "jvsm": ("jvsm", {}), "jvsm-no-matching": ("jvsm", {"matching_weight": 0.0})}
 KEYS = ("R@1", "R@10")
 
 
@@ -39,10 +42,10 @@ def run_seed(seed: int, encoder, work: Path, n: int, epochs: int) -> dict:
     test = load_composed(f"edits:{d}:test")
     g, t, _ = encode_dataset(encoder, test)
     out = {m: evaluate_composed_embeddings(test, g, t, m) for m in ("image", "text", "fusion")}
-    for name in ("tirg", "jvsm"):
+    for name, (composer, overrides) in LEARNED.items():
         t0 = time.perf_counter()
-        cfg = ComposeTrainConfig(dataset=f"edits:{d}", composer=name, model=encoder.spec, epochs=epochs, seed=seed,
-                                 eval_split=None)
+        cfg = ComposeTrainConfig(dataset=f"edits:{d}", composer=composer, model=encoder.spec, epochs=epochs,
+                                 seed=seed, eval_split=None, composer_config=overrides)
         res = train_composer(cfg, work / f"{name}-{seed}", encoder=encoder)
         out[name] = evaluate_composed_embeddings(test, g, t, "composer", res.composer)
         out[name]["train_s"] = round(time.perf_counter() - t0, 1)
@@ -74,7 +77,7 @@ def main() -> None:
     for m in METHODS:
         print(f"{m:<8} " + " ".join(f"{summary[m][k][0]:7.2f} ± {summary[m][k][1]:4.2f}" for k in KEYS))
     best_single = {k: max(summary["image"][k][0], summary["text"][k][0]) for k in KEYS}
-    for m in ("fusion", "tirg", "jvsm"):
+    for m in ("fusion", *LEARNED):
         beats = all(summary[m][k][0] > best_single[k] for k in KEYS)
         print(f"{m} beats both image only and text only on R@1 and R@10: {'yes' if beats else 'no'}")
     if args.out:
