@@ -17,7 +17,8 @@ Deviations, stated: the paper composes a CNN's spatial feature map (or its poole
 state, and trains the image CNN, the LSTM and the composer end to end. Here both towers are frozen and the
 composition runs on their L2-normalised joint-space embeddings (so the composed query searches an existing index
 as it is); ``W_g1``, ``W_r1`` are fully connected layers (the paper's 3x3 convolutions on feature maps become
-1x1 on a vector) with batch normalisation as in the paper's released code, and the output is L2-normalised.
+1x1 on a vector) with batch normalisation before each layer (the released code normalises the concatenated
+input), and the output is L2-normalised.
 ``w_g, w_r`` start at 1 and 0.1 so a fresh model returns (about) the gated reference.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ class TirgConfig(ComposerConfig):
 
 
 class _MLP(nn.Sequential):
-    """W2 * RELU(W1 * [a, b]) with batch norm after each hidden layer (the released TIRG code's blocks)."""
+    """W2 * RELU(W1 * [a, b]), each layer's input batch-normalised."""
 
     def __init__(self, dim_in: int, hidden: int, dim_out: int):
         super().__init__(nn.BatchNorm1d(dim_in), nn.ReLU(), nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden),
