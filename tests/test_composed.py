@@ -89,6 +89,15 @@ def test_composer_compatibility_and_bad_folders(tmp_path):
     (tmp_path / "c" / "config.json").write_text(json.dumps({"model": "xmr-adapter"}))
     with pytest.raises(ConfigError, match="not a composer"):
         load_composer(tmp_path / "c")
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text())
+    save_composer(c, tmp_path / "e")
+    for bad, message in (({"hidden": 16384, "dim": 16384}, "over the"), ({"dim": "8"}, "dim"),
+                         ({"dim": 10**9}, "dim"), ({"surprise": 1}, "does not know")):
+        good = json.loads((tmp_path / "e" / "config.json").read_text())
+        (tmp_path / "e" / "config.json").write_text(json.dumps({**good, **bad}))
+        with pytest.raises(ConfigError, match=message):
+            load_composer(tmp_path / "e")
+        (tmp_path / "e" / "config.json").write_text(json.dumps(good))
     save_composer(c, tmp_path / "d")
     cfg = json.loads((tmp_path / "d" / "config.json").read_text())
     (tmp_path / "d" / "config.json").write_text(json.dumps({**cfg, "dim": 9}))
@@ -268,6 +277,17 @@ def test_train_compose_writes_a_loadable_composer(name, edits_dir, tmp_path, cap
     code, _, err = run_cli(capsys, "train-compose", "--dataset", f"edits:{edits_dir}", "--model", "tiny", "--out",
                            str(out), "--epochs", "1")
     assert code == 2 and "not an empty folder" in err
+
+
+def test_tirg_trains_on_fashion200k_pairs(tmp_path, tiny_encoder):
+    from xmr.train.compose import ComposeTrainConfig, train_composer
+
+    cfg = ComposeTrainConfig(dataset=f"fashion200k:{F200K}", composer="tirg", model="tiny", epochs=2, batch_size=4,
+                             hidden=8)
+    res = train_composer(cfg, tmp_path / "f", encoder=tiny_encoder)
+    assert [r["epoch"] for r in res.history] == [0, 1, 2]
+    assert set(res.history[-1]) >= {"R@1", "R@10", "R@50", "train_loss"}
+    assert res.baselines["image"]["queries"] == 2
 
 
 def test_jvsm_refuses_a_dataset_without_descriptions(tmp_path, tiny_encoder):

@@ -34,10 +34,16 @@ class ComposerConfig:
 
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"dim": (1, 16384), "hidden": (1, 16384),
                                                          "init_logit_scale": (-20, 20)}
+    #: most parameters the two composition MLPs may have (800 MB of float32), estimated before anything is built
+    MAX_PARAMS: ClassVar[int] = 200_000_000
 
     def __post_init__(self):
         if self.dim < 1 or self.hidden < 1:
             raise ConfigError(f"{type(self).__name__}: dim and hidden must be >= 1, got {self.dim}, {self.hidden}")
+        est = 2 * (2 * self.dim * self.hidden + self.hidden * self.dim)
+        if est > self.MAX_PARAMS:
+            raise ConfigError(f"{type(self).__name__}: dim {self.dim} x hidden {self.hidden} is about {est:,} "
+                              f"parameters, over the {self.MAX_PARAMS:,} limit")
 
 
 def _torch():
