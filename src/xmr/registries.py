@@ -13,6 +13,7 @@ kind (``ALL`` key)  registry                    filled by
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
 ``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,binary,milvus}``
 ``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
+``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -47,6 +48,8 @@ STAGES: Registry = Registry("retrieval stage")
 VECTOR_BACKENDS: Registry = Registry("vector backend")
 #: name -> TrainLoss subclass (with a ``Config`` dataclass attribute), used by ``xmr train --loss NAME``
 LOSSES: Registry = Registry("training loss")
+#: name -> factory(arg: str | None) -> a moment model (start / end / video scores over clip features)
+MOMENT_MODELS: Registry = Registry("moment model")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -60,6 +63,7 @@ ALL: dict[str, Registry] = {
     "stage": STAGES,
     "vector_backend": VECTOR_BACKENDS,
     "loss": LOSSES,
+    "moment_model": MOMENT_MODELS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -75,6 +79,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "stage": ("xmr.retrieval.stages",),
     "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "binary", "milvus")),
     "loss": ("xmr.train.losses",),
+    "moment_model": ("xmr.localize.squidnet",),
 }
 
 
@@ -105,5 +110,5 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
+__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS",
            "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]
