@@ -141,13 +141,15 @@ class SQuiDNet(nn.Module):
             raise ConfigError(f"SQuiDNet needs query vectors (queries, {d}), got shape {query.shape}")
 
     @torch.no_grad()
-    def corpus_logp(self, frames, query, *, object_query=None, debias: bool = True, mask=None):
+    def corpus_logp(self, frames, query, *, object_query=None, debias: bool = True, selective: bool = True,
+                    mask=None):
         """Corpus-normalised span terms for each query over every clip of every video.
 
         frames (V, T, D), query (Q, D), mask (V, T) bool -> start, end (Q, V, T) log-probabilities and the video
         log-probabilities (Q, V), with selective debiasing applied when ``debias``: for queries whose confounder
         says the bias does not help, ``debias_weight`` times the biased branch's (corpus-normalised) terms are
-        subtracted. ``object_query`` is what the biased branch reads (default: the query itself)."""
+        subtracted (``selective=False``: for every query, the non-selective ablation). ``object_query`` is what the
+        biased branch reads (default: the query itself)."""
         self.eval()
         frames = torch.as_tensor(np.asarray(frames, dtype=np.float32))
         query = torch.as_tensor(np.asarray(query, dtype=np.float32))
@@ -164,7 +166,8 @@ class SQuiDNet(nn.Module):
         st, ed, vid = norm(self.nmr, query)
         if debias and self.config.debias_weight > 0:
             oq = query if object_query is None else torch.as_tensor(np.asarray(object_query, dtype=np.float32))
-            harmful = (self.bias_helps(query) <= 0).float()[:, None, None]
+            harmful = (self.bias_helps(query) <= 0).float()[:, None, None] if selective else \
+                torch.ones(len(query), 1, 1)
             bst, bed, bvid = norm(self.bmr, oq)
             lam = self.config.debias_weight * harmful
             st, ed, vid = st - lam * bst, ed - lam * bed, vid - lam[:, :, 0] * bvid

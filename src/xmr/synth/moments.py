@@ -47,7 +47,7 @@ class MomentSplit:
     clip_seconds: float
 
     def video_names(self) -> list[str]:
-        return [f"synth_{v:05d}" for v in range(len(self.frames))]
+        return [f"v{v}" for v in range(len(self.frames))]  # the names xmr.localize.corpus.submission uses
 
     def ground_truth(self) -> list[dict]:
         """TVR-format ground-truth rows (``vid_name``, ``duration``, ``ts``, ``desc_id``, ``type``) for

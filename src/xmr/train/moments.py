@@ -93,20 +93,24 @@ class MomentTrainConfig:
     seed: int = 0  # data order and negative sampling
 
 
-def predict(model: SQuiDNet, data: MomentData, *, debias: bool, chunk: int = 32) -> dict:
+def predict(model: SQuiDNet, data: MomentData, *, debias: bool, selective: bool = True, chunk: int = 32) -> dict:
     """A TVR submission (VCMR, SVMR, VR; top 100) of ``model`` on ``data``."""
     sts, eds, vids = [], [], []
     for a in range(0, len(data.queries), chunk):
         st, ed, vid = model.corpus_logp(data.frames, data.queries[a:a + chunk],
-                                        object_query=data.object_queries[a:a + chunk], debias=debias)
+                                        object_query=data.object_queries[a:a + chunk], debias=debias,
+                                        selective=selective)
         sts.append(st), eds.append(ed), vids.append(vid)
     return submission(np.concatenate(sts), np.concatenate(eds), np.concatenate(vids), data.clip_times(),
                       max_len=model.config.max_moment, gt_videos=data.video)
 
 
-def evaluate(model: SQuiDNet, data: MomentData, *, debias: bool) -> dict:
-    """TVR metrics (:func:`xmr.eval.vcmr`) of ``model`` on ``data``."""
-    return vcmr(data.ground_truth(), predict(model, data, debias=debias))
+def evaluate(model: SQuiDNet, data: MomentData, *, debias: bool, selective: bool = True,
+             ground_truth: list[dict] | None = None) -> dict:
+    """TVR metrics (:func:`xmr.eval.vcmr`) of ``model`` on ``data`` (``ground_truth``: rows naming the videos
+    ``v0``, ``v1``, ... in ``data``'s order, e.g. with a ``type``; default :meth:`MomentData.ground_truth`)."""
+    gt = ground_truth if ground_truth is not None else data.ground_truth()
+    return vcmr(gt, predict(model, data, debias=debias, selective=selective))
 
 
 def _negatives(rng, n: int, exclude: int, k: int) -> list[int]:
@@ -152,8 +156,10 @@ def train_squidnet(data: MomentData, model_config: SQuiDNetConfig | dict | None 
         ckpt = check_out(out_dir, resume)
         if ckpt is not None:
             saved, system, optim, rng_state = load_state(ckpt)
-            if saved.get("train_config") != meta["train_config"] or saved.get("model_config") != meta["model_config"]:
-                raise ConfigError(f"--resume: {ckpt} was trained with other settings; give the same configs")
+            same = {**saved.get("train_config", {}), "epochs": tc.epochs} == meta["train_config"]
+            if not same or saved.get("model_config") != meta["model_config"]:
+                raise ConfigError(f"resume: {ckpt} was trained with other settings; give the same configs "
+                                  "(only epochs may change)")
             model.load_state_dict(system)
             opt.load_state_dict(optim)
             torch.set_rng_state(rng_state)
