@@ -24,6 +24,7 @@ Setup (``xmr.synth.moments``; everything at feature level, numpy + a small torch
     ``vt``) and frequent ones (``v``); mean +- std over ``--seeds``.
 
     python benchmarks/moments.py [--seeds 0 1 2] [--epochs 10] [--out /tmp/xmr_moments_bench.json]
+    python benchmarks/moments.py --merge s0.json s1.json s2.json   # seeds run as separate processes, one table
 """
 from __future__ import annotations
 
@@ -98,28 +99,40 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--out", default="/tmp/xmr_moments_bench.json")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="print one table from the --out files of earlier runs (same --epochs) instead of running")
     args = ap.parse_args()
+    runs = {}
+    if args.merge:
+        for path in args.merge:
+            d = json.loads(Path(path).read_text())
+            runs.update({int(k): v for k, v in d["runs"].items()})
+        args.seeds = sorted(runs)
+        return table(runs, args)
     import torch
 
     torch.set_num_threads(1)
-    runs = {}
     for seed in args.seeds:
         t0 = time.time()
         runs[seed] = run_seed(seed, args.epochs)
         print(f"seed {seed}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         for name, row in runs[seed].items():
             print(f"  {name:38s} " + "  ".join(f"{k} {v:6.2f}" for k, v in row.items()), file=sys.stderr)
+    return table(runs, args)
+
+
+def table(runs: dict, args) -> int:
     methods = list(runs[args.seeds[0]])
     cols = list(runs[args.seeds[0]][methods[0]])
     print("| method | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
-    table = {}
+    stats = {}
     for m in methods:
         vals = {c: np.array([runs[s][m][c] for s in args.seeds]) for c in cols}
-        table[m] = {c: (float(v.mean()), float(v.std())) for c, v in vals.items()}
+        stats[m] = {c: (float(v.mean()), float(v.std())) for c, v in vals.items()}
         print(f"| {m} | " + " | ".join(f"{v.mean():.1f} ± {v.std():.1f}" for v in vals.values()) + " |")
     Path(args.out).write_text(json.dumps({"seeds": args.seeds, "epochs": args.epochs, "runs": runs,
-                                          "mean_std": table}, indent=1))
+                                          "mean_std": stats}, indent=1))
     return 0
 
 

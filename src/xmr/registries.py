@@ -110,5 +110,5 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS",
-           "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]
+__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "MOMENT_MODELS", "PROTOCOLS", "RERANKERS",
+           "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]

@@ -72,9 +72,12 @@ class MomentWorld:
         if min(num_objects, dim) < 1 or num_predicates < 2:
             raise ConfigError("MomentWorld needs num_objects >= 1, num_predicates >= 2, dim >= 1")
         rng = np.random.default_rng(world_seed)
-        unit = lambda n: (lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))(rng.normal(size=(n, dim)))  # noqa: E731
-        self.objects = unit(num_objects).astype(np.float32)
-        self.predicates = unit(num_predicates).astype(np.float32)
+        def unit(n: int) -> np.ndarray:
+            a = rng.normal(size=(n, dim))
+            return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+
+        self.objects = unit(num_objects)
+        self.predicates = unit(num_predicates)
         self.frequent_predicate = rng.integers(0, num_predicates, size=num_objects)
         self.object_weight, self.predicate_weight, self.dim = object_weight, predicate_weight, dim
         self.detail_weight = detail_weight
