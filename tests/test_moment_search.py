@@ -91,3 +91,26 @@ def test_image_only_index_is_refused_by_the_api(tmp_path, tiny_encoder):
             search_moments(reader, tiny_encoder, Query.text("a cup"))
     finally:
         store.close()
+
+
+def test_rest_api_type_moment(video_index, tiny_encoder, tmp_path):
+    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx: pip install -e '.[serve,browser]'")
+    from fastapi.testclient import TestClient
+
+    from xmr.serve import ServeSettings, create_app
+
+    client = TestClient(create_app(video_index, encoder=tiny_encoder, settings=ServeSettings()),
+                        base_url="http://127.0.0.1", raise_server_exceptions=False)
+    r = client.get("/api/search", params={"q": "a gymnast", "type": "moment", "k": 3})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["type"] == "moment" and d["results"] and all(x["start"] < x["end"] for x in d["results"])
+    assert d["stages"][-1]["localizer"] == "proposals"
+    photos = tmp_path / "p"
+    photos.mkdir()
+    shutil.copy(SAMPLES / "coffee.png", photos / "coffee.png")
+    index_folder(photos, tmp_path / "i", tiny_encoder, show_progress=False)
+    images = TestClient(create_app(tmp_path / "i", encoder=tiny_encoder, settings=ServeSettings()),
+                        base_url="http://127.0.0.1", raise_server_exceptions=False)
+    r = images.get("/api/search", params={"q": "a cup", "type": "moment"})
+    assert r.status_code == 422 and "moment search needs videos" in r.text

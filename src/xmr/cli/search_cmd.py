@@ -144,7 +144,7 @@ def run(args) -> int:
             outs = _moment_search(reader, enc, queries, args, options)
             t1 = time.perf_counter()
         else:
-            if args.moment_model is not None:
+            if getattr(args, "moment_model", None) is not None:
                 raise ConfigError("--moment-model needs --type moment")
             pipe = build_pipeline(enc, options)
             t1 = time.perf_counter()
@@ -197,7 +197,7 @@ def _moment_search(reader, enc, queries, args, options):
     if options != SearchOptions(device=options.device) or args.candidates is not None:
         raise ConfigError("--type moment ranks moments itself: it takes no --rescore / --rerank / --candidates")
     model = None
-    if args.moment_model is not None:
+    if getattr(args, "moment_model", None) is not None:
         from ..localize.squidnet import SQuiDNet
 
         model = SQuiDNet.load(args.moment_model)

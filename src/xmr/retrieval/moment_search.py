@@ -83,17 +83,31 @@ def search_moments(reader, encoder, query: Query, k: int = 10, *, model=None, de
     depth = check_k(depth, "depth")
     if reader.model_spec is not None and reader.model_spec != encoder.spec:
         raise ConfigError(f"index was built with {reader.model_spec!r} but the query encoder is {encoder.spec!r}")
+    check_has_videos(reader)
+    return search_moments_embedded(reader, encode_query(encoder, query), k, model=model, depth=depth,
+                                   per_video=per_video, model_spec=encoder.spec)
+
+
+def check_has_videos(reader) -> None:
+    """XmrIndexError saying what to do when the index holds no video segments."""
     if reader.count_segments() == 0:
         raise XmrIndexError("moment search needs videos, and this index holds none (no video segments): index a "
                             "folder with videos (xmr index DIR), or search images with --type image / all")
-    emb = encode_query(encoder, query)
+
+
+def search_moments_embedded(reader, emb, k: int, *, model=None, depth: int = DEFAULT_DEPTH,
+                            per_video: int = MOMENTS_PER_VIDEO, model_spec: str | None = None) -> SearchOutcome:
+    """:func:`search_moments` for an already encoded query (the server encodes concurrent queries in one batch)."""
+    k = check_k(k)
+    check_has_videos(reader)
+    spec = model_spec if model_spec is not None else reader.model_spec
     clips = {}
     for item_id in _candidates(reader, emb, max(depth, k)):
         segs, vecs = reader.segments_of(item_id)
         if segs:
             clips[item_id] = (np.array([[s.start, s.end] for s in segs], dtype=np.float64), vecs)
     if not clips:
-        return SearchOutcome([], query.describe(), encoder.spec, [], reader.generation)
+        return SearchOutcome([], emb.query.describe(), spec, [], reader.generation)
     if model is None:
         moments = _proposal_moments(emb, clips, per_video)
         stage = {"stage": "moments", "localizer": "proposals", "depth": depth, "per_video": per_video}
@@ -110,8 +124,8 @@ def search_moments(reader, encoder, query: Query, k: int = 10, *, model=None, de
         results.append(SearchResult(0, item_id, it.path, score, "video", it.root, start, end))
     results.sort(key=lambda r: (-r.score, r.id, r.start))
     out = rank(results, None)[:k]  # rank sorts by (score, id); the start breaks ties of one video above
-    return SearchOutcome(out, emb.query.describe(), encoder.spec,
+    return SearchOutcome(out, emb.query.describe(), spec,
                          [{"stage": "first", "source": "segments", "depth": depth}, stage], reader.generation)
 
 
-__all__ = ["search_moments", "DEFAULT_DEPTH", "MOMENTS_PER_VIDEO"]
+__all__ = ["check_has_videos", "search_moments", "search_moments_embedded", "DEFAULT_DEPTH", "MOMENTS_PER_VIDEO"]
