@@ -44,7 +44,7 @@ def test_corpus_top_spans_across_videos_and_submission_shape():
     ed = np.log(np.array([[0.1, 0.1, 0.1], [0.1, 0.5, 0.1]]))
     assert corpus_top_spans(st, ed, max_len=3, top=1) == [(1, 0, 1, pytest.approx(2 * np.log(0.5)))]
     times = np.broadcast_to(np.array([[0, 1], [1, 2], [2, 3]], float), (2, 3, 2))
-    sub = submission(st[None], ed[None], np.zeros((1, 2)), times, max_len=3, gt_videos=[0], top=5)
+    sub = submission(st[None], ed[None], np.log([[0.5, 0.5]]), times, max_len=3, gt_videos=[0], top=5)
     assert sub["VCMR"][0]["predictions"][0][:3] == [1, 0.0, 2.0]
     assert {p[0] for p in sub["SVMR"][0]["predictions"]} == {0} and len(sub["VR"][0]["predictions"]) == 2
 
@@ -70,8 +70,18 @@ def test_squidnet_registered_saves_loads_and_checks_shapes(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     st, ed, vid = before
     assert st.shape == (2, 3, 5) and vid.shape == (2, 3)
-    plain = model.corpus_logp(frames, q, debias=False)[0]
-    np.testing.assert_allclose(np.exp(plain).reshape(2, -1).sum(1), 1.0, rtol=1e-5)  # corpus-level softmax
+    np.testing.assert_allclose(np.exp(st).sum(-1), 1.0, rtol=1e-5)  # p_st(i | v): a softmax within each video
+    np.testing.assert_allclose(np.exp(vid).sum(-1), 1.0, rtol=1e-5)  # p(v): a softmax over the videos
+    weighted = SQuiDNet({"dim": 8, "hidden": 8, "max_moment": 3, "seed": 3, "debias_weight": 0.5})
+    weighted.load_state_dict(model.state_dict())
+    sel = weighted.corpus_logp(frames, q)[0]
+    every = weighted.corpus_logp(frames, q, selective=False)[0]
+    assert not np.allclose(every, st)  # the optional inference-time subtraction changes the terms
+    import torch
+
+    harmful = (weighted.bias_helps(torch.as_tensor(q)) <= 0).numpy()
+    for k in range(2):  # selective: only the queries the confounder marks as harmful are debiased
+        np.testing.assert_allclose(sel[k], every[k] if harmful[k] else st[k], rtol=1e-6, atol=1e-6)
     with pytest.raises(ConfigError, match=r"clip features \(videos, clips, 8\)"):
         model.corpus_logp(frames[..., :4], q)
     with pytest.raises(ModelUnavailableError, match="directory not found"):

@@ -1,8 +1,9 @@
 """Moments ranked across a corpus from per-clip start / end log-probabilities, and TVR submissions from them.
 
-A span ``(v, i, j)`` scores ``start[v, i] + end[v, j]`` (corpus-normalised log-probabilities: TVR's XML and
-SQuiDNet's convention), ``0 <= j - i < max_len``. VCMR takes the best spans of the whole corpus, SVMR the best of
-the ground-truth video, VR ranks videos by their video log-probability. numpy only.
+A span ``(v, i, j)`` scores ``video[v] + start[v, i] + end[v, j]`` (log-probabilities: the video's among the
+videos, the start / end clip's within the video; SQuiDNet's inference), ``0 <= j - i < max_len``. VCMR takes the
+best spans of the whole corpus, SVMR the best ``start + end`` of the ground-truth video, VR ranks videos by their
+video log-probability. numpy only.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def submission(start, end, video, clip_times, *, max_len: int, gt_videos=None, t
     if gt_videos is not None:
         out["SVMR"] = []
     for k in range(q):
-        spans = corpus_top_spans(st[k], ed[k], max_len=max_len, top=top)
+        spans = corpus_top_spans(st[k] + vid[k][:, None], ed[k], max_len=max_len, top=top)
         out["VCMR"].append({"desc_id": k, "predictions": [
             [vv, float(times[vv, i, 0]), float(times[vv, j, 1]), s] for vv, i, j, s in spans]})
         order = np.argsort(-vid[k], kind="stable")[:top]

@@ -20,14 +20,17 @@ What the paper has and what this module implements (the training procedure is :m
   learnable confounder is a small network on the query vector trained on those labels, so the decision is
   available for any query at search time (free text has no parsed object words). For a query the bias does *not*
   help, NMR is trained against the BMR's top videos (contrastive debiasing: the biased moments become the
-  negatives of the corpus-level softmax) and, at inference, ``debias_weight * BMR(span)`` is subtracted from
-  NMR's span score. For a query the bias helps, NMR keeps random negatives and its score is left as is.
+  negatives of the corpus-level softmax); a query the bias helps keeps random negatives. Inference is the NMR's,
+  as in the authors' code: ``p(v) * p_st(i | v) * p_ed(j | v)`` (softmax over videos, over each video's clips).
+  An addition that is *not* the paper's: ``debias_weight > 0`` also subtracts ``debias_weight * BMR`` at inference
+  for the queries the confounder marks as harmful (off by default; benchmarks/moments.py measures it).
 
 Deviations: no subtitles (the paper's video-subtitle matching is dropped: xmr indexes pixels only); a small fused
 encoder instead of the paper's BERT-sized modality-matching attention; the confounder is a classifier trained on
 the table's labels instead of the paper's confounder dictionary; the corpus-level span score is
 ``log p_start(v, i) + log p_end(v, j)`` over all clips of the candidate videos (TVR's convention), without the
-paper's conditional moment prediction that feeds the start into the end.
+paper's conditional moment prediction that feeds the start into the end; the biased videos are the BMR's best among
+a random pool per query and epoch, not the whole corpus.
 """
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ class SQuiDNetConfig:
     kernel: int = 3  # temporal convolution width (clips)
     max_moment: int = 12  # longest predicted moment, in clips
     negatives: int = 4  # videos contrasted with the ground-truth video per query in training
-    debias_weight: float = 0.5  # lambda: share of the biased branch's span score removed for harmful-bias queries
+    debias_weight: float = 0.0  # xmr's optional inference-time subtraction of the biased branch (0: the paper's)
     key_predicates: int = 1  # predicates per object kept as "key" in the co-occurrence table
     seed: int = 0  # initialisation seed (the global torch RNG is left untouched)
 
@@ -143,13 +146,17 @@ class SQuiDNet(nn.Module):
     @torch.no_grad()
     def corpus_logp(self, frames, query, *, object_query=None, debias: bool = True, selective: bool = True,
                     mask=None):
-        """Corpus-normalised span terms for each query over every clip of every video.
+        """Span terms for each query over every clip of every video, as the authors' inference computes them.
 
-        frames (V, T, D), query (Q, D), mask (V, T) bool -> start, end (Q, V, T) log-probabilities and the video
-        log-probabilities (Q, V), with selective debiasing applied when ``debias``: for queries whose confounder
-        says the bias does not help, ``debias_weight`` times the biased branch's (corpus-normalised) terms are
-        subtracted (``selective=False``: for every query, the non-selective ablation). ``object_query`` is what the
-        biased branch reads (default: the query itself)."""
+        frames (V, T, D), query (Q, D), mask (V, T) bool -> start, end (Q, V, T): log-softmax over each video's
+        clips, and video (Q, V): log-softmax of the video logits over the videos. A span ``(v, i, j)`` of the corpus
+        scores ``video[v] + start[v, i] + end[v, j]`` (the log of ``p(v) p_st(i|v) p_ed(j|v)``), one of the
+        ground-truth video ``start + end``.
+
+        ``debias`` with ``config.debias_weight > 0`` (an addition of xmr's, off by default): for queries whose
+        confounder says the bias does not help (every query with ``selective=False``), ``debias_weight`` times the
+        biased branch's terms are subtracted. ``object_query`` is what the biased branch reads (default: the
+        query)."""
         self.eval()
         frames = torch.as_tensor(np.asarray(frames, dtype=np.float32))
         query = torch.as_tensor(np.asarray(query, dtype=np.float32))
@@ -160,8 +167,7 @@ class SQuiDNet(nn.Module):
 
         def norm(branch, q):
             st, ed, vid = branch(fr, q, m)
-            lp = lambda z: F.log_softmax(z.reshape(len(q), -1), dim=-1).reshape(z.shape)  # noqa: E731
-            return lp(st), lp(ed), F.log_softmax(vid, dim=-1)
+            return F.log_softmax(st, dim=-1), F.log_softmax(ed, dim=-1), F.log_softmax(vid, dim=-1)
 
         st, ed, vid = norm(self.nmr, query)
         if debias and self.config.debias_weight > 0:

@@ -10,9 +10,8 @@ The index's sliding-window segments are the clips (their vectors and ``start`` /
      refinement and temporal NMS (:mod:`xmr.localize.proposals`); a moment's score is the mean cosine of the
      segments inside it, so moments of different videos compare;
    * ``model=`` a :class:`~xmr.localize.squidnet.SQuiDNet` (``--moment-model DIR``) trained on this encoder's
-     space (its ``dim``): its start / end log-probabilities over all clips of all candidate videos, selective
-     debiasing included, the best spans of the corpus (:func:`xmr.localize.corpus.corpus_top_spans`); a score is
-     ``log p_start + log p_end``;
+     space (its ``dim``): the best spans of all candidate videos by ``log p(video) + log p_start + log p_end``
+     (:func:`xmr.localize.corpus.corpus_top_spans`);
 
 3. the best ``k`` moments, best first; each :class:`SearchResult` is a video with ``start`` / ``end``.
 
@@ -70,8 +69,8 @@ def _model_moments(model, emb, clips, k: int) -> list[tuple[int, float, float, f
     for n, i in enumerate(ids):
         tm, vecs = clips[i]
         frames[n, :len(tm)], times[n, :len(tm)], mask[n, :len(tm)] = vecs, tm, True
-    st, ed, _ = model.corpus_logp(frames, emb.fused[None].astype(np.float32), mask=mask)
-    st, ed = np.where(mask, st[0], -np.inf), np.where(mask, ed[0], -np.inf)
+    st, ed, vid = model.corpus_logp(frames, emb.fused[None].astype(np.float32), mask=mask)
+    st, ed = np.where(mask, st[0] + vid[0][:, None], -np.inf), np.where(mask, ed[0], -np.inf)
     return [(ids[v], float(times[v, i, 0]), float(times[v, j, 1]), s)
             for v, i, j, s in corpus_top_spans(st, ed, max_len=model.config.max_moment, top=k)]
 
@@ -114,7 +113,7 @@ def search_moments_embedded(reader, emb, k: int, *, model=None, depth: int = DEF
     else:
         moments = _model_moments(model, emb, clips, k)
         stage = {"stage": "moments", "localizer": "squidnet", "depth": depth,
-                 "debias_weight": model.config.debias_weight}
+                 "debias_weight": model.config.debias_weight}  # the videos compared: the candidates
     items = reader.get_items(list({m[0] for m in moments}))
     results = []
     for item_id, start, end, score in moments:

@@ -90,6 +90,7 @@ class MomentTrainConfig:
     weight_decay: float = 1e-4
     debias: bool = True  # SQuiD's selective debiasing in training (biased negatives) and inference
     bias_pool: int = 32  # random videos among which the biased branch picks a harmful-bias query's negatives
+    debias_all: bool = False  # ablation: biased negatives for every query (non-selective debiasing)
     seed: int = 0  # data order and negative sampling
 
 
@@ -166,7 +167,7 @@ def train_squidnet(data: MomentData, model_config: SQuiDNetConfig | dict | None 
             history, first = saved["history"], saved["epoch"] + 1
             rng = np.random.default_rng([tc.seed, first])
     _, helps = cooccurrence_decisions(data.objects, data.predicates, cfg.key_predicates)
-    harmful = np.flatnonzero(~helps)
+    harmful = np.arange(len(helps)) if tc.debias_all else np.flatnonzero(~helps)
     helps_t = torch.as_tensor(helps, dtype=torch.float32)
     # class-balanced confounder loss: most training queries are ones the bias helps (that is the bias)
     share = float(helps.mean())
