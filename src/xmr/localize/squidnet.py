@@ -180,7 +180,11 @@ class SQuiDNet(nn.Module):
         return st.numpy(), ed.numpy(), vid.numpy()
 
     # --- save / load ----------------------------------------------------------------------------------------
-    def save(self, directory: str | Path, training: dict | None = None) -> Path:
+    def save(self, directory: str | Path, training: dict | None = None, heads: dict | None = None) -> Path:
+        """``config.json`` + ``model.safetensors``; ``training`` (provenance) is saved as ``"training"``.
+        ``heads`` exists for the trainer's ``save_epoch`` signature: SQuiDNet has no extra heads to save."""
+        if heads:
+            raise ConfigError("SQuiDNet saves no extra heads; train it with xmr.train.moments.train_squidnet")
         info = training if training is not None else self.provenance
         extra = {"training": info} if info else None
         return save_checkpoint(directory, FORMAT, asdict(self.config), self, extra=extra)
