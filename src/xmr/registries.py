@@ -13,6 +13,7 @@ kind (``ALL`` key)  registry                    filled by
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
 ``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,binary,milvus}``
 ``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
+``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles}``
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -47,6 +48,9 @@ STAGES: Registry = Registry("retrieval stage")
 VECTOR_BACKENDS: Registry = Registry("vector backend")
 #: name -> TrainLoss subclass (with a ``Config`` dataclass attribute), used by ``xmr train --loss NAME``
 LOSSES: Registry = Registry("training loss")
+#: name -> Expert subclass (with a ``Config`` dataclass attribute): text / features an item carries besides its
+#: visual embedding (scene text, sidecar metadata, subtitles), built by ``xmr index --experts``
+EXPERTS: Registry = Registry("expert")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -60,6 +64,7 @@ ALL: dict[str, Registry] = {
     "stage": STAGES,
     "vector_backend": VECTOR_BACKENDS,
     "loss": LOSSES,
+    "expert": EXPERTS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -75,6 +80,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "stage": ("xmr.retrieval.stages",),
     "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "binary", "milvus")),
     "loss": ("xmr.train.losses",),
+    "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles")),
 }
 
 
@@ -105,5 +111,5 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
+__all__ = ["ALL", "DATASETS", "ENCODERS", "EXPERTS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
            "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]
