@@ -1,18 +1,21 @@
 """``xmr synth videos|images``: write a synthetic retrieval set. Videos: coloured shapes that appear, disappear and
 move (:mod:`xmr.synth.videos`); images: coloured shapes with several true captions each and optional recorded
-corruptions for noisy-training claims (:mod:`xmr.synth.images`)."""
+corruptions for noisy-training claims (:mod:`xmr.synth.images`); text-images: signs with rendered words in several
+fonts, sizes and angles, captions naming the words (:mod:`xmr.synth.text_images`, scene-text retrieval)."""
 from __future__ import annotations
 
 from ._common import register_command
 
 
 def setup(p):
-    p.add_argument("kind", choices=["videos", "images"],
-                   help="what to generate (videos: clips + captions.jsonl; images: PNGs + captions.jsonl)")
+    p.add_argument("kind", choices=["videos", "images", "text-images"],
+                   help="what to generate (videos: clips + captions.jsonl; images: PNGs + captions.jsonl; "
+                        "text-images: PNGs of signs with words + captions naming them)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (videos/ or images/, captions.jsonl)")
     p.add_argument("--n", type=int, default=None, help="number of clips / images (default 120 / 600)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--size", type=int, default=64, help="frame / image side in pixels (default 64)")
+    p.add_argument("--size", type=int, default=None,
+                   help="frame / image side in pixels (default 64; text-images 320)")
     p.add_argument("--test-fraction", type=float, default=None,
                    help="share of items in the test split (default 0.3 videos, 0.25 images)")
     v = p.add_argument_group("videos")
@@ -25,9 +28,25 @@ def setup(p):
     i.add_argument("--mislabel", type=float, default=0.0, metavar="FRACTION",
                    help="share of train images given a wrong class label (label noise)")
     i.add_argument("--captions", type=int, default=3, help="true captions per image (1-5, default 3)")
+    t = p.add_argument_group("text-images")
+    t.add_argument("--words", type=int, default=1, help="words per image (1 or 2, default 1)")
+    t.add_argument("--max-angle", type=float, default=15.0, help="text rotation range in degrees (default 15)")
 
 
 def run(args) -> int:
+    if args.kind == "text-images":
+        from ..synth.text_images import TextImageConfig, generate_text_images
+
+        cfg = TextImageConfig(n=60 if args.n is None else args.n, seed=args.seed,
+                              size=320 if args.size is None else args.size, words_per_image=args.words,
+                              max_angle=args.max_angle,
+                              test_fraction=1.0 if args.test_fraction is None else args.test_fraction)
+        manifest = generate_text_images(args.out, cfg)
+        print(f"wrote {cfg.n} text images and {manifest} (use --dataset manifest:{manifest}; index the images "
+              f"with xmr index {manifest.parent / 'images'} --experts ocr)")
+        return 0
+    if args.size is None:
+        args.size = 64
     if args.kind == "videos":
         from ..synth.videos import generate_videos
 
