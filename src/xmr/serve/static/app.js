@@ -65,6 +65,16 @@
       seg.textContent = fmtTime(r.start) + " – " + fmtTime(r.end);
       a.append(seg);
     }
+    const ex = r.experts && r.match && r.experts[r.match];
+    if (ex) {  // an index with experts: which one matched, and the text it read
+      const m = document.createElement("div"); m.className = "expert";
+      const tag = document.createElement("span"); tag.className = "expert-name"; tag.textContent = r.match;
+      const snip = document.createElement("span"); snip.className = "snippet";
+      snip.textContent = ex.text.length > 120 ? ex.text.slice(0, 117) + "…" : ex.text;
+      snip.title = ex.field + ": " + ex.text;
+      m.append(tag, " ", snip);
+      a.append(m);
+    }
     li.append(a);
     return li;
   }
