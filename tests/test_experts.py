@@ -310,3 +310,21 @@ def test_parse_experts_names_the_available_ones():
     assert parse_experts("ocr, sidecar,ocr") == ["ocr", "sidecar"]
     with pytest.raises(ConfigError, match="Available: ocr, sidecar, subtitles"):
         parse_experts("audio")
+
+
+def test_serve_api_results_name_the_expert_and_take_a_phrase(side_dir, tmp_path, tiny_encoder):
+    pytest.importorskip("fastapi", reason="xmr serve needs the serve extra")
+    from fastapi.testclient import TestClient
+
+    from xmr.index import index_folder
+    from xmr.serve import create_app
+
+    index_folder(side_dir, tmp_path / "idx", tiny_encoder, show_progress=False, experts=["sidecar"])
+    with TestClient(create_app(tmp_path / "idx", encoder=tiny_encoder), base_url="http://127.0.0.1:8000") as c:
+        r = c.get("/api/search", params={"q": "Bella the mare", "k": 2}).json()
+        assert r["stages"][-1]["stage"] == "experts" and r["results"][0]["path"] == "horse.png"
+        assert r["results"][0]["match"] == "sidecar"
+        assert r["results"][0]["experts"]["sidecar"]["text"] == "Bella the mare"
+        r = c.get("/api/search", params={"q": "a photo", "phrase": "EXIT"}).json()
+        assert [x["path"] for x in r["results"]] == ["coffee.png"]
+        assert c.get("/api/search", params={"q": '"exit" a photo'}).json()["results"][0]["path"] == "coffee.png"
