@@ -22,7 +22,10 @@
 2. **Side text** (needs ``../shared/data/flickr8k-dev``): ``--sidecar-n`` photos, each with its first human caption
    in ``photo.txt``; queries are the other four captions. Visual vs fused R@1/5/10: how much a caption someone
    wrote next to a photo helps (an upper bound: the sidecar is a caption of the same kind as the query).
-3. **Subtitles**: ``--subtitle-n`` synthetic clips, each with an ``.srt`` of three cues at known times; each cue's
+3. **Scene-text-free photos** (needs ``../shared/data/flickr8k-dev``): ``--text-free-n`` photos indexed with
+   ``--experts ocr`` (OCR finds little or incidental text in them), queries = their five captions. Visual vs fused:
+   ViSTA's second claim is that adding scene text must not hurt retrieval of images without it.
+4. **Subtitles**: ``--subtitle-n`` synthetic clips, each with an ``.srt`` of three cues at known times; each cue's
    text is a query. Share of queries whose first result is the right clip with exactly that cue's start/end.
 
 Prints a markdown table (mean +- std over seeds) and writes JSON with ``--out``.
@@ -167,6 +170,40 @@ def sidecar_demo(n: int, enc, work: Path) -> dict:
             "recall": {m: {f"R@{k}": recall(r, k) for k in (1, 5, 10)} for m, r in ranks.items()}}
 
 
+def text_free_demo(n: int, enc, work: Path) -> dict:
+    from xmr.index import index_folder, open_reader
+    from xmr.retrieval import SearchOptions, build_pipeline
+
+    caps: dict[str, list[str]] = {}
+    for line in (FLICKR / "captions.jsonl").read_text().splitlines():
+        x = json.loads(line)
+        caps.setdefault(x["image"], []).append(x["caption"])
+    photos = sorted(caps)[-n:]  # the last n (the sidecar demo takes the first ones)
+    g = work / "textfree" / "photos"
+    g.mkdir(parents=True)
+    for p in photos:
+        shutil.copy(FLICKR / p, g / Path(p).name)
+    rep = index_folder(g, work / "textfree" / "idx", enc, show_progress=False, experts=["ocr"])
+    store, reader = open_reader(work / "textfree" / "idx")
+    try:
+        by_path = {r.path: r.id for r in reader.get_items(reader.snap.items.ids().tolist()).values()}
+        with_text = len(set(reader.expert_matrix()[1].tolist()))
+        pipes = {"visual": build_pipeline(enc, SearchOptions()),
+                 "fused (vista)": build_pipeline(enc, SearchOptions(experts=())),
+                 "fused (max)": build_pipeline(enc, SearchOptions(experts=(), expert_fusion="max"))}
+        ranks = {m: [] for m in pipes}
+        for p in photos:
+            target = by_path[str(g / Path(p).name)]
+            for q in caps[p]:
+                for m, pipe in pipes.items():
+                    ranks[m].append(_rank_of(_search_ids(pipe, reader, q, 10), target))
+    finally:
+        store.close()
+    return {"photos": n, "with_ocr_text": with_text, "queries": len(ranks["visual"]),
+            "ocr_ms_per_image": 1000 * rep.experts["seconds"]["ocr"] / max(1, rep.experts["ran"]["ocr"]),
+            "recall": {m: {f"R@{k}": recall(r, k) for k in (1, 5, 10)} for m, r in ranks.items()}}
+
+
 def subtitle_demo(n: int, enc, work: Path) -> dict:
     from xmr.index import index_folder, open_reader
     from xmr.retrieval import SearchOptions, build_pipeline
@@ -202,6 +239,19 @@ def subtitle_demo(n: int, enc, work: Path) -> dict:
     return {"clips": len(clips), "queries": len(cues), "right_clip_and_moment": ok / len(cues)}
 
 
+def _print_scene(args, seeds: list[dict], rss: dict) -> None:
+    print(f"## Scene text ({args.n} synthetic text images + the sample page per seed, model {args.model}, "
+          f"seeds {args.seeds})\n")
+    print("| mode | R@1 | R@5 | R@10 | page's rank |\n| --- | --- | --- | --- | --- |")
+    for m in seeds[0]["recall"]:
+        cells = [_ms([s["recall"][m][f"R@{k}"] for s in seeds]) for k in (1, 5, 10)]
+        print(f"| {m} | {' | '.join(cells)} | {', '.join(str(s['page_rank'][m]) for s in seeds)} |")
+    print(f"\nOCR found the word in {_ms([s['ocr_word_found'] for s in seeds])} of the images; "
+          f"{_ms([s['ocr_ms_per_image'] for s in seeds])} ms per image in the indexer; fresh process: "
+          f"{rss['ms_per_image_fresh_process']:.0f} ms per image, RSS {rss['rss_after_import_mb']:.0f} MB after "
+          f"import, {rss['rss_engine_loaded_mb']:.0f} MB with the engine, peak {rss['peak_rss_mb']:.0f} MB")
+
+
 def _ms(vals: list[float]) -> str:
     return f"{statistics.mean(vals):.3f} +- {statistics.stdev(vals) if len(vals) > 1 else 0.0:.3f}"
 
@@ -213,6 +263,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="concept")
     ap.add_argument("--sidecar-n", type=int, default=100)
     ap.add_argument("--subtitle-n", type=int, default=3)
+    ap.add_argument("--text-free-n", type=int, default=100, help="flickr8k-dev photos OCR'd (0: skip)")
+    ap.add_argument("--no-scene-text", action="store_true", help="skip part 1 (the synthetic text images)")
     ap.add_argument("--no-sidecar", action="store_true")
     ap.add_argument("--no-subtitles", action="store_true")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
@@ -223,31 +275,25 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="xmr-scene-text-"))
     t0 = time.time()
     try:
-        seeds = [scene_text_seed(s, args.n, args.model, work, enc) for s in args.seeds]
-        rss = ocr_peak_rss(work / f"seed{args.seeds[0]}" / "synth" / "images")
+        seeds = [] if args.no_scene_text else [scene_text_seed(s, args.n, args.model, work, enc) for s in args.seeds]
+        rss = ocr_peak_rss(work / f"seed{args.seeds[0]}" / "synth" / "images") if seeds else None
         side = None if args.no_sidecar or not FLICKR.is_dir() else sidecar_demo(args.sidecar_n, enc, work)
+        free = None if not args.text_free_n or not FLICKR.is_dir() else text_free_demo(args.text_free_n, enc, work)
         subs = None if args.no_subtitles else subtitle_demo(args.subtitle_n, enc, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    res = {"model": args.model, "n": args.n, "seeds": seeds, "ocr_memory": rss, "sidecar": side, "subtitles": subs,
-           "seconds": round(time.time() - t0, 1)}
-    modes = list(seeds[0]["recall"])
-    print(f"## Scene text ({args.n} synthetic text images + the sample page per seed, model {args.model}, "
-          f"seeds {args.seeds})\n")
-    print("| mode | R@1 | R@5 | R@10 | page's rank |\n| --- | --- | --- | --- | --- |")
-    for m in modes:
-        cells = [_ms([s["recall"][m][f"R@{k}"] for s in seeds]) for k in (1, 5, 10)]
-        print(f"| {m} | {' | '.join(cells)} | {', '.join(str(s['page_rank'][m]) for s in seeds)} |")
-    print(f"\nOCR found the word in {_ms([s['ocr_word_found'] for s in seeds])} of the images; "
-          f"{_ms([s['ocr_ms_per_image'] for s in seeds])} ms per image in the indexer; fresh process: "
-          f"{rss['ms_per_image_fresh_process']:.0f} ms per image, RSS {rss['rss_after_import_mb']:.0f} MB after "
-          f"import, {rss['rss_engine_loaded_mb']:.0f} MB with the engine, peak {rss['peak_rss_mb']:.0f} MB")
-    if side:
-        print(f"\n## Side text (flickr8k-dev: {side['photos']} photos, caption 1 as photo.txt, "
-              f"{side['queries']} queries = captions 2-5)\n")
-        print("| mode | R@1 | R@5 | R@10 |\n| --- | --- | --- | --- |")
-        for m, r in side["recall"].items():
-            print(f"| {m} | {r['R@1']:.3f} | {r['R@5']:.3f} | {r['R@10']:.3f} |")
+    res = {"model": args.model, "n": args.n, "seeds": seeds, "ocr_memory": rss, "sidecar": side, "text_free": free,
+           "subtitles": subs, "seconds": round(time.time() - t0, 1)}
+    if seeds:
+        _print_scene(args, seeds, rss)
+    for title, part in (("Side text (flickr8k-dev: caption 1 as photo.txt, queries = captions 2-5)", side),
+                        ("Scene-text-free photos (flickr8k-dev, --experts ocr, queries = their captions)", free)):
+        if part:
+            extra = f"; OCR text in {part['with_ocr_text']} of them" if "with_ocr_text" in part else ""
+            print(f"\n## {title}: {part['photos']} photos, {part['queries']} queries{extra}\n")
+            print("| mode | R@1 | R@5 | R@10 |\n| --- | --- | --- | --- |")
+            for m, r in part["recall"].items():
+                print(f"| {m} | {r['R@1']:.3f} | {r['R@5']:.3f} | {r['R@10']:.3f} |")
     if subs:
         print(f"\n## Subtitles: {subs['queries']} cue queries over {subs['clips']} clips: right clip and exact "
               f"cue start/end first for {subs['right_clip_and_moment']:.3f}")
