@@ -93,37 +93,47 @@ class ExpertStage(Stage):
     def run(self, ctx: StageContext, cands: list[SearchResult]) -> list[SearchResult]:
         reader = ctx.reader
         row_ids, row_items, row_experts, vecs = reader.expert_matrix()
+        names = sorted(set(row_experts))
+        code = np.array([names.index(e) for e in row_experts], np.int64) if row_experts else np.zeros(0, np.int64)
         keep = np.array([self.experts is None or e in self.experts for e in row_experts], bool)
         if self._pattern is not None:
             hits = [r for r in reader.phrase_rows(self.phrase, self.experts)
                     if self._pattern.search(r.text.casefold())]
-            phrase_ids = {r.id for r in hits}
-            keep &= np.isin(row_ids, list(phrase_ids)) | np.isin(row_items, [r.item_id for r in hits])
             allowed = {r.item_id for r in hits}
+            keep &= np.isin(row_items, list(allowed))
+            first = ~np.isin(row_ids, [r.id for r in hits])  # phrase rows sort first within their (item, expert)
         else:
-            phrase_ids, allowed = set(), None
-        row_ids, row_items, vecs = row_ids[keep], row_items[keep], vecs[keep]
-        row_experts = [e for e, k in zip(row_experts, keep) if k]
+            allowed, first = None, np.zeros(len(row_ids), bool)
+        row_ids, row_items, code, vecs, first = row_ids[keep], row_items[keep], code[keep], vecs[keep], first[keep]
         scores = ctx.emb.score(vecs) if len(row_ids) else np.zeros(0)
-        # best row per (item, expert): rows visited best first (phrase rows before the rest under --phrase)
-        order = np.lexsort((-scores, [0 if int(i) in phrase_ids else 1 for i in row_ids])) if self._pattern \
-            else np.argsort(-scores, kind="stable")
-        best: dict[int, dict[str, int]] = {}
-        for j in order:
-            best.setdefault(int(row_items[j]), {}).setdefault(row_experts[j], int(j))
+        # best row per (item, expert) group, vectorised: sort by group, then phrase rows first, then score
+        group = row_items * max(1, len(names)) + code
+        order = np.lexsort((-scores, first, group))
+        heads = order[np.r_[True, group[order][1:] != group[order][:-1]]] if len(order) else order
         by_id = {r.id: r for r in cands}
         if allowed is not None:
             by_id = {i: r for i, r in by_id.items() if i in allowed}
             extra = [i for i in allowed if i not in by_id]
-        else:
-            item_best = sorted(best, key=lambda i: -max(scores[j] for j in best[i].values()))
-            extra = [i for i in item_best[: self.pool] if i not in by_id]
+        else:  # the pool items with the best expert score, found even when their visual score is far down
+            top = heads[np.argsort(-scores[heads], kind="stable")]
+            seen: list[int] = []
+            for j in top:
+                i = int(row_items[j])
+                if i not in seen:
+                    seen.append(i)
+                    if len(seen) >= self.pool:
+                        break
+            extra = [i for i in seen if i not in by_id]
         by_id.update(self._new_results(ctx, extra))
+        best: dict[int, dict[str, int]] = {}
+        for j in heads:
+            i = int(row_items[j])
+            if i in by_id:
+                best.setdefault(i, {})[names[int(code[j])]] = int(j)
         texts = reader.expert_rows([int(row_ids[j]) for b in best.values() for j in b.values()])
-        for item_id, r in by_id.items():
-            rows = best.get(item_id, {})
-            if rows:
-                self._fuse(ctx, r, rows, row_ids, scores, vecs, texts)
+        visual = dict(zip(best, reader.item_vectors(list(best)))) if best and self.fusion == "vista" else {}
+        for item_id, rows in best.items():
+            self._fuse(by_id[item_id], rows, row_ids, scores, vecs, texts, visual.get(item_id))
         return list(by_id.values())
 
     def _new_results(self, ctx: StageContext, ids: list[int]) -> dict[int, SearchResult]:
@@ -136,14 +146,13 @@ class ExpertStage(Stage):
         return {i: SearchResult(0, i, recs[i].path, float(v), recs[i].media_type, recs[i].root)
                 for i, v in zip(ids, s)}
 
-    def _fuse(self, ctx, r: SearchResult, rows: dict[str, int], row_ids, scores, vecs, texts) -> None:
+    def _fuse(self, r: SearchResult, rows: dict[str, int], row_ids, scores, vecs, texts, v) -> None:
         s_v = float(r.score)
         names = list(rows)
         a = np.array([self._weight(n) for n in names], np.float64)
         s_e = np.array([scores[rows[n]] for n in names], np.float64)
         if self.fusion == "vista":
-            v = ctx.reader.item_vectors([r.id])[0].astype(np.float64)
-            f = v + (a[:, None] * vecs[[rows[n] for n in names]].astype(np.float64)).sum(0)
+            f = np.asarray(v, np.float64) + (a[:, None] * vecs[[rows[n] for n in names]].astype(np.float64)).sum(0)
             norm = float(np.linalg.norm(f))
             r.score = (s_v + float(a @ s_e)) / norm if norm > 0 else s_v
         elif self.fusion == "max":
