@@ -328,3 +328,19 @@ def test_serve_api_results_name_the_expert_and_take_a_phrase(side_dir, tmp_path,
         r = c.get("/api/search", params={"q": "a photo", "phrase": "EXIT"}).json()
         assert [x["path"] for x in r["results"]] == ["coffee.png"]
         assert c.get("/api/search", params={"q": '"exit" a photo'}).json()["results"][0]["path"] == "coffee.png"
+
+
+def test_ocr_reads_a_video_frame_with_its_time(tmp_path):
+    pytest.importorskip("rapidocr_onnxruntime", reason="the ocr expert needs xmr[ocr] (rapidocr-onnxruntime)")
+    pytest.importorskip("av", reason="video frames need PyAV (xmr[video])")
+    from xmr.experts.ocr import OcrExpert
+    from xmr.synth.text_images import render_text_image
+    from xmr.synth.videos import write_clip
+
+    im = render_text_image(["HARBOR"], size=256, font="default", font_size=40, angle=0.0, colour="red",
+                           shape="circle", rng=np.random.default_rng(0))
+    frames = np.stack([np.asarray(im)] * 16)  # 4 s at 4 fps
+    write_clip(tmp_path / "sign.mp4", frames, fps=4)
+    rows = OcrExpert(OcrExpert.Config(video_fps=0.5, video_max_frames=2)).extract(str(tmp_path / "sign.mp4"), "video")
+    assert rows and all("HARBOR" in r.text.upper() for r in rows)
+    assert all(r.start is not None and r.start == r.end and 0 <= r.start < 4 for r in rows)
