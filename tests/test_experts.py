@@ -344,3 +344,26 @@ def test_ocr_reads_a_video_frame_with_its_time(tmp_path):
     rows = OcrExpert(OcrExpert.Config(video_fps=0.5, video_max_frames=2)).extract(str(tmp_path / "sign.mp4"), "video")
     assert rows and all("HARBOR" in r.text.upper() for r in rows)
     assert all(r.start is not None and r.start == r.end and 0 <= r.start < 4 for r in rows)
+
+
+def test_sidecar_reads_fields_from_a_manifest(tmp_path):
+    from xmr.experts.sidecar import SidecarExpert
+
+    (tmp_path / "imgs").mkdir()
+    for n in ("horse.png", "coffee.png"):
+        shutil.copy(SAMPLES / n, tmp_path / "imgs" / n)
+    (tmp_path / "imgs" / "metadata.jsonl").write_text(
+        json.dumps({"file_name": "horse.png", "text": "a horse grazing", "tags": ["farm", "animal"], "year": 2020})
+        + "\n\n" + json.dumps({"file_name": "other.png", "text": "not this one"}) + "\n")
+    (tmp_path / "captions.jsonl").write_text(json.dumps({"media": "imgs/coffee.png", "captions": ["a cup", "coffee"],
+                                                         "split": "test", "id": "7"}) + "\n")
+    ex = SidecarExpert()
+    got = {r.field: r.text for r in ex.extract(str(tmp_path / "imgs" / "horse.png"), "image")}
+    assert got == {"manifest:text": "a horse grazing", "manifest:tags": "farm, animal"}
+    got = [(r.field, r.text) for r in ex.extract(str(tmp_path / "imgs" / "coffee.png"), "image")]
+    assert got == [("manifest:captions", "a cup"), ("manifest:captions", "coffee")]
+    sig = ex.signature(str(tmp_path / "imgs" / "coffee.png"), "h")
+    (tmp_path / "captions.jsonl").write_text("{broken\n")
+    assert ex.signature(str(tmp_path / "imgs" / "coffee.png"), "h") != sig  # an edited manifest re-indexes
+    with pytest.raises(ExpertSkip, match="captions.jsonl line 1 is not valid JSON"):
+        ex.extract(str(tmp_path / "imgs" / "coffee.png"), "image")

@@ -6,6 +6,10 @@ Read, in this order, one row per field (identical texts kept once):
   ``text``), ``photo.jpg.json`` / ``photo.json`` (an object: ``title``, ``description``, ``caption``, ``tags``,
   ``keywords``, ``comments``, ``entities`` (a list, or an object whose values are lists), and any other key whose
   value is a string or a list of strings, each as a field named by its key);
+* a manifest in the file's folder or the folder above: ``metadata.jsonl`` (Hugging Face ImageFolder's layout: one
+  JSON object per line with ``file_name`` relative to the manifest's folder) or ``captions.jsonl`` (xmr's manifest
+  layout, ``media``); every other key of the file's line (string or list of strings) is a row, field
+  ``manifest:<key>`` (``id``, ``split`` and numbers are not text and are left out);
 * for images, metadata embedded in the file (header only, no pixels decoded): EXIF ``ImageDescription``,
   ``XPTitle``, ``XPComment``, ``XPSubject``, ``XPKeywords``; XMP ``dc:title``, ``dc:description``, ``dc:subject``;
   IPTC caption (2:120), headline (2:105), object name (2:05), keywords (2:25).
@@ -30,6 +34,16 @@ _EXIF = {0x010E: "exif:ImageDescription", 0x9C9B: "exif:XPTitle", 0x9C9C: "exif:
          0x9C9F: "exif:XPSubject", 0x9C9E: "exif:XPKeywords"}
 _IPTC = {(2, 5): "iptc:ObjectName", (2, 105): "iptc:Headline", (2, 120): "iptc:Caption", (2, 25): "iptc:Keywords"}
 _NS = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#"}
+
+
+MANIFESTS = {"metadata.jsonl": "file_name", "captions.jsonl": "media"}  # manifest file -> its path key
+_NOT_TEXT = {"id", "split", "label", "true_label", "caption_source"}
+
+
+def manifest_paths(path: str) -> list[str]:
+    """Manifests that may describe ``path``: in its folder, then in the folder above."""
+    d = os.path.dirname(os.path.abspath(path))
+    return [os.path.join(folder, name) for folder in (d, os.path.dirname(d)) for name in MANIFESTS]
 
 
 def sidecar_paths(path: str) -> list[str]:
@@ -66,13 +80,63 @@ class SidecarExpert(Expert):
         max_bytes: int = 1_000_000  # a sidecar file larger than this is skipped
         embedded: bool = True  # also read EXIF / XMP / IPTC inside images
 
+    def __init__(self, config=None):
+        super().__init__(config)
+        self._manifests: dict[str, tuple[tuple, dict]] = {}  # manifest path -> ((size, mtime), {abs path: line})
+
     def inputs(self, path: str) -> list[str]:
-        return [p for p in sidecar_paths(path) if p != path]
+        return [p for p in sidecar_paths(path) if p != path] + manifest_paths(path)
+
+    def _manifest(self, mpath: str) -> dict:
+        """{absolute media path: its line} of one manifest, parsed once per (size, mtime)."""
+        st = os.stat(mpath)
+        key = (st.st_size, st.st_mtime_ns)
+        cached = self._manifests.get(mpath)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        text = read_text_file(mpath, 50 * self.config.max_bytes, "sidecar manifest")
+        field = MANIFESTS[os.path.basename(mpath)]
+        base = os.path.dirname(mpath)
+        lines = {}
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ExpertSkip(mpath, f"sidecar: {os.path.basename(mpath)} line {n} is not valid JSON "
+                                        f"({e.msg})") from None
+            if isinstance(obj, dict) and isinstance(obj.get(field), str):
+                lines[os.path.normpath(os.path.join(base, obj[field]))] = obj
+        self._manifests[mpath] = (key, lines)
+        return lines
+
+    def _manifest_rows(self, path: str) -> list[ExpertText]:
+        rows = []
+        me = os.path.normpath(os.path.abspath(path))
+        for m in manifest_paths(path):
+            if not os.path.isfile(m):
+                continue
+            line = self._manifest(m).get(me)
+            if line is None:
+                continue
+            skip = set(MANIFESTS.values()) | _NOT_TEXT
+            for key, v in line.items():
+                if key in skip or isinstance(v, (int, float, bool)):
+                    continue
+                vals = [clean_text(x) for x in _strings(v) if isinstance(x, str)] if isinstance(v, list) else \
+                    [clean_text(v)] if isinstance(v, str) else []
+                vals = [x for x in vals if x]
+                if key in ("captions", "caption"):  # each caption its own row: they are alternatives
+                    rows += [ExpertText(x, f"manifest:{key}") for x in vals]
+                elif vals:
+                    rows.append(ExpertText(clean_text(", ".join(vals)), f"manifest:{key}"))
+        return rows
 
     def extract(self, path: str, media_type: str) -> list[ExpertText]:
         rows: list[ExpertText] = []
         seen_files = set()
-        for p in self.inputs(path):
+        for p in [p for p in sidecar_paths(path) if p != path]:
             if p in seen_files or not os.path.isfile(p):
                 continue
             seen_files.add(p)
@@ -81,6 +145,7 @@ class SidecarExpert(Expert):
                 rows += _json_rows(p, text)
             elif clean_text(text):
                 rows.append(ExpertText(clean_text(text), "text"))
+        rows += self._manifest_rows(path)
         if media_type == "image" and self.config.embedded:
             rows += embedded_rows(path)
         out, seen = [], set()
