@@ -13,6 +13,7 @@
    * ``visual``: the first stage alone (the image embedding);
    * ``scene text``: items ranked by their best OCR row's score alone (items without text last);
    * ``fused (vista)``: the experts stage's default rule, cosine to ``v + t`` (``xmr search`` on such an index);
+   * ``fused (vista, ocr weight 0.5)``: cosine to ``v + 0.5 t`` (``--expert-weight ocr=0.5``);
    * ``fused (max)``: ``max(s_v, s_t)``;
    * ``phrase``: ``xmr search --phrase WORD`` (exact word in the OCR text; R@1 = the right image is the first of
      the items that contain the word).
@@ -49,6 +50,12 @@ REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "src" / "xmr" / "assets" / "samples" / "page.png"
 PAGE_QUERY = "a page of text about region-based segmentation with markers of coins and background"
 FLICKR = REPO.parent / "shared" / "data" / "flickr8k-dev"
+
+
+def _half_ocr():
+    from xmr.retrieval import SearchOptions
+
+    return SearchOptions(experts=(), expert_weights={"ocr": 0.5})
 
 
 def recall(ranks: list[int], k: int) -> float:
@@ -89,6 +96,7 @@ def scene_text_seed(seed: int, n: int, model: str, work: Path, enc) -> dict:
                                for w in ws[:1]) for _, p, ws in queries[:-1]])
         pipes = {"visual": build_pipeline(enc, SearchOptions()),
                  "fused (vista)": build_pipeline(enc, SearchOptions(experts=())),
+                 "fused (vista, ocr weight 0.5)": build_pipeline(enc, _half_ocr()),
                  "fused (max)": build_pipeline(enc, SearchOptions(experts=(), expert_fusion="max"))}
         ranks: dict[str, list[int]] = {m: [] for m in [*pipes, "scene text", "phrase"]}
         page_rank = {}
@@ -187,9 +195,12 @@ def text_free_demo(n: int, enc, work: Path) -> dict:
     store, reader = open_reader(work / "textfree" / "idx")
     try:
         by_path = {r.path: r.id for r in reader.get_items(reader.snap.items.ids().tolist()).values()}
+        ocr_rows = reader.expert_matrix()[0].tolist()
         with_text = len(set(reader.expert_matrix()[1].tolist()))
+        ocr_texts = sorted(r.text for r in reader.expert_rows(ocr_rows).values())
         pipes = {"visual": build_pipeline(enc, SearchOptions()),
                  "fused (vista)": build_pipeline(enc, SearchOptions(experts=())),
+                 "fused (vista, ocr weight 0.5)": build_pipeline(enc, _half_ocr()),
                  "fused (max)": build_pipeline(enc, SearchOptions(experts=(), expert_fusion="max"))}
         ranks = {m: [] for m in pipes}
         for p in photos:
@@ -199,7 +210,7 @@ def text_free_demo(n: int, enc, work: Path) -> dict:
                     ranks[m].append(_rank_of(_search_ids(pipe, reader, q, 10), target))
     finally:
         store.close()
-    return {"photos": n, "with_ocr_text": with_text, "queries": len(ranks["visual"]),
+    return {"photos": n, "with_ocr_text": with_text, "ocr_texts": ocr_texts, "queries": len(ranks["visual"]),
             "ocr_ms_per_image": 1000 * rep.experts["seconds"]["ocr"] / max(1, rep.experts["ran"]["ocr"]),
             "recall": {m: {f"R@{k}": recall(r, k) for k in (1, 5, 10)} for m, r in ranks.items()}}
 
