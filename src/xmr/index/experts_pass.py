@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .._progress import progress
-from ..errors import ExpertSkip, MissingExtraError
+from ..errors import ConfigError, ExpertSkip, MissingExtraError
 from ..paths import display_path
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,9 @@ def run_experts(store, root: str, names: Sequence[str], encoder: Callable, show_
             vecs = None
             if rows:
                 enc = encoder()
-                enc.require("text", f"the {ex.name} expert (its text is embedded with the index model's text tower)")
+                if not enc.capabilities.text:
+                    raise ConfigError(f"the {ex.name} expert embeds its text with the index model's text tower, and "
+                                      f"model {enc.spec!r} has none: use experts with a model that encodes text")
                 vecs = enc.encode_text([r.text for r in rows], show_progress=False)
             store.put_expert_result(rec.id, ex.name, sig, rows, vecs, reason)
             rep.ran[ex.name] += 1
