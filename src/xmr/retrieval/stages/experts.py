@@ -14,7 +14,9 @@ tower when indexed). Fusion rules (``fusion``; ``weights`` ``a_e``, default 1 ea
   degrades to the visual embedding alone when the image has no text. Deviation: ViSTA learns the aggregation (a
   fusion token exchanged between a visual and a scene-text transformer, trained with a fusion-to-text
   contrastive loss); here the aggregation is a fixed weighted sum of the frozen model's unit vectors, computed
-  exactly at query time from the stored vectors, no training. Items without expert rows keep ``s_v``.
+  exactly at query time from the stored vectors, no training. Items without expert rows keep ``s_v``. For a
+  video, ``s_v`` is the moments stage's score (the best of the whole video and its windows) while ``v`` in the norm
+  is the whole-video vector: exact when the whole video scores best, an approximation when a window does.
 * ``max``: ``max(s_v, max_e a_e s_e)``;
 * ``sum``: ``s_v + sum_e a_e s_e`` (an expert the item lacks adds 0).
 
