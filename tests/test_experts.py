@@ -367,3 +367,25 @@ def test_sidecar_reads_fields_from_a_manifest(tmp_path):
     assert ex.signature(str(tmp_path / "imgs" / "coffee.png"), "h") != sig  # an edited manifest re-indexes
     with pytest.raises(ExpertSkip, match="captions.jsonl line 1 is not valid JSON"):
         ex.extract(str(tmp_path / "imgs" / "coffee.png"), "image")
+
+
+def test_ocr_skip_is_recorded_and_the_item_kept(tmp_path, tiny_encoder, monkeypatch, capsys):
+    """An image over the OCR pixel limit: skipped by the ocr expert with the reason (xmr index prints it, xmr info
+    lists it), its visual embedding indexed. The limit is lowered so that no OCR runs at all."""
+    import xmr.experts
+    from xmr.experts.ocr import OcrExpert
+
+    real = xmr.experts.create_expert
+    monkeypatch.setattr(xmr.experts, "create_expert", lambda n: OcrExpert(OcrExpert.Config(max_pixels=10_000))
+                        if n == "ocr" else real(n))
+    d = tmp_path / "imgs"
+    d.mkdir()
+    shutil.copy(SAMPLES / "page.png", d / "page.png")
+    code, out, err = run_cli(capsys, "index", str(d), "--index", str(tmp_path / "idx"), "--model", "tiny",
+                             "--experts", "ocr")
+    assert code == 0 and "1 added" in out and "expert ocr: ran on 1 items (0 texts" in out
+    assert "expert ocr skipped" in err and "over the 10000-pixel limit" in err
+    code, out, _ = run_cli(capsys, "info", "--index", str(tmp_path / "idx"))
+    assert "expert ocr: ran on 1 items, text in 0 (0 rows), 1 skipped" in out and "10000-pixel limit" in out
+    code, out, _ = run_cli(capsys, "search", "a page", "--index", str(tmp_path / "idx"), "--json")
+    assert [r["path"].rsplit("/", 1)[-1] for r in json.loads(out)["results"]] == ["page.png"]
