@@ -15,6 +15,7 @@ kind (``ALL`` key)  registry                    filled by
 ``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
 ``composer``       :data:`COMPOSERS`           ``xmr.compose.{tirg,jvsm}`` (composed image + text queries)
 ``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
+``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
 ``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles}``
 =================  ==========================  ===========================================================
 
@@ -54,6 +55,8 @@ LOSSES: Registry = Registry("training loss")
 COMPOSERS: Registry = Registry("composer")
 #: scheme -> loader(root, split, options, seed) -> ComposedDataset (reference image + text -> target queries)
 COMPOSED_DATASETS: Registry = Registry("composed dataset scheme")
+#: name -> factory(arg: str | None) -> a moment model (start / end / video scores over clip features)
+MOMENT_MODELS: Registry = Registry("moment model")
 #: name -> Expert subclass (with a ``Config`` dataclass attribute): text / features an item carries besides its
 #: visual embedding (scene text, sidecar metadata, subtitles), built by ``xmr index --experts``
 EXPERTS: Registry = Registry("expert")
@@ -72,6 +75,7 @@ ALL: dict[str, Registry] = {
     "loss": LOSSES,
     "composer": COMPOSERS,
     "composed_dataset": COMPOSED_DATASETS,
+    "moment_model": MOMENT_MODELS,
     "expert": EXPERTS,
 }
 
@@ -90,6 +94,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loss": ("xmr.train.losses",),
     "composer": ("xmr.compose.tirg", "xmr.compose.jvsm"),
     "composed_dataset": ("xmr.data.composed",),
+    "moment_model": ("xmr.localize.squidnet",),
     "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles")),
 }
 
@@ -122,4 +127,5 @@ def load_for(kind: str, name: str) -> Registry:
 
 
 __all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERTS", "FUSIONS", "LOSSES", "MODULES",
-           "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]
+           "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
+           "load_all", "load_for"]
