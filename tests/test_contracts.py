@@ -83,6 +83,48 @@ def test_registries_module_is_cheap_and_the_old_names_are_the_same_objects():
         load_all("encoders")
 
 
+# ======================================================================================================= experts
+def _expert_input(name, tmp):
+    """(media path, media type) each registered expert reads, with the sidecar / subtitle files it needs."""
+    import shutil
+
+    if name == "ocr":
+        pytest.importorskip("rapidocr_onnxruntime", reason="the ocr expert needs xmr[ocr]")
+        return str(SAMPLES / "page.png"), "image"
+    if name == "sidecar":
+        shutil.copy(SAMPLES / "horse.png", tmp / "horse.png")
+        (tmp / "horse.txt").write_text("a horse")
+        return str(tmp / "horse.png"), "image"
+    if name == "subtitles":
+        (tmp / "clip.mp4").write_bytes(b"")
+        (tmp / "clip.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
+        return str(tmp / "clip.mp4"), "video"
+    pytest.fail(f"expert {name!r} is registered but has no input in tests/test_contracts.py _expert_input: add one")
+
+
+@pytest.mark.parametrize("name", registries.EXPERTS.names())
+def test_expert_contract(name, tmp_path):
+    import json as _json
+
+    from xmr.experts import ExpertText, create_expert
+
+    ex = create_expert(name)
+    path, kind = _expert_input(name, tmp_path)
+    assert ex.name == name and ex.applies(kind)
+    _json.dumps(ex.describe())
+    sig = ex.signature(path, "a" * 64)
+    assert sig == ex.signature(path, "a" * 64) and sig != ex.signature(path, "b" * 64)
+    rows = ex.extract(path, kind)
+    assert rows and all(isinstance(r, ExpertText) and r.text.strip() and r.field for r in rows)
+    assert all((r.start is None) == (r.end is None) and (r.start is None or r.start <= r.end) for r in rows)
+    import os
+
+    for f in [f for f in ex.inputs(path) if os.path.exists(f)]:  # touching one changes the signature (re-index)
+        st = os.stat(f)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        assert ex.signature(path, "a" * 64) != sig
+
+
 # ======================================================================================================= encoders
 
 

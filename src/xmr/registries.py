@@ -16,6 +16,7 @@ kind (``ALL`` key)  registry                    filled by
 ``composer``       :data:`COMPOSERS`           ``xmr.compose.{tirg,jvsm}`` (composed image + text queries)
 ``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
 ``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
+``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles}``
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -56,6 +57,9 @@ COMPOSERS: Registry = Registry("composer")
 COMPOSED_DATASETS: Registry = Registry("composed dataset scheme")
 #: name -> factory(arg: str | None) -> a moment model (start / end / video scores over clip features)
 MOMENT_MODELS: Registry = Registry("moment model")
+#: name -> Expert subclass (with a ``Config`` dataclass attribute): text / features an item carries besides its
+#: visual embedding (scene text, sidecar metadata, subtitles), built by ``xmr index --experts``
+EXPERTS: Registry = Registry("expert")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -72,6 +76,7 @@ ALL: dict[str, Registry] = {
     "composer": COMPOSERS,
     "composed_dataset": COMPOSED_DATASETS,
     "moment_model": MOMENT_MODELS,
+    "expert": EXPERTS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -90,6 +95,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "composer": ("xmr.compose.tirg", "xmr.compose.jvsm"),
     "composed_dataset": ("xmr.data.composed",),
     "moment_model": ("xmr.localize.squidnet",),
+    "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles")),
 }
 
 
@@ -120,6 +126,6 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES",
+__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERTS", "FUSIONS", "LOSSES", "MODULES",
            "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
            "load_all", "load_for"]

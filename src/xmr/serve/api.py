@@ -35,6 +35,10 @@ class ResultItem(BaseModel):
     media_type: str = Field(description="image or video")
     start: Optional[float] = Field(None, description="video results: start of the matched segment, seconds")
     end: Optional[float] = Field(None, description="video results: end of the matched segment, seconds")
+    match: Optional[str] = Field(None, description="indexes with experts: 'visual' or the expert that matched "
+                                                   "(ocr, sidecar, subtitles)")
+    experts: Optional[dict] = Field(None, description="indexes with experts: per expert, its best row's score, "
+                                                      "text and field (and start/end of a timed row)")
     thumbnail: str = Field(description="URL of a JPEG thumbnail")
     media: str = Field(description="URL of the file itself (supports HTTP Range)")
 
@@ -115,12 +119,15 @@ def build_router(ctx: ServeContext) -> APIRouter:
     NOT = Annotated[Optional[list[str]], Query(alias="not", max_length=8, description="negative text terms "
                                                                                    "(repeatable)")]
 
-    def _search(query: RQuery, k: int, media_type: str) -> dict:
+    def _search(query: RQuery, k: int, media_type: str, phrase: str | None = None) -> dict:
         if str(query.fuse).startswith("learned"):
             raise HTTPException(422, "learned fusion loads a model from disk and is not offered by the server")
         if media_type == "moment":
             return _moment_search(query, k)
+        pipe = ctx.pipeline
         try:
+            if phrase:
+                pipe = _with_phrase(pipe, phrase)
             with metrics.stage("encode_query"):
                 reader = live.reader()
                 pipe.check(reader, None if media_type == "all" else media_type)
@@ -161,13 +168,17 @@ def build_router(ctx: ServeContext) -> APIRouter:
              "thumbnail": f"/api/items/{r.id}/thumbnail", "media": f"/api/items/{r.id}/media"}
         if r.start is not None:  # videos: the best-matching segment
             d["start"], d["end"] = r.start, r.end
+        if r.match is not None:  # the experts stage ran
+            d["match"], d["experts"] = r.match, r.experts
         return d
 
     @router.get("/api/search", response_model=SearchResponse, response_model_exclude_none=True,
                 responses=_ERRORS, tags=["search"], summary="Search with a text query")
     def search_text(q: Annotated[list[str], Query(min_length=1, max_length=8, description="text query; repeat "
                                                   "for several texts describing one target")],
-                    k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None):
+                    k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None,
+                    phrase: Annotated[Optional[str], Query(max_length=200, description="indexes with experts: only "
+                                                           "items whose expert text holds this phrase")] = None):
         texts = [t.strip() for t in q]
         if any(not t for t in texts) or any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
             raise HTTPException(422, "empty query" if any(not t for t in texts) else
@@ -176,7 +187,13 @@ def build_router(ctx: ServeContext) -> APIRouter:
             query = RQuery.texts(texts, fuse=fuse, negatives=[n.strip() for n in not_ or [] if n.strip()])
         except ConfigError as e:
             raise HTTPException(422, str(e)) from None
-        return _search(query, k, type)
+        phrase = phrase.strip() if phrase and phrase.strip() else None
+        if phrase is None and len(texts) == 1 and any(st.name == "experts" for st in ctx.pipeline.stages):
+            import re
+
+            quoted = re.findall(r'"([^"]+)"', texts[0])  # as `xmr search '"EXIT" sign'`: the quoted part is a phrase
+            phrase = quoted[0] if quoted else None
+        return _search(query, k, type, phrase)
 
     @router.post(
         "/api/search/image", response_model=SearchResponse, response_model_exclude_none=True, responses=_ERRORS,
@@ -319,6 +336,21 @@ def build_router(ctx: ServeContext) -> APIRouter:
         return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     return router
+
+
+def _with_phrase(pipe, phrase: str):
+    """``pipe`` with its experts stage (added when missing) keeping only items whose expert text holds ``phrase``."""
+    from ..retrieval import Pipeline
+    from ..retrieval.stages import ExpertStage
+
+    stages, done = [], False
+    for st in pipe.stages:
+        if isinstance(st, ExpertStage):
+            st, done = ExpertStage(st.experts, st.fusion, st.weights, phrase, st.pool), True
+        stages.append(st)
+    if not done:
+        stages.insert(1, ExpertStage(phrase=phrase))
+    return Pipeline(pipe.encoder, stages, pipe.candidates)
 
 
 def _faiss_threads(n: int | None) -> None:
