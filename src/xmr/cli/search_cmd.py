@@ -30,6 +30,9 @@ def setup(p):
                         "+prototypes@DIR)")
     add_rescore_args(p)
     add_rerank_args(p)
+    p.add_argument("--lang", default=None, metavar="CODE",
+                   help="language of the text query (en, or one the model acquired: de, fr, cs for concept); "
+                        "default: detected per text (reported in --json as 'languages')")
     p.add_argument("--server", default=None, metavar="URL",
                    help="send the text search to a running `xmr serve` at URL (e.g. http://127.0.0.1:8000), which "
                         "has its model loaded already (default: $XMR_SERVER if set, else search here)")
@@ -70,7 +73,7 @@ def build_query(args):
     terms += [Term("text", t, -1.0) for t in args.negatives]
     if args.fuse != "mean-sim" and len(terms) < 2:
         raise ConfigError("--fuse needs several queries")
-    return Query(tuple(terms), args.fuse)
+    return Query(tuple(terms), args.fuse, lang=getattr(args, "lang", None))
 
 
 def _load_vectors(path: str):
@@ -162,6 +165,9 @@ def run(args) -> int:
                 d["rerank"] = {k: s[k] for k in ("cross_encoder", "k", "alpha")}
         if len(query.terms) > 1:
             d["fuse"] = query.fuse
+        texts = [t.value for t in query.terms if t.kind == "text"]
+        if texts:  # which text tower each text went through, and how that was decided (docs/multilingual.md)
+            d["languages"] = enc.text_languages(texts, query.lang)
         print_json({k: d[k] for k in ("query", "model", *(k for k in d if k not in ("query", "model", "results")),
                                       "results")})
         return 0

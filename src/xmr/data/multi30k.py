@@ -16,7 +16,8 @@ XTD10 (Aggarwal & Kale, 2020), the multilingual test set of 1,000 MSCOCO images:
 
 As retrieval datasets, items are the images (lines naming the same image are grouped, in first-appearance order),
 captions the lines in ``lang`` (default ``en``), media ``<root>/<image name>`` (``root`` defaults to ``DIR/images``:
-the images are not part of either text release; give ``root=`` where you have them). :func:`read_parallel` gives
+the images are not part of either text release; give ``root=`` where you have them; a ``#<caption id>`` suffix of
+an image name, as in Multi30K's COCO split, is dropped). :func:`read_parallel` gives
 the aligned text itself (for training language acquirers and for caption-to-caption evaluation, which need no
 images).
 """
@@ -119,7 +120,7 @@ def _dataset(kind: str, arg: str, split: str | None, caption_policy: str, option
     root = os.path.abspath(os.path.expanduser(opts.get("root") or os.path.join(folder, "images")))
     groups: dict[str, list[str]] = {}
     for name, cap in zip(par["images"], par[lang]):
-        groups.setdefault(name, []).append(cap)
+        groups.setdefault(name.split("#", 1)[0], []).append(cap)  # "COCO_...jpg#657409": the caption id dropped
     items = [Item(media=os.path.join(root, name), captions=tuple(caps), split=split or "test", id=name)
              for name, caps in groups.items()]
     files = [f for f in (_layout(kind, folder, split, lang)[0],) if f] + [_layout(kind, folder, split, lang)[1]]

@@ -52,6 +52,9 @@ class MLATrainConfig:
     bottleneck: int = 64
     max_length: int = 48
     save_dtype: str = "float16"  # weights written to OUT (checkpoints keep float32): float16 | float32
+    tokenizer: str = ""  # a tokenizer.json to reuse (e.g. another run's); "": train a WordPiece on the L side.
+    # HF tokenizers' WordPiece trainer breaks frequency ties differently from run to run (a few tokens of 8,000),
+    # so runs that must be compared token for token share one tokenizer file.
 
     LIMITS = {"epochs": (1, 10_000), "steps_per_epoch": (1, 1_000_000), "batch_size": (1, 4096),
               "lr": (1e-7, 1.0), "val_size": (1, 1_000_000)}
@@ -137,13 +140,17 @@ def train_acquirer(cfg: MLATrainConfig, data_dir: str, out: str | Path, *, resum
     torch.manual_seed(cfg.seed)
     md = english_model_dir()
     tower = FrozenTower(md)
-    acfg = AcquirerConfig(lang=cfg.lang, vocab_size=cfg.vocab_size, embed_rank=cfg.embed_rank,
-                          bottleneck=cfg.bottleneck, width=tower.width, layers=len(tower.layers),
-                          max_length=cfg.max_length)
+    from tokenizers import Tokenizer
+
     if start_from is None:
-        tok_json = train_wordpiece(train[cfg.lang], cfg.vocab_size, cfg.max_length)
-        a, b = factorise(initial_embeddings(tok_json, md, tower.english_word_embeddings(), cfg.vocab_size),
-                         cfg.embed_rank)
+        if cfg.tokenizer:
+            tok_json = Path(cfg.tokenizer).expanduser().read_text("utf-8")
+        else:
+            tok_json = train_wordpiece(train[cfg.lang], cfg.vocab_size, cfg.max_length)
+        vocab = Tokenizer.from_str(tok_json).get_vocab_size()  # a small corpus may give more (its alphabet) or fewer
+        acfg = AcquirerConfig(lang=cfg.lang, vocab_size=vocab, embed_rank=cfg.embed_rank, bottleneck=cfg.bottleneck,
+                              width=tower.width, layers=len(tower.layers), max_length=cfg.max_length)
+        a, b = factorise(initial_embeddings(tok_json, md, tower.english_word_embeddings(), vocab), cfg.embed_rank)
         module = build_acquirer(acfg)
         with torch.no_grad():
             module.embed_a.copy_(torch.from_numpy(a))
@@ -153,14 +160,13 @@ def train_acquirer(cfg: MLATrainConfig, data_dir: str, out: str | Path, *, resum
         epoch0, step = 0, 0
     else:
         meta, _, optim_state, rng = state.load_state(start_from)
-        if meta["config"] != asdict(cfg):
+        if {**meta["config"], "epochs": 0} != {**asdict(cfg), "epochs": 0}:  # more epochs: the usual resume
             raise ConfigError(f"--resume: {out} was trained with another configuration; give the same options or a "
                               "new --out (nothing was changed)")
         loaded = load_acquirer(start_from)
-        module, tok_json = loaded.module.train(), (start_from / "tokenizer.json").read_text("utf-8")
+        acfg, module = loaded.cfg, loaded.module.train()
+        tok_json = (start_from / "tokenizer.json").read_text("utf-8")
         history, epoch0, step = meta["history"], meta["epoch"], meta["step"]
-    from tokenizers import Tokenizer
-
     tok = Tokenizer.from_str(tok_json)
     tok.enable_truncation(cfg.max_length)
     tok.no_padding()

@@ -1,0 +1,127 @@
+"""MLA language acquirers (docs/multilingual.md): German / French / Czech queries against the English tower's space.
+
+    python benchmarks/multilingual.py --data ../shared/data/multi30k --images ../shared/data/flickr8k-dev/images \
+        [--seeds de=runs/de-s0,runs/de-s1,runs/de-s2] [--out results.json]
+
+A. Cross-lingual caption retrieval, Multi30K test_2016_flickr (969 lines; query in L, gallery = the 969 English
+   captions, the match is the query's translation; R@1/5/10 by xmr.eval.evaluate_sims), three ways:
+   * floor: the untouched English tower fed the foreign text (``concept+lang:none``);
+   * student: the bundled acquirer (``concept``, lang given; and lang detected per query, as ``xmr search`` does);
+   * ceiling: the English query itself, i.e. the translation's own vector: R@1 = 100 by construction in this
+     protocol, so "share of the ceiling" is (student - floor) / (100 - floor), the share of the gap closed.
+   Both in the space the acquirer is trained in (MiniLM sentence embeddings, 384-d) and in the default model's query
+   space (concept, 2000-d: what an index is searched with).
+B. "Returns what its English translation returns": the same test lines as queries over an English-indexed image
+   collection (``--images``, encoded by ``concept``; an xmr index's default flat backend ranks by the same exact
+   inner product): share of queries whose top-1 image equals the English translation's top-1, and mean overlap of
+   the top-5 sets; floor vs student (the ceiling is 100% by definition).
+C. Seeds (``--seeds L=DIR,DIR,DIR``): part A's student R@1/5/10 (MiniLM space) per training run, mean +- std, with
+   each run's trained / frozen parameters and training seconds (from its training.json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def recall(q: np.ndarray, g: np.ndarray) -> dict:
+    from xmr.eval import evaluate_sims
+
+    m = evaluate_sims(q @ g.T, np.arange(len(q)), "standard")["t2i"]
+    return {k: round(m[k], 2) for k in ("R@1", "R@5", "R@10")}
+
+
+def gap_share(student: float, floor: float, ceiling: float = 100.0) -> float:
+    return round(100.0 * (student - floor) / (ceiling - floor), 1) if ceiling > floor else float("nan")
+
+
+def agreement(q: np.ndarray, ref: np.ndarray, images: np.ndarray, k: int = 5) -> dict:
+    sq, sr = q @ images.T, ref @ images.T
+    tq, tr = np.argsort(-sq, 1)[:, :k], np.argsort(-sr, 1)[:, :k]
+    top1 = float((tq[:, 0] == tr[:, 0]).mean() * 100)
+    overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(tq, tr)]) * 100)
+    return {"same_top1_%": round(top1, 1), f"top{k}_overlap_%": round(overlap, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="Multi30K text folder")
+    ap.add_argument("--split", default="test_2016_flickr")
+    ap.add_argument("--langs", default="de,fr,cs")
+    ap.add_argument("--images", default=None, help="an image folder for part B (e.g. flickr8k-dev/images)")
+    ap.add_argument("--seeds", action="append", default=[], metavar="L=DIR,DIR,...", help="part C")
+    ap.add_argument("--limit", type=int, default=None, help="first N test lines only (quick look)")
+    ap.add_argument("--out", default=None, help="write the results as JSON")
+    args = ap.parse_args()
+
+    import xmr
+    from xmr.data.multi30k import read_parallel
+
+    langs = [x.strip() for x in args.langs.split(",") if x.strip()]
+    par = read_parallel(args.data, ["en", *langs], args.split)
+    n = args.limit or len(par["en"])
+    en = par["en"][:n]
+    floor_enc = xmr.create_encoder("concept+lang:none")
+    enc = xmr.create_encoder("concept")
+    res: dict = {"split": args.split, "queries": n, "A": {}, "B": {}, "C": {}}
+    g_sent = floor_enc._embed(en)  # English MiniLM sentence vectors (ONNX), the acquirers' targets
+    g_concept = floor_enc.encode_text(en)
+    for lang in langs:
+        q = par[lang][:n]
+        t0 = time.perf_counter()
+        s_sent = enc.multilingual.encode(q, lang)
+        enc_s = time.perf_counter() - t0
+        f_sent = floor_enc._embed(q)
+        row = {"floor_minilm": recall(f_sent, g_sent), "student_minilm": recall(s_sent, g_sent),
+               "floor_concept": recall(floor_enc.encode_text(q), g_concept),
+               "student_concept": recall(enc.encode_text(q, lang=lang), g_concept),
+               "student_concept_detected": recall(enc.encode_text(q), g_concept),
+               "detected_as_lang_%": round(100 * float(np.mean([d["lang"] == lang for d in enc.text_languages(q)])), 1),
+               "ceiling_R@1": 100.0, "student_encode_seconds": round(enc_s, 1)}
+        for space in ("minilm", "concept"):
+            row[f"gap_closed_R@1_{space}_%"] = gap_share(row[f"student_{space}"]["R@1"], row[f"floor_{space}"]["R@1"])
+        res["A"][lang] = row
+        print(f"A {lang}: {json.dumps(row)}", flush=True)
+    if args.images:
+        from xmr.media import media_type_of
+
+        files = sorted(str(p) for p in Path(args.images).iterdir() if media_type_of(str(p)) == "image")
+        t0 = time.perf_counter()
+        imgs = enc.encode_images(files, batch_size=8)
+        res["B"]["images"] = len(files)
+        res["B"]["image_encode_seconds"] = round(time.perf_counter() - t0, 1)
+        ref = g_concept
+        for lang in langs:
+            q = par[lang][:n]
+            res["B"][lang] = {"floor": agreement(floor_enc.encode_text(q), ref, imgs),
+                              "student": agreement(enc.encode_text(q), ref, imgs)}
+            print(f"B {lang}: {json.dumps(res['B'][lang])}", flush=True)
+    for spec in args.seeds:
+        lang, _, dirs = spec.partition("=")
+        rows = []
+        for d in [x for x in dirs.split(",") if x]:
+            e = xmr.create_encoder(f"concept+lang:{lang}@{d}")
+            info = json.loads((Path(d) / "training.json").read_text())
+            r = recall(e.multilingual.encode(par[lang][:n], lang), g_sent)
+            rows.append({"run": d, **r, "seed": info["config"]["seed"], "steps": info["steps"],
+                         "trainable_params": info["trainable_params"], "frozen_params": info["frozen_params"],
+                         "train_seconds": info["train_seconds_this_run"]})
+        summ = {k: (round(statistics.mean(r[k] for r in rows), 2),
+                    round(statistics.stdev(r[k] for r in rows), 2) if len(rows) > 1 else 0.0)
+                for k in ("R@1", "R@5", "R@10")}
+        res["C"][lang] = {"runs": rows, "mean_std": summ}
+        print(f"C {lang}: {json.dumps(res['C'][lang])}", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    json.dump(res, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()
