@@ -42,6 +42,8 @@ def remote_search(url: str, args, timeout: float = 30.0) -> dict:
         raise ConfigError('give a text query (e.g. xmr search "a cat on a sofa"); --server answers text queries')
     params = [("q", t) for t in args.query] + [("not", t) for t in args.negatives]
     params += [("k", str(args.k)), ("type", args.media_type), ("fuse", args.fuse)]
+    if getattr(args, "lang", None):
+        params.append(("lang", args.lang))
     req = urllib.request.Request(f"{url}/api/search?{urllib.parse.urlencode(params)}",
                                  headers={"Accept": "application/json"})
     try:

@@ -50,9 +50,12 @@ def _identifier(langs: tuple[str, ...] | None = None):
     except ImportError:
         raise MissingExtraError("automatic query-language detection needs py3langid: pip install py3langid "
                                 "(or pass the language explicitly, --lang / lang=)") from None
-    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    if langs is not None:
-        ident.set_languages(langs)
+    if langs is None:  # loading the model takes ~0.5-2 s: once per process, the restricted ones are views of it
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    import copy
+
+    ident = copy.copy(_identifier(None))
+    ident.set_languages(langs)
     return ident
 
 
