@@ -195,3 +195,47 @@ def test_crosslingual_eval_cli(capsys):
     assert code == 0 and json.loads(out)["queries"] == 6
     code, _, err = run_cli(capsys, "eval", "--dataset", f"multi30k:{M30K}:val", "--query-lang", "en")
     assert code == 2 and "both 'en'" in err
+
+
+# ---- search and serve ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def samples_index(tmp_path_factory, concept_encoder):
+    from conftest import SAMPLES
+    from xmr.index import index_folder
+
+    idx = tmp_path_factory.mktemp("ml_idx")
+    index_folder(SAMPLES, idx, concept_encoder, show_progress=False)
+    return idx
+
+
+def test_search_german_finds_what_english_finds(capsys, samples_index):
+    code, out, _ = run_cli(capsys, "search", "a cat lying on a sofa", "--index", str(samples_index), "--json")
+    en = json.loads(out)
+    code, out, _ = run_cli(capsys, "search", "eine Katze liegt auf einem Sofa", "--index", str(samples_index),
+                           "--json")
+    de = json.loads(out)
+    assert code == 0 and de["languages"][0]["lang"] == "de" and de["languages"][0]["how"] == "detected"
+    assert en["languages"][0]["lang"] == "en"
+    assert de["results"][0]["path"] == en["results"][0]["path"]
+    code, out, _ = run_cli(capsys, "search", "eine Katze", "--lang", "de", "--index", str(samples_index), "--json")
+    assert code == 0 and json.loads(out)["languages"] == [{"lang": "de", "how": "explicit", "detected": None,
+                                                           "confidence": None}]
+    code, _, err = run_cli(capsys, "search", "un gato", "--lang", "es", "--index", str(samples_index))
+    assert code == 2 and "supported: en, cs, de, fr" in err
+
+
+def test_serve_lang(samples_index, concept_encoder):
+    pytest.importorskip("fastapi", reason="xmr serve needs the serve extra")
+    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+    from fastapi.testclient import TestClient
+
+    from xmr.serve import ServeSettings, create_app
+
+    c = TestClient(create_app(samples_index, encoder=concept_encoder, settings=ServeSettings()),
+                   base_url="http://127.0.0.1", raise_server_exceptions=False)
+    r = c.get("/api/search", params={"q": "ein Hund läuft im Park", "k": 2})
+    assert r.status_code == 200 and r.json()["languages"][0]["lang"] == "de"
+    r = c.get("/api/search", params={"q": "a cat", "k": 2, "lang": "fr"})
+    assert r.status_code == 200 and r.json()["languages"][0]["how"] == "explicit"
+    r = c.get("/api/search", params={"q": "un gato", "lang": "es"})
+    assert r.status_code == 422 and "supported: en, cs, de, fr" in r.text
