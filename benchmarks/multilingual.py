@@ -49,6 +49,20 @@ def agreement(q: np.ndarray, ref: np.ndarray, images: np.ndarray, k: int = 5) ->
     return {"same_top1_%": round(top1, 1), f"top{k}_overlap_%": round(overlap, 1)}
 
 
+def run_info(d: Path) -> dict:
+    """Seed, steps and training seconds of a run folder or one of its checkpoints/epoch-NNNN folders (state.json),
+    and the acquirer's parameter count."""
+    from xmr.encoders.lang.acquirer import count_parameters, load_acquirer
+
+    st = d / "state.json" if (d / "state.json").is_file() else max((d / "checkpoints").glob("epoch-*/state.json"))
+    meta = json.loads(st.read_text())
+    hist = [h for h in meta["history"] if h["epoch"] > 0]
+    return {"seed": meta["config"]["seed"], "steps": meta["step"],
+            "train_seconds": round(sum(h["seconds"] for h in hist), 1),
+            "trainable_params": count_parameters(load_acquirer(d).module),
+            "val_R@1": hist[-1]["x2en_R@1"] if hist else None}
+
+
 def image_vectors(enc, files: list[str]) -> tuple[np.ndarray, float | None]:
     """The images' ``concept`` vectors, cached in $XMR_CACHE/bench (keyed by paths, sizes and the model)."""
     import hashlib
@@ -125,11 +139,10 @@ def main() -> None:
         rows = []
         for d in [x for x in dirs.split(",") if x]:
             e = xmr.create_encoder(f"concept+lang:{lang}@{d}")
-            info = json.loads((Path(d) / "training.json").read_text())
+            info = run_info(Path(d))
             r = recall(e.multilingual.encode(par[lang][:n], lang), g_sent)
-            rows.append({"run": d, **r, "seed": info["config"]["seed"], "steps": info["steps"],
-                         "trainable_params": info["trainable_params"], "frozen_params": info["frozen_params"],
-                         "train_seconds": info["train_seconds_this_run"]})
+            frozen = sum(p.numel() for p in e.multilingual._tower.bert.parameters())
+            rows.append({"run": d, **r, **info, "frozen_params": int(frozen)})
         summ = {k: (round(statistics.mean(r[k] for r in rows), 2),
                     round(statistics.stdev(r[k] for r in rows), 2) if len(rows) > 1 else 0.0)
                 for k in ("R@1", "R@5", "R@10")}
