@@ -195,7 +195,7 @@ def train_acquirer(cfg: MLATrainConfig, data_dir: str, out: str | Path, *, resum
         history.append({"epoch": 0, "step": 0, **validate()})
     train_s = 0.0
     for epoch in range(epoch0 + 1, cfg.epochs + 1):
-        t1, losses = time.time(), []
+        t1, c1, losses = time.time(), time.process_time(), []
         module.train()
         for _ in range(cfg.steps_per_epoch):
             idx = perm[np.arange(step * cfg.batch_size, (step + 1) * cfg.batch_size) % len(perm)]
@@ -210,7 +210,7 @@ def train_acquirer(cfg: MLATrainConfig, data_dir: str, out: str | Path, *, resum
             step += 1
         train_s += time.time() - t1
         row = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "seconds": time.time() - t1,
-               **validate()}
+               "cpu_seconds": time.process_time() - c1, **validate()}
         history.append(row)
         log.info("epoch %d: %s", epoch, row)
         meta = {"config": asdict(cfg), "history": history, "step": step,
