@@ -105,9 +105,12 @@ class MultilingualText:
         from .acquirer import encode_ids
 
         tower, acq = self._acquirer(lang)
+        out = np.zeros((len(texts), tower.width), np.float32)
         with torch.no_grad():
-            ids, mask = encode_ids(acq.tokenizer, texts)
-            return tower.sentence(acq.module, ids, mask).float().numpy()
+            for s in range(0, len(texts), 64):
+                ids, mask = encode_ids(acq.tokenizer, texts[s: s + 64])
+                out[s: s + 64] = tower.sentence(acq.module, ids, mask).float().numpy()
+        return out
 
     def describe(self) -> dict:
         from .acquirer import read_provenance
