@@ -97,7 +97,8 @@ def main() -> None:
     from xmr.data.multi30k import read_parallel
 
     langs = [x.strip() for x in args.langs.split(",") if x.strip()]
-    par = read_parallel(args.data, ["en", *langs], args.split)
+    seed_langs = [x.partition("=")[0] for x in args.seeds]
+    par = read_parallel(args.data, list(dict.fromkeys(["en", *langs, *seed_langs])), args.split)
     n = args.limit or len(par["en"])
     en = par["en"][:n]
     floor_enc = xmr.create_encoder("concept+lang:none")

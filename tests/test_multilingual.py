@@ -209,14 +209,15 @@ def samples_index(tmp_path_factory, concept_encoder):
 
 
 def test_search_german_finds_what_english_finds(capsys, samples_index):
-    code, out, _ = run_cli(capsys, "search", "a cat lying on a sofa", "--index", str(samples_index), "--json")
-    en = json.loads(out)
-    code, out, _ = run_cli(capsys, "search", "eine Katze liegt auf einem Sofa", "--index", str(samples_index),
-                           "--json")
-    de = json.loads(out)
-    assert code == 0 and de["languages"][0]["lang"] == "de" and de["languages"][0]["how"] == "detected"
-    assert en["languages"][0]["lang"] == "en"
-    assert de["results"][0]["path"] == en["results"][0]["path"]
+    for en_q, de_q, top in (("a horse in a field", "ein Pferd auf einer Wiese", "horse.png"),
+                            ("a cup of coffee", "eine Tasse Kaffee", "coffee.png")):
+        code, out, _ = run_cli(capsys, "search", en_q, "--index", str(samples_index), "--json")
+        en = json.loads(out)
+        code, out, _ = run_cli(capsys, "search", de_q, "--index", str(samples_index), "--json")
+        de = json.loads(out)
+        assert code == 0 and de["languages"][0]["lang"] == "de" and de["languages"][0]["how"] == "detected"
+        assert en["languages"][0]["lang"] == "en"
+        assert de["results"][0]["path"] == en["results"][0]["path"] and de["results"][0]["path"].endswith(top)
     code, out, _ = run_cli(capsys, "search", "eine Katze", "--lang", "de", "--index", str(samples_index), "--json")
     assert code == 0 and json.loads(out)["languages"] == [{"lang": "de", "how": "explicit", "detected": None,
                                                            "confidence": None}]
