@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..paths import display_path
 from ._common import add_device_arg, add_index_arg, index_path, print_json, register_command
+from ._interactive_args import add_interactive_args, check_interactive, interactive, print_interactive, run_interactive
 from ._stage_args import add_fuse_arg, add_rerank_args, add_rescore_args, search_options
 
 
@@ -10,6 +11,9 @@ def setup(p):
     p.add_argument("query", nargs="*", help="text query; several quoted queries describe one target (multi-query, "
                    "fused by --fuse); with --image, texts that modify the image (composed query)")
     p.add_argument("--image", metavar="FILE", help="search with an image (add texts to modify it)")
+    p.add_argument("--composer", metavar="DIR", default=None,
+                   help="with --image and text: compose them with this trained composer (xmr train-compose: tirg, "
+                        "jvsm; trained on the index's model) instead of the training-free fusion (docs/composed.md)")
     p.add_argument("--vector", metavar="FILE.npy",
                    help="search with raw query vectors of the index model's width: shape (D,) or (1, D) for one "
                         "query, (N, D) for N queries searched one by one (--json: one result list per row)")
@@ -36,6 +40,7 @@ def setup(p):
     p.add_argument("--server", default=None, metavar="URL",
                    help="send the text search to a running `xmr serve` at URL (e.g. http://127.0.0.1:8000), which "
                         "has its model loaded already (default: $XMR_SERVER if set, else search here)")
+    add_interactive_args(p)
 
 
 def build_query(args):
@@ -73,7 +78,10 @@ def build_query(args):
     terms += [Term("text", t, -1.0) for t in args.negatives]
     if args.fuse != "mean-sim" and len(terms) < 2:
         raise ConfigError("--fuse needs several queries")
-    return Query(tuple(terms), args.fuse, lang=getattr(args, "lang", None))
+    if getattr(args, "composer", None) is not None and (args.image is None or not texts):
+        raise ConfigError('--composer composes an image with text: give --image FILE and the modification, e.g. '
+                          'xmr search --image a.jpg "in red" --composer DIR')
+    return Query(tuple(terms), args.fuse, getattr(args, "composer", None), lang=getattr(args, "lang", None))
 
 
 def _load_vectors(path: str):
@@ -100,6 +108,9 @@ def check_args(args) -> None:
 
     from ..errors import ConfigError
 
+    composer = getattr(args, "composer", None)
+    if composer is not None and not os.path.isdir(composer):
+        raise ConfigError(f"--composer {composer}: no such folder (train one with xmr train-compose --out DIR)")
     for flag, f in (("--image", args.image), ("--vector", args.vector)):
         if f is None:
             continue
@@ -123,11 +134,12 @@ def run(args) -> int:
     check_k(args.k, "--k")
     from ._remote import remote_search, server_url
 
-    url = server_url(args)
+    url = server_url(args) if not interactive(args) else None
     if url is not None:
         return _print_remote(remote_search(url, args), args)
     check_args(args)
     query = build_query(args)
+    check_interactive(args, query)
     options = search_options(args)
     store, reader = open_reader(index_path(args))  # read-only: a search never writes to the index
     queries = query if isinstance(query, list) else [query]
@@ -139,6 +151,9 @@ def run(args) -> int:
         enc = _encoder(spec, reader, queries, args)
         pipe = build_pipeline(enc, options)
         t1 = time.perf_counter()
+        if interactive(args):
+            out, props = run_interactive(args, pipe, reader, query)
+            return print_interactive(out, props, args, lambda o: _print_results(o, reader))
         outs = [pipe.search(reader, q, args.k, args.media_type) for q in queries]
         t2 = time.perf_counter()
     finally:
@@ -166,8 +181,16 @@ def run(args) -> int:
         if len(query.terms) > 1:
             d["fuse"] = query.fuse
         texts = [t.value for t in query.terms if t.kind == "text"]
-        if texts:  # which text tower each text went through, and how that was decided (docs/multilingual.md)
+        if texts and len(enc.capabilities.languages) > 1:  # a multilingual model: which text tower each text
+            # went through, and how that was decided (docs/multilingual.md)
             d["languages"] = enc.text_languages(texts, query.lang)
+        from ..retrieval.uncertainty import search_uncertainty
+
+        u = search_uncertainty(enc, query, out.results)  # a PCME model: query and result uncertainty
+        if u is not None:
+            for r in d["results"]:
+                r["uncertainty"] = u["results"][r["id"]]
+            d["uncertainty"] = {k: v for k, v in u.items() if k != "results"}
         print_json({k: d[k] for k in ("query", "model", *(k for k in d if k not in ("query", "model", "results")),
                                       "results")})
         return 0

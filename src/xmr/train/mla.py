@@ -217,7 +217,7 @@ def train_acquirer(cfg: MLATrainConfig, data_dir: str, out: str | Path, *, resum
                 "training": {"method": "mla-nlt", "data": str(data_dir), "epoch": epoch, "step": step}}
         state.save_epoch(out, epoch, _Saved(acfg, module, tok_json), {}, opt, meta)
         report.write_csv(out / "metrics.csv", history)
-        report.plot_curve(out / "curve.png", history, f"MLA acquirer {cfg.lang} (NLT)")
+        report.plot_curve(out / "curve.png", history, f"MLA acquirer {cfg.lang} (NLT)", keys=("x2en_R@1", "x2en_R@5"))
         tb.add(row)
     tb.close()
     info = {"method": "mla-nlt", "lang": cfg.lang, "config": asdict(cfg), "pairs": len(target),
