@@ -411,7 +411,7 @@ DATASET_FIXTURES = {
     "multi30k": f"multi30k:{FIXTURES / 'multi30k_tiny'}:val?lang=de",
     "xtd": f"xtd:{FIXTURES / 'xtd_tiny'}?lang=fr",
     **{s: f"{s}:{VIDEO_FIXTURES / s}"
-       for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "vatex", "youcook2")},
+       for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "tvr", "vatex", "youcook2")},
 }
 
 

@@ -31,6 +31,7 @@ from . import multi30k as _multi30k  # noqa: F401  (registers "multi30k", "xtd")
 from . import parquet as _parquet  # noqa: F401  (registers "parquet")
 from . import vatex as _vatex  # noqa: F401  (registers "vatex")
 from . import webdataset as _webdataset  # noqa: F401  (registers "wds")
+from . import tvr as _tvr  # noqa: F401  (registers "tvr")
 from . import youcook2 as _youcook2  # noqa: F401  (registers "youcook2")
 from .base import (
     COMMON_OPTIONS,

@@ -24,7 +24,7 @@ from .settings import ServeSettings
 from .thumbs import ThumbnailCache
 from .uploads import PixelBudget, UploadError, decode_image, extract_upload, image_pixels, read_body_limited
 
-MediaFilter = Literal["image", "video", "all"]
+MediaFilter = Literal["image", "video", "moment", "all"]
 
 
 class ResultItem(BaseModel):
@@ -120,6 +120,8 @@ def build_router(ctx: ServeContext) -> APIRouter:
     def _search(query: RQuery, k: int, media_type: str) -> dict:
         if str(query.fuse).startswith("learned"):
             raise HTTPException(422, "learned fusion loads a model from disk and is not offered by the server")
+        if media_type == "moment":
+            return _moment_search(query, k)
         try:
             with metrics.stage("encode_query"):
                 reader = live.reader()
@@ -141,6 +143,23 @@ def build_router(ctx: ServeContext) -> APIRouter:
         langs = ctx.queries.encoder.text_languages(texts, query.lang) if texts and multi else None
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": media_type,
                 "k": k, "stages": out.stages, "languages": langs, "results": [_result(r) for r in out.results]}
+
+    def _moment_search(query: RQuery, k: int) -> dict:
+        """type=moment: moments ranked across the indexed videos (training-free localisation; docs/moments.md)."""
+        from ..errors import XmrIndexError
+        from ..retrieval.moment_search import check_has_videos, search_moments_embedded
+
+        try:
+            reader = live.reader()
+            check_has_videos(reader)
+            with metrics.stage("encode_query"):
+                emb = encode_query(_Batched(ctx.queries), query)
+            _faiss_threads(s.faiss_threads)
+            out = search_moments_embedded(reader, emb, k, model_spec=live.model_spec)
+        except (ConfigError, XmrIndexError) as e:
+            raise HTTPException(422, str(e)) from None
+        return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": "moment",
+                "k": k, "stages": out.stages, "results": [_result(r) for r in out.results]}
 
     def _result(r) -> dict:
         d = {"rank": r.rank, "id": r.id, "path": relative_path(r), "score": r.score, "media_type": r.media_type,
