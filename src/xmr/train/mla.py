@@ -111,7 +111,7 @@ class _Saved:
     def __init__(self, acfg, module, tokenizer_json: str):
         self.acfg, self.module, self.tokenizer_json = acfg, module, tokenizer_json
 
-    def save(self, directory, training: dict):
+    def save(self, directory, training: dict, heads=None):  # heads: a TrainLoss's extra heads; MLA has none
         from ..encoders.lang.acquirer import save_acquirer
 
         save_acquirer(directory, self.acfg, self.module, self.tokenizer_json, training=training)
