@@ -47,6 +47,8 @@ def remote_search(url: str, args, timeout: float = 30.0) -> dict:
     params = [("q", t) for t in args.query or [phrase]] + [("not", t) for t in args.negatives]
     params += [("phrase", phrase)] if phrase else []
     params += [("k", str(args.k)), ("type", args.media_type), ("fuse", args.fuse)]
+    if getattr(args, "lang", None):
+        params.append(("lang", args.lang))
     req = urllib.request.Request(f"{url}/api/search?{urllib.parse.urlencode(params)}",
                                  headers={"Accept": "application/json"})
     try:

@@ -38,6 +38,9 @@ def setup(p):
                         "+prototypes@DIR)")
     add_rescore_args(p)
     add_rerank_args(p)
+    p.add_argument("--lang", default=None, metavar="CODE",
+                   help="language of the text query (en, or one the model acquired: de, fr, cs for concept); "
+                        "default: detected per text (reported in --json as 'languages')")
     e = p.add_argument_group("experts (indexes built with xmr index --experts; docs/experts.md)")
     e.add_argument("--phrase", default=None, metavar="TEXT",
                    help='only items whose expert text (OCR, sidecar, subtitles) holds TEXT as whole words, any case; '
@@ -96,7 +99,7 @@ def build_query(args):
     if getattr(args, "composer", None) is not None and (args.image is None or not texts):
         raise ConfigError('--composer composes an image with text: give --image FILE and the modification, e.g. '
                           'xmr search --image a.jpg "in red" --composer DIR')
-    return Query(tuple(terms), args.fuse, getattr(args, "composer", None))
+    return Query(tuple(terms), args.fuse, getattr(args, "composer", None), lang=getattr(args, "lang", None))
 
 
 def _load_vectors(path: str):
@@ -206,6 +209,10 @@ def run(args) -> int:
                 d["rerank"] = {k: s[k] for k in ("cross_encoder", "k", "alpha")}
         if len(query.terms) > 1:
             d["fuse"] = query.fuse
+        texts = [t.value for t in query.terms if t.kind == "text"]
+        if texts and len(enc.capabilities.languages) > 1:  # a multilingual model: which text tower each text
+            # went through, and how that was decided (docs/multilingual.md)
+            d["languages"] = enc.text_languages(texts, query.lang)
         from ..retrieval.uncertainty import search_uncertainty
 
         u = search_uncertainty(enc, query, out.results)  # a PCME model: query and result uncertainty

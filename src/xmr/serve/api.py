@@ -4,7 +4,7 @@ Clients address media by integer item id only: no request parameter or path is e
 """
 
 import mimetypes
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
@@ -50,6 +50,8 @@ class SearchResponse(BaseModel):
     type: MediaFilter
     k: int
     stages: list[dict] = Field(description="every stage that produced the results, with its parameters")
+    languages: Optional[list[dict]] = Field(None, description="per text term: the language whose text tower encoded "
+                                            "it and how it was chosen (explicit / detected / default)")
     results: list[ResultItem]
 
 
@@ -143,8 +145,11 @@ def build_router(ctx: ServeContext) -> APIRouter:
         sec = out.seconds
         metrics.observe_stage("search", sec.get("first-stage", 0.0) + sec.get("moments", 0.0))
         metrics.observe_stage("rescore", sum(v for n, v in sec.items() if n not in ("first-stage", "moments")))
+        texts = [t.value for t in query.terms if t.kind == "text"]
+        multi = len(ctx.queries.encoder.capabilities.languages) > 1  # a multilingual model says how it routed
+        langs = ctx.queries.encoder.text_languages(texts, query.lang) if texts and multi else None
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": media_type,
-                "k": k, "stages": out.stages, "results": [_result(r) for r in out.results]}
+                "k": k, "stages": out.stages, "languages": langs, "results": [_result(r) for r in out.results]}
 
     def _moment_search(query: RQuery, k: int) -> dict:
         """type=moment: moments ranked across the indexed videos (training-free localisation; docs/moments.md)."""
@@ -178,13 +183,17 @@ def build_router(ctx: ServeContext) -> APIRouter:
                                                   "for several texts describing one target")],
                     k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None,
                     phrase: Annotated[Optional[str], Query(max_length=200, description="indexes with experts: only "
-                                                           "items whose expert text holds this phrase")] = None):
+                                                           "items whose expert text holds this phrase")] = None,
+                    lang: Annotated[Optional[str], Query(max_length=8, description="language of the text (en, or "
+                                                         "one the model acquired); default: detected")] = None):
         texts = [t.strip() for t in q]
         if any(not t for t in texts) or any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
             raise HTTPException(422, "empty query" if any(not t for t in texts) else
                                 f"a query is longer than {s.max_query_chars} characters")
         try:
             query = RQuery.texts(texts, fuse=fuse, negatives=[n.strip() for n in not_ or [] if n.strip()])
+            if lang is not None:
+                query = replace(query, lang=ctx.queries.encoder.check_language(lang))
         except ConfigError as e:
             raise HTTPException(422, str(e)) from None
         phrase = phrase.strip() if phrase and phrase.strip() else None
@@ -373,7 +382,9 @@ class _Batched:
         self._q, self.dim, self.spec, self.capabilities, self.require = queries, enc.dim, enc.spec, \
             enc.capabilities, enc.require
 
-    def encode_text(self, texts):
+    def encode_text(self, texts, lang=None):
+        if lang is not None:  # an explicit language: encoded directly (the batcher's cache holds detected-language
+            return self._q.encoder.encode_text(list(texts), lang=lang)  # vectors, keyed by text alone)
         return np.stack([self._q.encode_text(t) for t in texts])
 
     def encode_images(self, images, show_progress=None):
