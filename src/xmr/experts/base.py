@@ -91,10 +91,14 @@ def parse_experts(text: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def create_expert(name: str) -> Expert:
+def create_expert(name: str, settings: dict | None = None) -> Expert:
+    """Expert ``name``; ``settings`` (a dict of its Config's fields, e.g. the sidecar's ``manifests``) is checked
+    with :func:`xmr.config.config_from_dict`."""
+    from ..config import config_from_dict
     from ..registries import EXPERTS, load_for
 
-    return load_for("expert", name).get(name)()
+    cls = load_for("expert", name).get(name)
+    return cls(config_from_dict(cls.Config, settings)) if settings else cls()
 
 
 def clean_text(text: str, limit: int = 2000) -> str:
