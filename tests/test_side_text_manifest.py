@@ -108,3 +108,22 @@ def test_index_manifest_bad_input(photos, tmp_path, capsys):
 
     with pytest.raises(ConfigError, match="unknown field"):
         create_expert("sidecar", {"manifest": [str(cp)]})
+
+
+def test_side_text_command_writes_an_indexable_manifest(tmp_path, capsys):
+    from pathlib import Path
+
+    fx = Path(__file__).parent / "fixtures" / "side_text" / "product1m"
+    out = tmp_path / "side.jsonl"
+    code, stdout, _ = run_cli(capsys, "side-text", f"product1m:{fx}:test", "--out", str(out))
+    assert code == 0 and "2 media files" in stdout
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert lines[0]["entities"] == {"instance": ["AHC gold cream", "AHC gold essence"]}
+    from xmr.experts import create_expert
+
+    ex = create_expert("sidecar", {"manifests": [str(out)]})
+    rows = ex._manifest_rows(lines[0]["media"])
+    assert [(r.field, r.text) for r in rows] == [("manifest:title", "ahc gold cream set 24K essence"),
+                                                ("entity:instance", "AHC gold cream, AHC gold essence")]
+    code, _, err = run_cli(capsys, "side-text", f"csv:{fx}", "--out", str(out))
+    assert code == 2 and "has no side text" in err
