@@ -100,6 +100,7 @@ class ServeContext:
     pipeline: Pipeline  # the stages every search runs (xmr serve --rescore / --rerank / the index's video head)
     uploads: PixelBudget  # decoded pixels of image uploads in flight, all requests together
     composer: tuple[str, str] | None = None  # (name, folder) of the composer of image + text queries, if any
+    moment_model: object | None = None  # the SQuiDNet that localises type=moment searches, if any
 
 
 def build_router(ctx: ServeContext) -> APIRouter:
@@ -140,7 +141,8 @@ def build_router(ctx: ServeContext) -> APIRouter:
                 "k": k, "stages": out.stages, "results": [_result(r) for r in out.results]}
 
     def _moment_search(query: RQuery, k: int) -> dict:
-        """type=moment: moments ranked across the indexed videos (training-free localisation; docs/moments.md)."""
+        """type=moment: moments ranked across the indexed videos (the server's SQuiDNet, xmr serve --moment-model,
+        else training-free localisation; docs/moments.md)."""
         from ..errors import XmrIndexError
         from ..retrieval.moment_search import check_has_videos, search_moments_embedded
 
@@ -150,7 +152,7 @@ def build_router(ctx: ServeContext) -> APIRouter:
             with metrics.stage("encode_query"):
                 emb = encode_query(_Batched(ctx.queries), query)
             _faiss_threads(s.faiss_threads)
-            out = search_moments_embedded(reader, emb, k, model_spec=live.model_spec)
+            out = search_moments_embedded(reader, emb, k, model=ctx.moment_model, model_spec=live.model_spec)
         except (ConfigError, XmrIndexError) as e:
             raise HTTPException(422, str(e)) from None
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": "moment",
