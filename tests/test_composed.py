@@ -397,6 +397,44 @@ def test_search_with_a_composer_and_bad_input(composed_index, tmp_path, capsys):
     assert (composed_index / "idx" / "meta.sqlite").read_bytes() == before
 
 
+def test_composed_search_drops_the_reference(composed_index, tmp_path, capsys):
+    """The indexed reference image (by path, and a copy by content) is left out of a composed search's results,
+    the next items move up; --keep-reference keeps it; an image-only search keeps it too."""
+    import shutil
+
+    idx = str(composed_index / "idx")
+    img = composed_index / "photos" / "chelsea.png"
+
+    def ids(*argv):
+        code, out, err = run_cli(capsys, "search", "--index", idx, *argv, "--json", "-k", "4")
+        assert code == 0, err
+        return [(r["path"], r["id"]) for r in json.loads(out)["results"]]
+
+    tirg = ("--composer", str(composed_index / "tirg"))
+    kept = ids("--image", str(img), "in red", *tirg, "--keep-reference")
+    dropped = ids("--image", str(img), "in red", *tirg)
+    ref = [i for p, i in kept if p.endswith("chelsea.png")]
+    assert ref, "an untrained TIRG keeps the reference near the top: the case to test"
+    assert len(dropped) == 4 and ref[0] not in [i for _, i in dropped]
+    assert [x for x in kept if x[1] != ref[0]] == dropped[:3]  # the others keep their order, one more comes up
+    copy = tmp_path / "elsewhere.png"
+    shutil.copy(img, copy)  # the same file outside the index: matched by content
+    assert ref[0] not in [i for _, i in ids("--image", str(copy), "in red", *tirg)]
+    assert ref[0] not in [i for _, i in ids("--image", str(img), "in red")]  # training-free fusion: same rule
+    assert ref[0] in [i for _, i in ids("--image", str(img))]  # not composed: an image search finds itself
+    code, _, err = run_cli(capsys, "search", "--index", idx, "--image", str(img), "--keep-reference")
+    assert code == 2 and "composed queries" in err
+
+
+def test_eval_reexports_the_composed_functions():
+    import xmr.eval as ev
+
+    for name in ("compose_queries", "composed_ranks", "composed_metrics", "evaluate_composed",
+                 "evaluate_composed_embeddings"):
+        assert getattr(ev, name) is getattr(__import__("xmr.eval.composed", fromlist=[name]), name)
+        assert name in ev.__all__
+
+
 def test_eval_on_a_composed_dataset(edits_dir, tmp_path, capsys, tiny_encoder):
     out = tmp_path / "c"
     save_composer(create_composer("tirg", dim=tiny_encoder.dim, hidden=16, encoder="tiny"), out)

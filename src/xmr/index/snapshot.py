@@ -166,6 +166,19 @@ class SnapshotReader:
     def get_items(self, ids):
         return self._store.get_items(ids)
 
+    def items_with_file(self, path: str) -> list[int]:
+        """Ids of the items that are the file at ``path`` (its absolute or resolved path, or the same content)."""
+        import os
+
+        from .prefetch import file_sha256
+
+        paths = list(dict.fromkeys([os.path.abspath(path), os.path.realpath(path)]))
+        try:
+            digest = file_sha256(path)
+        except OSError:
+            digest = None
+        return self._store.items_with_file(paths, digest)
+
     def count_segments(self) -> int:
         return self.snap.segments.ntotal
 
