@@ -179,6 +179,10 @@ class SnapshotReader:
             digest = None
         return self._store.items_with_file(paths, digest)
 
+    def items_with_content(self, sha256: str) -> list[int]:
+        """Ids of the items whose file content has this SHA-256 hex digest (e.g. an uploaded image's)."""
+        return self._store.items_with_file([], sha256)
+
     def count_segments(self) -> int:
         return self.snap.segments.ntotal
 
