@@ -142,3 +142,15 @@ def test_rest_api_moment_model(video_index, tiny_encoder, tmp_path):
         create_app(video_index, encoder=tiny_encoder, settings=ServeSettings(moment_model=str(tmp_path / "wide")))
     with pytest.raises(XmrError, match="directory not found"):
         create_app(video_index, encoder=tiny_encoder, settings=ServeSettings(moment_model=str(tmp_path / "none")))
+
+
+def test_serve_cli_refuses_a_bad_moment_model(video_index, tmp_path, capsys):
+    """`xmr serve --moment-model` loads and checks the model before binding a port: a missing folder or another
+    width is one line, exit 2."""
+    pytest.importorskip("uvicorn", reason="xmr serve needs the serve extra: pip install -e '.[serve]'")
+    assert main(["serve", "--index", str(video_index), "--moment-model", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "directory not found" in err and len(err.strip().splitlines()) == 1
+    SQuiDNet({"dim": 7, "hidden": 4}).save(tmp_path / "w7")
+    assert main(["serve", "--index", str(video_index), "--moment-model", str(tmp_path / "w7")]) == 2
+    assert "trained on 7-wide features" in capsys.readouterr().err
