@@ -1,4 +1,4 @@
-"""``xmr synth videos|images``: write a synthetic retrieval set. Videos: coloured shapes that appear, disappear and
+"""``xmr synth videos|images|edits|moments``: write a synthetic retrieval set. Videos: coloured shapes that appear, disappear and
 move (:mod:`xmr.synth.videos`); images: coloured shapes with several true captions each and optional recorded
 corruptions for noisy-training claims (:mod:`xmr.synth.images`)."""
 from __future__ import annotations
@@ -9,9 +9,12 @@ from ._common import register_command
 def setup(p):
     p.add_argument("kind", choices=["videos", "images", "edits", "moments"],
                    help="what to generate (videos: clips + captions.jsonl; images: PNGs + captions.jsonl; edits: "
-                        "images + (reference, modification text, target) triplets for composed queries; moments: clip features + queries with a planted retrieval bias, train.npz / test.npz for xmr train-moments)")
+                        "images + (reference, modification text, target) triplets for composed queries; moments: "
+                        "clip features + queries with a planted retrieval bias, train.npz / test.npz for "
+                        "xmr train-moments)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (videos/ or images/, captions.jsonl)")
-    p.add_argument("--n", type=int, default=None, help="number of clips / images (default 120 / 600; edits 800; moments: 300 train videos, half as many test)")
+    p.add_argument("--n", type=int, default=None, help="number of clips / images (default 120 / 600; edits 800; "
+                   "moments: 300 train videos, half as many test)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=64, help="frame / image side in pixels (default 64)")
     p.add_argument("--test-fraction", type=float, default=None,

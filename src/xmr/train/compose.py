@@ -7,7 +7,8 @@ each epoch draws a seeded permutation of the train triplets, cut into batches; t
 dataset's protocol (:mod:`xmr.eval.composed`), saved to ``OUT`` (``config.json`` + ``model.safetensors``: the
 folder ``xmr search --composer`` and ``xmr eval --composer`` take) with a checkpoint
 (``OUT/checkpoints/epoch-NNNN``: composer, optimiser, RNG, history; :mod:`.state`) that ``resume=True``
-(``xmr train-compose --resume``) continues, and ``metrics.csv`` / ``curve.png`` are rewritten. Epoch 0 is the untrained composer; the training-free baselines (image only, text only, fusion) of the
+(``xmr train-compose --resume``) continues, and ``metrics.csv`` / ``curve.png`` are rewritten. Epoch 0 is the
+untrained composer; the training-free baselines (image only, text only, fusion) of the
 same evaluation split are recorded in ``config.json``'s ``training.baselines``.
 
 The batch loss is TIRG's batch classification: ``-log softmax_j(s <q_i, k_j>)`` at j = i with the composer's

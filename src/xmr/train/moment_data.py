@@ -37,7 +37,8 @@ FIELDS = ("frames", "queries", "object_queries", "video", "start", "end", "objec
 NONE_WORD = "<none>"
 _STOP = frozenset("""a an the and or but of to in on at by for with from into onto off up down out over under about
 as is are was were be been being it its he she they them his her their him this that these those there here then
-than so not no yes one two some while when where who whom which what as after before again just also very too back s""".split())
+than so not no yes one two some while when where who whom which what as after before again just also very too
+back s""".split())
 _VERB = re.compile(r"[a-z]{3,}(s|ed|ing)$")
 
 
