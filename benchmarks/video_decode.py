@@ -331,7 +331,7 @@ def fps_grid_check(path: str, rounds: int = 2) -> None:
             t0, c0 = time.perf_counter(), _cpu_s()
             with VideoReader(path) as r:
                 if not skip:
-                    r._nal_len = 0  # decode every picture on the way (the reader before the skipping)
+                    r._nal = None  # decode every picture on the way (the reader before the skipping)
                 times, _ = FramePlan.fps_grid().times(r.info.duration)
                 got = [int(a.sum(dtype=np.int64)) for _, a in r.frames_at(times, size=336)]
                 print(f"skip non-reference={skip}: {len(got)} frames, {r.skipped} packets not decoded, "
