@@ -114,7 +114,7 @@ def test_eval_cli_checks_new_flags(capsys):
         assert flag in capsys.readouterr().err
 
 
-def test_eval_api_refuses_bad_snap(tiny_encoder):
+def test_eval_api_refuses_bad_snap_and_workers(tiny_encoder):
     from xmr.data import load_dataset
     from xmr.errors import ConfigError
     from xmr.eval import evaluate_model
@@ -123,6 +123,9 @@ def test_eval_api_refuses_bad_snap(tiny_encoder):
     for v in (0.6, -0.1, float("nan"), True):
         with pytest.raises(ConfigError, match="frame_snap"):
             evaluate_model(ds, tiny_encoder, frame_snap=v)
+    for w in (-1, 65, 1.5, True):
+        with pytest.raises(ConfigError, match="prefetch_workers"):
+            evaluate_model(ds, tiny_encoder, prefetch_workers=w)
 
 
 def test_video_eval_snap_recorded_in_fingerprint(tmp_path, tiny_encoder):

@@ -58,6 +58,9 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     is_video = _is_video(dataset)
     if isinstance(frame_snap, bool) or not isinstance(frame_snap, (int, float)) or not 0.0 <= frame_snap <= 0.5:
         raise ConfigError(f"frame_snap must be a number of grid steps in [0, 0.5], got {frame_snap!r}")
+    if prefetch_workers is not None and (isinstance(prefetch_workers, bool) or not isinstance(prefetch_workers, int)
+                                         or not 0 <= prefetch_workers <= 64):
+        raise ConfigError(f"prefetch_workers must be None (one per core) or 0-64 threads, got {prefetch_workers!r}")
     extra = {"video": video_eval_settings(encoder, num_frames, frame_snap)} if is_video else None
     t0 = time.perf_counter()
     gallery = _encode_gallery(dataset, encoder, batch_size, show_progress, num_frames,
