@@ -6,7 +6,7 @@ kind (``ALL`` key)  registry                    filled by
 ``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained,hash}``
 ``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes,lean}``
 ``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
-``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
+``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn,imram,wcgl}``
 ``fusion``         :data:`FUSIONS`             ``xmr.multiquery.fusion``
 ``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
@@ -15,6 +15,7 @@ kind (``ALL`` key)  registry                    filled by
 ``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
 ``composer``       :data:`COMPOSERS`           ``xmr.compose.{tirg,jvsm}`` (composed image + text queries)
 ``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
+``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -53,6 +54,8 @@ LOSSES: Registry = Registry("training loss")
 COMPOSERS: Registry = Registry("composer")
 #: scheme -> loader(root, split, options, seed) -> ComposedDataset (reference image + text -> target queries)
 COMPOSED_DATASETS: Registry = Registry("composed dataset scheme")
+#: name -> factory(arg: str | None) -> a moment model (start / end / video scores over clip features)
+MOMENT_MODELS: Registry = Registry("moment model")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -68,6 +71,7 @@ ALL: dict[str, Registry] = {
     "loss": LOSSES,
     "composer": COMPOSERS,
     "composed_dataset": COMPOSED_DATASETS,
+    "moment_model": MOMENT_MODELS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -76,7 +80,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained", "hash")),
     "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
-    "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),
+    "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn", "xmr.rerank.imram", "xmr.rerank.wcgl"),
     "fusion": ("xmr.multiquery.fusion",),
     "dataset": ("xmr.data",),
     "protocol": ("xmr.eval.protocols",),
@@ -85,6 +89,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loss": ("xmr.train.losses",),
     "composer": ("xmr.compose.tirg", "xmr.compose.jvsm"),
     "composed_dataset": ("xmr.data.composed",),
+    "moment_model": ("xmr.localize.squidnet",),
 }
 
 
@@ -115,5 +120,6 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
-           "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]
+__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES",
+           "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
+           "load_all", "load_for"]

@@ -24,7 +24,7 @@ from .settings import ServeSettings
 from .thumbs import ThumbnailCache
 from .uploads import PixelBudget, UploadError, decode_image, extract_upload, image_pixels, read_body_limited
 
-MediaFilter = Literal["image", "video", "all"]
+MediaFilter = Literal["image", "video", "moment", "all"]
 
 
 class ResultItem(BaseModel):
@@ -118,6 +118,8 @@ def build_router(ctx: ServeContext) -> APIRouter:
     def _search(query: RQuery, k: int, media_type: str) -> dict:
         if str(query.fuse).startswith("learned"):
             raise HTTPException(422, "learned fusion loads a model from disk and is not offered by the server")
+        if media_type == "moment":
+            return _moment_search(query, k)
         try:
             with metrics.stage("encode_query"):
                 reader = live.reader()
@@ -135,6 +137,23 @@ def build_router(ctx: ServeContext) -> APIRouter:
         metrics.observe_stage("search", sec.get("first-stage", 0.0) + sec.get("moments", 0.0))
         metrics.observe_stage("rescore", sum(v for n, v in sec.items() if n not in ("first-stage", "moments")))
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": media_type,
+                "k": k, "stages": out.stages, "results": [_result(r) for r in out.results]}
+
+    def _moment_search(query: RQuery, k: int) -> dict:
+        """type=moment: moments ranked across the indexed videos (training-free localisation; docs/moments.md)."""
+        from ..errors import XmrIndexError
+        from ..retrieval.moment_search import check_has_videos, search_moments_embedded
+
+        try:
+            reader = live.reader()
+            check_has_videos(reader)
+            with metrics.stage("encode_query"):
+                emb = encode_query(_Batched(ctx.queries), query)
+            _faiss_threads(s.faiss_threads)
+            out = search_moments_embedded(reader, emb, k, model_spec=live.model_spec)
+        except (ConfigError, XmrIndexError) as e:
+            raise HTTPException(422, str(e)) from None
+        return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": "moment",
                 "k": k, "stages": out.stages, "results": [_result(r) for r in out.results]}
 
     def _result(r) -> dict:
