@@ -159,11 +159,15 @@ def test_video_row_and_segments_commit_together(tmp_path, tiny_encoder):
 
 
 def test_schema_v1_index_is_upgraded(tmp_path, tiny_encoder, sample_dir):
+    from xmr.index.store import SCHEMA_VERSION
+
     index = tmp_path / "idx"
     index_folder(sample_dir, index, tiny_encoder, show_progress=False)
     with sqlite3.connect(index / "meta.sqlite") as c:  # make it look like an index written by xmr 0.1 (schema 1)
         c.execute("DROP TABLE segments")
         c.execute("DROP TABLE frames")
+        c.execute("DROP TABLE expert_text")
+        c.execute("DROP TABLE expert_state")
         c.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     with IndexStore(index, readonly=True) as st:  # read-only: usable as is, without segments
         assert st.count() == 8 and not st.has_segments and st.count_segments() == 0
@@ -172,7 +176,7 @@ def test_schema_v1_index_is_upgraded(tmp_path, tiny_encoder, sample_dir):
     rep = index_folder(sample_dir, index, tiny_encoder, show_progress=False)
     assert rep.added == 1 and rep.unchanged == 8
     with IndexStore(index) as st:
-        assert st.get_meta("schema_version") == "3" and st.count_segments() == 6 and st.has_frames
+        assert st.get_meta("schema_version") == str(SCHEMA_VERSION) and st.count_segments() == 6 and st.has_frames
 
 
 def test_missing_pyav_reports_but_does_not_remember(folder, tmp_path, tiny_encoder, monkeypatch):
@@ -244,3 +248,30 @@ def test_index_skips_a_png_renamed_mp4_with_the_reason(folder, tmp_path, capsys)
     assert rep["total"] == rep["added"] == 3  # the two clips and coffee.png
     with IndexStore(index) as st:
         assert not any(p.endswith("x.mp4") for (p,) in st.db.execute("SELECT path FROM items"))
+
+
+def test_cli_frame_snap_recorded_and_checked(tmp_path, capsys):
+    """`xmr index --frame-snap F`: the sampling is recorded in the index meta (and shown by `xmr info`); exact runs
+    record no snap (their meta is unchanged); a value outside [0, 0.5] is refused before anything is written."""
+    from xmr.cli import main
+    from xmr.index.indexer import VIDEO_SETTINGS_KEY
+
+    d = tmp_path / "media"
+    d.mkdir()
+    make_clip(d / "a.mp4", n_frames=60, fps=10, gop=20)
+    snapped, exact = tmp_path / "snapped", tmp_path / "exact"
+    assert main(["-q", "index", str(d), "--index", str(snapped), "--model", "tiny", "--frame-snap", "0.5"]) == 0
+    assert main(["-q", "index", str(d), "--index", str(exact), "--model", "tiny"]) == 0
+    with IndexStore(snapped) as st:
+        assert json.loads(st.get_meta(VIDEO_SETTINGS_KEY))["frames"]["snap"] == 0.5
+        assert st.count_segments() > 0
+    with IndexStore(exact) as st:
+        assert "snap" not in json.loads(st.get_meta(VIDEO_SETTINGS_KEY))["frames"]
+    capsys.readouterr()
+    assert main(["info", "--index", str(snapped)]) == 0
+    assert "within 0.5 grid steps" in capsys.readouterr().out
+    for bad in ("0.7", "-0.1", "nan"):
+        assert main(["-q", "index", str(d), "--index", str(tmp_path / f"bad{bad}"), "--model", "tiny",
+                     "--frame-snap", bad]) == 2
+        assert "snap" in capsys.readouterr().err
+        assert not (tmp_path / f"bad{bad}").exists()

@@ -21,6 +21,10 @@ def setup(p):
                         "recall on held-out vectors), binary (Hamming on sign codes; the default for --model "
                         "hash:DIR), milvus (milvus-lite file in the index) or milvus://HOST:PORT; options as "
                         "NAME:key=value,... (e.g. hnsw:target_recall=0.98)")
+    p.add_argument("--experts", default=None, metavar="NAMES",
+                   help="also index what experts read, comma-separated: ocr (scene text, needs xmr[ocr]), sidecar "
+                        "(photo.txt / photo.json, EXIF / XMP / IPTC captions and keywords), subtitles (.srt / .vtt "
+                        "next to videos); recorded in the index, later runs keep them (docs/experts.md)")
     add_index_arg(p)
     add_model_arg(p, default=None)
     add_device_arg(p)
@@ -35,6 +39,10 @@ def setup(p):
                    help="frames sampled per second of video (default 1.0)")
     v.add_argument("--video-max-frames", type=int, default=1800, metavar="N",
                    help="frames per video at most; longer videos are sampled sparser, with longer segments (default 1800)")
+    v.add_argument("--frame-snap", type=float, default=0.0, metavar="F",
+                   help="let each sampled frame be any frame shown within F grid steps of its target (0 = the exact "
+                        "frame, default; at most 0.5): the decoder may take a nearby keyframe instead of decoding up "
+                        "to the instant, much faster on long videos; recorded in the index")
     v.add_argument("--segment", type=float, default=4.0, metavar="SECONDS", help="segment length (default 4)")
     v.add_argument("--segment-stride", type=float, default=2.0, metavar="SECONDS", help="segment hop (default 2)")
 
@@ -63,13 +71,19 @@ def run(args) -> int:
         raise ConfigError(f"{args.folder} is not a folder (give the folder that holds the images and videos)")
     if args.video_max_frames < 1:
         raise ConfigError(f"--video-max-frames must be at least 1, got {args.video_max_frames}")
+    experts = None
+    if args.experts is not None:
+        from ..experts import parse_experts
+
+        experts = parse_experts(args.experts)
     if args.ray is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     from ..encoders import DEFAULT_ENCODER, absolute_spec
     from ..index import IndexStore, VideoIndexConfig, index_folder
 
     video = VideoIndexConfig(fps=args.video_fps, max_frames=args.video_max_frames, window=args.segment,
-                             stride=args.segment_stride, min_frames=min(8, max(1, args.video_max_frames)))
+                             stride=args.segment_stride, min_frames=min(8, max(1, args.video_max_frames)),
+                             snap=args.frame_snap)
     path = index_path(args)
     try:
         with IndexStore(path) as st:
@@ -95,7 +109,7 @@ def run(args) -> int:
     with _encoder_factory(args, spec) as factory:
         rep = index_folder(args.folder, path, factory, spec=spec,
                            batch_size=args.batch_size, show_progress=progress_flag(args),
-                           include_hidden=args.include_hidden, video=video)
+                           include_hidden=args.include_hidden, video=video, experts=experts)
     if args.json:
         print_json({"index": path, "model": spec, **rep.to_dict()})
         return 0
@@ -103,6 +117,13 @@ def run(args) -> int:
     _print_backend(path)
     print(f"  {rep.seen} media files: {rep.added} added, {rep.updated} updated, {rep.unchanged} unchanged, "
           f"{rep.removed} removed, {len(rep.skipped)} skipped; index holds {rep.total} items")
+    if rep.experts is not None:
+        ex = rep.experts
+        for name in ex["ran"]:
+            print(f"  expert {name}: ran on {ex['ran'][name]} items ({ex['rows'][name]} texts, "
+                  f"{ex['seconds'][name]:.1f} s), {ex['unchanged'][name]} unchanged")
+        for s in ex["skipped"]:
+            print(f"  expert {s['expert']} skipped {display_path(s['path'])}: {s['reason']}", file=sys.stderr)
     if rep.skipped:
         print(f"skipped {len(rep.skipped)}:", file=sys.stderr)
         for p_, why in rep.skipped:
