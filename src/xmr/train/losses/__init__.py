@@ -11,6 +11,7 @@ name               paper                                                        
 ``coder``          CODER, Wang et al. 2022 (weighted queue negatives)              :mod:`.coder`
 ``neighbourhood``  Thomas & Kovashka 2020 (semantic neighbourhoods)                :mod:`.neighbourhood`
 ``pcme``           PCME, Chun et al. 2021 (probabilistic; adapter mode)             :mod:`.pcme`
+``teachtext``      TeachText, Croitoru et al. 2021 (multi-teacher distillation)     :mod:`.teachtext`
 =================  ==============================================================  ==================
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ import json
 
 from ...errors import ConfigError
 from ...registries import LOSSES as LOSSES
-from . import coder, cots, infonce, mrl, ncr, neighbourhood, pcme, vsepp  # noqa: F401 (registration)
-from .base import Batch, EpochContext, LossInfo, TrainLoss
+from . import coder, cots, infonce, mrl, ncr, neighbourhood, pcme, teachtext, vsepp  # noqa: F401 (registration)
+from .base import Batch, EpochContext, LossInfo, TeacherBatch, TrainLoss
 
 
 def create_loss(name: str, config: dict | str | None, model, info: LossInfo) -> TrainLoss:
@@ -35,4 +36,4 @@ def create_loss(name: str, config: dict | str | None, model, info: LossInfo) -> 
     return LOSSES.get(name).from_dict(config, model, info)
 
 
-__all__ = ["Batch", "EpochContext", "LOSSES", "LossInfo", "TrainLoss", "create_loss"]
+__all__ = ["Batch", "EpochContext", "LOSSES", "LossInfo", "TeacherBatch", "TrainLoss", "create_loss"]
