@@ -252,3 +252,28 @@ def test_cli_trains_with_teachers(synth, tmp_path, capsys):
                                 "--batch-size", "8", "--adapter-hidden", "32")
     assert code == 0, err
     assert "trained teachtext (adapter, tiny) for 1 epochs" in stdout
+
+
+def test_a_teacher_folder_rewritten_with_new_weights_is_encoded_again(synth, tmp_path, monkeypatch):
+    import time
+
+    from xmr.data import load_dataset
+    from xmr.encoders import create_encoder
+    from xmr.encoders.tiny import TinyConfig, TinyDualEncoder
+    from xmr.train.features import cached_text_features
+
+    monkeypatch.setenv("XMR_CACHE", str(tmp_path / "cache"))
+    ds = load_dataset(f"manifest:{synth}", split="test")
+    d = tmp_path / "teacher"
+    net = TinyDualEncoder(TinyConfig(seed=1))
+    net.save(d)
+    a, hit_a = cached_text_features(create_encoder(f"tiny:{d}"), ds, show_progress=False)
+    again, hit_again = cached_text_features(create_encoder(f"tiny:{d}"), ds, show_progress=False)
+    assert not hit_a and hit_again and (a == again).all()
+    time.sleep(0.01)
+    with torch.no_grad():
+        for q in net.parameters():
+            q.add_(0.05)
+    net.save(d)  # same folder, same config (seed included), other weights: what a second training run does
+    b, hit_b = cached_text_features(create_encoder(f"tiny:{d}"), ds, show_progress=False)
+    assert not hit_b and not (a == b).all()

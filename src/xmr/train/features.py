@@ -19,8 +19,29 @@ from ..paths import cache_dir
 log = logging.getLogger(__name__)
 
 
+def _local_files(spec: str) -> list:
+    """(name, size, mtime_ns) of the files a spec's local path argument names (``tiny:DIR``, ``trained:DIR``,
+    ``hf:DIR``, a config .json): a folder re-written by another run (new weights, same config) must not be served
+    the old run's features. Hub ids and names that are not paths give []."""
+    from pathlib import Path
+
+    arg = spec.partition(":")[2]
+    try:
+        path = Path(arg).expanduser() if arg else None
+        if path is None or not path.exists():
+            return []
+        files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path]
+        return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    except OSError:
+        return []
+
+
 def _encoder_key(encoder) -> bytes:
-    return json.dumps({"spec": encoder.spec, "describe": encoder.describe()}, sort_keys=True, default=str).encode()
+    d = {"spec": encoder.spec, "describe": encoder.describe()}
+    files = _local_files(encoder.spec)
+    if files:  # only then, so the keys of models named without a path (concept, tiny) stay what they were
+        d["files"] = files
+    return json.dumps(d, sort_keys=True, default=str).encode()
 
 
 def _file_digest(path: str) -> bytes:
