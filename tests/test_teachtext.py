@@ -277,3 +277,18 @@ def test_a_teacher_folder_rewritten_with_new_weights_is_encoded_again(synth, tmp
     net.save(d)  # same folder, same config (seed included), other weights: what a second training run does
     b, hit_b = cached_text_features(create_encoder(f"tiny:{d}"), ds, show_progress=False)
     assert not hit_b and not (a == b).all()
+
+
+def test_a_trained_teacher_is_its_bases_cached_features_through_its_adapters(synth, tmp_path):
+    """trained:DIR teachers reuse the base encoder's feature cache; the result equals encoding with the model."""
+    import numpy as np
+
+    from xmr.data import load_dataset
+    from xmr.train.teachers import teacher_features
+
+    run = train(_cfg(synth, loss="infonce", epochs=1), tmp_path / "teacher", show_progress=False).out
+    ds = load_dataset(f"manifest:{synth}", split="train")
+    (t,) = load_teachers((f"trained:{run}",))
+    (f,) = teacher_features([t], ds)
+    np.testing.assert_allclose(f.txt.numpy(), t.encoder.encode_text(ds.texts), atol=1e-5)
+    np.testing.assert_allclose(f.img.numpy(), t.encoder.encode_images(ds.media), atol=1e-5)

@@ -81,16 +81,28 @@ def load_teachers(specs: tuple[str, ...], device=None) -> list[Teacher]:
     return out
 
 
-def teacher_features(teachers: list[Teacher], dataset, show_progress=None) -> list[TeacherFeatures]:
-    """Each teacher's cached embeddings of ``dataset``'s captions (and images, unless text-only)."""
+def _embed(encoder, dataset, side: str, show_progress) -> np.ndarray:
+    """One side's cached embeddings. A ``trained:DIR`` adapter model is its base encoder's cached features (shared
+    with every run on that base) through its adapters, so its base never re-encodes the data set."""
+    from ..encoders.trained import AdaptedEncoder, adapted_numpy
     from .features import cached_image_features, cached_text_features
 
+    if isinstance(encoder, AdaptedEncoder):
+        import copy
+
+        base = _embed(encoder.base, dataset, side, show_progress)
+        return adapted_numpy(copy.deepcopy(encoder.adapters).cpu(), base, side)
+    if side == "image":
+        return cached_image_features(encoder, dataset, show_progress=show_progress)[0]
+    return cached_text_features(encoder, dataset, show_progress=show_progress)[0]
+
+
+def teacher_features(teachers: list[Teacher], dataset, show_progress=None) -> list[TeacherFeatures]:
+    """Each teacher's cached embeddings of ``dataset``'s captions (and images, unless text-only)."""
     out = []
     for t in teachers:
-        txt, _ = cached_text_features(t.encoder, dataset, show_progress=show_progress)
-        img = None
-        if not t.text_only:
-            img, _ = cached_image_features(t.encoder, dataset, show_progress=show_progress)
+        txt = _embed(t.encoder, dataset, "text", show_progress)
+        img = None if t.text_only else _embed(t.encoder, dataset, "image", show_progress)
         for name, x in (("caption", txt), ("image", img)):
             if x is not None and not np.isfinite(x).all():
                 raise ConfigError(f"teacher {t.spec!r} gave non-finite {name} embeddings on {dataset.name}")
