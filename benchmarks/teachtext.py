@@ -118,6 +118,9 @@ def main(argv=None) -> int:
     ap.add_argument("--adapter-projection", action="store_true", help="projection heads instead of residual adapters")
     ap.add_argument("--adapter-dim", type=int, default=0)
     ap.add_argument("--adapter-hidden", type=int, default=256)
+    ap.add_argument("--student-captions", default="all",
+                    help="caption policy of the student's training split (all, first, firstN); teachers trained here "
+                    "use all captions")
     args = ap.parse_args(argv)
     import torch
 
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             d = args.out / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-s{seed}"
             shutil.rmtree(d, ignore_errors=True)
-            cfg = TrainConfig(model=args.student, loss=loss, loss_config=lc,
+            cfg = TrainConfig(model=args.student, loss=loss, loss_config=lc, captions=args.student_captions,
                               teachers=teachers if loss == "teachtext" else (), seed=seed, **common)
             t = time.perf_counter()
             train(cfg, d, show_progress=False, encoder=student, keep_checkpoints=1)
