@@ -292,3 +292,24 @@ def test_a_trained_teacher_is_its_bases_cached_features_through_its_adapters(syn
     (f,) = teacher_features([t], ds)
     np.testing.assert_allclose(f.txt.numpy(), t.encoder.encode_text(ds.texts), atol=1e-5)
     np.testing.assert_allclose(f.img.numpy(), t.encoder.encode_images(ds.media), atol=1e-5)
+
+
+def test_a_teacher_that_fails_when_it_first_encodes_is_named(synth, tmp_path, monkeypatch):
+    """Encoders that load weights on first use (concept's backbones) fail in teacher_features: the teacher is named
+    and the error keeps its kind."""
+    from xmr.data import load_dataset
+    from xmr.train.teachers import Teacher, teacher_features
+
+    class _Lazy:
+        spec = "lazy"
+
+        def describe(self):
+            return {"spec": "lazy"}
+
+        def encode_text(self, texts, show_progress=None):
+            raise ModelUnavailableError("weights not installed: pip install them")
+
+    monkeypatch.setenv("XMR_CACHE", str(tmp_path / "cache"))
+    ds = load_dataset(f"manifest:{synth}", split="test")
+    with pytest.raises(ModelUnavailableError, match="teacher 'text:lazy': weights not installed"):
+        teacher_features([Teacher("text:lazy", _Lazy(), True)], ds)

@@ -54,6 +54,14 @@ def parse_teachers(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return specs
 
 
+def _named(spec: str, e: XmrError) -> XmrError:
+    """The same kind of error, its message prefixed with the teacher."""
+    try:
+        return type(e)(f"teacher {spec!r}: {e}")
+    except TypeError:  # an error class with other arguments (media errors)
+        return ConfigError(f"teacher {spec!r}: {e}")
+
+
 def load_teachers(specs: tuple[str, ...], device=None) -> list[Teacher]:
     """Build every teacher encoder (no encoding yet); errors name the teacher and keep their kind
     (:class:`~xmr.errors.ModelUnavailableError` for weights that are not here, ConfigError for a bad spec)."""
@@ -68,11 +76,7 @@ def load_teachers(specs: tuple[str, ...], device=None) -> list[Teacher]:
         try:
             enc = create_encoder(base, device=None if device is None else str(device))
         except XmrError as e:
-            try:
-                err = type(e)(f"teacher {spec!r}: {e}")
-            except TypeError:  # an error class with other arguments
-                err = ConfigError(f"teacher {spec!r}: {e}")
-            raise err from e
+            raise _named(spec, e) from e
         if not enc.capabilities.text:
             raise ConfigError(f"teacher {spec!r} has no text tower; a teacher must embed the captions")
         text_only = text_only or not enc.capabilities.images
@@ -101,8 +105,11 @@ def teacher_features(teachers: list[Teacher], dataset, show_progress=None) -> li
     """Each teacher's cached embeddings of ``dataset``'s captions (and images, unless text-only)."""
     out = []
     for t in teachers:
-        txt = _embed(t.encoder, dataset, "text", show_progress)
-        img = None if t.text_only else _embed(t.encoder, dataset, "image", show_progress)
+        try:  # encoders that load their weights on first use (concept's backbones) fail here, not when built
+            txt = _embed(t.encoder, dataset, "text", show_progress)
+            img = None if t.text_only else _embed(t.encoder, dataset, "image", show_progress)
+        except XmrError as e:
+            raise _named(t.spec, e) from e
         for name, x in (("caption", txt), ("image", img)):
             if x is not None and not np.isfinite(x).all():
                 raise ConfigError(f"teacher {t.spec!r} gave non-finite {name} embeddings on {dataset.name}")
