@@ -313,3 +313,15 @@ def test_a_teacher_that_fails_when_it_first_encodes_is_named(synth, tmp_path, mo
     ds = load_dataset(f"manifest:{synth}", split="test")
     with pytest.raises(ModelUnavailableError, match="teacher 'text:lazy': weights not installed"):
         teacher_features([Teacher("text:lazy", _Lazy(), True)], ds)
+
+
+def test_the_inner_retrieval_loss_keeps_its_needs_hooks_and_heads():
+    from xmr.encoders.trained import AdapterConfig
+    from xmr.train.model import AdapterModel
+
+    model = AdapterModel(AdapterConfig(8, 0, 16, True, 0), AdapterConfig(8, 0, 16, True, 1), "tiny")
+    info = LossInfo(num_pairs=6, dim=8, seed=0)
+    tt = create_loss("teachtext", {"retrieval": "pcme"}, model, info)
+    alone = create_loss("pcme", None, model, info)
+    assert set(tt.export_heads()) == set(alone.export_heads()) != set()  # PCME's uncertainty heads are saved too
+    assert create_loss("teachtext", {"retrieval": "neighbourhood"}, model, info).needs == {"teachers", "txt_ref"}

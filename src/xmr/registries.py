@@ -3,7 +3,7 @@
 =================  ==========================  ===========================================================
 kind (``ALL`` key)  registry                    filled by
 =================  ==========================  ===========================================================
-``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained}``
+``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained,hash}``
 ``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes,lean}``
 ``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
 ``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
@@ -65,7 +65,7 @@ ALL: dict[str, Registry] = {
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
 #: ``_load_all()`` helpers call :func:`load_all` with their kind.
 MODULES: dict[str, tuple[str, ...]] = {
-    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained")),
+    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained", "hash")),
     "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
     "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),

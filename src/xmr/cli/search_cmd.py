@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..paths import display_path
 from ._common import add_device_arg, add_index_arg, index_path, print_json, register_command
+from ._interactive_args import add_interactive_args, check_interactive, interactive, print_interactive, run_interactive
 from ._stage_args import add_fuse_arg, add_rerank_args, add_rescore_args, search_options
 
 
@@ -33,6 +34,7 @@ def setup(p):
     p.add_argument("--server", default=None, metavar="URL",
                    help="send the text search to a running `xmr serve` at URL (e.g. http://127.0.0.1:8000), which "
                         "has its model loaded already (default: $XMR_SERVER if set, else search here)")
+    add_interactive_args(p)
 
 
 def build_query(args):
@@ -120,11 +122,12 @@ def run(args) -> int:
     check_k(args.k, "--k")
     from ._remote import remote_search, server_url
 
-    url = server_url(args)
+    url = server_url(args) if not interactive(args) else None
     if url is not None:
         return _print_remote(remote_search(url, args), args)
     check_args(args)
     query = build_query(args)
+    check_interactive(args, query)
     options = search_options(args)
     store, reader = open_reader(index_path(args))  # read-only: a search never writes to the index
     queries = query if isinstance(query, list) else [query]
@@ -136,6 +139,9 @@ def run(args) -> int:
         enc = _encoder(spec, reader, queries, args)
         pipe = build_pipeline(enc, options)
         t1 = time.perf_counter()
+        if interactive(args):
+            out, props = run_interactive(args, pipe, reader, query)
+            return print_interactive(out, props, args, lambda o: _print_results(o, reader))
         outs = [pipe.search(reader, q, args.k, args.media_type) for q in queries]
         t2 = time.perf_counter()
     finally:
@@ -162,6 +168,13 @@ def run(args) -> int:
                 d["rerank"] = {k: s[k] for k in ("cross_encoder", "k", "alpha")}
         if len(query.terms) > 1:
             d["fuse"] = query.fuse
+        from ..retrieval.uncertainty import search_uncertainty
+
+        u = search_uncertainty(enc, query, out.results)  # a PCME model: query and result uncertainty
+        if u is not None:
+            for r in d["results"]:
+                r["uncertainty"] = u["results"][r["id"]]
+            d["uncertainty"] = {k: v for k, v in u.items() if k != "results"}
         print_json({k: d[k] for k in ("query", "model", *(k for k in d if k not in ("query", "model", "results")),
                                       "results")})
         return 0

@@ -34,9 +34,9 @@ def setup(p):
     p.add_argument("--mode", default="adapter", choices=["adapter", "full"],
                    help="adapter: train adapter heads on frozen towers (features cached); full: train every weight "
                    "of a tiny model")
-    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, teachtext (docs/training.md)")
+    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd, teachtext (docs/training.md; dhd: search the result as hash:OUT)")
     p.add_argument("--teachers", default=None, metavar="SPEC[,SPEC...]",
-                   help="frozen teacher encoders for --loss teachtext, e.g. concept,concept:fast,text:concept "
+                   help="frozen teacher encoders for --loss teachtext, e.g. concept:zeroshot,concept:fast,text:concept "
                    "(text:SPEC: only its text tower); their embeddings are computed once and cached")
     p.add_argument("--loss-config", default=None, metavar="JSON", help="the loss's settings, e.g. '{\"margin\": 0.2}'")
     p.add_argument("--out", required=True, metavar="DIR",
@@ -81,9 +81,10 @@ def run(args) -> int:
     where = f" after epoch {res.resumed_from}" if res.resumed_from else ""
     scores = ", ".join(f"{k} {last[k]}" for k in ("t2i_R@1", "i2t_R@1", "rsum") if k in last)
     print(f"trained {cfg.loss} ({cfg.mode}, {cfg.model}) for {res.epochs} epochs{where}: {scores or 'no evaluation'}"
-          f"; saved to {res.out} (use --model trained:{res.out})")
+          f"; saved to {res.out} (use --model trained:{res.out}" + (
+              f"; its hash codes: --model hash:{res.out})" if cfg.loss == "dhd" else ")"))
     return 0
 
 
 register_command("train", "train adapter heads on a frozen encoder or a tiny model from scratch (losses: infonce, "
-                 "vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, teachtext)", setup, run)
+                 "vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd, teachtext)", setup, run)

@@ -255,6 +255,10 @@ def build_router(ctx: ServeContext) -> APIRouter:
 
     router.add_api_route("/api/items/{item_id}/media", item_media, methods=["HEAD"], include_in_schema=False)
 
+    from .interactive_api import add_interactive_routes  # Ask&Confirm, relevance feedback (docs/interactive.md)
+
+    add_interactive_routes(router, ctx, _search)
+
     @router.get("/health", response_model=Health, tags=["service"], summary="Liveness and index state")
     def health():
         snap = live.snapshot()

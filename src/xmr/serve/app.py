@@ -37,7 +37,8 @@ from .uploads import PixelBudget
 
 log = logging.getLogger(__name__)
 
-_STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
+           "interactive.js": "text/javascript; charset=utf-8"}
 _PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
              "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 # Swagger UI (/docs): its one inline script is allowed by its hash (computed when the page is built); React sets

@@ -28,6 +28,8 @@ class AttributeWorld:
     mentions: np.ndarray  # (T, G) bool: which groups each caption mentions
     labels: np.ndarray  # (N, C) bool multi-hot over every (group, value)
     values: np.ndarray  # (N, G) int: the value of each group
+    text_vectors: np.ndarray | None = None  # (C, F): the text-side vector of every (group, value) (a "detail")
+    image_vectors: np.ndarray | None = None  # (C, F): the image-side vector of every (group, value)
 
 
 def attribute_world(num_items: int, *, groups: tuple[int, ...] = (6, 5, 4, 3), captions_per_item: int = 3,
@@ -55,6 +57,7 @@ def attribute_world(num_items: int, *, groups: tuple[int, ...] = (6, 5, 4, 3), c
     return AttributeWorld(
         image_features=image.astype(np.float32), text_features=text.astype(np.float32), text_to_item=t2i,
         ambiguity=(len(groups) - mention.sum(1)).astype(np.int64), mentions=mention, labels=labels, values=values,
+        text_vectors=txt_vec.astype(np.float32), image_vectors=img_vec.astype(np.float32),
     )
 
 

@@ -65,14 +65,17 @@
       seg.textContent = fmtTime(r.start) + " – " + fmtTime(r.end);
       a.append(seg);
     }
+    li.dataset.id = r.id;
     li.append(a);
     return li;
   }
 
-  function show(data, label) {
+  function show(data, label, origin) {
     grid.replaceChildren(...data.results.map(card));
     const n = data.results.length;
     setStatus(n ? n + " result" + (n === 1 ? "" : "s") + " for " + label : "No results for " + label);
+    // interactive.js (Ask&Confirm chips, good / bad buttons) listens; origin: "text", "image" or its own
+    document.dispatchEvent(new CustomEvent("xmr:results", { detail: { data: data, origin: origin || "text" } }));
   }
 
   async function searchText(q) {
@@ -89,7 +92,7 @@
     const fd = new FormData();
     fd.append("file", file);
     setStatus("Searching by image…");
-    try { show(await call("/api/search/image?type=" + encodeURIComponent(typeSel.value), { method: "POST", body: fd }), "the image " + file.name); }
+    try { show(await call("/api/search/image?type=" + encodeURIComponent(typeSel.value), { method: "POST", body: fd }), "the image " + file.name, "image"); }
     catch (e) { grid.replaceChildren(); setStatus(e.message, true); }
   }
 
@@ -127,6 +130,8 @@
     if (j < 0 && ev.key === "ArrowUp") { box.focus(); return; }
     cs[Math.max(0, Math.min(cs.length - 1, j))].focus();
   });
+
+  window.xmr = { show: show, call: call, setStatus: setStatus, query: () => box.value.trim(), type: () => typeSel.value };
 
   call("/health").then((h) => { $("index-info").textContent = h.items + " items · model " + h.model; }).catch(() => {});
   const initial = new URLSearchParams(location.search);

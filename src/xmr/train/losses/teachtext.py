@@ -140,3 +140,6 @@ class TeachTextLoss(TrainLoss):
     @torch.no_grad()
     def after_step(self, model) -> None:
         self.retrieval.after_step(model)
+
+    def export_heads(self):
+        return self.retrieval.export_heads()  # e.g. retrieval "pcme": its uncertainty heads are saved with the model
