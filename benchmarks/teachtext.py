@@ -118,6 +118,9 @@ def main(argv=None) -> int:
     ap.add_argument("--adapter-projection", action="store_true", help="projection heads instead of residual adapters")
     ap.add_argument("--adapter-dim", type=int, default=0)
     ap.add_argument("--adapter-hidden", type=int, default=256)
+    ap.add_argument("--retrieval", default="infonce",
+                    help="the student's own loss: trained alone with it, and teachtext's retrieval loss (default infonce)")
+    ap.add_argument("--retrieval-config", default="{}", help="JSON: the retrieval loss's config (alone and inside)")
     ap.add_argument("--student-captions", default="all",
                     help="caption policy of the student's training split (all, first, firstN); teachers trained here "
                     "use all captions")
@@ -163,8 +166,10 @@ def main(argv=None) -> int:
     student = create_encoder(args.student, device="cpu")
     rows[f"frozen student base `{args.student}`"] = [teacher_row(args.student, ev)]
     print(f"teachers evaluated in {time.perf_counter() - t0:.1f} s", flush=True)
-    variants = {"alone (infonce)": ("infonce", {}), "teachtext": ("teachtext", {})}
-    variants.update({f"teachtext {k}": ("teachtext", v) for k, v in json.loads(args.variants).items()})
+    rc = json.loads(args.retrieval_config)
+    rl = {"retrieval": args.retrieval, "retrieval_config": rc} if args.retrieval != "infonce" or rc else {}
+    variants = {f"alone ({args.retrieval})": (args.retrieval, rc), "teachtext": ("teachtext", rl)}
+    variants.update({f"teachtext {k}": ("teachtext", {**rl, **v}) for k, v in json.loads(args.variants).items()})
     for name, (loss, lc) in variants.items():
         rows[name] = []
         for seed in args.seeds:
