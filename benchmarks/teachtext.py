@@ -29,7 +29,15 @@ other embeddings. On ``xmr synth images`` (frozen ``concept`` knows nothing of c
         --student concept:fast --teachers train:concept:fast,train:concept:zeroshot,train:minilm-center \
         --adapter-projection --adapter-dim 256 --adapter-hidden 512 --lr 1e-3 --batch-size 64 --epochs 15
 
-One torch thread.
+and the world where the claim shows (the student sees 60 of the 450 training images, the teachers trained above saw
+all of them; few60.jsonl = the first 60 train lines + every test line of captions.jsonl)::
+
+    python benchmarks/teachtext.py --dataset manifest:/tmp/synth-tt/few60.jsonl --out /tmp/tt-few60 \
+        --student concept:fast --teachers trained:/tmp/tt-synth/teacher-0,trained:/tmp/tt-synth/teacher-1,\
+    trained:/tmp/tt-synth/teacher-2 --adapter-projection --adapter-dim 256 --adapter-hidden 512 --lr 1e-3 \
+        --batch-size 16 --epochs 50 --variants '{"lambda10": {"lambda_cross": 10.0}}'
+
+Results and their reading: docs/training.md, "TeachText". One torch thread.
 """
 from __future__ import annotations
 
