@@ -1,20 +1,26 @@
 """``teachtext``: the student's own retrieval loss plus distillation of several frozen teachers' similarity matrices.
 
 Croitoru, Bogolin, Leordeanu, Jin, Zisserman, Albanie, Liu, "TeachText: CrossModal Generalized Distillation for
-Text-Video Retrieval", ICCV 2021, Section 3 (Fig. 4) and the authors' code (albanie/collaborative-experts,
-``trainer/trainer.py``). For a batch of B (caption, item) pairs:
+Text-Video Retrieval", ICCV 2021, Fig. 4 and the authors' code (albanie/collaborative-experts,
+``trainer/trainer.py``, which is where ``phi``, ``l_d`` and ``lambda`` below were read: the paper's full text was not
+reachable here, only its abstract and the Fig. 4 caption). For a batch of B (caption, item) pairs:
 
 * the student ``M`` gives the similarity matrix ``S`` (B x B), ``S_ij = <t_i, v_j>``: caption i against item j;
 * teacher ``T_k`` (k = 1..N), a retrieval model with its *own* text embedding and item embedding, gives ``S^k`` the
   same way from its cached embeddings (``t^k_i``, ``v^k_j``: :mod:`xmr.train.teachers`);
-* the aggregate ``phi(S^1, ..., S^N) = 1/N sum_k S^k`` (element-wise mean: the paper's aggregation; the authors'
-  trainer sums the teachers' matrices and divides by N);
+* the aggregate ``phi(S^1, ..., S^N) = 1/N sum_k S^k`` (element-wise mean: the authors' trainer sums the teachers'
+  matrices and divides by N);
 * the distillation loss ``L_d = 1/B^2 sum_ij l_d(S_ij - phi_ij)`` with ``l_d`` the Huber / smooth-L1 function
   (``0.5 x^2 / delta`` for ``|x| < delta``, else ``|x| - 0.5 delta``; delta 1, torch's ``SmoothL1Loss`` in the
   authors' trainer);
 * the objective ``L = L_r(S) + lambda * L_d`` with ``L_r`` the student's retrieval loss (the paper: CE's
   max-margin ranking loss; here any registered loss, ``retrieval``, default ``infonce``) and ``lambda = 1`` in the
   authors' code (``lambda_cross``). Teachers are used only in training; the saved model is the student alone.
+
+Deviations: the teachers are frozen xmr encoders (any spec; ``trained:DIR`` for one trained on the task), not models
+of the student's architecture; in the paper teachers and student share the video embeddings and differ in their text
+embeddings, here a cross-modal teacher scores with its own image embedding too; the default ``L_r`` is InfoNCE, not
+CE's max-margin ranking loss (``retrieval="vsepp"`` is the closest hinge).
 
 What is ours (not in the paper):
 
