@@ -408,7 +408,7 @@ DATASET_FIXTURES = {
     "parquet": f"parquet:{FIXTURES / 'parquet_tiny'}",
     "wds": f"wds:{FIXTURES / 'wds_tiny'}",
     **{s: f"{s}:{VIDEO_FIXTURES / s}"
-       for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "vatex", "youcook2")},
+       for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "tvr", "vatex", "youcook2")},
 }
 
 

@@ -13,6 +13,9 @@ kind (``ALL`` key)  registry                    filled by
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
 ``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,binary,milvus}``
 ``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
+``composer``       :data:`COMPOSERS`           ``xmr.compose.{tirg,jvsm}`` (composed image + text queries)
+``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
+``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -47,6 +50,12 @@ STAGES: Registry = Registry("retrieval stage")
 VECTOR_BACKENDS: Registry = Registry("vector backend")
 #: name -> TrainLoss subclass (with a ``Config`` dataclass attribute), used by ``xmr train --loss NAME``
 LOSSES: Registry = Registry("training loss")
+#: name -> composer class (an nn.Module with a ``Config`` dataclass attribute): image + modification text -> query
+COMPOSERS: Registry = Registry("composer")
+#: scheme -> loader(root, split, options, seed) -> ComposedDataset (reference image + text -> target queries)
+COMPOSED_DATASETS: Registry = Registry("composed dataset scheme")
+#: name -> factory(arg: str | None) -> a moment model (start / end / video scores over clip features)
+MOMENT_MODELS: Registry = Registry("moment model")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -60,6 +69,9 @@ ALL: dict[str, Registry] = {
     "stage": STAGES,
     "vector_backend": VECTOR_BACKENDS,
     "loss": LOSSES,
+    "composer": COMPOSERS,
+    "composed_dataset": COMPOSED_DATASETS,
+    "moment_model": MOMENT_MODELS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -75,6 +87,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "stage": ("xmr.retrieval.stages",),
     "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "binary", "milvus")),
     "loss": ("xmr.train.losses",),
+    "composer": ("xmr.compose.tirg", "xmr.compose.jvsm"),
+    "composed_dataset": ("xmr.data.composed",),
+    "moment_model": ("xmr.localize.squidnet",),
 }
 
 
@@ -105,5 +120,6 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
-           "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]
+__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES",
+           "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
+           "load_all", "load_for"]

@@ -11,6 +11,9 @@ def setup(p):
     p.add_argument("query", nargs="*", help="text query; several quoted queries describe one target (multi-query, "
                    "fused by --fuse); with --image, texts that modify the image (composed query)")
     p.add_argument("--image", metavar="FILE", help="search with an image (add texts to modify it)")
+    p.add_argument("--composer", metavar="DIR", default=None,
+                   help="with --image and text: compose them with this trained composer (xmr train-compose: tirg, "
+                        "jvsm; trained on the index's model) instead of the training-free fusion (docs/composed.md)")
     p.add_argument("--vector", metavar="FILE.npy",
                    help="search with raw query vectors of the index model's width: shape (D,) or (1, D) for one "
                         "query, (N, D) for N queries searched one by one (--json: one result list per row)")
@@ -21,8 +24,12 @@ def setup(p):
     add_index_arg(p)
     p.add_argument("--k", "-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--json", action="store_true", help='print {"query", "model", "stages", "results": [...]}')
-    p.add_argument("--type", dest="media_type", choices=("image", "video", "all"), default="all",
-                   help="only images, only videos, or all (default); video results carry start/end seconds")
+    p.add_argument("--type", dest="media_type", choices=("image", "video", "moment", "all"), default="all",
+                   help="only images, only videos, or all (default); video results carry start/end seconds. "
+                        "moment: moments ranked across the corpus, several per video (docs/moments.md)")
+    p.add_argument("--moment-model", default=None, metavar="DIR",
+                   help="with --type moment: a trained SQuiDNet checkpoint localises the moments (default: "
+                        "training-free proposals over the index's segments)")
     add_device_arg(p)
     add_fuse_arg(p)
     p.add_argument("--candidates", type=int, default=None, metavar="K",
@@ -72,7 +79,10 @@ def build_query(args):
     terms += [Term("text", t, -1.0) for t in args.negatives]
     if args.fuse != "mean-sim" and len(terms) < 2:
         raise ConfigError("--fuse needs several queries")
-    return Query(tuple(terms), args.fuse)
+    if getattr(args, "composer", None) is not None and (args.image is None or not texts):
+        raise ConfigError('--composer composes an image with text: give --image FILE and the modification, e.g. '
+                          'xmr search --image a.jpg "in red" --composer DIR')
+    return Query(tuple(terms), args.fuse, getattr(args, "composer", None))
 
 
 def _load_vectors(path: str):
@@ -99,6 +109,9 @@ def check_args(args) -> None:
 
     from ..errors import ConfigError
 
+    composer = getattr(args, "composer", None)
+    if composer is not None and not os.path.isdir(composer):
+        raise ConfigError(f"--composer {composer}: no such folder (train one with xmr train-compose --out DIR)")
     for flag, f in (("--image", args.image), ("--vector", args.vector)):
         if f is None:
             continue
@@ -123,6 +136,8 @@ def run(args) -> int:
     from ._remote import remote_search, server_url
 
     url = server_url(args) if not interactive(args) else None
+    if url is not None and args.media_type == "moment":
+        raise ConfigError("--type moment runs here, not on a server: drop --server (or unset XMR_SERVER)")
     if url is not None:
         return _print_remote(remote_search(url, args), args)
     check_args(args)
@@ -137,12 +152,20 @@ def run(args) -> int:
             raise ConfigError(f"index {index_path(args)} is empty; run xmr index DIR first")
         t0 = time.perf_counter()
         enc = _encoder(spec, reader, queries, args)
-        pipe = build_pipeline(enc, options)
-        t1 = time.perf_counter()
-        if interactive(args):
-            out, props = run_interactive(args, pipe, reader, query)
-            return print_interactive(out, props, args, lambda o: _print_results(o, reader))
-        outs = [pipe.search(reader, q, args.k, args.media_type) for q in queries]
+        if args.media_type == "moment":
+            if interactive(args):
+                raise ConfigError("--type moment ranks moments; it has no interactive mode")
+            outs = _moment_search(reader, enc, queries, args, options)
+            t1 = time.perf_counter()
+        else:
+            if getattr(args, "moment_model", None) is not None:
+                raise ConfigError("--moment-model needs --type moment")
+            pipe = build_pipeline(enc, options)
+            t1 = time.perf_counter()
+            if interactive(args):
+                out, props = run_interactive(args, pipe, reader, query)
+                return print_interactive(out, props, args, lambda o: _print_results(o, reader))
+            outs = [pipe.search(reader, q, args.k, args.media_type) for q in queries]
         t2 = time.perf_counter()
     finally:
         store.close()
@@ -188,6 +211,21 @@ def _print_results(out, reader) -> None:
     for r in out.results:
         span = f"  [{r.start:.1f}-{r.end:.1f} s]" if r.start is not None else ""
         print(f"{r.rank:3d}. {r.score:.4f}  {display_path(r.path)}{span}")
+
+
+def _moment_search(reader, enc, queries, args, options):
+    from ..errors import ConfigError
+    from ..retrieval import SearchOptions
+    from ..retrieval.moment_search import search_moments
+
+    if options != SearchOptions(device=options.device) or args.candidates is not None:
+        raise ConfigError("--type moment ranks moments itself: it takes no --rescore / --rerank / --candidates")
+    model = None
+    if getattr(args, "moment_model", None) is not None:
+        from ..localize.squidnet import SQuiDNet
+
+        model = SQuiDNet.load(args.moment_model)
+    return [search_moments(reader, enc, q, args.k, model=model) for q in queries]
 
 
 def _encoder(spec: str, reader, queries, args):

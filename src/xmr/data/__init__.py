@@ -30,6 +30,7 @@ from . import msvd as _msvd  # noqa: F401  (registers "msvd")
 from . import parquet as _parquet  # noqa: F401  (registers "parquet")
 from . import vatex as _vatex  # noqa: F401  (registers "vatex")
 from . import webdataset as _webdataset  # noqa: F401  (registers "wds")
+from . import tvr as _tvr  # noqa: F401  (registers "tvr")
 from . import youcook2 as _youcook2  # noqa: F401  (registers "youcook2")
 from .base import (
     COMMON_OPTIONS,
