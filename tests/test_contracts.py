@@ -191,6 +191,7 @@ def _with_head(kind: str, config: dict, name: str):
 #: (name, arg) for create_encoder
 ENCODER_BUILDERS = {
     "concept": {"default": "concept_encoder"},
+    "concept+lang": {"de": lambda request, tmp: ("concept+lang", "de")},  # the bundled German acquirer
     "tiny": {"default": "tiny_encoder"},
     "hf": {"clip": _hf_clip},
     "openclip": {"random": _openclip},
@@ -449,6 +450,8 @@ DATASET_FIXTURES = {
     "manifest": _manifest,
     "parquet": f"parquet:{FIXTURES / 'parquet_tiny'}",
     "wds": f"wds:{FIXTURES / 'wds_tiny'}",
+    "multi30k": f"multi30k:{FIXTURES / 'multi30k_tiny'}:val?lang=de",
+    "xtd": f"xtd:{FIXTURES / 'xtd_tiny'}?lang=fr",
     **{s: f"{s}:{VIDEO_FIXTURES / s}"
        for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "tvr", "vatex", "youcook2")},
     "recipe1m": f"recipe1m:{FIXTURES / 'side_text' / 'recipe1m'}",

@@ -119,7 +119,7 @@ def load_for(kind: str, name: str) -> Registry:
     if kind not in ALL:
         raise ConfigError(f"unknown component kind {kind!r}. Available: {', '.join(ALL)}")
     for m in MODULES[kind]:
-        if m.rsplit(".", 1)[-1] == name:
+        if m.rsplit(".", 1)[-1] in (name, name.split("+", 1)[0]):  # concept+lang: xmr.encoders.concept
             importlib.import_module(m)
     if name not in ALL[kind]:
         load_all(kind)
