@@ -29,7 +29,7 @@ VERBS = ("chop", "slice", "boil", "fry", "roast", "mix", "whisk", "grate", "simm
 ADJ = ("easy", "classic", "spicy", "quick", "homemade", "rustic", "creamy", "grandma's")
 
 
-def make_recipes(n: int, seed: int, image_dim: int = 64, noise: float = 0.5):
+def make_recipes(n: int, seed: int, image_dim: int = 64, noise: float = 1.0):
     """Recipes with 6-12 ingredients; the image feature is the sum of its ingredients' prototypes plus its dish's,
     plus Gaussian noise (the same prototypes for every split of one seed's world)."""
     rng = np.random.default_rng(seed)
@@ -50,7 +50,7 @@ def make_recipes(n: int, seed: int, image_dim: int = 64, noise: float = 0.5):
     return recipes, np.asarray(images, np.float32)
 
 
-def recipes_part(encoder, seeds, n_train=1500, n_test=1000, epochs=25):
+def recipes_part(encoder, seeds, n_train=1000, n_test=1000, epochs=12):
     from xmr.eval.recipe_protocol import recipe_protocol
     from xmr.heads.recipe import RecipeTowerConfig, encode_recipes, train_recipe_tower
 
