@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..spec import parse_spec
 from . import activitynet as _activitynet  # noqa: F401  (registers "activitynet")
 from . import coco as _coco  # noqa: F401  (registers "coco")
+from . import cub as _cub  # noqa: F401  (registers "cub")
 from . import didemo as _didemo  # noqa: F401  (registers "didemo")
 from . import folder_csv as _folder_csv  # noqa: F401  (registers "csv")
 from . import karpathy as _karpathy  # noqa: F401  (registers "karpathy")
@@ -28,7 +29,9 @@ from . import manifest as _manifest  # noqa: F401  (registers "manifest")
 from . import msrvtt as _msrvtt  # noqa: F401  (registers "msrvtt")
 from . import msvd as _msvd  # noqa: F401  (registers "msvd")
 from . import parquet as _parquet  # noqa: F401  (registers "parquet")
+from . import sbu as _sbu  # noqa: F401  (registers "sbu")
 from . import vatex as _vatex  # noqa: F401  (registers "vatex")
+from . import visual_genome as _visual_genome  # noqa: F401  (registers "vg")
 from . import webdataset as _webdataset  # noqa: F401  (registers "wds")
 from . import youcook2 as _youcook2  # noqa: F401  (registers "youcook2")
 from .base import (
