@@ -32,6 +32,10 @@ def _cfg(world, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+def _need_peft():
+    pytest.importorskip("peft", reason="LoRA needs peft (pip install 'xmr[train]')")
+
+
 def _changed(world, out) -> set[str]:
     base = load_file(str(world[0] / "model.safetensors"))
     new = load_file(str(out / "model.safetensors"))
@@ -62,6 +66,7 @@ def test_projections_trains_only_the_projections(world, tmp_path):
 
 
 def test_lora_merges_into_q_and_v_and_loads_as_a_plain_model(world, tmp_path):
+    _need_peft()
     from xmr.data import load_dataset
     from xmr.encoders import create_encoder
     from xmr.encoders.hf import HFEncoder
@@ -80,7 +85,7 @@ def test_lora_merges_into_q_and_v_and_loads_as_a_plain_model(world, tmp_path):
 
 
 def test_merged_lora_equals_the_injected_layers_by_hand():
-    pytest.importorskip("peft")
+    _need_peft()
     from xmr.train.finetune import LoraSettings, inject_lora, merged_copy
 
     torch.manual_seed(0)
@@ -106,6 +111,7 @@ class _Killed(Exception):
 
 
 def test_killed_lora_run_resumes_to_the_uninterrupted_result(world, tmp_path):
+    _need_peft()
     cfg = _cfg(world, finetune="lora", epochs=3, lora={"r": 2})
     full = train(cfg, tmp_path / "full", show_progress=False)
 
@@ -153,6 +159,7 @@ def test_openclip_whole_finetune_and_its_refusals(world, tmp_path, monkeypatch):
 
 
 def test_cli_finetune_lora(world, tmp_path, capsys):
+    _need_peft()
     clip, synth = world
     code, out, err = run_cli(capsys, "train", "--dataset", f"manifest:{synth}", "--model", f"hf:{clip}", "--mode",
                              "finetune", "--finetune", "lora", "--lora", '{"r": 2}', "--epochs", "1", "--batch-size",
