@@ -6,13 +6,14 @@ reaches about the quality of full fine-tuning with a small fraction of the train
 
 No pretrained CLIP can be downloaded here, so the "pretrained" start is made in the same script: a tiny random CLIP
 (transformers ``CLIPModel``, ViT 32 px / patch 8, width 32, 2 blocks per tower; tests/_tiny_models.py) trained
-``--pre-epochs`` epochs (whole, InfoNCE) on one synthetic set (seed 100 + s), saved with ``save_pretrained`` and then
+``--pre-epochs`` epochs (whole, InfoNCE, lr ``--pre-lr``) on one synthetic set (seed 100 + s) with ``--pre-noise``
+of its captions swapped (a weaker start that knows the world in part), saved with ``save_pretrained`` and then
 fine-tuned in each mode on **another** synthetic set (seed 200 + s, other pictures of the same world) and evaluated
 on that set's test split. Small and synthetic: it shows what each mode trains and costs, not ImageNet-scale numbers.
 
 Usage::
 
-    python benchmarks/finetune_modes.py --out /tmp/ftm [--seeds 0 1 2] [--epochs 6] [--pre-epochs 4] [--n 300]
+    python benchmarks/finetune_modes.py --out /tmp/ftm [--seeds 0 1 2] [--epochs 10] [--pre-epochs 30] [--n 600]
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--pre-epochs", type=int, default=4)
     ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--pre-noise", type=float, default=0.5, help="share of swapped captions in the pretraining set")
+    ap.add_argument("--pre-lr", type=float, default=1e-3)
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -65,11 +68,11 @@ def main(argv=None) -> int:
     for s in args.seeds:
         d = out / f"seed{s}"
         shutil.rmtree(d, ignore_errors=True)
-        a = generate_images(d / "setA", n=args.n, seed=100 + s)
+        a = generate_images(d / "setA", n=args.n, seed=100 + s, noise=args.pre_noise)
         b = generate_images(d / "setB", n=args.n, seed=200 + s)
         build("clip", d / "random", seed=s)
         pre = train(TrainConfig(dataset=f"manifest:{a}", model=f"hf:{d / 'random'}", mode="finetune", epochs=args.pre_epochs,
-                                batch_size=32, lr=2e-3, seed=s, eval_split=None), d / "pre", show_progress=False)
+                                batch_size=32, lr=args.pre_lr, seed=s, eval_split=None), d / "pre", show_progress=False)
         enc = create_encoder(f"trained:{pre.out}")
         enc.model.save_pretrained(d / "pretrained")
         enc.tokenizer.save_pretrained(d / "pretrained")

@@ -141,6 +141,34 @@ def test_modes_a_model_cannot_be_trained_in_are_refused_nothing_written(world, t
     assert not out.exists()
 
 
+@pytest.mark.parametrize("model_type,how,trained", [
+    ("siglip", "last:1", (".layers.1.", "vision_model.head.", "text_model.head.", "post_layernorm", "final_layer_norm")),
+    ("chinese_clip", "lora", (".query.", ".value.", ".q_proj.", ".v_proj.")),  # BERT text: query + value; ViT: q, v
+    ("altclip", "projections", ("visual_projection.", "text_projection.")),
+])
+def test_other_model_types(world, tmp_path, model_type, how, trained):
+    from _tiny_models import build
+
+    if how == "lora":
+        _need_peft()
+    d = build(model_type, tmp_path / model_type)
+    res = train(_cfg(world, model=f"hf:{d}", finetune=how, epochs=1), tmp_path / "run", show_progress=False)
+    base, new = load_file(str(d / "model.safetensors")), load_file(str(res.out / "model.safetensors"))
+    changed = {k for k in new if k in base and not torch.equal(base[k], new[k])}
+    assert changed and all(any(t in k for t in trained) for k in changed), sorted(changed)
+    if how == "lora":
+        assert any(".query." in k for k in changed) and any(".q_proj." in k for k in changed)
+
+
+def test_a_cnn_image_tower_has_no_last_blocks(world, tmp_path):
+    from _tiny_models import build
+
+    d = build("align", tmp_path / "align")
+    with pytest.raises(ConfigError, match="one transformer block list per tower"):
+        train(_cfg(world, model=f"hf:{d}", finetune="last:1"), tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_openclip_whole_finetune_and_its_refusals(world, tmp_path, monkeypatch):
     from _fake_open_clip import make_fake_open_clip
     from xmr.encoders import create_encoder

@@ -38,6 +38,7 @@ _BLOCK_LISTS = re.compile(r"(^|\.)(layers|layer|resblocks)$")
 _HEAD = re.compile(r"(^|\.)(post_layernorm|final_layer_norm|ln_post|ln_final|visual_projection|text_projection|proj"
                    r"|head)(\.|$)")
 _PROJECTIONS = re.compile(r"(^|\.)(visual_projection|text_projection)(\.|$)|^visual\.proj$|^text_model\.head\.")
+_VISION_TOWERS = ("vision_model", "visual")
 _FROZEN_ALWAYS = re.compile(r"(^|\.)(logit_scale|logit_bias)$")
 
 
@@ -83,6 +84,11 @@ def select_trainable(net: nn.Module, how: str, n_blocks: int, label: str) -> lis
         if not lists:
             raise ConfigError(f"--finetune last:{n_blocks}: {label} has no transformer block lists (*.layers, "
                               "*.resblocks); use --finetune whole, projections or lora")
+        vision = [n for n in lists if n.split(".")[0] in _VISION_TOWERS]
+        if len(vision) != 1 or len(lists) != 2:
+            raise ConfigError(f"--finetune last:{n_blocks}: {label} does not have one transformer block list per tower "
+                              f"(found {sorted(lists) or 'none'}; a CNN image tower such as ALIGN's has none); use "
+                              "--finetune whole, projections or lora")
         short = {n: len(m) for n, m in lists.items() if len(m) < n_blocks}
         if short:
             raise ConfigError(f"--finetune last:{n_blocks}: {label} has fewer blocks ({short}); use a smaller N or "
@@ -97,11 +103,9 @@ def select_trainable(net: nn.Module, how: str, n_blocks: int, label: str) -> lis
 
 
 def _default_targets(net: nn.Module) -> list[str]:
+    """q_proj + v_proj (CLIP-style attention) and / or query + value (BERT-style text towers), whichever exist."""
     linear = {n.rsplit(".", 1)[-1] for n, m in net.named_modules() if isinstance(m, nn.Linear)}
-    for pair in (["q_proj", "v_proj"], ["query", "value"]):
-        if set(pair) <= linear:
-            return pair
-    return []
+    return [t for pair in (["q_proj", "v_proj"], ["query", "value"]) if set(pair) <= linear for t in pair]
 
 
 def inject_lora(net: nn.Module, settings: LoraSettings, seed: int, label: str) -> list[str]:
