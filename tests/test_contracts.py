@@ -133,6 +133,18 @@ def _trained_tiny(request, tmp):
     return ("trained", str(tmp / "t"))
 
 
+def _with_head(kind: str, config: dict, name: str):
+    """A trained adapter folder carrying a loss's extra head (random weights): PCME uncertainty or DHD hash."""
+    def build(request, tmp):
+        from xmr.encoders.trained import AdapterConfig, build_head
+        from xmr.train.model import AdapterModel
+
+        AdapterModel(AdapterConfig(64, 32, 16, False, 0), AdapterConfig(64, 32, 16, False, 1), "tiny").save(
+            tmp / kind, {}, {kind: (config, build_head(kind, config))})
+        return (name, str(tmp / kind))
+    return build
+
+
 #: encoder name -> {variant: how to build it}: a session fixture name, or a function (request, tmp dir) returning
 #: (name, arg) for create_encoder
 ENCODER_BUILDERS = {
@@ -141,7 +153,10 @@ ENCODER_BUILDERS = {
     "hf": {"clip": _hf_clip},
     "openclip": {"random": _openclip},
     "video": {"mean": lambda request, tmp: ("video", "tiny+mean"), "xpool": _video_xpool},
-    "trained": {"adapter": _trained_adapter, "tiny": _trained_tiny},
+    "trained": {"adapter": _trained_adapter, "tiny": _trained_tiny,
+                "pcme": _with_head("uncertainty", {"image_in": 64, "text_in": 64, "dim": 32, "a": 5.0, "b": 5.0},
+                                   "trained")},
+    "hash": {"dhd": _with_head("hash", {"dim": 32, "bits": 16, "text": True}, "hash")},
 }
 #: (name, variant) whose capabilities claim a method the encoder does not have; strict xfail, so the fix is noticed
 CAPABILITY_BUGS: dict = {}  # (name, variant) -> reason, for a known capability bug (strict xfail)

@@ -1,8 +1,10 @@
 """Label readers on small files in the real layouts (hash lists, COCO instances, CUB, ActivityNet), with the
-label metrics on top, and their errors."""
+label metrics on top, and their errors; NUS-WIDE and FCVID release layouts."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +94,78 @@ def test_activitynet_classes(tmp_path):
     assert read_activitynet_classes(str(f), subset="validation").media == ("abc",)
     with pytest.raises(ConfigError, match="no video in subset 'testing'"):
         read_activitynet_classes(str(f), subset="testing")
+
+
+# ---- NUS-WIDE and FCVID release layouts (tests/fixtures/label_sets: hand-written miniatures) ----------------------
+
+LS = Path(__file__).parent / "fixtures" / "label_sets"
+
+
+def test_nuswide_all_split_and_top_concepts():
+    from xmr.data.label_sets import read_nuswide
+
+    ls, dropped = read_nuswide(str(LS / "nuswide"))
+    assert dropped == 0 and len(ls) == 6 and ls.classes == ("animal", "beach", "sky")
+    assert ls.media[0] == os.path.join(str(LS / "nuswide"), "Flickr", "animal", "0001_100.jpg")  # backslashes split
+    assert ls.labels.astype(int).tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 1], [0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    # top 2 concepts by frequency: animal 2, beach 2, sky 2 -> ties by concept order: animal, beach
+    top, dropped = read_nuswide(str(LS / "nuswide"), top=2)
+    assert top.classes == ("animal", "beach") and dropped == 2 and len(top) == 4
+    test, _ = read_nuswide(str(LS / "nuswide"), split="test")
+    assert len(test) == 2 and test.labels.astype(int).tolist() == [[0, 0, 1], [0, 0, 0]]
+
+
+def test_nuswide_tags():
+    from xmr.data.label_sets import read_nuswide
+
+    ls, dropped = read_nuswide(str(LS / "nuswide"), source="tags", top=1)  # tag counts: animal 2, beach 2, sky 3
+    assert ls.classes == ("sky",) and dropped == 3 and len(ls) == 3
+    assert [os.path.basename(m) for m in ls.media] == ["0003_102.jpg", "0005_104.jpg", "0006_105.jpg"]
+    with pytest.raises(ConfigError, match="use split 'all'"):
+        read_nuswide(str(LS / "nuswide"), source="tags", split="train")
+    with pytest.raises(ConfigError, match="source must be"):
+        read_nuswide(str(LS / "nuswide"), source="captions")
+
+
+def test_nuswide_errors(tmp_path):
+    import shutil
+
+    from xmr.data.label_sets import read_nuswide
+
+    with pytest.raises(ConfigError, match="split must be one of"):
+        read_nuswide(str(LS / "nuswide"), split="val")
+    with pytest.raises(ConfigError, match=r"top must be an integer in \[1, 3\]"):
+        read_nuswide(str(LS / "nuswide"), top=4)
+    root = tmp_path / "nw"
+    shutil.copytree(LS / "nuswide", root)
+    (root / "Groundtruth" / "AllLabels" / "Labels_sky.txt").write_text("0\n1\n")
+    with pytest.raises(ConfigError, match="2 lines, but the image list has 6"):
+        read_nuswide(str(root))
+    (root / "Groundtruth" / "AllLabels" / "Labels_sky.txt").unlink()
+    with pytest.raises(ConfigError, match="NUS-WIDE labels of concept 'sky' not found"):
+        read_nuswide(str(root))
+
+
+def test_fcvid_splits_and_class_names(tmp_path):
+    from xmr.data.label_sets import read_fcvid
+
+    ls = read_fcvid(str(LS / "fcvid"))
+    assert len(ls) == 4 and ls.classes == ("0", "1", "2")
+    assert ls.media[2] == os.path.join(str(LS / "fcvid"), "videos", "soccer", "b1.mp4")
+    tr = read_fcvid(str(LS / "fcvid"), split="train", classes_file=str(LS / "fcvid" / "materials" / "classes.txt"))
+    assert tr.classes == ("basketball", "soccer", "cooking")
+    assert [os.path.basename(m) for m in tr.media] == ["a1.mp4", "b1.mp4"]
+    assert tr.labels.astype(int).tolist() == [[1, 0, 0], [0, 1, 0]]
+    import shutil
+
+    root = tmp_path / "fc"
+    shutil.copytree(LS / "fcvid", root)
+    (root / "materials" / "FCVID_Label.txt").write_text("1 0 0\n1 0\n0 1 0\n0 0 1\n")
+    with pytest.raises(ConfigError, match="line 2: 2 labels, but earlier rows have 3"):
+        read_fcvid(str(root))
+    (root / "materials" / "FCVID_Label.txt").write_text("1 0 0\n")
+    with pytest.raises(ConfigError, match="1 rows, but .* lists 4 videos"):
+        read_fcvid(str(root))
+    with pytest.raises(ConfigError, match="3 class names, but"):
+        (root / "materials" / "FCVID_Label.txt").write_text("1 0\n1 0\n0 1\n0 1\n")
+        read_fcvid(str(root), classes_file=str(root / "materials" / "classes.txt"))

@@ -213,3 +213,83 @@ def test_hinge_warmup_uses_the_sum_then_the_hardest_negative(name):
         sims = b0.img @ b0.txt.T
         assert loss(b0, model)[0].item() == pytest.approx(hinge_terms(sims, 0.2, False).mean().item())
         assert loss(b1, model)[0].item() == pytest.approx(hinge_terms(sims, 0.2, True).mean().item())
+
+
+# ------------------------------------------------------------------- issue 12: daa and dhd, heads saved with the model
+
+
+def test_daa_term_is_beta_times_both_directions_of_daa_loss():
+    from xmr.prob.daa import daa_loss
+
+    torch.manual_seed(0)
+    model = _adapter_model()
+    info = LossInfo(num_pairs=6, dim=8, num_classes=3)
+    b = _batch(model)
+    with torch.no_grad():
+        log_p = torch.log(torch.rand(6, 6, dtype=torch.float32).clamp_min(1e-3))
+        for relevance, rel in (("captions", F.normalize(b.txt_ref, dim=-1) @ F.normalize(b.txt_ref, dim=-1).T),
+                               ("labels", (b.labels[:, None] == b.labels[None, :]).float())):
+            loss = create_loss("daa", {"beta": 3.0, "temperature": 0.05, "relevance": relevance}, model, info)
+            term, logs = loss.extra_term(b, log_p)
+            p = log_p.exp()
+            want = 3.0 * (daa_loss(p, rel, 0.05) + daa_loss(p.T, rel.T, 0.05))
+            assert term.item() == pytest.approx(want.item(), rel=1e-6)
+            assert logs["daa"] == pytest.approx(want.item() / 3.0, rel=1e-6)
+        # beta 0: exactly the pcme loss (same RNG state -> same samples)
+        torch.manual_seed(5)
+        v0 = create_loss("daa", {"beta": 0.0}, model, info)(b, model)[0]
+        torch.manual_seed(5)
+        v1 = create_loss("pcme", None, model, info)(b, model)[0]
+        assert v0.item() == pytest.approx(v1.item(), rel=1e-6)
+    from xmr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="relevance 'labels' needs class labels"):
+        create_loss("daa", {"relevance": "labels"}, model, LossInfo(num_pairs=6, dim=8))
+    with pytest.raises(ConfigError, match="relevance 'captions' or 'labels'"):
+        create_loss("daa", {"relevance": "cider"}, model, info)
+
+
+def test_dhd_loss_is_the_papers_sum_of_terms():
+    from xmr.hashing.dhd import distill_loss, feature_views, proxy_loss, quantization_loss
+
+    model = _adapter_model()
+    info = LossInfo(num_pairs=6, dim=8, num_classes=3, seed=0)
+    loss = create_loss("dhd", {"bits": 16}, model, info)
+    b = _batch(model)
+    torch.manual_seed(7)
+    value, logs = loss(b, model)
+    torch.manual_seed(7)  # the same views, recomputed by hand
+    weak, strong = feature_views(b.img_in, None, weak_noise=0.05, strong_noise=0.3, strong_dropout=0.2)
+    h_t, h_s = loss.image_head(model.encode_image(weak)), loss.image_head(model.encode_image(strong))
+    y = F.one_hot(b.labels, 3).float()
+    h_x = loss.text_head(b.txt)
+    want = (proxy_loss(h_t, loss.proxies, y, 0.2) + 0.1 * distill_loss(h_s, h_t) + 0.1 * quantization_loss(h_t, 0.5)
+            + proxy_loss(h_x, loss.proxies, y, 0.2) + 0.1 * quantization_loss(h_x, 0.5))
+    assert value.item() == pytest.approx(want.item(), rel=1e-5)
+    assert 0 <= logs["bit_balance"] <= 1
+    heads = loss.export_heads()
+    assert heads["hash"][0] == {"dim": 8, "bits": 16, "text": True}
+    assert set(heads["hash"][1].state_dict()) == {"image.proj.weight", "image.norm.weight", "image.norm.bias",
+                                                  "text.proj.weight", "text.norm.weight", "text.norm.bias"}
+    from xmr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dhd needs class labels"):
+        create_loss("dhd", None, model, LossInfo(num_pairs=6, dim=8))
+    with pytest.raises(ConfigError, match="bits must be one of"):
+        create_loss("dhd", {"bits": 12}, model, info)
+
+
+def test_heads_round_trip_through_a_trained_folder(tmp_path):
+    from xmr.encoders.trained import load_trained_module
+
+    model = _adapter_model()
+    info = LossInfo(num_pairs=6, dim=8, num_classes=3)
+    for name, kind in (("pcme", "uncertainty"), ("dhd", "hash")):
+        loss = create_loss(name, None, model, info)
+        heads = loss.export_heads()
+        model.save(tmp_path / name, {"note": "test"}, heads)
+        _, cfg, module = load_trained_module(tmp_path / name)
+        assert cfg["heads"] == {kind: heads[kind][0]}
+        for k, v in heads[kind][1].state_dict().items():
+            assert torch.equal(module.heads[kind].state_dict()[k], v)
+    assert "heads" not in load_trained_module(model.save(tmp_path / "plain", {}))[1]

@@ -3,7 +3,7 @@
 =================  ==========================  ===========================================================
 kind (``ALL`` key)  registry                    filled by
 =================  ==========================  ===========================================================
-``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained}``
+``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained,hash}``
 ``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes,lean}``
 ``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
 ``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
@@ -13,6 +13,8 @@ kind (``ALL`` key)  registry                    filled by
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
 ``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,binary,milvus}``
 ``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
+``composer``       :data:`COMPOSERS`           ``xmr.compose.{tirg,jvsm}`` (composed image + text queries)
+``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -47,6 +49,10 @@ STAGES: Registry = Registry("retrieval stage")
 VECTOR_BACKENDS: Registry = Registry("vector backend")
 #: name -> TrainLoss subclass (with a ``Config`` dataclass attribute), used by ``xmr train --loss NAME``
 LOSSES: Registry = Registry("training loss")
+#: name -> composer class (an nn.Module with a ``Config`` dataclass attribute): image + modification text -> query
+COMPOSERS: Registry = Registry("composer")
+#: scheme -> loader(root, split, options, seed) -> ComposedDataset (reference image + text -> target queries)
+COMPOSED_DATASETS: Registry = Registry("composed dataset scheme")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -60,12 +66,14 @@ ALL: dict[str, Registry] = {
     "stage": STAGES,
     "vector_backend": VECTOR_BACKENDS,
     "loss": LOSSES,
+    "composer": COMPOSERS,
+    "composed_dataset": COMPOSED_DATASETS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
 #: ``_load_all()`` helpers call :func:`load_all` with their kind.
 MODULES: dict[str, tuple[str, ...]] = {
-    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained")),
+    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained", "hash")),
     "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
     "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),
@@ -75,6 +83,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "stage": ("xmr.retrieval.stages",),
     "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "binary", "milvus")),
     "loss": ("xmr.train.losses",),
+    "composer": ("xmr.compose.tirg", "xmr.compose.jvsm"),
+    "composed_dataset": ("xmr.data.composed",),
 }
 
 
@@ -105,5 +115,5 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
+__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
            "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]

@@ -15,7 +15,8 @@ SERVER_ENV = "XMR_SERVER"
 #: flags the server decides for itself: (attribute, flag, value meaning "not given")
 _LOCAL_ONLY = (("index", "--index", None), ("image", "--image", None), ("vector", "--vector", None),
                ("weights", "--weights", None), ("rescore", "--rescore", None), ("rerank", "--rerank", None),
-               ("candidates", "--candidates", None), ("bank", "--bank", None), ("device", "--device", None))
+               ("candidates", "--candidates", None), ("bank", "--bank", None), ("device", "--device", None),
+               ("composer", "--composer", None))
 
 
 def server_url(args) -> str | None:

@@ -34,6 +34,9 @@ def setup(p):
                         "the video head (xpool, prototypes: two-stage), --rescore and --rerank exactly as xmr search "
                         "does on an index of this gallery")
     add_rerank_args(p)
+    from ._composed_eval import add_composed_args
+
+    add_composed_args(p)
 
 
 def check_args(args) -> None:
@@ -52,6 +55,10 @@ def check_args(args) -> None:
 
 def run(args) -> int:
     check_args(args)
+    from ._composed_eval import is_composed, run_composed
+
+    if is_composed(args.dataset):
+        return run_composed(args)
     from ..data import load_dataset
     from ..encoders import create_encoder
     from ..eval import evaluate_model, format_table, list_protocols

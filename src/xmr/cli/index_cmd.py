@@ -18,8 +18,9 @@ def setup(p):
                         "with a vector column; --model names the model they came from (default: vector queries only)")
     p.add_argument("--backend", default=None, metavar="NAME",
                    help="vector backend, recorded in the index: flat (exact, default), hnsw, ivfpq (tuned for a target "
-                        "recall on held-out vectors), binary (Hamming on sign codes), milvus (milvus-lite file in the "
-                        "index) or milvus://HOST:PORT; options as NAME:key=value,... (e.g. hnsw:target_recall=0.98)")
+                        "recall on held-out vectors), binary (Hamming on sign codes; the default for --model "
+                        "hash:DIR), milvus (milvus-lite file in the index) or milvus://HOST:PORT; options as "
+                        "NAME:key=value,... (e.g. hnsw:target_recall=0.98)")
     add_index_arg(p)
     add_model_arg(p, default=None)
     add_device_arg(p)
@@ -75,6 +76,10 @@ def run(args) -> int:
             bound = st.model_spec
     except XmrIndexError:
         bound = None
+    if backend is None and bound is None and (args.model or "").strip().startswith("hash:"):
+        from ..index.backends import parse_backend  # hash codes: a new index stores bits, searched by Hamming
+
+        backend = parse_backend("binary")
     if backend is not None:  # recorded first; the run's last step builds (or keeps) it
         from ..index.indexer import index_lock
 

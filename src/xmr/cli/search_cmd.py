@@ -11,6 +11,9 @@ def setup(p):
     p.add_argument("query", nargs="*", help="text query; several quoted queries describe one target (multi-query, "
                    "fused by --fuse); with --image, texts that modify the image (composed query)")
     p.add_argument("--image", metavar="FILE", help="search with an image (add texts to modify it)")
+    p.add_argument("--composer", metavar="DIR", default=None,
+                   help="with --image and text: compose them with this trained composer (xmr train-compose: tirg, "
+                        "jvsm; trained on the index's model) instead of the training-free fusion (docs/composed.md)")
     p.add_argument("--vector", metavar="FILE.npy",
                    help="search with raw query vectors of the index model's width: shape (D,) or (1, D) for one "
                         "query, (N, D) for N queries searched one by one (--json: one result list per row)")
@@ -72,7 +75,10 @@ def build_query(args):
     terms += [Term("text", t, -1.0) for t in args.negatives]
     if args.fuse != "mean-sim" and len(terms) < 2:
         raise ConfigError("--fuse needs several queries")
-    return Query(tuple(terms), args.fuse)
+    if getattr(args, "composer", None) is not None and (args.image is None or not texts):
+        raise ConfigError('--composer composes an image with text: give --image FILE and the modification, e.g. '
+                          'xmr search --image a.jpg "in red" --composer DIR')
+    return Query(tuple(terms), args.fuse, getattr(args, "composer", None))
 
 
 def _load_vectors(path: str):
@@ -99,6 +105,9 @@ def check_args(args) -> None:
 
     from ..errors import ConfigError
 
+    composer = getattr(args, "composer", None)
+    if composer is not None and not os.path.isdir(composer):
+        raise ConfigError(f"--composer {composer}: no such folder (train one with xmr train-compose --out DIR)")
     for flag, f in (("--image", args.image), ("--vector", args.vector)):
         if f is None:
             continue
@@ -168,6 +177,13 @@ def run(args) -> int:
                 d["rerank"] = {k: s[k] for k in ("cross_encoder", "k", "alpha")}
         if len(query.terms) > 1:
             d["fuse"] = query.fuse
+        from ..retrieval.uncertainty import search_uncertainty
+
+        u = search_uncertainty(enc, query, out.results)  # a PCME model: query and result uncertainty
+        if u is not None:
+            for r in d["results"]:
+                r["uncertainty"] = u["results"][r["id"]]
+            d["uncertainty"] = {k: v for k, v in u.items() if k != "results"}
         print_json({k: d[k] for k in ("query", "model", *(k for k in d if k not in ("query", "model", "results")),
                                       "results")})
         return 0

@@ -26,6 +26,9 @@ def setup(p):
                         "(default max(100, k))")
     add_rescore_args(p)
     add_rerank_args(p)
+    p.add_argument("--composer", default=None, metavar="DIR",
+                   help="compose image + text queries (API and web page) with this trained composer (xmr "
+                        "train-compose), trained on the index's model; default: the training-free fusion")
 
 
 def run(args) -> int:
@@ -43,7 +46,7 @@ def run(args) -> int:
     options = search_options(args)  # the stage options are checked before the model loads
     uvicorn = require("uvicorn", extra="serve")
     settings = ServeSettings(host=args.host, port=args.port, extra_hosts=tuple(args.allowed_host), device=args.device,
-                             query_cache_size=args.query_cache)
+                             query_cache_size=args.query_cache, composer=args.composer)
     if not is_loopback(args.host):
         bar = "!" * 78
         print(f"{bar}\nxmr serve: WARNING: binding to {args.host}, not to loopback. Anyone who can reach this machine "

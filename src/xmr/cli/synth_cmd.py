@@ -7,10 +7,11 @@ from ._common import register_command
 
 
 def setup(p):
-    p.add_argument("kind", choices=["videos", "images"],
-                   help="what to generate (videos: clips + captions.jsonl; images: PNGs + captions.jsonl)")
+    p.add_argument("kind", choices=["videos", "images", "edits"],
+                   help="what to generate (videos: clips + captions.jsonl; images: PNGs + captions.jsonl; edits: "
+                        "images + (reference, modification text, target) triplets for composed queries)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (videos/ or images/, captions.jsonl)")
-    p.add_argument("--n", type=int, default=None, help="number of clips / images (default 120 / 600)")
+    p.add_argument("--n", type=int, default=None, help="number of clips / images (default 120 / 600; edits 800)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=64, help="frame / image side in pixels (default 64)")
     p.add_argument("--test-fraction", type=float, default=None,
@@ -25,6 +26,10 @@ def setup(p):
     i.add_argument("--mislabel", type=float, default=0.0, metavar="FRACTION",
                    help="share of train images given a wrong class label (label noise)")
     i.add_argument("--captions", type=int, default=3, help="true captions per image (1-5, default 3)")
+    e = p.add_argument_group("edits (held-out colour-shape pairs appear only as test targets)")
+    e.add_argument("--held-out", type=int, default=3, metavar="N", help="colour-shape pairs kept out of train "
+                   "(default 3 of 12)")
+    e.add_argument("--test-queries", type=int, default=300, help="test triplets (default 300)")
 
 
 def run(args) -> int:
@@ -38,6 +43,8 @@ def run(args) -> int:
         return 0
     import json
 
+    if args.kind == "edits":
+        return _edits(args)
     from ..synth.images import SynthImageConfig, generate_images
 
     cfg = SynthImageConfig(n=600 if args.n is None else args.n, seed=args.seed, size=args.size,
@@ -52,5 +59,20 @@ def run(args) -> int:
     return 0
 
 
+def _edits(args) -> int:
+    import json
+
+    from ..synth.edits import SynthEditsConfig, generate_edits
+
+    cfg = SynthEditsConfig(n=800 if args.n is None else args.n, seed=args.seed, size=args.size,
+                           held_out=args.held_out, test_queries=args.test_queries)
+    manifest = generate_edits(args.out, cfg)
+    s = json.loads((manifest.parent / "synth.json").read_text())
+    print(f"wrote {s['images']} images ({s['train_images']} train, {s['test_images']} test), {s['train_triplets']} "
+          f"train and {s['test_triplets']} test triplets (held out: {', '.join(s['held_out'])}) and {manifest} "
+          f"(use --dataset edits:{manifest.parent})")
+    return 0
+
+
 register_command("synth", "generate synthetic data sets (videos: shapes that appear, disappear and move; images: "
-                 "shapes with captions and recorded corruptions)", setup, run)
+                 "shapes with captions and recorded corruptions; edits: composed-query triplets)", setup, run)

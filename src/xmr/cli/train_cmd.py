@@ -41,7 +41,7 @@ def setup(p):
     p.add_argument("--lora", default=None, metavar="JSON",
                    help="--finetune lora settings, e.g. '{\"r\": 8, \"alpha\": 16, \"target_modules\": [\"q_proj\", "
                    "\"v_proj\"]}'")
-    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme (docs/training.md)")
+    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd (docs/training.md; dhd: search the result as hash:OUT)")
     p.add_argument("--loss-config", default=None, metavar="JSON", help="the loss's settings, e.g. '{\"margin\": 0.2}'")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder: checkpoints/, metrics.csv, curve.png; loads as trained:DIR")
@@ -84,7 +84,8 @@ def run(args) -> int:
     where = f" after epoch {res.resumed_from}" if res.resumed_from else ""
     scores = ", ".join(f"{k} {last[k]}" for k in ("t2i_R@1", "i2t_R@1", "rsum") if k in last)
     print(f"trained {cfg.loss} ({cfg.mode}, {cfg.model}) for {res.epochs} epochs{where}: {scores or 'no evaluation'}"
-          f"; saved to {res.out} (use --model trained:{res.out})")
+          f"; saved to {res.out} (use --model trained:{res.out}" + (
+              f"; its hash codes: --model hash:{res.out})" if cfg.loss == "dhd" else ")"))
     return 0
 
 

@@ -76,16 +76,45 @@ class Adapter(nn.Module):
         return x + h if self.config.residual else h
 
 
+HEAD_KINDS = ("uncertainty", "hash")
+
+
+def build_head(kind: str, config: dict) -> nn.Module:
+    """An extra head a training loss saved with its adapters (``config.json`` ``"heads"``):
+
+    * ``uncertainty`` (PCME, DAA): ``{"image_in", "text_in", "dim", "a", "b", ...}`` -> linear ``log σ`` heads on
+      the frozen base features (``image``: image_in -> dim, ``text``: text_in -> dim);
+    * ``hash`` (DHD): ``{"dim", "bits", "text"}`` -> DHD hash heads ``tanh(LayerNorm(W y))`` on the adapters'
+      L2-normalised outputs ``y`` (``image``, and ``text`` when ``"text"`` is true)."""
+    try:
+        if kind == "uncertainty":
+            return nn.ModuleDict({"image": nn.Linear(int(config["image_in"]), int(config["dim"])),
+                                  "text": nn.Linear(int(config["text_in"]), int(config["dim"]))})
+        if kind == "hash":
+            from ..hashing.dhd import HashHead
+
+            heads = {"image": HashHead(int(config["dim"]), int(config["bits"]))}
+            if config.get("text", False):
+                heads["text"] = HashHead(int(config["dim"]), int(config["bits"]))
+            return nn.ModuleDict(heads)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"head {kind!r}: bad config {config!r} ({e})") from None
+    raise ConfigError(f"unknown head kind {kind!r} in a trained model; one of {HEAD_KINDS}")
+
+
 class AdapterPair(nn.Module):
     """The trainable part of ``mode: "adapter"``: ``image`` and ``text`` adapters. ``forward(img_feats, txt_feats)``
-    -> L2-normalised (image (B, d), text (B', d))."""
+    -> L2-normalised (image (B, d), text (B', d)). ``heads``: extra heads a loss trained with them (see
+    :func:`build_head`), ``{kind: config}``; their weights are saved under ``heads.<kind>.``."""
 
-    def __init__(self, image: AdapterConfig, text: AdapterConfig):
+    def __init__(self, image: AdapterConfig, text: AdapterConfig, heads: dict | None = None):
         super().__init__()
         if image.out_dim != text.out_dim:
             raise ConfigError(f"image and text adapters must output the same width: {image.out_dim} != {text.out_dim}")
         self.image = Adapter(image)
         self.text = Adapter(text)
+        self.head_configs = dict(heads or {})
+        self.heads = nn.ModuleDict({k: build_head(k, c) for k, c in self.head_configs.items()})
 
     @property
     def dim(self) -> int:
@@ -101,15 +130,31 @@ class AdapterPair(nn.Module):
         return self.encode_image(img), self.encode_text(txt)
 
     def configs(self) -> dict:
-        return {"image_adapter": asdict(self.image.config), "text_adapter": asdict(self.text.config)}
+        out = {"image_adapter": asdict(self.image.config), "text_adapter": asdict(self.text.config)}
+        if self.head_configs:
+            out["heads"] = self.head_configs
+        return out
 
 
-def save_trained(directory: str | Path, mode: str, config: dict, module: nn.Module, training: dict) -> Path:
+def save_trained(directory: str | Path, mode: str, config: dict, module: nn.Module, training: dict,
+                 heads: dict | None = None) -> Path:
     """Write a ``trained:`` folder (``config.json`` + ``model.safetensors``); ``config`` holds ``base`` and the
-    adapter configs (adapter mode) or ``tiny`` (tiny mode)."""
+    adapter configs (adapter mode) or ``tiny`` (tiny mode). ``heads``: ``{kind: (config, module)}`` a loss trained
+    next to the adapters (adapter mode; see :func:`build_head`), saved as ``"heads"`` and ``heads.<kind>.*``."""
     if mode not in MODES:
         raise ConfigError(f"unknown trained-model mode {mode!r}; one of {MODES}")
-    return save_checkpoint(directory, FORMAT, {"mode": mode, **config}, module, extra={"training": training})
+    state = dict(module.state_dict())
+    if heads:
+        if mode != "adapter":
+            raise ConfigError("extra heads (uncertainty, hash) are saved with adapters only: use --mode adapter")
+        config = {**config, "heads": {k: dict(c) for k, (c, _) in heads.items()}}
+        for kind, (c, m) in heads.items():
+            expected = set(build_head(kind, c).state_dict())
+            got = m.state_dict()
+            if set(got) != expected:
+                raise ConfigError(f"head {kind!r}: weights {sorted(got)} do not match its config {c!r}")
+            state.update({f"heads.{kind}.{n}": t for n, t in got.items()})
+    return save_checkpoint(directory, FORMAT, {"mode": mode, **config}, state, extra={"training": training})
 
 
 def load_trained_module(directory: str | Path) -> tuple[str, dict, nn.Module]:
@@ -121,8 +166,11 @@ def load_trained_module(directory: str | Path) -> tuple[str, dict, nn.Module]:
     cfg.pop("training", None)
     mode = cfg.get("mode")
     if mode == "adapter":
+        heads = cfg.get("heads") or {}
+        if not isinstance(heads, dict):
+            raise ConfigError(f"trained:{directory}: 'heads' in config.json must be an object, got {heads!r}")
         module = AdapterPair(config_from_dict(AdapterConfig, cfg["image_adapter"]),
-                             config_from_dict(AdapterConfig, cfg["text_adapter"]))
+                             config_from_dict(AdapterConfig, cfg["text_adapter"]), heads)
     elif mode == "tiny":
         from .tiny import TinyConfig, TinyDualEncoder
 
@@ -157,6 +205,30 @@ class AdaptedEncoder(Encoder):
         return {**super().describe(), "base": self.base.describe(),
                 "adapters": self.adapters.configs()}
 
+    # ---- PCME uncertainty (a model trained with --loss pcme / daa) -------------------------------------------------
+    @property
+    def probabilistic(self) -> bool:
+        """True when the model has PCME's ``log σ`` heads (``xmr train --loss pcme`` or ``daa``)."""
+        return "uncertainty" in self.adapters.heads
+
+    def encode_with_uncertainty(self, side: str, inputs: list, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings (N, dim) L2-normalised, uncertainty (N,)) of texts (``side="text"``) or images from one base
+        pass. The uncertainty is PCME's per-input scalar: the mean over dimensions of ``log σ`` (the log of the
+        geometric-mean σ); higher = more ambiguous."""
+        if not self.probabilistic:
+            raise ConfigError(f"{self.spec} has no uncertainty heads: train it with `xmr train --loss pcme` (or daa)")
+        if side not in ("text", "image"):
+            raise ConfigError(f"side must be 'text' or 'image', got {side!r}")
+        if side == "text":
+            feats = self.base.encode_text(list(inputs), batch_size=batch_size, show_progress=False)
+        else:
+            feats = self.base.encode_images(list(inputs), batch_size=batch_size, show_progress=False)
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)).to(self.device)
+            emb = (self.adapters.encode_text(x) if side == "text" else self.adapters.encode_image(x)).cpu().numpy()
+            log_sigma = self.adapters.heads["uncertainty"][side](x)
+        return emb.astype(np.float32), log_sigma.mean(-1).cpu().numpy().astype(np.float64)
+
 
 @ENCODERS.register("trained", help="a model written by `xmr train` (trained:<dir>): adapters on a frozen encoder, "
                    "or a tiny model trained from scratch")
@@ -189,5 +261,5 @@ def adapted_numpy(adapters: AdapterPair, feats: np.ndarray, side: str) -> np.nda
     return f.numpy()
 
 
-__all__ = ["AdaptedEncoder", "Adapter", "AdapterConfig", "AdapterPair", "FORMAT", "MODES", "adapted_numpy",
-           "load_trained_module", "save_trained"]
+__all__ = ["AdaptedEncoder", "Adapter", "AdapterConfig", "AdapterPair", "FORMAT", "HEAD_KINDS", "MODES",
+           "adapted_numpy", "build_head", "load_trained_module", "save_trained"]

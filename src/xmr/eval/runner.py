@@ -78,6 +78,10 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
         res["before"] = base
         res.update(d.records)
         extra = {**(extra or {}), **d.records}
+    if getattr(encoder, "probabilistic", False) and not is_video and queries_per_target is None:  # PCME
+        from .uncertainty import model_uncertainty
+
+        res["uncertainty"] = model_uncertainty(dataset, encoder, d.base, batch_size=batch_size)
     t3 = time.perf_counter()
     res["rsum"] = round(sum(res[d_][f"R@{k}"] for d_ in ("t2i", "i2t") for k in (1, 5, 10)), 4)
     res["fingerprint"] = protocol_fingerprint(dataset, protocol, encoder.describe(), extra=extra)
@@ -195,4 +199,9 @@ def format_table(res: dict) -> str:
     fp = res["fingerprint"]
     lines.append(f"rsum {res['rsum']:.2f}   protocol {fp['protocol']}   fingerprint {fp['id']}   "
                  f"{fp['num_queries_t2i']} texts x {fp['num_gallery_items']} items")
+    for d in ("t2i", "i2t") if "uncertainty" in res else ():
+        u = res["uncertainty"][d]
+        bins = ", ".join(f"{b['R@1']:.1f}" for b in u["bins"])
+        lines.append(f"uncertainty {d}: mean log sigma {u['log_sigma']['mean']:.3f} (std {u['log_sigma']['std']:.3f}); "
+                     f"R@1 by uncertainty bin, low -> high: {bins}; Spearman(sigma, rank) {u['spearman_rank']}")
     return "\n".join(lines)

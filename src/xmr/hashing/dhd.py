@@ -150,13 +150,17 @@ class DHD(nn.Module):
         return (head(features) >= 0).to(torch.uint8).numpy()
 
 
-def feature_views(x: torch.Tensor, generator: torch.Generator, *, weak_noise: float = 0.05,
+def feature_views(x: torch.Tensor, generator: torch.Generator | None, *, weak_noise: float = 0.05,
                   strong_noise: float = 0.3, strong_dropout: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weak and strong feature-level views of a batch (see the module docstring's first deviation)."""
-    scale = x.std().clamp_min(1e-6)
-    weak = x + weak_noise * scale * torch.randn(x.shape, generator=generator)
-    keep = (torch.rand(x.shape, generator=generator) >= strong_dropout).float() / (1 - strong_dropout)
-    strong = (x + strong_noise * scale * torch.randn(x.shape, generator=generator)) * keep
+    """Weak and strong feature-level views of a batch (see the module docstring's first deviation); ``generator``
+    None draws from torch's global RNG (the trainer's, which its checkpoints keep)."""
+    if not 0 <= strong_dropout < 1:
+        raise ConfigError(f"strong_dropout must be in [0, 1), got {strong_dropout}")
+    kw = {"generator": generator, "device": x.device} if generator is None else {"generator": generator}
+    scale = x.detach().std().clamp_min(1e-6)
+    weak = x + weak_noise * scale * torch.randn(x.shape, **kw).to(x.device, x.dtype)
+    keep = (torch.rand(x.shape, **kw) >= strong_dropout).to(x.device, x.dtype) / (1 - strong_dropout)
+    strong = (x + strong_noise * scale * torch.randn(x.shape, **kw).to(x.device, x.dtype)) * keep
     return weak, strong
 
 

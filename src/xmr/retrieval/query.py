@@ -13,7 +13,11 @@ is a negative term) and a fusion rule (:data:`xmr.multiquery.FUSIONS`):
 * ``learned:DIR``: :class:`xmr.multiquery.QueryWeighting` attention over the terms (unweighted text terms only).
 
 An image with modifying text (``Query.composed``) is the training-free composed-retrieval baseline: the
-``mean-sim`` fusion of the image and the text embeddings (image + text in the shared space).
+``mean-sim`` fusion of the image and the text embeddings (image + text in the shared space). With ``composer=DIR``
+(a folder written by ``xmr train-compose``: TIRG, JVSM; docs/composed.md) the two embeddings are composed by that
+learned model instead, into one probe vector: the query must then be one image and positive, unweighted texts
+(several texts are joined ``"A and B"`` into one modification, as FashionIQ's two captions are), and the composer
+must have been trained on the index's model (same spec and width: ConfigError otherwise).
 """
 from __future__ import annotations
 
@@ -51,10 +55,15 @@ class Query:
 
     terms: tuple[Term, ...]
     fuse: str = "mean-sim"
+    composer: str | None = None  # folder of a trained composer (xmr train-compose): image + text composed by it
 
     def __post_init__(self):
         if not self.terms:
             raise ConfigError("empty query: give a text, an image or a vector")
+        if any(t.kind == "image" for t in self.terms) and any(
+                t.kind == "text" and (not isinstance(t.value, str) or not t.value.strip()) for t in self.terms):
+            raise ConfigError("empty modification text: say what to change in the image (e.g. \"in red\"), or "
+                              "search with the image alone")
         if len(self.terms) > MAX_TERMS:
             raise ConfigError(f"a query has at most {MAX_TERMS} terms, got {len(self.terms)}")
         for t in self.terms:
@@ -72,6 +81,10 @@ class Query:
                               "defined for mean-sim and mean-emb)")
         if name == "learned" and any(t.kind != "text" or t.weight != 1.0 for t in self.terms):
             raise ConfigError("fusion 'learned' weighs unweighted text queries only")
+        if self.composer is not None:
+            if self.kind != "composed" or any(t.weight != 1.0 for t in self.terms) or name != "mean-sim":
+                raise ConfigError("a composer composes one image with modification text: give --image FILE and the "
+                                  "text(s), without --vector, --not, --weights or --fuse")
 
     # ---- constructors ----------------------------------------------------------------------------------------
     @classmethod
@@ -94,11 +107,12 @@ class Query:
         return cls((Term("image", image),))
 
     @classmethod
-    def composed(cls, image, texts, fuse: str = "mean-sim", negatives=()) -> "Query":
-        """An image and text(s) that modify it ("like this photo, but at night")."""
+    def composed(cls, image, texts, fuse: str = "mean-sim", negatives=(), composer: str | None = None) -> "Query":
+        """An image and text(s) that modify it ("like this photo, but at night"); ``composer``: the folder of a
+        learned composer (training-free fusion without one)."""
         terms = [Term("image", image)] + [Term("text", str(t)) for t in texts]
         terms += [Term("text", str(t), -1.0) for t in negatives]
-        return cls(tuple(terms), fuse)
+        return cls(tuple(terms), fuse, composer)
 
     @classmethod
     def vector(cls, vec) -> "Query":
@@ -137,6 +151,8 @@ class Query:
             return [t.value for t in self.terms]
         if len(self.terms) == 1 and self.terms[0].kind == "image":
             return {"image": self.terms[0].describe()["value"]}
+        if self.composer is not None:
+            return {"terms": [t.describe() for t in self.terms], "composer": self.composer}
         return {"terms": [t.describe() for t in self.terms], "fuse": self.fuse}
 
 
@@ -184,6 +200,8 @@ def encode_query(encoder, query: Query) -> QueryEmbedding:
     image."""
     from ..encoders.base import l2_normalize
 
+    if query.composer is not None:
+        return _encode_composed(encoder, query)
     d = encoder.dim
     vecs = np.zeros((len(query.terms), d), np.float32)
     texts = [(i, t.value) for i, t in enumerate(query.terms) if t.kind == "text"]
@@ -206,6 +224,49 @@ def encode_query(encoder, query: Query) -> QueryEmbedding:
                                   f"{encoder.spec!r} has dim {d}); got shape {v.shape}")
             vecs[i] = l2_normalize(v[None])[0]
     return embed_terms(query, vecs)
+
+
+_COMPOSERS: dict = {}  # (folder, config mtime, weights mtime) -> loaded composer
+
+
+def loaded_composer(directory: str):
+    """The composer in ``directory``, loaded once per process (reloaded when its files change)."""
+    import os
+
+    from ..compose import load_composer
+
+    d = os.path.abspath(os.path.expanduser(str(directory)))
+    try:
+        key = (d, os.stat(os.path.join(d, "config.json")).st_mtime_ns,
+               os.stat(os.path.join(d, "model.safetensors")).st_mtime_ns)
+    except OSError:
+        key = None  # load_composer says what is missing
+    if key is None or key not in _COMPOSERS:
+        c = load_composer(d)
+        if key is not None:
+            _COMPOSERS.clear()  # one composer in use at a time is the common case; keep memory bounded
+            _COMPOSERS[key] = c
+        return c
+    return _COMPOSERS[key]
+
+
+def _encode_composed(encoder, query: Query) -> QueryEmbedding:
+    """Image + joined modification text through the query's composer: one fused probe."""
+    from ..compose import check_compatible, compose_numpy
+
+    composer = loaded_composer(query.composer)
+    check_compatible(composer, encoder.dim, encoder.spec)  # before any encoding: a wrong composer costs nothing
+    encoder.require("images", "a composed query")
+    encoder.require("text", "a composed query")
+    image = next(t.value for t in query.terms if t.kind == "image")
+    text = " and ".join(t.value.strip() for t in query.terms if t.kind == "text")
+    img = encoder.encode_images([image], show_progress=False)
+    txt = encoder.encode_text([text])
+    fused = compose_numpy(composer, img, txt)[0]
+    vecs = np.stack([img[0], txt[0]]).astype(np.float32)
+    emb = QueryEmbedding(query, vecs, np.ones(2), "composer", composer)
+    emb.fused = fused.astype(np.float64)
+    return emb
 
 
 def embed_terms(query: Query, vecs: np.ndarray, model=None) -> QueryEmbedding:

@@ -99,6 +99,7 @@ class ServeContext:
     metrics: Metrics
     pipeline: Pipeline  # the stages every search runs (xmr serve --rescore / --rerank / the index's video head)
     uploads: PixelBudget  # decoded pixels of image uploads in flight, all requests together
+    composer: tuple[str, str] | None = None  # (name, folder) of the composer of image + text queries, if any
 
 
 def build_router(ctx: ServeContext) -> APIRouter:
@@ -171,32 +172,61 @@ def build_router(ctx: ServeContext) -> APIRouter:
     async def search_image(request: Request, k: K = s.default_k, type: T = "all",
                            text: Annotated[Optional[list[str]], Query(max_length=8, description="texts that modify "
                                                                        "the image (composed query)")] = None,
-                           fuse: F = "mean-sim", not_: NOT = None):
-        texts = [t.strip() for t in text or [] if t.strip()]
+                           fuse: F = "mean-sim", not_: NOT = None,
+                           compose: Annotated[Optional[Literal["learned", "fusion"]], Query(
+                               description="image + text: 'learned' (the server's composer, xmr serve --composer; "
+                                           "the default when it has one) or 'fusion' (training-free mean)")] = None):
+        texts = _modification_texts(text, compose)
         if any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
             raise HTTPException(422, f"a query is longer than {s.max_query_chars} characters")
         try:
             body = await read_body_limited(request, s.max_upload_bytes, s.upload_timeout_s)
             data = extract_upload(body, request.headers.get("content-type", ""))
             del body
-            return await run_in_threadpool(_image_search, data, k, type, texts, not_, fuse)
+            return await run_in_threadpool(_image_search, data, k, type, texts, not_, fuse,
+                                           _composer_for(texts, compose, not_, fuse))
         except UploadError as e:
             raise HTTPException(e.status, e.message) from None
 
-    def _image_search(data: bytes, k: int, media_type: str, texts: list[str], not_, fuse: str) -> dict:
+    def _image_search(data: bytes, k: int, media_type: str, texts: list[str], not_, fuse: str,
+                      composer: str | None = None) -> dict:
         """Decode (within the pixel budget, held until the search is done) and search."""
         with ctx.uploads.hold(image_pixels(data, s.max_upload_bytes, s.max_upload_pixels)):
             image = decode_image(data, s.max_upload_bytes, s.max_upload_pixels)
             try:
                 query = RQuery((Term("image", image), *(Term("text", t) for t in texts),
-                               *(Term("text", n.strip(), -1.0) for n in not_ or [] if n.strip())), fuse)
+                               *(Term("text", n.strip(), -1.0) for n in not_ or [] if n.strip())), fuse, composer)
             except ConfigError as e:
                 raise HTTPException(422, str(e)) from None
             res = _search(query, k, media_type)
             if len(query.terms) == 1:
                 res["query"] = "image upload"
+            elif composer is not None:  # the server's folder stays private: the composer's name only
+                res["query"] = {"image": "image upload", "text": texts, "composer": ctx.composer[0]}
             del image, query
         return res
+
+    # ---- composed queries (image + modification text): which composer, and the text checks
+    def _modification_texts(text, compose) -> list[str]:
+        """The modification texts of an image search; an empty one is refused (422), not silently dropped."""
+        if text is not None and any(not t.strip() for t in text):
+            raise HTTPException(422, "empty modification text: say what to change in the image (e.g. 'in red'), "
+                                     "or leave out the text parameter to search with the image alone")
+        texts = [t.strip() for t in text or []]
+        if compose is not None and not texts:
+            raise HTTPException(422, "compose needs a modification text (text=...)")
+        return texts
+
+    def _composer_for(texts, compose, not_, fuse) -> str | None:
+        """The composer folder for this image search, or None for the training-free fusion."""
+        if not texts or compose == "fusion" or (compose is None and ctx.composer is None):
+            return None
+        if ctx.composer is None:
+            raise HTTPException(422, "compose=learned: this server has no composer (start it with xmr serve "
+                                     "--composer DIR), or use compose=fusion")
+        if compose is None and (not_ or fuse != "mean-sim"):
+            return None  # negative terms / other fusions are defined for the fusion only
+        return ctx.composer[1]
 
     @router.post("/api/search/vector", response_model=SearchResponse, response_model_exclude_none=True,
                  responses=_ERRORS, tags=["search"], summary="Search with a raw query vector (JSON body)")

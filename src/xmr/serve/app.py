@@ -127,6 +127,19 @@ class _SecurityHeaders:
         await self.app(scope, receive, _send)
 
 
+def _check_composer(directory, encoder):
+    """(name, absolute folder) of the server's composer, loaded and checked against the index's model at start
+    (a composer of another model or width stops the server with the reason); None without one."""
+    if directory is None:
+        return None
+    from ..compose import check_compatible
+    from ..retrieval.query import loaded_composer
+
+    c = loaded_composer(directory)
+    check_compatible(c, encoder.dim, encoder.spec)
+    return c.name, os.path.abspath(os.path.expanduser(str(directory)))
+
+
 def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
                settings: ServeSettings | None = None, options: SearchOptions | None = None) -> FastAPI:
     """The app serving the index at ``index_path``.
@@ -163,11 +176,12 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
             "xmr_query_cache_misses_total": ("counter", "Text queries that had to be encoded.", queries.cache.misses),
         }
 
+    composer = _check_composer(s.composer, encoder)  # before the query encoder thread starts
     queries = QueryEncoder(encoder, s.max_text_batch, s.query_cache_size)
     pipeline = build_pipeline(encoder, options)  # per-request checks (type filter, query kind) answer 422 with why
     ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges),
                        pipeline=pipeline, uploads=PixelBudget(max(s.upload_pixel_budget, s.max_upload_pixels),
-                                                              s.upload_wait_s))
+                                                              s.upload_wait_s), composer=composer)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

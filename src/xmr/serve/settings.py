@@ -35,6 +35,9 @@ class ServeSettings:
     faiss_threads: int | None = 1  # OpenMP threads per FAISS search (requests run in parallel); None: FAISS default
     device: str | None = None  # torch device of the query encoder (when create_app loads it)
     extra_hosts: tuple[str, ...] = field(default=())  # added to the derived allowed hosts
+    #: folder of a trained composer (xmr train-compose) that composes image + text queries (docs/composed.md);
+    #: None: the training-free fusion
+    composer: str | None = None
 
     def allowed_host_list(self) -> list[str]:
         if self.allowed_hosts is not None:

@@ -304,7 +304,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
                 training = {"config": cfg.to_dict(), "epochs_done": epoch + 1, "metrics": row}
                 save_epoch(out, epoch + 1, inner.model, inner.state_dict(), opt,
                            {"config": cfg.to_dict(), "step": step, "history": history, "training": training},
-                           keep=keep_checkpoints)
+                           keep=keep_checkpoints, heads=inner.loss.export_heads())
                 write_csv(out / "metrics.csv", history)
                 plot_curve(out / "curve.png", history, title)
                 tb.add(row)

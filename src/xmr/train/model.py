@@ -41,8 +41,9 @@ class AdapterModel(nn.Module):
     def describe(self) -> dict:
         return {"mode": self.mode, "base": self.base, **self.net.configs()}
 
-    def save(self, directory, training: dict):
-        return save_trained(directory, "adapter", {"base": self.base, **self.net.configs()}, self.net, training)
+    def save(self, directory, training: dict, heads: dict | None = None):
+        return save_trained(directory, "adapter", {"base": self.base, **self.net.configs()}, self.net, training,
+                            heads)
 
 
 class TinyModel(nn.Module):
@@ -72,8 +73,8 @@ class TinyModel(nn.Module):
     def describe(self) -> dict:
         return {"mode": self.mode, "tiny": asdict(self.net.config)}
 
-    def save(self, directory, training: dict):
-        return save_trained(directory, "tiny", {"tiny": asdict(self.net.config)}, self.net, training)
+    def save(self, directory, training: dict, heads: dict | None = None):
+        return save_trained(directory, "tiny", {"tiny": asdict(self.net.config)}, self.net, training, heads)
 
 
 __all__ = ["AdapterModel", "TinyModel"]

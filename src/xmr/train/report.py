@@ -25,7 +25,7 @@ def write_csv(path: Path, history: list[dict]) -> None:
     tmp.replace(path)
 
 
-def plot_curve(path: Path, history: list[dict], title: str) -> None:
+def plot_curve(path: Path, history: list[dict], title: str, keys=("t2i_R@1", "i2t_R@1", "t2i_R@5")) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -36,7 +36,7 @@ def plot_curve(path: Path, history: list[dict], title: str) -> None:
     ax.plot(ep, [r.get("train_loss", float("nan")) for r in history], "o-", color="tab:blue", label="train loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss", color="tab:blue")
-    keys = [k for k in ("t2i_R@1", "i2t_R@1", "t2i_R@5") if k in history[-1]]
+    keys = [k for k in keys if k in history[-1]]
     if keys:
         ax2 = ax.twinx()
         for k, c in zip(keys, ("tab:red", "tab:orange", "tab:green")):

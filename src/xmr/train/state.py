@@ -58,8 +58,10 @@ def list_checkpoints(out: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_epoch(out: Path, epoch: int, model, system_state: dict, optimizer, meta: dict, keep: int = 2) -> Path:
-    """Write ``OUT/checkpoints/epoch-{epoch}`` atomically, refresh ``OUT``'s model files, keep the newest ``keep``."""
+def save_epoch(out: Path, epoch: int, model, system_state: dict, optimizer, meta: dict, keep: int = 2,
+               heads: dict | None = None) -> Path:
+    """Write ``OUT/checkpoints/epoch-{epoch}`` atomically, refresh ``OUT``'s model files, keep the newest ``keep``.
+    ``heads``: the loss's extra heads saved with the model (:meth:`TrainLoss.export_heads`)."""
     from safetensors.torch import save_file
 
     d = out / CKPT_DIR
@@ -68,7 +70,7 @@ def save_epoch(out: Path, epoch: int, model, system_state: dict, optimizer, meta
     tmp = d / f".tmp-epoch-{epoch:04d}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save(tmp, meta.get("training", {}))
+    model.save(tmp, meta.get("training", {}), heads)
     opt_t, opt_meta = _flatten_optimizer(optimizer.state_dict())
     tensors = {f"system.{k}": v.detach().cpu().contiguous() for k, v in system_state.items()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in opt_t.items()})

@@ -91,10 +91,18 @@
   async function searchImage(file) {
     const fd = new FormData();
     fd.append("file", file);
-    setStatus("Searching by image…");
-    try { show(await call("/api/search/image?type=" + encodeURIComponent(typeSel.value), { method: "POST", body: fd }), "the image " + file.name, "image"); }
+    const params = new URLSearchParams({ type: typeSel.value });
+    const change = composedText();  // composed query: the image changed as the text says
+    if (change) params.append("text", change);
+    setStatus(change ? "Searching by image, changed…" : "Searching by image…");
+    const label = "the image " + file.name + (change ? " changed “" + change + "”" : "");
+    try { show(await call("/api/search/image?" + params.toString(), { method: "POST", body: fd }), label, "image"); }
     catch (e) { grid.replaceChildren(); setStatus(e.message, true); }
   }
+
+  // composed queries: the optional "changed" box beside "Search by image"
+  const modifyBox = document.getElementById("modify");
+  function composedText() { return modifyBox ? modifyBox.value.trim() : ""; }
 
   form.addEventListener("submit", (ev) => { ev.preventDefault(); searchText(box.value); });
   typeSel.addEventListener("change", () => { if (box.value.trim()) searchText(box.value); });

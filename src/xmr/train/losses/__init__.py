@@ -11,6 +11,8 @@ name               paper                                                        
 ``coder``          CODER, Wang et al. 2022 (weighted queue negatives)              :mod:`.coder`
 ``neighbourhood``  Thomas & Kovashka 2020 (semantic neighbourhoods)                :mod:`.neighbourhood`
 ``pcme``           PCME, Chun et al. 2021 (probabilistic; adapter mode)             :mod:`.pcme`
+``daa``            DAA, Li et al. 2022 (PCME + differentiable ASP; adapter mode)   :mod:`.daa`
+``dhd``            DHD, Jang et al. 2022 (hash codes from labels; adapter mode)    :mod:`.dhd`
 =================  ==============================================================  ==================
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 
 from ...errors import ConfigError
 from ...registries import LOSSES as LOSSES
-from . import coder, cots, infonce, mrl, ncr, neighbourhood, pcme, vsepp  # noqa: F401 (registration)
+from . import coder, cots, daa, dhd, infonce, mrl, ncr, neighbourhood, pcme, vsepp  # noqa: F401 (registration)
 from .base import Batch, EpochContext, LossInfo, TrainLoss
 
 

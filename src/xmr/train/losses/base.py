@@ -89,6 +89,11 @@ class TrainLoss(nn.Module, ABC):
     def after_step(self, model: nn.Module) -> None:
         """Called after each optimiser step (momentum updates)."""
 
+    def export_heads(self) -> dict[str, tuple[dict, nn.Module]]:
+        """Heads this loss trains that the saved model keeps (``{kind: (config, module)}``, see
+        :func:`xmr.encoders.trained.build_head`): PCME's uncertainty heads, DHD's hash heads. Default: none."""
+        return {}
+
 
 def frozen_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` with ``requires_grad=False`` everywhere (momentum encoders)."""
