@@ -201,3 +201,16 @@ def test_cli_finetune_lora(world, tmp_path, capsys):
     code, out, err = run_cli(capsys, "train", "--dataset", f"manifest:{synth}", "--model", "concept", "--mode",
                              "finetune", "--epochs", "1", "--out", str(tmp_path / "bad"))
     assert code == 2 and "hf: or openclip:" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("loss,lc,precision", [("ncr", {"warmup_epochs": 0, "chunk": 4}, "no"),
+                                               ("cots", {"queue_size": 8}, "no"), ("infonce", {}, "bf16")])
+def test_peer_and_momentum_losses_and_bf16_fine_tune(world, tmp_path, loss, lc, precision):
+    res = train(_cfg(world, finetune="last:1", loss=loss, loss_config=lc, precision=precision, epochs=1),
+                tmp_path / "run", show_progress=False)
+    state = load_file(str(res.out / "checkpoints" / "epoch-0001" / "state.safetensors"))
+    if loss == "ncr":  # the peer network is a second copy of the model, trained alongside
+        assert any(k.startswith("system.loss.peer.net.vision_model.") for k in state)
+    if loss == "cots":  # momentum encoders of the fine-tuned towers
+        assert any(".vision_model." in k and k.startswith("system.loss.") for k in state)
+    assert _changed(world, res.out)

@@ -139,7 +139,8 @@ class AdapterPair(nn.Module):
 def save_trained(directory: str | Path, mode: str, config: dict, module: nn.Module, training: dict,
                  heads: dict | None = None) -> Path:
     """Write a ``trained:`` folder (``config.json`` + ``model.safetensors``); ``config`` holds ``base`` and the
-    adapter configs (adapter mode) or ``tiny`` (tiny mode). ``heads``: ``{kind: (config, module)}`` a loss trained
+    adapter configs (adapter mode), ``tiny`` (tiny mode) or ``base`` + ``finetune`` + ``lora`` (finetune mode: the
+    whole fine-tuned state dict, LoRA merged). ``heads``: ``{kind: (config, module)}`` a loss trained
     next to the adapters (adapter mode; see :func:`build_head`), saved as ``"heads"`` and ``heads.<kind>.*``."""
     if mode not in MODES:
         raise ConfigError(f"unknown trained-model mode {mode!r}; one of {MODES}")
@@ -231,7 +232,7 @@ class AdaptedEncoder(Encoder):
 
 
 @ENCODERS.register("trained", help="a model written by `xmr train` (trained:<dir>): adapters on a frozen encoder, "
-                   "or a tiny model trained from scratch")
+                   "a tiny model trained from scratch, or a fine-tuned hf:/openclip: model")
 def _factory(arg: str | None, device: str | None = None) -> Encoder:
     if not arg:
         raise ConfigError("trained: needs the folder `xmr train --out` wrote, e.g. trained:runs/adapter")

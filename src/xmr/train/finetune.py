@@ -239,11 +239,11 @@ class FinetuneModel(nn.Module):
         return {"mode": self.mode, **self.settings(), "trainable_parameters": int(
             sum(p.numel() for p in self.net.parameters() if p.requires_grad))}
 
-    def save(self, directory, training: dict):
+    def save(self, directory, training: dict, heads: dict | None = None):
         from ..encoders.trained import save_trained
 
         net = merged_copy(self.net) if self.how == "lora" else self.net
-        return save_trained(directory, "finetune", self.settings(), net, training)
+        return save_trained(directory, "finetune", self.settings(), net, training, heads)
 
 
 def finetune_pairs(model: FinetuneModel, dataset, with_labels: bool = True):

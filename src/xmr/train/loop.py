@@ -231,6 +231,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     loss = create_loss(cfg.loss, cfg.loss_config, model, info)
     if "labels" in loss.needs and tr.labels is None:
         raise ConfigError(f"--loss {cfg.loss} needs class labels ('label' on every manifest line); {cfg.dataset} has none")
+    if cfg.mode == "finetune" and loss.export_heads():
+        raise ConfigError(f"--loss {cfg.loss} trains extra heads saved beside adapters: use --mode adapter")
     if "txt_ref" in loss.needs and tr.txt_ref is None:
         raise ConfigError(f"--loss {cfg.loss} needs frozen caption features: use --mode adapter")
     system = _System(model, loss)
