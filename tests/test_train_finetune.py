@@ -169,6 +169,17 @@ def test_a_cnn_image_tower_has_no_last_blocks(world, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_finetune_settings_without_the_mode_are_refused(world):
+    with pytest.raises(ConfigError, match="applies to --mode finetune"):
+        _cfg(world, mode="adapter", finetune="lora")
+    with pytest.raises(ConfigError, match="--finetune lora only"):
+        _cfg(world, finetune="whole", lora={"r": 2})
+    with pytest.raises(ConfigError, match="r >= 1"):
+        from xmr.train.finetune import LoraSettings
+
+        LoraSettings(r=0)
+
+
 def test_openclip_whole_finetune_and_its_refusals(world, tmp_path, monkeypatch):
     from _fake_open_clip import make_fake_open_clip
     from xmr.encoders import create_encoder

@@ -9,7 +9,8 @@ line-aligned text files, one Flickr photo URL and its caption per line, plus the
   image folder (one directory listing, no per-file stat); the rest are left out and counted in a log line. No photo
   at all is an error. One caption per photo; order: line order.
 - SBU has no official split: a split is refused (use ``?limit=N`` or a manifest for subsets).
-- The two files must have as many lines; a blank caption is an error naming its line.
+- The two files must have as many lines; a blank caption is an error naming its line. A file that is not UTF-8 is
+  read as Latin-1, with a warning.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def _lines(path: str) -> list[str]:
         with open(path, encoding="utf-8-sig", errors="strict") as f:
             return f.read().splitlines()
     except UnicodeDecodeError:
-        with open(path, encoding="latin-1") as f:  # the official captions file is not all UTF-8
+        log.warning("sbu: %s is not UTF-8; reading it as Latin-1", path)
+        with open(path, encoding="latin-1") as f:  # every byte decodes: old Flickr text may be Latin-1
             return f.read().splitlines()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None

@@ -46,6 +46,10 @@ class TrainConfig:
             from .finetune import parse_how
 
             parse_how(self.finetune)
+        elif self.finetune != "whole":
+            raise ConfigError(f"--finetune {self.finetune} applies to --mode finetune (got --mode {self.mode})")
+        if self.lora and (self.mode != "finetune" or self.finetune != "lora"):
+            raise ConfigError("--lora settings apply to --mode finetune --finetune lora only")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
             raise ConfigError(f"need epochs >= 1, batch size >= 2 and lr > 0 (got {self.epochs}, {self.batch_size}, "
                               f"{self.lr})")
