@@ -4,9 +4,9 @@
 # No network beyond PyPI (and apt for Chromium, below), no config.
 #   bash quickstart.sh            # set up + demo (the README's first command; .ci/run runs exactly this)
 #   bash quickstart.sh --no-demo  # set up only
-# Installs: torch (CPU, pinned), then `pip install -e ".[test,video,serve,browser,scale,vectors,train]"`: pytest +
+# Installs: torch (CPU, pinned), then `pip install -e ".[test,video,serve,browser,scale,vectors,train,ocr]"`: pytest +
 # httpx (FastAPI's TestClient), PyAV, FastAPI/uvicorn, Playwright, Ray Data + pyarrow (xmr embed / export / --ray),
-# pymilvus + milvus-lite (vector backends), Accelerate + matplotlib + scikit-learn (xmr train).
+# pymilvus + milvus-lite (vector backends), Accelerate + matplotlib + scikit-learn (xmr train), RapidOCR (--experts ocr).
 # The browser tests also need Chromium from the OS
 # (/usr/bin/chromium, or $XMR_CHROMIUM): installed with apt-get when this runs as root and it is missing,
 # otherwise one line says how; the set-up never fails over it (those tests then skip with the reason).
@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-EXTRAS="test,video,serve,browser,scale,vectors,train"
+EXTRAS="test,video,serve,browser,scale,vectors,train,ocr"
 PIP=(--quiet --disable-pip-version-check)
 
 if [ ! -x "$VENV/bin/python" ]; then

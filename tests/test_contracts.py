@@ -83,6 +83,48 @@ def test_registries_module_is_cheap_and_the_old_names_are_the_same_objects():
         load_all("encoders")
 
 
+# ======================================================================================================= experts
+def _expert_input(name, tmp):
+    """(media path, media type) each registered expert reads, with the sidecar / subtitle files it needs."""
+    import shutil
+
+    if name == "ocr":
+        pytest.importorskip("rapidocr_onnxruntime", reason="the ocr expert needs xmr[ocr]")
+        return str(SAMPLES / "page.png"), "image"
+    if name == "sidecar":
+        shutil.copy(SAMPLES / "horse.png", tmp / "horse.png")
+        (tmp / "horse.txt").write_text("a horse")
+        return str(tmp / "horse.png"), "image"
+    if name == "subtitles":
+        (tmp / "clip.mp4").write_bytes(b"")
+        (tmp / "clip.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
+        return str(tmp / "clip.mp4"), "video"
+    pytest.fail(f"expert {name!r} is registered but has no input in tests/test_contracts.py _expert_input: add one")
+
+
+@pytest.mark.parametrize("name", registries.EXPERTS.names())
+def test_expert_contract(name, tmp_path):
+    import json as _json
+
+    from xmr.experts import ExpertText, create_expert
+
+    ex = create_expert(name)
+    path, kind = _expert_input(name, tmp_path)
+    assert ex.name == name and ex.applies(kind)
+    _json.dumps(ex.describe())
+    sig = ex.signature(path, "a" * 64)
+    assert sig == ex.signature(path, "a" * 64) and sig != ex.signature(path, "b" * 64)
+    rows = ex.extract(path, kind)
+    assert rows and all(isinstance(r, ExpertText) and r.text.strip() and r.field for r in rows)
+    assert all((r.start is None) == (r.end is None) and (r.start is None or r.start <= r.end) for r in rows)
+    import os
+
+    for f in [f for f in ex.inputs(path) if os.path.exists(f)]:  # touching one changes the signature (re-index)
+        st = os.stat(f)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        assert ex.signature(path, "a" * 64) != sig
+
+
 # ======================================================================================================= encoders
 
 
@@ -149,6 +191,7 @@ def _with_head(kind: str, config: dict, name: str):
 #: (name, arg) for create_encoder
 ENCODER_BUILDERS = {
     "concept": {"default": "concept_encoder"},
+    "concept+lang": {"de": lambda request, tmp: ("concept+lang", "de")},  # the bundled German acquirer
     "tiny": {"default": "tiny_encoder"},
     "hf": {"clip": _hf_clip},
     "openclip": {"random": _openclip},
@@ -410,8 +453,10 @@ DATASET_FIXTURES = {
     "manifest": _manifest,
     "parquet": f"parquet:{FIXTURES / 'parquet_tiny'}",
     "wds": f"wds:{FIXTURES / 'wds_tiny'}",
+    "multi30k": f"multi30k:{FIXTURES / 'multi30k_tiny'}:val?lang=de",
+    "xtd": f"xtd:{FIXTURES / 'xtd_tiny'}?lang=fr",
     **{s: f"{s}:{VIDEO_FIXTURES / s}"
-       for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "vatex", "youcook2")},
+       for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "tvr", "vatex", "youcook2")},
 }
 
 
@@ -455,8 +500,37 @@ def _blip(request, tmp):
     return _tiny_blip(tmp / "blip")
 
 
+def _token_matcher(make):
+    """A builder that trains the matcher ``make(width)`` for one epoch on coco_tiny and saves it."""
+
+    def build(request, tmp):
+        from xmr.data import load_dataset
+        from xmr.rerank import MatcherTrainConfig, train_matcher
+
+        enc = request.getfixturevalue("tiny_encoder")
+        ds = load_dataset(f"coco:{FIXTURES / 'coco_tiny'}")
+        rr = train_matcher(make(enc.token_width), enc, ds.texts, ds.media, ds.text_to_item,
+                           MatcherTrainConfig(negatives=1, hard_k=2, epochs=1, batch_size=16))
+        rr.save(tmp / "matcher")
+        return tmp / "matcher"
+
+    return build
+
+
+def _imram(width):
+    from xmr.rerank import IMRAMConfig, IMRAMMatcher
+
+    return IMRAMMatcher(IMRAMConfig(width=width, dim=16, steps=2))
+
+
+def _wcgl(width):
+    from xmr.rerank import WCGLConfig, WCGLMatcher
+
+    return WCGLMatcher(WCGLConfig(width=width, dim=16, keys=4, sinkhorn_iters=10, direct_weight=0.5))
+
+
 #: re-ranker name -> function (request, tmp dir) -> ARG of the spec NAME:ARG
-RERANKER_BUILDERS = {"xattn": _xattn, "hf": _blip}
+RERANKER_BUILDERS = {"xattn": _xattn, "hf": _blip, "imram": _token_matcher(_imram), "wcgl": _token_matcher(_wcgl)}
 
 
 @pytest.mark.parametrize("name", RERANKERS.names())

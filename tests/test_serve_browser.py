@@ -184,3 +184,34 @@ def test_docs_page_runs_under_its_csp(video_server, page):
     page.wait_for_selector("#swagger-ui .swagger-ui", timeout=30_000)  # built by the inline script
     refused = [e for e in page.js_errors if "Refused" in e or "Content Security Policy" in e]
     assert refused == []
+
+
+@pytest.fixture(scope="module")
+def experts_server(tmp_path_factory, tiny_encoder):
+    """Three images, one with a sidecar caption, indexed with `tiny` and the sidecar expert."""
+    import shutil
+
+    from xmr.index import index_folder
+    from xmr.serve import create_app
+
+    media = tmp_path_factory.mktemp("experts-media")
+    for name in ("coffee.png", "horse.png", "rocket.jpg"):
+        shutil.copy(SAMPLES / name, media / name)
+    (media / "horse.json").write_text('{"title": "Bella the mare at the EXIT gate"}')
+    idx = tmp_path_factory.mktemp("eidx")
+    index_folder(media, idx, tiny_encoder, show_progress=False, experts=["sidecar"])
+    yield from _serve(create_app(idx, encoder=tiny_encoder))
+
+
+def test_expert_match_and_snippet_in_the_browser(experts_server, page):
+    page.goto(experts_server + "/?q=Bella+the+mare+at+the+EXIT+gate")
+    card = page.locator("#results .card").first
+    card.wait_for(timeout=15_000)
+    assert card.locator(".path").inner_text() == "horse.png"
+    assert card.locator(".expert-name").inner_text().lower() == "sidecar"
+    assert card.locator(".snippet").inner_text() == "Bella the mare at the EXIT gate"
+    assert card.locator(".snippet").get_attribute("title").startswith("title: ")
+    # a quoted word is an exact phrase over the experts' text: only the item that holds it
+    page.goto(experts_server + "/?q=%22exit%22+a+photo")
+    page.locator("#status").filter(has_text="1 result").wait_for(timeout=15_000)
+    assert page.locator("#results .card .path").all_inner_texts() == ["horse.png"]

@@ -159,11 +159,15 @@ def test_video_row_and_segments_commit_together(tmp_path, tiny_encoder):
 
 
 def test_schema_v1_index_is_upgraded(tmp_path, tiny_encoder, sample_dir):
+    from xmr.index.store import SCHEMA_VERSION
+
     index = tmp_path / "idx"
     index_folder(sample_dir, index, tiny_encoder, show_progress=False)
     with sqlite3.connect(index / "meta.sqlite") as c:  # make it look like an index written by xmr 0.1 (schema 1)
         c.execute("DROP TABLE segments")
         c.execute("DROP TABLE frames")
+        c.execute("DROP TABLE expert_text")
+        c.execute("DROP TABLE expert_state")
         c.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     with IndexStore(index, readonly=True) as st:  # read-only: usable as is, without segments
         assert st.count() == 8 and not st.has_segments and st.count_segments() == 0
@@ -172,7 +176,7 @@ def test_schema_v1_index_is_upgraded(tmp_path, tiny_encoder, sample_dir):
     rep = index_folder(sample_dir, index, tiny_encoder, show_progress=False)
     assert rep.added == 1 and rep.unchanged == 8
     with IndexStore(index) as st:
-        assert st.get_meta("schema_version") == "3" and st.count_segments() == 6 and st.has_frames
+        assert st.get_meta("schema_version") == str(SCHEMA_VERSION) and st.count_segments() == 6 and st.has_frames
 
 
 def test_missing_pyav_reports_but_does_not_remember(folder, tmp_path, tiny_encoder, monkeypatch):

@@ -46,6 +46,16 @@ class MediaTooLargeError(MediaError):
     """The file exceeds the configured size or pixel limit (e.g. a decompression bomb)."""
 
 
+class ExpertSkip(XmrError):
+    """An expert (OCR, sidecar text, subtitles) cannot use one file: that expert is skipped for that file with
+    ``reason`` (recorded in the index, shown by ``xmr info``); the item itself is still indexed."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 class XmrIndexError(XmrError):
     """An on-disk index is missing, incompatible (other model spec) or locked."""
 
@@ -58,6 +68,7 @@ __all__ = [
     "UnreadableMediaError",
     "CorruptMediaError",
     "NoVideoStreamError",
+    "ExpertSkip",
     "MediaTooLargeError",
     "XmrIndexError",
 ]

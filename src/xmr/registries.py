@@ -6,7 +6,7 @@ kind (``ALL`` key)  registry                    filled by
 ``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained,hash}``
 ``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes,lean}``
 ``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
-``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
+``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn,imram,wcgl}``
 ``fusion``         :data:`FUSIONS`             ``xmr.multiquery.fusion``
 ``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
@@ -15,6 +15,8 @@ kind (``ALL`` key)  registry                    filled by
 ``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
 ``composer``       :data:`COMPOSERS`           ``xmr.compose.{tirg,jvsm}`` (composed image + text queries)
 ``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
+``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
+``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles}``
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -53,6 +55,11 @@ LOSSES: Registry = Registry("training loss")
 COMPOSERS: Registry = Registry("composer")
 #: scheme -> loader(root, split, options, seed) -> ComposedDataset (reference image + text -> target queries)
 COMPOSED_DATASETS: Registry = Registry("composed dataset scheme")
+#: name -> factory(arg: str | None) -> a moment model (start / end / video scores over clip features)
+MOMENT_MODELS: Registry = Registry("moment model")
+#: name -> Expert subclass (with a ``Config`` dataclass attribute): text / features an item carries besides its
+#: visual embedding (scene text, sidecar metadata, subtitles), built by ``xmr index --experts``
+EXPERTS: Registry = Registry("expert")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -68,6 +75,8 @@ ALL: dict[str, Registry] = {
     "loss": LOSSES,
     "composer": COMPOSERS,
     "composed_dataset": COMPOSED_DATASETS,
+    "moment_model": MOMENT_MODELS,
+    "expert": EXPERTS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -76,7 +85,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained", "hash")),
     "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
-    "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),
+    "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn", "xmr.rerank.imram", "xmr.rerank.wcgl"),
     "fusion": ("xmr.multiquery.fusion",),
     "dataset": ("xmr.data",),
     "protocol": ("xmr.eval.protocols",),
@@ -85,6 +94,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loss": ("xmr.train.losses",),
     "composer": ("xmr.compose.tirg", "xmr.compose.jvsm"),
     "composed_dataset": ("xmr.data.composed",),
+    "moment_model": ("xmr.localize.squidnet",),
+    "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles")),
 }
 
 
@@ -108,12 +119,13 @@ def load_for(kind: str, name: str) -> Registry:
     if kind not in ALL:
         raise ConfigError(f"unknown component kind {kind!r}. Available: {', '.join(ALL)}")
     for m in MODULES[kind]:
-        if m.rsplit(".", 1)[-1] == name:
+        if m.rsplit(".", 1)[-1] in (name, name.split("+", 1)[0]):  # concept+lang: xmr.encoders.concept
             importlib.import_module(m)
     if name not in ALL[kind]:
         load_all(kind)
     return ALL[kind]
 
 
-__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "FUSIONS", "LOSSES", "MODULES", "PROTOCOLS", "RERANKERS", "RESCORERS",
-           "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS", "load_all", "load_for"]
+__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERTS", "FUSIONS", "LOSSES", "MODULES",
+           "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
+           "load_all", "load_for"]

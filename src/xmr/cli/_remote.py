@@ -16,7 +16,9 @@ SERVER_ENV = "XMR_SERVER"
 _LOCAL_ONLY = (("index", "--index", None), ("image", "--image", None), ("vector", "--vector", None),
                ("weights", "--weights", None), ("rescore", "--rescore", None), ("rerank", "--rerank", None),
                ("candidates", "--candidates", None), ("bank", "--bank", None), ("device", "--device", None),
-               ("composer", "--composer", None))
+               ("composer", "--composer", None),
+               ("use_experts", "--experts", None), ("expert_fusion", "--expert-fusion", "vista"),
+               ("expert_weight", "--expert-weight", []))
 
 
 def server_url(args) -> str | None:
@@ -39,10 +41,14 @@ def remote_search(url: str, args, timeout: float = 30.0) -> dict:
     if given:
         raise ConfigError(f"{', '.join(given)} cannot be used with --server/${SERVER_ENV}: the server searches its "
                           "own index with its own stages (unset XMR_SERVER or drop --server to search locally)")
-    if not args.query:
+    phrase = getattr(args, "phrase", None)
+    if not args.query and not phrase:
         raise ConfigError('give a text query (e.g. xmr search "a cat on a sofa"); --server answers text queries')
-    params = [("q", t) for t in args.query] + [("not", t) for t in args.negatives]
+    params = [("q", t) for t in args.query or [phrase]] + [("not", t) for t in args.negatives]
+    params += [("phrase", phrase)] if phrase else []
     params += [("k", str(args.k)), ("type", args.media_type), ("fuse", args.fuse)]
+    if getattr(args, "lang", None):
+        params.append(("lang", args.lang))
     req = urllib.request.Request(f"{url}/api/search?{urllib.parse.urlencode(params)}",
                                  headers={"Accept": "application/json"})
     try:

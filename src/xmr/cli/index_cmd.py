@@ -21,6 +21,10 @@ def setup(p):
                         "recall on held-out vectors), binary (Hamming on sign codes; the default for --model "
                         "hash:DIR), milvus (milvus-lite file in the index) or milvus://HOST:PORT; options as "
                         "NAME:key=value,... (e.g. hnsw:target_recall=0.98)")
+    p.add_argument("--experts", default=None, metavar="NAMES",
+                   help="also index what experts read, comma-separated: ocr (scene text, needs xmr[ocr]), sidecar "
+                        "(photo.txt / photo.json, EXIF / XMP / IPTC captions and keywords), subtitles (.srt / .vtt "
+                        "next to videos); recorded in the index, later runs keep them (docs/experts.md)")
     add_index_arg(p)
     add_model_arg(p, default=None)
     add_device_arg(p)
@@ -63,6 +67,11 @@ def run(args) -> int:
         raise ConfigError(f"{args.folder} is not a folder (give the folder that holds the images and videos)")
     if args.video_max_frames < 1:
         raise ConfigError(f"--video-max-frames must be at least 1, got {args.video_max_frames}")
+    experts = None
+    if args.experts is not None:
+        from ..experts import parse_experts
+
+        experts = parse_experts(args.experts)
     if args.ray is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     from ..encoders import DEFAULT_ENCODER, absolute_spec
@@ -95,7 +104,7 @@ def run(args) -> int:
     with _encoder_factory(args, spec) as factory:
         rep = index_folder(args.folder, path, factory, spec=spec,
                            batch_size=args.batch_size, show_progress=progress_flag(args),
-                           include_hidden=args.include_hidden, video=video)
+                           include_hidden=args.include_hidden, video=video, experts=experts)
     if args.json:
         print_json({"index": path, "model": spec, **rep.to_dict()})
         return 0
@@ -103,6 +112,13 @@ def run(args) -> int:
     _print_backend(path)
     print(f"  {rep.seen} media files: {rep.added} added, {rep.updated} updated, {rep.unchanged} unchanged, "
           f"{rep.removed} removed, {len(rep.skipped)} skipped; index holds {rep.total} items")
+    if rep.experts is not None:
+        ex = rep.experts
+        for name in ex["ran"]:
+            print(f"  expert {name}: ran on {ex['ran'][name]} items ({ex['rows'][name]} texts, "
+                  f"{ex['seconds'][name]:.1f} s), {ex['unchanged'][name]} unchanged")
+        for s in ex["skipped"]:
+            print(f"  expert {s['expert']} skipped {display_path(s['path'])}: {s['reason']}", file=sys.stderr)
     if rep.skipped:
         print(f"skipped {len(rep.skipped)}:", file=sys.stderr)
         for p_, why in rep.skipped:

@@ -39,6 +39,11 @@ def run(args) -> int:
             "bytes_on_disk": size,
             "skipped": [{"path": p, "reason": why} for p, why in st.skipped()],
         }
+        summary = st.expert_summary()
+        if summary:  # xmr index --experts: per expert, items it ran on, items with text, rows, skipped files
+            info["experts"] = {n: {**{k: v for k, v in d.items() if k != "skipped"},
+                                   "skipped": [{"path": p, "reason": r} for p, r in d["skipped"]]}
+                               for n, d in summary.items()}
     if args.json:
         print_json(info)
         return 0
@@ -55,6 +60,11 @@ def run(args) -> int:
         print(f"  {r['items']:6d}  {display_path(r['root'])}")
     print(f"vectors: {backend_line(st_state, record)}")
     print(f"size:   {size / 1e6:.1f} MB")
+    for name, d in info.get("experts", {}).items():
+        print(f"expert {name}: ran on {d['items']} items, text in {d['with_text']} ({d['rows']} rows), "
+              f"{len(d['skipped'])} skipped")
+        for s in d["skipped"]:
+            print(f"  {display_path(s['path'])}: {s['reason']}")
     print(f"skipped files: {len(info['skipped'])}")
     for s in info["skipped"]:
         print(f"  {display_path(s['path'])}: {s['reason']}")

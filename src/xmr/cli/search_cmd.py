@@ -24,8 +24,12 @@ def setup(p):
     add_index_arg(p)
     p.add_argument("--k", "-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--json", action="store_true", help='print {"query", "model", "stages", "results": [...]}')
-    p.add_argument("--type", dest="media_type", choices=("image", "video", "all"), default="all",
-                   help="only images, only videos, or all (default); video results carry start/end seconds")
+    p.add_argument("--type", dest="media_type", choices=("image", "video", "moment", "all"), default="all",
+                   help="only images, only videos, or all (default); video results carry start/end seconds. "
+                        "moment: moments ranked across the corpus, several per video (docs/moments.md)")
+    p.add_argument("--moment-model", default=None, metavar="DIR",
+                   help="with --type moment: a trained SQuiDNet checkpoint localises the moments (default: "
+                        "training-free proposals over the index's segments)")
     add_device_arg(p)
     add_fuse_arg(p)
     p.add_argument("--candidates", type=int, default=None, metavar="K",
@@ -34,6 +38,21 @@ def setup(p):
                         "+prototypes@DIR)")
     add_rescore_args(p)
     add_rerank_args(p)
+    p.add_argument("--lang", default=None, metavar="CODE",
+                   help="language of the text query (en, or one the model acquired: de, fr, cs for concept); "
+                        "default: detected per text (reported in --json as 'languages')")
+    e = p.add_argument_group("experts (indexes built with xmr index --experts; docs/experts.md)")
+    e.add_argument("--phrase", default=None, metavar="TEXT",
+                   help='only items whose expert text (OCR, sidecar, subtitles) holds TEXT as whole words, any case; '
+                        'a double-quoted part of the query ("EXIT" sign) does the same on such an index')
+    e.add_argument("--experts", dest="use_experts", default=None, metavar="NAMES",
+                   help="experts to score (comma-separated), or 'none' for the visual score alone (default: every "
+                        "expert the index carries)")
+    e.add_argument("--expert-fusion", choices=("vista", "max", "sum"), default="vista",
+                   help="how expert scores join the visual one (default vista: cosine to the visual embedding "
+                        "plus the best expert embeddings)")
+    e.add_argument("--expert-weight", action="append", default=[], metavar="NAME=W",
+                   help="weight of one expert in the fusion (default 1; repeatable)")
     p.add_argument("--server", default=None, metavar="URL",
                    help="send the text search to a running `xmr serve` at URL (e.g. http://127.0.0.1:8000), which "
                         "has its model loaded already (default: $XMR_SERVER if set, else search here)")
@@ -47,6 +66,8 @@ def build_query(args):
     from ..retrieval import Query, Term
 
     texts = list(args.query or [])
+    if not texts and getattr(args, "phrase", None) and args.image is None and args.vector is None:
+        texts = [args.phrase]  # --phrase alone: the phrase is also the semantic query
     kinds = sum(x is not None for x in (args.image, args.vector))
     if kinds > 1:
         raise ConfigError("give --image or --vector, not both")
@@ -78,7 +99,7 @@ def build_query(args):
     if getattr(args, "composer", None) is not None and (args.image is None or not texts):
         raise ConfigError('--composer composes an image with text: give --image FILE and the modification, e.g. '
                           'xmr search --image a.jpg "in red" --composer DIR')
-    return Query(tuple(terms), args.fuse, getattr(args, "composer", None))
+    return Query(tuple(terms), args.fuse, getattr(args, "composer", None), lang=getattr(args, "lang", None))
 
 
 def _load_vectors(path: str):
@@ -132,6 +153,8 @@ def run(args) -> int:
     from ._remote import remote_search, server_url
 
     url = server_url(args) if not interactive(args) else None
+    if url is not None and args.media_type == "moment":
+        raise ConfigError("--type moment runs here, not on a server: drop --server (or unset XMR_SERVER)")
     if url is not None:
         return _print_remote(remote_search(url, args), args)
     check_args(args)
@@ -141,17 +164,26 @@ def run(args) -> int:
     store, reader = open_reader(index_path(args))  # read-only: a search never writes to the index
     queries = query if isinstance(query, list) else [query]
     try:
+        options = expert_options(args, options, reader.expert_names(), queries)
         spec = reader.model_spec
         if spec is None:
             raise ConfigError(f"index {index_path(args)} is empty; run xmr index DIR first")
         t0 = time.perf_counter()
         enc = _encoder(spec, reader, queries, args)
-        pipe = build_pipeline(enc, options)
-        t1 = time.perf_counter()
-        if interactive(args):
-            out, props = run_interactive(args, pipe, reader, query)
-            return print_interactive(out, props, args, lambda o: _print_results(o, reader))
-        outs = [pipe.search(reader, q, args.k, args.media_type) for q in queries]
+        if args.media_type == "moment":
+            if interactive(args):
+                raise ConfigError("--type moment ranks moments; it has no interactive mode")
+            outs = _moment_search(reader, enc, queries, args, options)
+            t1 = time.perf_counter()
+        else:
+            if getattr(args, "moment_model", None) is not None:
+                raise ConfigError("--moment-model needs --type moment")
+            pipe = build_pipeline(enc, options)
+            t1 = time.perf_counter()
+            if interactive(args):
+                out, props = run_interactive(args, pipe, reader, query)
+                return print_interactive(out, props, args, lambda o: _print_results(o, reader))
+            outs = [pipe.search(reader, q, args.k, args.media_type) for q in queries]
         t2 = time.perf_counter()
     finally:
         store.close()
@@ -177,6 +209,10 @@ def run(args) -> int:
                 d["rerank"] = {k: s[k] for k in ("cross_encoder", "k", "alpha")}
         if len(query.terms) > 1:
             d["fuse"] = query.fuse
+        texts = [t.value for t in query.terms if t.kind == "text"]
+        if texts and len(enc.capabilities.languages) > 1:  # a multilingual model: which text tower each text
+            # went through, and how that was decided (docs/multilingual.md)
+            d["languages"] = enc.text_languages(texts, query.lang)
         from ..retrieval.uncertainty import search_uncertainty
 
         u = search_uncertainty(enc, query, out.results)  # a PCME model: query and result uncertainty
@@ -191,12 +227,70 @@ def run(args) -> int:
     return 0
 
 
+def expert_options(args, options, carried: list[str], queries):
+    """``options`` with the experts stage: on an index that carries experts (unless ``--experts none``), with
+    ``--phrase`` or a double-quoted part of a text query as the phrase."""
+    import dataclasses
+    import re
+
+    from ..errors import ConfigError
+
+    names = getattr(args, "use_experts", None)
+    phrase = getattr(args, "phrase", None)
+    weights = {}
+    for w in getattr(args, "expert_weight", []) or []:
+        name, sep, val = w.partition("=")
+        try:
+            weights[name.strip()] = float(val)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--expert-weight takes NAME=NUMBER (e.g. ocr=0.5), got {w!r}")
+    if getattr(args, "media_type", None) == "moment":  # moments are ranked from video features, not experts
+        if phrase or names not in (None, "none"):
+            raise ConfigError("--type moment ranks moments from the videos' features: --phrase and --experts do "
+                              "not apply to it")
+        return options
+    if names == "none":
+        if phrase:
+            raise ConfigError("--phrase searches the experts' text: drop --experts none")
+        return options
+    if not carried and phrase is None and names is None:
+        return options  # an index without experts searches exactly as before
+    if phrase is None and len(queries) == 1:
+        quoted = [m for t in queries[0].terms if t.kind == "text" and isinstance(t.value, str)
+                  for m in re.findall(r'"([^"]+)"', t.value)]
+        phrase = quoted[0] if quoted else None
+    chosen = tuple(n.strip() for n in names.split(",") if n.strip()) if names else ()
+    return dataclasses.replace(options, experts=chosen, expert_fusion=getattr(args, "expert_fusion", "vista"),
+                               expert_weights=weights, phrase=phrase)
+
+
 def _print_results(out, reader) -> None:
     if not out.results:
         print("no results (the index is empty)" if not reader.count() else "no results")
     for r in out.results:
         span = f"  [{r.start:.1f}-{r.end:.1f} s]" if r.start is not None else ""
         print(f"{r.rank:3d}. {r.score:.4f}  {display_path(r.path)}{span}")
+        if r.experts and r.match in r.experts:
+            m = r.experts[r.match]
+            text = m["text"] if len(m["text"]) <= 100 else m["text"][:97] + "..."
+            print(f"       {r.match} ({m['field']}, {m['score']:.3f}): {text!r}")
+
+
+def _moment_search(reader, enc, queries, args, options):
+    from ..errors import ConfigError
+    from ..retrieval import SearchOptions
+    from ..retrieval.moment_search import search_moments
+
+    if options != SearchOptions(device=options.device) or args.candidates is not None:
+        raise ConfigError("--type moment ranks moments itself: it takes no --rescore / --rerank / --candidates")
+    model = None
+    if getattr(args, "moment_model", None) is not None:
+        from ..localize.squidnet import SQuiDNet
+
+        model = SQuiDNet.load(args.moment_model)
+    return [search_moments(reader, enc, q, args.k, model=model) for q in queries]
 
 
 def _encoder(spec: str, reader, queries, args):

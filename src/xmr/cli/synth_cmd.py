@@ -1,19 +1,22 @@
 """``xmr synth videos|images``: write a synthetic retrieval set. Videos: coloured shapes that appear, disappear and
 move (:mod:`xmr.synth.videos`); images: coloured shapes with several true captions each and optional recorded
-corruptions for noisy-training claims (:mod:`xmr.synth.images`)."""
+corruptions for noisy-training claims (:mod:`xmr.synth.images`); text-images: signs with rendered words in several
+fonts, sizes and angles, captions naming the words (:mod:`xmr.synth.text_images`, scene-text retrieval)."""
 from __future__ import annotations
 
 from ._common import register_command
 
 
 def setup(p):
-    p.add_argument("kind", choices=["videos", "images", "edits"],
+    p.add_argument("kind", choices=["videos", "images", "edits", "text-images"],
                    help="what to generate (videos: clips + captions.jsonl; images: PNGs + captions.jsonl; edits: "
-                        "images + (reference, modification text, target) triplets for composed queries)")
+                        "images + (reference, modification text, target) triplets for composed queries; "
+                        "text-images: PNGs of signs with words + captions naming them)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (videos/ or images/, captions.jsonl)")
     p.add_argument("--n", type=int, default=None, help="number of clips / images (default 120 / 600; edits 800)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--size", type=int, default=64, help="frame / image side in pixels (default 64)")
+    p.add_argument("--size", type=int, default=None,
+                   help="frame / image side in pixels (default 64; text-images 320)")
     p.add_argument("--test-fraction", type=float, default=None,
                    help="share of items in the test split (default 0.3 videos, 0.25 images)")
     v = p.add_argument_group("videos")
@@ -30,9 +33,25 @@ def setup(p):
     e.add_argument("--held-out", type=int, default=3, metavar="N", help="colour-shape pairs kept out of train "
                    "(default 3 of 12)")
     e.add_argument("--test-queries", type=int, default=300, help="test triplets (default 300)")
+    t = p.add_argument_group("text-images")
+    t.add_argument("--words", type=int, default=1, help="words per image (1 or 2, default 1)")
+    t.add_argument("--max-angle", type=float, default=15.0, help="text rotation range in degrees (default 15)")
 
 
 def run(args) -> int:
+    if args.kind == "text-images":
+        from ..synth.text_images import TextImageConfig, generate_text_images
+
+        cfg = TextImageConfig(n=60 if args.n is None else args.n, seed=args.seed,
+                              size=320 if args.size is None else args.size, words_per_image=args.words,
+                              max_angle=args.max_angle,
+                              test_fraction=1.0 if args.test_fraction is None else args.test_fraction)
+        manifest = generate_text_images(args.out, cfg)
+        print(f"wrote {cfg.n} text images and {manifest} (use --dataset manifest:{manifest}; index the images "
+              f"with xmr index {manifest.parent / 'images'} --experts ocr)")
+        return 0
+    if args.size is None:
+        args.size = 64
     if args.kind == "videos":
         from ..synth.videos import generate_videos
 

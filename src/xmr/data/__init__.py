@@ -28,11 +28,13 @@ from . import lsmdc as _lsmdc  # noqa: F401  (registers "lsmdc")
 from . import manifest as _manifest  # noqa: F401  (registers "manifest")
 from . import msrvtt as _msrvtt  # noqa: F401  (registers "msrvtt")
 from . import msvd as _msvd  # noqa: F401  (registers "msvd")
+from . import multi30k as _multi30k  # noqa: F401  (registers "multi30k", "xtd")
 from . import parquet as _parquet  # noqa: F401  (registers "parquet")
 from . import sbu as _sbu  # noqa: F401  (registers "sbu")
 from . import vatex as _vatex  # noqa: F401  (registers "vatex")
 from . import visual_genome as _visual_genome  # noqa: F401  (registers "vg")
 from . import webdataset as _webdataset  # noqa: F401  (registers "wds")
+from . import tvr as _tvr  # noqa: F401  (registers "tvr")
 from . import youcook2 as _youcook2  # noqa: F401  (registers "youcook2")
 from .base import (
     COMMON_OPTIONS,

@@ -47,3 +47,7 @@ from .fingerprint import protocol_fingerprint  # noqa: E402
 from .runner import evaluate_model, format_table  # noqa: E402
 
 __all__ += ["evaluate_model", "format_table", "protocol_fingerprint"]
+
+from .vcmr import vcmr  # noqa: E402
+
+__all__ += ["vcmr"]

@@ -23,7 +23,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Callable, Sequence, Union
 
 from .._lock import exclusive_lock
 from .._progress import progress
@@ -60,9 +60,10 @@ class IndexReport:
     removed: int = 0  # rows dropped because the file is gone
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     total: int = 0  # items in the index after the run
+    experts: dict | None = None  # the experts' pass (ExpertReport.to_dict()), None when the index has no experts
 
     def to_dict(self) -> dict:
-        return {**{k: v for k, v in self.__dict__.items() if k != "skipped"},
+        return {**{k: v for k, v in self.__dict__.items() if k != "skipped" and not (k == "experts" and v is None)},
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
@@ -117,6 +118,7 @@ def index_folder(
     spec: str | None = None,
     max_batch_pixels: int = MAX_BATCH_PIXELS,
     prefetch_workers: int | None = None,
+    experts: Sequence[str] | None = None,
 ) -> IndexReport:
     """Index every image and video under ``root`` into the index at ``index_path`` with ``encoder``.
 
@@ -127,7 +129,9 @@ def index_folder(
     time segment. ``show_progress``: False silent; None/True a bar on a terminal, periodic log lines otherwise
     (None: only when the ``xmr`` logger shows INFO). ``max_batch_pixels``: decoded-pixel budget of one batch (and of
     the prefetch workers together). ``prefetch_workers``: threads that hash, decode and preprocess the next batches
-    while the model encodes (default: one per core, at most 4)."""
+    while the model encodes (default: one per core, at most 4). ``experts``: expert names
+    (:data:`xmr.registries.EXPERTS`) added to the ones the index already carries; every run then brings each
+    carried expert's rows up to date for the items under ``root`` (:mod:`.experts_pass`)."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     if prefetch_workers is None:
@@ -196,6 +200,16 @@ def index_folder(
         finally:
             bar.close()
             rep.total = store.count()
+        names = store.expert_names()
+        if experts:
+            from ..experts import parse_experts
+
+            names += [n for n in parse_experts(",".join(experts)) if n not in names]
+            store.set_expert_names(names)
+        if names:
+            from .experts_pass import run_experts
+
+            rep.experts = run_experts(store, rep.root, names, lazy.get, show_progress).to_dict()
         store.sync_faiss()
         rep.total = store.count()
     return rep

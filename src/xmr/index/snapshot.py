@@ -66,6 +66,8 @@ class IndexSnapshot:
     built_at: float = 0.0
     build_seconds: float = 0.0
     watermark: float | None = None  # newest items.added the item backend holds (for the next delta)
+    expert_names: list = field(default_factory=list)  # experts the index carries (xmr index --experts)
+    experts: tuple | None = None  # ExpertStoreMixin.expert_matrix(): (row ids, item ids, expert names, vectors)
 
     def reader(self, store: IndexStore) -> "SnapshotReader":
         """This snapshot read through ``store`` (a read-only connection of the calling thread) for metadata."""
@@ -99,12 +101,14 @@ def open_snapshot(store: IndexStore, *, use_cache: bool = True, previous: IndexS
         rows = store.segment_rows()
         counts = store.media_counts()
         spec = store.model_spec
+        expert_names = store.expert_names()
+        experts = store.expert_matrix() if expert_names else None
     seg_rows = {r.id: r for r in rows}
     by_item: dict[int, list[int]] = {}
     for r in rows:
         by_item.setdefault(r.item_id, []).append(r.id)
     return IndexSnapshot(str(store.path), gen, spec, dim, items.ntotal, items, segments, counts, seg_rows, by_item,
-                         time.time(), time.perf_counter() - t0, wm)
+                         time.time(), time.perf_counter() - t0, wm, expert_names, experts)
 
 
 def _search(backend, queries: np.ndarray, k: int):
@@ -184,6 +188,23 @@ class SnapshotReader:
 
     def frames_of(self, item_id: int):
         return self._store.frames_of(item_id)
+
+    # ---- experts (xmr index --experts): text rows with vectors, read with the snapshot ----------------------
+    def expert_names(self) -> list[str]:
+        return list(self.snap.expert_names)
+
+    def expert_matrix(self):
+        """(row ids (n,), item ids (n,), expert names [n], vectors (n, dim)) of every expert row."""
+        if self.snap.experts is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), [], np.zeros((0, self.dim), np.float32)
+        return self.snap.experts
+
+    def expert_rows(self, ids):
+        return self._store.expert_rows(ids)
+
+    def phrase_rows(self, phrase: str, experts=None):
+        """Expert rows whose text contains ``phrase`` (case-insensitive for ASCII; callers check word bounds)."""
+        return self._store.phrase_candidates(phrase, experts)
 
 
 def open_reader(path, *, use_cache: bool = True) -> tuple[IndexStore, SnapshotReader]:

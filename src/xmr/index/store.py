@@ -37,11 +37,13 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import XmrIndexError
+from .expert_store import EXPERT_SCHEMA, ExpertStoreMixin
 from .vector_cache import VectorCacheMixin
 
-SCHEMA_VERSION = 3
-# 1 -> 2: `segments` table added; 2 -> 3: `frames` table added. Both are created in place (CREATE TABLE IF NOT
-# EXISTS) when an older index is opened for writing; a read-only open of an older index works without them.
+SCHEMA_VERSION = 4
+# 1 -> 2: `segments` table added; 2 -> 3: `frames` table added; 3 -> 4: `expert_text` and `expert_state`
+# (expert_store.py). All are created in place (CREATE TABLE IF NOT EXISTS) when an older index is opened for
+# writing; a read-only open of an older index works without them.
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -139,7 +141,7 @@ class SegmentRecord:
     end: float
 
 
-class IndexStore(VectorCacheMixin):
+class IndexStore(VectorCacheMixin, ExpertStoreMixin):
     """Open (or create with ``create=True``) the index folder ``path``. One index is bound to one model spec."""
 
     def __init__(self, path: str | os.PathLike, *, create: bool = False, readonly: bool = False):
@@ -159,7 +161,7 @@ class IndexStore(VectorCacheMixin):
             if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(_SCHEMA)
+                self.db.executescript(_SCHEMA + EXPERT_SCHEMA)
             try:
                 self._check_schema()
             except sqlite3.OperationalError:
@@ -189,12 +191,13 @@ class IndexStore(VectorCacheMixin):
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(v) < SCHEMA_VERSION:
             # older schemas only lack tables that _SCHEMA has just created (IF NOT EXISTS) on a writable open
-            if self._has_table("segments") and self._has_table("frames"):
+            if all(self._has_table(t) for t in ("segments", "frames", "expert_text", "expert_state")):
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(v) != SCHEMA_VERSION:
             raise XmrIndexError(f"index {self.path} has schema {v}; this xmr reads schema {SCHEMA_VERSION}")
         self.has_segments = self._has_table("segments")
         self.has_frames = self._has_table("frames")
+        self.has_experts = self._has_table("expert_text") and self._has_table("expert_state")
         self.has_identity = _add_identity_columns(self.db, writable=not self.readonly)
 
     def _has_table(self, name: str) -> bool:
@@ -367,6 +370,7 @@ class IndexStore(VectorCacheMixin):
             self.db.execute("DELETE FROM segments WHERE item_id=?", (item_id,))
         if self.has_frames:
             self.db.execute("DELETE FROM frames WHERE item_id=?", (item_id,))
+        self._delete_expert_rows(item_id)
 
     # ---- video segments ---------------------------------------------------------------------------------------
     def count_segments(self) -> int:

@@ -20,7 +20,8 @@ from ..errors import ConfigError
 from .first_stage import FirstStage, check_k, check_media_type
 from .query import Query, encode_query
 from .result import SearchOutcome, rank
-from .stages import DEFAULT_CANDIDATES, HeadStage, MomentStage, RerankStage, RescoreStage, Stage, StageContext
+from .stages import (DEFAULT_CANDIDATES, ExpertStage, HeadStage, MomentStage, RerankStage, RescoreStage, Stage,
+                     StageContext)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class SearchOptions:
     ``candidates``: first-stage pool handed to stages that re-order (default ``max(100, k)``; at least ``rerank_k``).
     ``rescore``: re-scorer names in order (``qbnorm``, ``dsl``, ``csls``), ``rescore_params`` per name, ``bank`` a
     querybank source (text file or dataset spec). ``rerank``: cross-encoder spec (``hf:DIR``, ``xattn:DIR``).
-    ``head``: use the encoder's re-scoring head (X-Pool / prototypes) when it has one (default True)."""
+    ``head``: use the encoder's re-scoring head (X-Pool / prototypes) when it has one (default True).
+    ``experts``: run the experts stage (:mod:`xmr.retrieval.stages.experts`): None no, ``()`` every expert the index
+    carries, or the names; ``expert_fusion`` (vista, max, sum), ``expert_weights`` {name: weight}, ``phrase``."""
 
     candidates: int | None = None
     rescore: tuple[str, ...] = ()
@@ -41,6 +44,10 @@ class SearchOptions:
     rerank_alpha: float = 0.0
     head: bool = True
     device: str | None = None
+    experts: tuple[str, ...] | None = None
+    expert_fusion: str = "vista"
+    expert_weights: dict = field(default_factory=dict)
+    phrase: str | None = None
 
     def __post_init__(self):
         if self.candidates is not None:
@@ -93,7 +100,7 @@ class Pipeline:
         first = FirstStage(self.depth(k), media_type)
         t0 = time.perf_counter()
         cands, hints = first.run(reader, emb)
-        ctx = StageContext(reader, self.encoder, emb, hints)
+        ctx = StageContext(reader, self.encoder, emb, hints, media_type)
         cands = rank(cands)
         seconds = {first.name: time.perf_counter() - t0}
         for s in self.stages:
@@ -119,6 +126,9 @@ def build_stages(encoder, options: SearchOptions) -> list[Stage]:
     stages: list[Stage] = [MomentStage()]
     if options.head and encoder.capabilities.video_rescoring:
         stages.append(HeadStage(encoder))
+    if options.experts is not None or options.phrase:
+        stages.append(ExpertStage(options.experts or None, options.expert_fusion, options.expert_weights,
+                                  options.phrase))
     if options.rescore:
         stages.append(RescoreStage(options.rescore, options.rescore_params, options.bank))
     if options.rerank:

@@ -14,12 +14,18 @@ class SearchResult:
     root: str
     start: float | None = None  # videos: the best segment's start, seconds from the first frame; None for images
     end: float | None = None  # videos: the best segment's end (seconds)
+    match: str | None = None  # experts stage: "visual" or the expert whose score contributed most
+    experts: dict | None = None  # experts stage: {name: {"score", "text", "field"[, "start", "end", "phrase"]}}
 
     def to_dict(self) -> dict:
-        """JSON form. ``start``/``end`` are present for videos only (image results keep their v1 shape)."""
+        """JSON form. ``start``/``end`` are present for videos only (image results keep their v1 shape);
+        ``match``/``experts`` only when the experts stage ran."""
         d = asdict(self)
         if self.start is None and self.end is None:
             del d["start"], d["end"]
+        for k in ("match", "experts"):
+            if d[k] is None:
+                del d[k]
         return d
 
 

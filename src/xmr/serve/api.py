@@ -4,7 +4,7 @@ Clients address media by integer item id only: no request parameter or path is e
 """
 
 import mimetypes
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
@@ -24,7 +24,7 @@ from .settings import ServeSettings
 from .thumbs import ThumbnailCache
 from .uploads import PixelBudget, UploadError, decode_image, extract_upload, image_pixels, read_body_limited
 
-MediaFilter = Literal["image", "video", "all"]
+MediaFilter = Literal["image", "video", "moment", "all"]
 
 
 class ResultItem(BaseModel):
@@ -35,6 +35,10 @@ class ResultItem(BaseModel):
     media_type: str = Field(description="image or video")
     start: Optional[float] = Field(None, description="video results: start of the matched segment, seconds")
     end: Optional[float] = Field(None, description="video results: end of the matched segment, seconds")
+    match: Optional[str] = Field(None, description="indexes with experts: 'visual' or the expert that matched "
+                                                   "(ocr, sidecar, subtitles)")
+    experts: Optional[dict] = Field(None, description="indexes with experts: per expert, its best row's score, "
+                                                      "text and field (and start/end of a timed row)")
     thumbnail: str = Field(description="URL of a JPEG thumbnail")
     media: str = Field(description="URL of the file itself (supports HTTP Range)")
 
@@ -46,6 +50,8 @@ class SearchResponse(BaseModel):
     type: MediaFilter
     k: int
     stages: list[dict] = Field(description="every stage that produced the results, with its parameters")
+    languages: Optional[list[dict]] = Field(None, description="per text term: the language whose text tower encoded "
+                                            "it and how it was chosen (explicit / detected / default)")
     results: list[ResultItem]
 
 
@@ -115,10 +121,15 @@ def build_router(ctx: ServeContext) -> APIRouter:
     NOT = Annotated[Optional[list[str]], Query(alias="not", max_length=8, description="negative text terms "
                                                                                    "(repeatable)")]
 
-    def _search(query: RQuery, k: int, media_type: str) -> dict:
+    def _search(query: RQuery, k: int, media_type: str, phrase: str | None = None) -> dict:
         if str(query.fuse).startswith("learned"):
             raise HTTPException(422, "learned fusion loads a model from disk and is not offered by the server")
+        if media_type == "moment":
+            return _moment_search(query, k)
+        pipe = ctx.pipeline
         try:
+            if phrase:
+                pipe = _with_phrase(pipe, phrase)
             with metrics.stage("encode_query"):
                 reader = live.reader()
                 pipe.check(reader, None if media_type == "all" else media_type)
@@ -134,7 +145,27 @@ def build_router(ctx: ServeContext) -> APIRouter:
         sec = out.seconds
         metrics.observe_stage("search", sec.get("first-stage", 0.0) + sec.get("moments", 0.0))
         metrics.observe_stage("rescore", sum(v for n, v in sec.items() if n not in ("first-stage", "moments")))
+        texts = [t.value for t in query.terms if t.kind == "text"]
+        multi = len(ctx.queries.encoder.capabilities.languages) > 1  # a multilingual model says how it routed
+        langs = ctx.queries.encoder.text_languages(texts, query.lang) if texts and multi else None
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": media_type,
+                "k": k, "stages": out.stages, "languages": langs, "results": [_result(r) for r in out.results]}
+
+    def _moment_search(query: RQuery, k: int) -> dict:
+        """type=moment: moments ranked across the indexed videos (training-free localisation; docs/moments.md)."""
+        from ..errors import XmrIndexError
+        from ..retrieval.moment_search import check_has_videos, search_moments_embedded
+
+        try:
+            reader = live.reader()
+            check_has_videos(reader)
+            with metrics.stage("encode_query"):
+                emb = encode_query(_Batched(ctx.queries), query)
+            _faiss_threads(s.faiss_threads)
+            out = search_moments_embedded(reader, emb, k, model_spec=live.model_spec)
+        except (ConfigError, XmrIndexError) as e:
+            raise HTTPException(422, str(e)) from None
+        return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": "moment",
                 "k": k, "stages": out.stages, "results": [_result(r) for r in out.results]}
 
     def _result(r) -> dict:
@@ -142,22 +173,36 @@ def build_router(ctx: ServeContext) -> APIRouter:
              "thumbnail": f"/api/items/{r.id}/thumbnail", "media": f"/api/items/{r.id}/media"}
         if r.start is not None:  # videos: the best-matching segment
             d["start"], d["end"] = r.start, r.end
+        if r.match is not None:  # the experts stage ran
+            d["match"], d["experts"] = r.match, r.experts
         return d
 
     @router.get("/api/search", response_model=SearchResponse, response_model_exclude_none=True,
                 responses=_ERRORS, tags=["search"], summary="Search with a text query")
     def search_text(q: Annotated[list[str], Query(min_length=1, max_length=8, description="text query; repeat "
                                                   "for several texts describing one target")],
-                    k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None):
+                    k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None,
+                    phrase: Annotated[Optional[str], Query(max_length=200, description="indexes with experts: only "
+                                                           "items whose expert text holds this phrase")] = None,
+                    lang: Annotated[Optional[str], Query(max_length=8, description="language of the text (en, or "
+                                                         "one the model acquired); default: detected")] = None):
         texts = [t.strip() for t in q]
         if any(not t for t in texts) or any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
             raise HTTPException(422, "empty query" if any(not t for t in texts) else
                                 f"a query is longer than {s.max_query_chars} characters")
         try:
             query = RQuery.texts(texts, fuse=fuse, negatives=[n.strip() for n in not_ or [] if n.strip()])
+            if lang is not None:
+                query = replace(query, lang=ctx.queries.encoder.check_language(lang))
         except ConfigError as e:
             raise HTTPException(422, str(e)) from None
-        return _search(query, k, type)
+        phrase = phrase.strip() if phrase and phrase.strip() else None
+        if phrase is None and len(texts) == 1 and any(st.name == "experts" for st in ctx.pipeline.stages):
+            import re
+
+            quoted = re.findall(r'"([^"]+)"', texts[0])  # as `xmr search '"EXIT" sign'`: the quoted part is a phrase
+            phrase = quoted[0] if quoted else None
+        return _search(query, k, type, phrase)
 
     @router.post(
         "/api/search/image", response_model=SearchResponse, response_model_exclude_none=True, responses=_ERRORS,
@@ -302,6 +347,21 @@ def build_router(ctx: ServeContext) -> APIRouter:
     return router
 
 
+def _with_phrase(pipe, phrase: str):
+    """``pipe`` with its experts stage (added when missing) keeping only items whose expert text holds ``phrase``."""
+    from ..retrieval import Pipeline
+    from ..retrieval.stages import ExpertStage
+
+    stages, done = [], False
+    for st in pipe.stages:
+        if isinstance(st, ExpertStage):
+            st, done = ExpertStage(st.experts, st.fusion, st.weights, phrase, st.pool), True
+        stages.append(st)
+    if not done:
+        stages.insert(1, ExpertStage(phrase=phrase))
+    return Pipeline(pipe.encoder, stages, pipe.candidates)
+
+
 def _faiss_threads(n: int | None) -> None:
     """OpenMP threads for FAISS calls made by *this* request thread (``omp_set_num_threads`` sets the calling
     thread's own setting, so other threads and later processes are untouched). Concurrent requests are the server's
@@ -322,7 +382,9 @@ class _Batched:
         self._q, self.dim, self.spec, self.capabilities, self.require = queries, enc.dim, enc.spec, \
             enc.capabilities, enc.require
 
-    def encode_text(self, texts):
+    def encode_text(self, texts, lang=None):
+        if lang is not None:  # an explicit language: encoded directly (the batcher's cache holds detected-language
+            return self._q.encoder.encode_text(list(texts), lang=lang)  # vectors, keyed by text alone)
         return np.stack([self._q.encode_text(t) for t in texts])
 
     def encode_images(self, images, show_progress=None):

@@ -178,6 +178,11 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
 
     composer = _check_composer(s.composer, encoder)  # before the query encoder thread starts
     queries = QueryEncoder(encoder, s.max_text_batch, s.query_cache_size)
+    options = options or SearchOptions()
+    if options.experts is None and live.reader().expert_names():  # an index built with --experts: use them
+        import dataclasses
+
+        options = dataclasses.replace(options, experts=())
     pipeline = build_pipeline(encoder, options)  # per-request checks (type filter, query kind) answer 422 with why
     ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges),
                        pipeline=pipeline, uploads=PixelBudget(max(s.upload_pixel_budget, s.max_upload_pixels),

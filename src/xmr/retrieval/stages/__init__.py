@@ -5,6 +5,8 @@ name       what it does                                                         
 ========== ===================================================================== ==========================
 moments    video score = max(whole video, best window); start/end of that window  (never; no-op for images)
 head       exact X-Pool / prototype head scores of candidate videos and windows   the encoder has no such head
+experts    query vs experts' text rows (OCR, sidecar, subtitles), fused with      experts the index lacks
+           the visual score (ViSTA-style aggregation / max / sum), --phrase
 rescore    QB-Norm, dual softmax, CSLS on the candidate scores with a querybank   no querybank
 rerank     cross-encoder on the top-k (text query, image) pairs                   image/vector query; videos
 ========== ===================================================================== ==========================
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from ...registries import STAGES
 from .base import Stage, StageContext
+from .experts import ExpertStage
 from .head import DEFAULT_CANDIDATES, HeadStage
 from .moments import MomentStage
 from .rerank import RerankStage
@@ -21,12 +24,13 @@ from .rescore import RescoreStage
 
 for _cls, _help in ((MomentStage, "video score = best of whole video and its windows, with start/end"),
                     (HeadStage, "exact X-Pool / prototype head re-scoring of candidate videos"),
+                    (ExpertStage, "experts' text (OCR, sidecar, subtitles) scored and fused with the visual score"),
                     (RescoreStage, "QB-Norm / dual softmax / CSLS on the candidates, with a querybank"),
                     (RerankStage, "cross-encoder re-ranking of the top-k text->image candidates")):
     STAGES.add(_cls.name, _cls, help=_help)
 
 #: the order stages run in
-STAGE_ORDER = ("moments", "head", "rescore", "rerank")
+STAGE_ORDER = ("moments", "head", "experts", "rescore", "rerank")
 
-__all__ = ["STAGES", "STAGE_ORDER", "Stage", "StageContext", "MomentStage", "HeadStage", "RescoreStage",
+__all__ = ["STAGES", "STAGE_ORDER", "Stage", "StageContext", "MomentStage", "HeadStage", "ExpertStage", "RescoreStage",
            "RerankStage", "DEFAULT_CANDIDATES"]

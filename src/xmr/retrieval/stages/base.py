@@ -16,6 +16,7 @@ class StageContext:
     encoder: object  # xmr.encoders.Encoder (the index's model)
     emb: object  # xmr.retrieval.query.QueryEmbedding
     hints: dict = field(default_factory=dict)  # first stage: video id -> (best segment score, start, end)
+    media_type: str | None = None  # the search's type filter (a stage that adds candidates keeps it)
 
 
 class Stage(ABC):
@@ -45,7 +46,8 @@ class Stage(ABC):
 
     @abstractmethod
     def run(self, ctx: StageContext, cands: list[SearchResult]) -> list[SearchResult]:
-        """New scores (and start/end) for ``cands``; may re-order, never drops or adds candidates."""
+        """New scores (and start/end) for ``cands``; may re-order; never drops or adds candidates, except the
+        ``experts`` stage (items found by their text; ``--phrase`` keeps only the items whose text holds it)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"

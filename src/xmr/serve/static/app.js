@@ -66,6 +66,16 @@
       a.append(seg);
     }
     li.dataset.id = r.id;
+    const ex = r.experts && r.match && r.experts[r.match];
+    if (ex) {  // an index with experts: which one matched, and the text it read
+      const m = document.createElement("div"); m.className = "expert";
+      const tag = document.createElement("span"); tag.className = "expert-name"; tag.textContent = r.match;
+      const snip = document.createElement("span"); snip.className = "snippet";
+      snip.textContent = ex.text.length > 120 ? ex.text.slice(0, 117) + "…" : ex.text;
+      snip.title = ex.field + ": " + ex.text;
+      m.append(tag, " ", snip);
+      a.append(m);
+    }
     li.append(a);
     return li;
   }
