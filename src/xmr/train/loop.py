@@ -100,7 +100,7 @@ def _build_student(cfg: TrainConfig, device, show_progress, encoder=None):
         model = FinetuneModel(cfg.model, cfg.finetune, cfg.lora, cfg.seed, device)
         tr = finetune_pairs(model, train_ds)
         ev = finetune_pairs(model, eval_ds, with_labels=False) if eval_ds else None
-        return model, tr, ev
+        return model, tr, ev, train_ds, teachers
     if cfg.mode == "full":
         name, _, arg = cfg.model.partition(":")
         if name != "tiny":
