@@ -136,7 +136,7 @@ def _does_not_fit(label: str, e: Exception) -> ModelUnavailableError:
     return ModelUnavailableError(f"{label}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} or is corrupt ({detail})")
 
 
-def flatten_optimizer(sd: dict) -> tuple[dict[str, "torch.Tensor"], dict]:
+def flatten_optimizer(sd: dict) -> tuple[dict, dict]:
     """An optimiser's ``state_dict`` as safetensors-ready tensors (``optim.<param id>.<key>``) + JSON-ready rest
     (param groups and scalar state): what every trainer's epoch checkpoint stores, no pickle."""
     import torch

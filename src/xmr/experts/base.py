@@ -92,7 +92,7 @@ def parse_experts(text: str | None) -> list[str]:
 
 
 def create_expert(name: str) -> Expert:
-    from ..registries import EXPERTS, load_for
+    from ..registries import load_for
 
     return load_for("expert", name).get(name)()
 
