@@ -95,7 +95,7 @@ def create_expert(name: str, settings: dict | None = None) -> Expert:
     """Expert ``name``; ``settings`` (a dict of its Config's fields, e.g. the sidecar's ``manifests``) is checked
     with :func:`xmr.config.config_from_dict`."""
     from ..config import config_from_dict
-    from ..registries import EXPERTS, load_for
+    from ..registries import load_for
 
     cls = load_for("expert", name).get(name)
     return cls(config_from_dict(cls.Config, settings)) if settings else cls()
