@@ -99,6 +99,13 @@ def _expert_input(name, tmp):
         (tmp / "clip.mp4").write_bytes(b"")
         (tmp / "clip.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
         return str(tmp / "clip.mp4"), "video"
+    if name == "audio":
+        pytest.importorskip("av", reason="the audio expert decodes with PyAV")
+        from xmr.synth.sounds import SynthSoundConfig, generate_sound_clips, write_av_clip
+
+        c = generate_sound_clips(SynthSoundConfig(n=1, seed=0))[0]
+        write_av_clip(tmp / "clip.mp4", c["frames"], 8, c["audio"])
+        return str(tmp / "clip.mp4"), "video"
     pytest.fail(f"expert {name!r} is registered but has no input in tests/test_contracts.py _expert_input: add one")
 
 

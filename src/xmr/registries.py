@@ -16,7 +16,7 @@ kind (``ALL`` key)  registry                    filled by
 ``composer``       :data:`COMPOSERS`           ``xmr.compose.{tirg,jvsm}`` (composed image + text queries)
 ``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
 ``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
-``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles}``
+``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles,audio}``
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -95,7 +95,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "composer": ("xmr.compose.tirg", "xmr.compose.jvsm"),
     "composed_dataset": ("xmr.data.composed",),
     "moment_model": ("xmr.localize.squidnet",),
-    "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles")),
+    "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles", "audio")),
 }
 
 

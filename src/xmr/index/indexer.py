@@ -204,7 +204,10 @@ def index_folder(
         if experts:
             from ..experts import parse_experts
 
-            names += [n for n in parse_experts(",".join(experts)) if n not in names]
+            from ..experts.base import expert_base
+
+            for n in parse_experts(",".join(experts)):  # audio:DIR replaces an earlier audio / audio:OTHER
+                names = [m for m in names if expert_base(m) != expert_base(n)] + [n]
             store.set_expert_names(names)
         if names:
             from .experts_pass import run_experts
