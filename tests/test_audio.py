@@ -159,3 +159,55 @@ def test_experts_argument_parsing(tmp_path):
     assert parse_experts(f"audio,audio:{tmp_path}") == [f"audio:{tmp_path}"]
     with pytest.raises(ConfigError, match="takes no argument"):
         parse_experts("sidecar:x")
+
+
+# ---------------------------------------------------------------------------------------------- Everything at Once
+def test_eao_tokens_and_combinatorial_loss_terms():
+    import torch
+
+    from xmr.heads.eao import EaoConfig, EverythingAtOnce, audio_tokens, build_vocab, frame_tokens, nce
+
+    fr = np.zeros((16, 64, 64, 3), np.uint8)
+    fr[:, :8, :8] = 255  # top-left thumbnail cell white
+    ft = frame_tokens(fr)
+    assert ft.shape == (8, 193) and ft[0, 0] == 1.0 and ft[0, 3] == 0.0 and ft[-1, -1] == 1.0
+    at = audio_tokens(np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32))
+    assert at.shape == (8, 81) and at[0, -1] == 0.0 and at[-1, -1] == 1.0
+    x = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    assert float(nce(x, x, 0.01)) < 1e-3  # aligned rows: ~0; hand case
+    assert abs(float(nce(x[:, :1] * 0 + 1 / 8 ** 0.5 * torch.ones(4, 8), x[:, :1] * 0 + 1 / 8 ** 0.5
+                         * torch.ones(4, 8), 0.1)) - np.log(4)) < 1e-5  # identical rows: log(batch)
+    m = EverythingAtOnce(EaoConfig(video_dim=193, audio_dim=81, vocab=build_vocab(["a red circle"]), width=16,
+                                   heads=2, embed_dim=8))
+    loss, terms = m.combinatorial_loss(["a red circle"] * 3, torch.from_numpy(np.stack([ft] * 3)),
+                                       torch.from_numpy(np.stack([at] * 3)))
+    assert sorted(terms) == sorted(["text-video", "text-audio", "video-audio", "text-video+audio",
+                                    "video-text+audio", "audio-text+video"])
+    assert abs(float(loss) - sum(terms.values())) < 1e-4
+
+
+def test_eao_learns_sound_and_picture_captions():
+    """Trained on a few clips' "both" captions: sound queries are found from audio tokens far above chance, picture
+    queries from video tokens; the fused gallery serves both."""
+    import torch
+
+    from xmr.heads.eao import audio_tokens, frame_tokens
+    from xmr.synth.sounds import SynthSoundConfig, generate_sound_clips
+    from xmr.train.eao import train_eao
+
+    torch.set_num_threads(1)
+    clips = generate_sound_clips(SynthSoundConfig(n=80, seed=5, size=48, radius=10, test_fraction=0.0))
+    V = np.stack([frame_tokens(c["frames"]) for c in clips])
+    A = np.stack([audio_tokens(c["audio"]) for c in clips])
+    model, rec = train_eao([c["both"] for c in clips], V, A, epochs=25, seed=0,
+                           config={"width": 64, "embed_dim": 64})
+    assert rec["loss"][-1] < rec["loss"][0] * 0.6
+    with torch.no_grad():
+        def acc(kind, **gallery):
+            g = model.encode(**gallery)
+            qs = [c[kind] for c in clips]
+            best = (model.encode(text=qs) @ g.T).argmax(1).numpy()
+            return float(np.mean([clips[j][kind] == q for j, q in zip(best, qs)]))
+        assert acc("sound", audio=A) > 0.5  # 20 sound captions: chance 0.05
+        assert acc("picture", video=V) > 0.3  # 12 picture captions: chance ~0.08
+        assert acc("sound", video=V, audio=A) > 0.4

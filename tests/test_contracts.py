@@ -132,6 +132,32 @@ def test_expert_contract(name, tmp_path):
         assert ex.signature(path, "a" * 64) != sig
 
 
+# ===================================================================================================== multimodal
+_TINY_MULTIMODAL = {"eao": {"video_dim": 5, "audio_dim": 4, "vocab": ["<unk>", "a", "beep", "red"], "width": 16,
+                            "heads": 2, "embed_dim": 8}}
+
+
+@pytest.mark.parametrize("name", registries.MULTIMODAL_MODELS.names())
+def test_multimodal_contract(name, tmp_path):
+    """Any subset of {text, video, audio} -> unit vectors of one width; save / load gives the same vectors."""
+    import torch
+
+    from xmr.config import config_from_dict
+
+    if name not in _TINY_MULTIMODAL:
+        pytest.fail(f"multimodal model {name!r} has no tiny config in tests/test_contracts.py _TINY_MULTIMODAL")
+    cls = registries.MULTIMODAL_MODELS.get(name)
+    m = cls(config_from_dict(cls.Config, _TINY_MULTIMODAL[name])).eval()
+    v, a = torch.randn(3, 6, 5), torch.randn(3, 7, 4)
+    with torch.no_grad():
+        outs = [m.encode(text=["a red beep", "a", "zzz"]), m.encode(video=v), m.encode(audio=a),
+                m.encode(video=v, audio=a), m.encode(text=["a", "b", "c"], video=v, audio=a)]
+        assert all(o.shape == (3, 8) and torch.allclose(o.norm(dim=1), torch.ones(3), atol=1e-5) for o in outs)
+        m.save(tmp_path / "m")
+        back = type(m).load(tmp_path / "m")
+        assert torch.allclose(back.encode(video=v, audio=a), outs[3], atol=1e-6)
+
+
 # ======================================================================================================= encoders
 
 

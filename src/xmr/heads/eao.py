@@ -19,8 +19,8 @@ Implemented (paper section 3):
 
 Deviations (all documented in docs/experts.md): inputs are small synthetic features (frame thumbnails, log-mel
 chunks, learned word embeddings over a vocabulary saved with the model) instead of S3D / DAVEnet / word2vec tokens;
-each video / audio token carries its relative time, and each word its relative position, as one extra feature
-(the paper adds no position encoding; its tokens come from temporal CNNs, ours carry no order, and our captions
+each video / audio token carries its relative time t, and each word its relative position, and its features c
+enter the token projection as ``[c (1 - t), c t]`` (the paper adds no position encoding; its tokens come from temporal CNNs, ours carry no order, and our captions
 say "X then Y", which a bag of words cannot tell from "Y then X"); width, heads and MLP ratio are tiny; no
 HowTo100M pre-training: trained directly on the captioned synthetic clips (supervised, not self-supervised).
 """
@@ -87,8 +87,9 @@ class EverythingAtOnce(nn.Module):
         torch.manual_seed(config.seed)
         D = config.width
         self.words = nn.Embedding(len(config.vocab), config.word_dim)
-        self.tok = nn.ModuleDict({"text": _Gated(config.word_dim + 1, D), "video": _Gated(config.video_dim, D),
-                                  "audio": _Gated(config.audio_dim, D)})
+        self.tok = nn.ModuleDict({"text": _Gated(2 * config.word_dim, D),
+                                  "video": _Gated(2 * (config.video_dim - 1), D),
+                                  "audio": _Gated(2 * (config.audio_dim - 1), D)})
         self.norm1 = nn.LayerNorm(D)
         self.attn = nn.MultiheadAttention(D, config.heads, batch_first=True)
         self.norm2 = nn.LayerNorm(D)
@@ -117,12 +118,12 @@ class EverythingAtOnce(nn.Module):
             ids, mask = self.text_ids(text)
             L = mask.sum(1, keepdim=True).clamp(min=2).float()
             pos = (torch.arange(ids.shape[1]).float()[None, :] / (L - 1)).clamp(max=1.0).unsqueeze(-1)
-            parts.append((self.tok["text"](torch.cat([self.words(ids), pos], -1)), mask))
+            parts.append((self.tok["text"](_timed(torch.cat([self.words(ids), pos], -1))), mask))
             owners.append("text")
         for name, x in (("video", video), ("audio", audio)):
             if x is not None:
                 x = torch.as_tensor(x, dtype=torch.float32)
-                parts.append((self.tok[name](x), torch.ones(x.shape[:2], dtype=torch.bool)))
+                parts.append((self.tok[name](_timed(x)), torch.ones(x.shape[:2], dtype=torch.bool)))
                 owners.append(name)
         if not parts:
             raise ConfigError("EverythingAtOnce.encode needs at least one of text, video, audio")
@@ -168,6 +169,13 @@ class EverythingAtOnce(nn.Module):
         m = cls(config_from_dict(EaoConfig, ck.config))
         ck.load_into(m)
         return m.eval()
+
+
+def _timed(x: torch.Tensor) -> torch.Tensor:
+    """Tokens whose last feature is their relative time t in [0, 1] -> ``[c (1 - t), c t]`` (c: the other
+    features): what a token says early and late lands in different features, so mean pooling keeps order."""
+    c, t = x[..., :-1], x[..., -1:]
+    return torch.cat([c * (1 - t), c * t], -1)
 
 
 def nce(x: torch.Tensor, y: torch.Tensor, tau: float) -> torch.Tensor:
