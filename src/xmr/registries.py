@@ -17,7 +17,7 @@ kind (``ALL`` key)  registry                    filled by
 ``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
 ``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
 ``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles,audio}``
-``multimodal``     :data:`MULTIMODAL_MODELS`   ``xmr.heads.eao`` (video + audio + text fusion models)
+``multimodal``     :data:`MULTIMODAL_MODELS`   ``xmr.heads.{eao,eclipse}`` (video + audio + text)
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -101,7 +101,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "composed_dataset": ("xmr.data.composed",),
     "moment_model": ("xmr.localize.squidnet",),
     "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles", "audio")),
-    "multimodal": ("xmr.heads.eao",),
+    "multimodal": ("xmr.heads.eao", "xmr.heads.eclipse"),
 }
 
 
