@@ -129,8 +129,9 @@ def generate_sound_clips(cfg: SynthSoundConfig) -> list[dict]:
 
 
 def write_av_clip(path: str | Path, frames: np.ndarray | None, fps: int, audio: np.ndarray | None,
-                  sr: int = SR) -> None:
-    """(T, H, W, 3) uint8 frames (H.264, yuv420p) and / or mono float32 audio (AAC, 16 kHz) into one MP4 / MKV."""
+                  sr: int = SR, gop: int = 1) -> None:
+    """(T, H, W, 3) uint8 frames (H.264, yuv420p, a keyframe every ``gop`` frames) and / or mono float32 audio
+    (AAC, 16 kHz) into one MP4 / MKV."""
     av = require("av", "video")
     with av.open(str(path), "w") as out:
         vs = aus = None
@@ -138,7 +139,7 @@ def write_av_clip(path: str | Path, frames: np.ndarray | None, fps: int, audio: 
             vs = out.add_stream("libx264", rate=fps)
             vs.width, vs.height = frames.shape[2], frames.shape[1]
             vs.pix_fmt = "yuv420p"
-            vs.options = {"crf": "18", "g": "1", "preset": "veryfast"}
+            vs.options = {"crf": "18", "g": str(int(gop)), "preset": "veryfast"}
         if audio is not None:
             aus = out.add_stream("aac", rate=sr)
             aus.layout = "mono"
@@ -177,3 +178,39 @@ def generate_sound_videos(out: str | Path, n: int = 60, seed: int = 0, **options
     manifest = out / "captions.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
+
+
+#: in the long clips, a shape's colour always comes with the same sound (what ECLIPSE's audio can stand in for)
+COLOUR_SOUND = {"red": "beep", "green": "hum", "blue": "chirp", "yellow": "knock"}
+
+
+def generate_long_clips(n: int = 100, seed: int = 0, segments: int = 3, segment_seconds: float = 4.0,
+                        visible_seconds: float = 1.0, fps: int = 4, size: int = 32) -> list[dict]:
+    """Long clips for sparse-vs-dense sampling: ``segments`` segments of ``segment_seconds``; in each, a circle of
+    one colour (distinct colours per clip) is visible for only ``visible_seconds`` at a random moment, and the
+    colour's sound (:data:`COLOUR_SOUND`) plays exactly then. Caption: "red then blue then green" (the picture
+    only). A few uniformly sampled frames usually miss the shapes; the audio track does not."""
+    rng = np.random.default_rng(seed)
+    colours = list(COLOUR_SOUND)
+    total = segments * segment_seconds
+    t_frames = int(round(total * fps))
+    n_audio = int(round(total * SR))
+    out = []
+    for i in range(n):
+        order = [colours[j] for j in rng.choice(len(colours), size=segments, replace=False)]
+        frames = np.full((t_frames, size, size, 3), 30, np.uint8)
+        wave = rng.normal(0, 0.01, n_audio).astype(np.float32)
+        r = size // 4
+        for k, col in enumerate(order):
+            start = k * segment_seconds + rng.uniform(0, segment_seconds - visible_seconds)
+            f0, f1 = int(np.ceil(start * fps)), int(np.floor((start + visible_seconds) * fps))
+            cx, cy = rng.uniform(r + 1, size - r - 1, 2)
+            m = shape_mask("circle", cx, cy, r, size, triangle_slope=0.55)
+            for f in range(f0, min(f1 + 1, t_frames)):
+                frames[f][m] = COLOURS[col]
+            w = event_wave(COLOUR_SOUND[col], visible_seconds, rng)
+            s = int(start * SR)
+            wave[s:s + w.size] += w[: n_audio - s]
+        out.append({"frames": frames, "audio": np.clip(wave, -1, 1), "caption": " then ".join(order),
+                    "split": "test" if rng.random() < 0.5 else "train", "id": f"long{i:05d}"})
+    return out
