@@ -211,3 +211,46 @@ def test_eao_learns_sound_and_picture_captions():
         assert acc("sound", audio=A) > 0.5  # 20 sound captions: chance 0.05
         assert acc("picture", video=V) > 0.3  # 12 picture captions: chance ~0.08
         assert acc("sound", video=V, audio=A) > 0.4
+
+
+# ---------------------------------------------------------------------------------------------------------- ECLIPSE
+def test_eclipse_audio_to_video_attention_is_local_in_time():
+    """A frame reads only audio within ``window`` of its time: changing an audio token far from every frame leaves
+    the video embedding unchanged, changing one next to a frame does not."""
+    import torch
+
+    from xmr.heads.eclipse import Eclipse, EclipseConfig, eclipse_macs
+
+    m = Eclipse(EclipseConfig(video_dim=4, audio_dim=3, vocab=["<unk>", "a"], width=8, heads=2, window=0.1,
+                              embed_dim=8)).eval()
+    v = torch.cat([torch.randn(1, 2, 3), torch.tensor([[[0.0], [1.0]]])], -1)  # frames at t = 0 and 1
+    a = torch.cat([torch.randn(1, 3, 2), torch.tensor([[[0.0], [0.5], [1.0]]])], -1)  # audio at 0, 0.5, 1
+    with torch.no_grad():
+        base = m.encode(video=v, audio=a)
+        far, near = a.clone(), a.clone()
+        far[0, 1, :2] += 5.0
+        near[0, 0, :2] += 5.0
+        assert torch.allclose(m.encode(video=v, audio=far), base, atol=1e-6)
+        assert not torch.allclose(m.encode(video=v, audio=near), base, atol=1e-3)
+        assert not torch.allclose(m.encode(video=v), base, atol=1e-3)  # audio does enter the video embedding
+    cfg = EclipseConfig(vocab=["x"])
+    assert eclipse_macs(cfg, 4, 24, True) > eclipse_macs(cfg, 4, 24, False)
+    D, E, dv = cfg.width, cfg.embed_dim, cfg.video_dim
+    for k in (4, 16):  # by hand: gated projection, self-attention (4 maps + k^2 scores / mix), MLP, output head
+        assert eclipse_macs(cfg, k, 24, False) == k * 4 * (dv - 1) * D + 4 * k * D * D + 2 * k * k * D \
+            + 4 * k * D * D + 2 * D * E
+
+
+def test_long_clips_show_each_colour_briefly_with_its_sound():
+    from xmr.synth.sounds import COLOURS, generate_long_clips
+
+    (c,) = generate_long_clips(1, seed=3)
+    cols = c["caption"].split(" then ")
+    assert len(cols) == 3 and len(set(cols)) == 3
+    fr = c["frames"]
+    for col in cols:
+        shown = [(f == COLOURS[col]).all(-1).any() for f in fr]
+        assert 3 <= sum(shown) <= 5  # 1 s of 12 s at 4 fps
+    t_first = [i for i, f in enumerate(fr) if (f == COLOURS[cols[0]]).all(-1).any()][0] / 4
+    s = int(t_first * 16000) + 800
+    assert np.abs(c["audio"][s:s + 4000]).mean() > 10 * np.abs(c["audio"][:100]).mean() or t_first < 0.01
