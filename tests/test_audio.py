@@ -254,3 +254,23 @@ def test_long_clips_show_each_colour_briefly_with_its_sound():
     t_first = [i for i, f in enumerate(fr) if (f == COLOURS[cols[0]]).all(-1).any()][0] / 4
     s = int(t_first * 16000) + 800
     assert np.abs(c["audio"][s:s + 4000]).mean() > 10 * np.abs(c["audio"][:100]).mean() or t_first < 0.01
+
+
+def test_cli_synth_sound_and_train_audio(tmp_path, capsys):
+    from xmr.encoders.audio_tower import AudioEmbedder
+    from xmr.media.audio import load_audio
+
+    code, out, _ = run_cli(capsys, "synth", "videos", "--sound", "--out", str(tmp_path / "s"), "--n", "3")
+    assert code == 0 and "3 clips with sound" in out
+    lines = [json.loads(x) for x in (tmp_path / "s" / "captions.jsonl").read_text().splitlines()]
+    assert [len(x["captions"]) for x in lines] == [3, 3, 3] and all(" then " in x["sound"] for x in lines)
+    assert load_audio(tmp_path / "s" / lines[0]["media"]).size > 30000  # 2 s of AAC at 16 kHz
+    code, out, _ = run_cli(capsys, "train-audio", "--model", "tiny", "--out", str(tmp_path / "t"), "--n", "20",
+                           "--epochs", "1", "--json")
+    rec = json.loads(out)
+    assert code == 0 and rec["pairs"] == 20 and len(rec["loss"]) == 1
+    emb = AudioEmbedder.load(tmp_path / "t")
+    assert emb.config.target_model == "tiny" and not (tmp_path / "u").exists()
+    with pytest.raises(SystemExit) as e:  # argparse: --n must be positive
+        run_cli(capsys, "train-audio", "--model", "tiny", "--out", str(tmp_path / "u"), "--n", "0")
+    assert e.value.code == 2 and not (tmp_path / "u").exists()
