@@ -149,6 +149,8 @@ def test_bundled_tower_refuses_another_model(tmp_path, capsys):
                              "--model", "tiny", "--experts", "audio")
     assert code == 2
     assert "train-audio --model tiny" in err and "concept" in err
+    code, out, _ = run_cli(capsys, "info", "--index", str(tmp_path / "i"), "--json")
+    assert code == 0 and json.loads(out)["items"] == 1 and "experts" not in json.loads(out)  # not recorded
 
 
 def test_experts_argument_parsing(tmp_path):
