@@ -1,7 +1,8 @@
 """Audio benchmark: clips where the caption is about the sound, the picture, or both (``xmr.synth.sounds``).
 
-    python benchmarks/audio.py --out audio.json            # 3 seeds, everything below
-    python benchmarks/audio.py --seeds 0 --n 80 --no-expert   # a quick look
+    python benchmarks/audio.py --n 160 --epochs 60 --no-eclipse          # parts 1-2 as in docs/experts.md
+    python benchmarks/audio.py --no-eao --no-expert --epochs 30 --long-n 160   # part 3 as in docs/experts.md
+    python benchmarks/audio.py --seeds 0 --n 80 --no-expert --no-eclipse        # a quick look
 
 Per seed: ``--n`` synthetic clips (2 s, one coloured shape, two of five sound events), split train / test by the
 generator (about half each).
@@ -12,11 +13,15 @@ generator (about half each).
    (one forward pass over the concatenated tokens). R@1/5/10 where a hit is any test clip whose caption of that kind
    equals the query (several clips share a caption: 20 sound captions, 12 picture captions); each distinct caption
    is one query.
-2. **The audio expert in the index** (``--expert``, model ``concept``, the bundled audio tower): the test clips
+2. **The audio expert in the index** (skip with ``--no-expert``; model ``concept``, the bundled audio tower): the test clips
    written as MP4 (H.264 + AAC), ``xmr index --experts audio``; the same sound queries through ``xmr search``'s
    pipeline: ``visual`` (the first stage: frames through ``concept``), ``audio`` (best audio row's score alone),
    ``fused (vista)`` (the experts stage's default). The bundled tower was trained on seed-0 sounds of
    ``xmr.synth.sounds`` (the same generator, other random draws).
+
+3. **ECLIPSE** (skip with ``--no-eclipse``; :func:`eclipse_seed`): 12 s clips where each colour is visible 1 s
+   with its sound; dense video-only vs sparse video-only vs sparse frames + audio; R@1/5/10, block MACs, and the
+   PyAV decode time of 16 frames vs 4 frames + the audio track.
 
 Prints markdown tables (mean +- std over seeds) and writes JSON with ``--out``.
 """
