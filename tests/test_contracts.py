@@ -482,6 +482,9 @@ def _manifest(tmp: Path) -> str:
 #: scheme -> spec of its fixture (a string, or a function of a temp dir that writes one and returns the spec)
 DATASET_FIXTURES = {
     "coco": f"coco:{FIXTURES / 'coco_tiny'}",
+    "cub": f"cub:{FIXTURES / 'cub_tiny'}",
+    "sbu": f"sbu:{FIXTURES / 'sbu_tiny'}",
+    "vg": f"vg:{FIXTURES / 'vg_tiny'}",
     "csv": f"csv:{FIXTURES / 'csv_tiny'}",
     "karpathy": f"karpathy:{FIXTURES / 'karpathy_tiny' / 'dataset_coco.json'}",
     "manifest": _manifest,

@@ -117,7 +117,6 @@ def build_router(ctx: ServeContext) -> APIRouter:
                                                               description=f"number of results, 1..{s.max_k}")]
     T = Annotated[MediaFilter, Query(description="media type filter")]
 
-    pipe = ctx.pipeline
     F = Annotated[str, Query(max_length=200, description="fusion of several terms: mean-sim, mean-emb, max")]
     NOT = Annotated[Optional[list[str]], Query(alias="not", max_length=8, description="negative text terms "
                                                                                    "(repeatable)")]

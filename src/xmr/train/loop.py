@@ -63,8 +63,8 @@ def _refuse_full(spec: str) -> None:
     why = {
         "concept": "concept is training-free (an ImageNet classifier and a sentence encoder meeting in a fixed concept "
                    "space): train adapters on it with --mode adapter",
-        "hf": "fine-tuning hf: models (whole, partly frozen or LoRA) is not implemented yet: use --mode adapter",
-        "openclip": "fine-tuning openclip: models is not implemented yet: use --mode adapter",
+        "hf": "fine-tune hf: models with --mode finetune (--finetune whole, last:N, projections or lora)",
+        "openclip": "fine-tune openclip: models with --mode finetune (--finetune whole, last:N, projections or lora)",
         "video": "video models are trained with `xmr train-head`",
         "trained": "continue a trained adapter run with --resume on its folder; --mode full trains tiny models",
     }.get(name, f"encoder {name!r} cannot be trained in mode full")
@@ -92,6 +92,15 @@ def _build_student(cfg: TrainConfig, device, show_progress, encoder=None):
 
     if any(media_type_of(p) != "image" for p in train_ds.media):
         raise ConfigError(f"{cfg.dataset}: xmr train trains on images; train video heads with `xmr train-head`")
+    if cfg.mode == "finetune":
+        from .finetune import FinetuneModel, finetune_pairs
+
+        if encoder is not None:
+            raise ConfigError("--mode finetune builds its own copy of --model (its weights are trained)")
+        model = FinetuneModel(cfg.model, cfg.finetune, cfg.lora, cfg.seed, device)
+        tr = finetune_pairs(model, train_ds)
+        ev = finetune_pairs(model, eval_ds, with_labels=False) if eval_ds else None
+        return model, tr, ev, train_ds, teachers
     if cfg.mode == "full":
         name, _, arg = cfg.model.partition(":")
         if name != "tiny":
@@ -207,6 +216,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     require("matplotlib", "train")
     if cfg.loss == "ncr":
         require("sklearn", "train", "scikit-learn")
+    if cfg.mode == "finetune" and cfg.finetune == "lora":
+        require("peft", "train")
     _check_teachers(cfg)
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
@@ -244,6 +255,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     loss = create_loss(cfg.loss, cfg.loss_config, model, info)
     if "labels" in loss.needs and tr.labels is None:
         raise ConfigError(f"--loss {cfg.loss} needs class labels ('label' on every manifest line); {cfg.dataset} has none")
+    if cfg.mode == "finetune" and loss.export_heads():
+        raise ConfigError(f"--loss {cfg.loss} trains extra heads saved beside adapters: use --mode adapter")
     if "txt_ref" in loss.needs and tr.txt_ref is None:
         raise ConfigError(f"--loss {cfg.loss} needs frozen caption features: use --mode adapter")
     system = _System(model, loss)
