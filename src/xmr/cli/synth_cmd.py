@@ -25,6 +25,10 @@ def setup(p):
                    help="share of items in the test split (default 0.3 videos, 0.25 images)")
     v = p.add_argument_group("videos")
     v.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    v.add_argument("--sound", action="store_true",
+                   help="clips with a sound track (H.264 + AAC): two sound events (beep, hum, chirp, noise burst, "
+                        "knocking) and one coloured shape; captions about the sound, the picture, or both "
+                        "(xmr.synth.sounds; for xmr index --experts audio)")
     i = p.add_argument_group("images (corruptions touch the train split only and are recorded per line)")
     i.add_argument("--noise", type=float, default=0.0, metavar="FRACTION",
                    help="share of train images whose captions are another class's image's (noisy correspondence)")
@@ -56,6 +60,15 @@ def run(args) -> int:
         return 0
     if args.size is None:
         args.size = 64
+    if args.kind == "videos" and args.sound:
+        from ..synth.sounds import generate_sound_videos
+
+        n = args.n if args.n is not None else 60
+        manifest = generate_sound_videos(args.out, n=n, seed=args.seed, size=args.size,
+                                         test_fraction=0.5 if args.test_fraction is None else args.test_fraction)
+        print(f"wrote {n} clips with sound and {manifest} (captions: both, sound only, picture only; index them "
+              f"with xmr index {manifest.parent / 'videos'} --experts audio)")
+        return 0
     if args.kind == "videos":
         from ..synth.videos import generate_videos
 

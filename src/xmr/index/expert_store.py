@@ -167,8 +167,10 @@ class ExpertStoreMixin:
             return {}
         from .store import fs_path
 
-        out: dict[str, dict] = {n: {"items": 0, "with_text": 0, "rows": 0, "skipped": []}
-                                for n in self.expert_names()}
+        out: dict[str, dict] = {}
+        for n in self.expert_names():  # "audio:DIR" is expert "audio" with argument DIR (its tower)
+            base, _, arg = n.partition(":")
+            out[base] = {"items": 0, "with_text": 0, "rows": 0, "skipped": [], **({"argument": arg} if arg else {})}
         for name, n, with_text, rows in self.db.execute(
                 "SELECT expert, COUNT(*), SUM(rows > 0), SUM(rows) FROM expert_state GROUP BY expert"):
             out.setdefault(name, {"skipped": []}).update(items=n, with_text=int(with_text or 0), rows=int(rows or 0))

@@ -206,7 +206,16 @@ def index_folder(
         if experts:
             from ..experts import parse_experts
 
-            names += [n for n in parse_experts(",".join(experts)) if n not in names]
+            from ..experts.base import expert_base
+
+            from ..experts import create_expert
+
+            for n in parse_experts(",".join(experts)):  # audio:DIR replaces an earlier audio / audio:OTHER
+                if n not in names:
+                    ex = create_expert(n)
+                    if hasattr(ex, "check_model"):  # refused before it is recorded: the index keeps its experts
+                        ex.check_model(store.model_spec, store.dim)
+                names = [m for m in names if expert_base(m) != expert_base(n)] + [n]
             store.set_expert_names(names)
         if manifests:
             settings = store.expert_settings()
