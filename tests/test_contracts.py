@@ -494,6 +494,12 @@ DATASET_FIXTURES = {
     "xtd": f"xtd:{FIXTURES / 'xtd_tiny'}?lang=fr",
     **{s: f"{s}:{VIDEO_FIXTURES / s}"
        for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "tvr", "vatex", "youcook2")},
+    "recipe1m": f"recipe1m:{FIXTURES / 'side_text' / 'recipe1m'}",
+    "product1m": f"product1m:{FIXTURES / 'side_text' / 'product1m'}",
+    "amazon": f"amazon:{FIXTURES / 'side_text' / 'amazon' / 'meta_Tiny.jsonl'}",
+    "livebot": f"livebot:{FIXTURES / 'side_text' / 'livebot'}",
+    "howto100m": f"howto100m:{FIXTURES / 'side_text' / 'howto100m' / 'caption.json'}",
+    "vggsound": f"vggsound:{FIXTURES / 'side_text' / 'vggsound' / 'vggsound.csv'}",
 }
 
 

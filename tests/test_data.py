@@ -41,7 +41,8 @@ def test_registry_lists_every_loader():
     names = [name for name, _ in list_datasets()]
     assert names == sorted(names) and len(set(names)) == len(names)  # listed once each, in name order
     assert {"activitynet", "coco", "csv", "cub", "didemo", "karpathy", "lsmdc", "manifest", "msrvtt", "msvd", "multi30k",
-            "parquet", "sbu", "tvr", "vatex", "vg", "wds", "xtd", "youcook2"} <= set(names)
+            "parquet", "sbu", "tvr", "vatex", "vg", "wds", "xtd", "youcook2", "recipe1m", "product1m", "amazon",
+            "livebot", "howto100m", "vggsound"} <= set(names)
     assert all(help_ for _, help_ in list_datasets())
     assert "coco" in DATASETS
 
@@ -392,7 +393,7 @@ def test_unknown_scheme_lists_available():
     available = "Available: " + ", ".join(name for name, _ in list_datasets())  # every registered scheme, in order
     with pytest.raises(ConfigError, match=r"unknown dataset scheme 'imagenet'.*" + available):
         load_dataset("imagenet:/data")
-    with pytest.raises(ConfigError, match=r"no dataset scheme in '/data/folder'.*Available: activitynet, coco"):
+    with pytest.raises(ConfigError, match=r"no dataset scheme in '/data/folder'.*Available: activitynet, amazon, coco"):
         load_dataset("/data/folder")
     with pytest.raises(ConfigError, match="empty dataset spec"):
         load_dataset("  ")

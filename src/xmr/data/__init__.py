@@ -36,6 +36,9 @@ from . import visual_genome as _visual_genome  # noqa: F401  (registers "vg")
 from . import webdataset as _webdataset  # noqa: F401  (registers "wds")
 from . import tvr as _tvr  # noqa: F401  (registers "tvr")
 from . import youcook2 as _youcook2  # noqa: F401  (registers "youcook2")
+from . import recipe1m as _recipe1m  # noqa: F401  (registers "recipe1m")
+from . import products as _products  # noqa: F401  (registers "product1m", "amazon")
+from . import side_video as _side_video  # noqa: F401  (registers "livebot", "howto100m", "vggsound")
 from .base import (
     COMMON_OPTIONS,
     DATASETS,

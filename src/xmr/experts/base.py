@@ -107,11 +107,18 @@ def expert_base(name: str) -> str:
     return str(name).partition(":")[0]
 
 
-def create_expert(name: str) -> Expert:
+def create_expert(name: str, settings: dict | None = None) -> Expert:
+    """Expert ``name``; ``settings`` (a dict of its Config's fields, e.g. the sidecar's ``manifests``) is checked
+    with :func:`xmr.config.config_from_dict`."""
+    from ..config import config_from_dict
     from ..registries import load_for
 
     base, _, arg = name.partition(":")
     cls = load_for("expert", base).get(base)
+    if settings:  # recorded settings (xmr index --manifest) and a NAME:ARG spec are two ways to configure it
+        if arg:
+            raise ConfigError(f"expert {name!r}: give its settings either as NAME:ARG or recorded ones, not both")
+        return cls(config_from_dict(cls.Config, settings))
     return cls.from_arg(arg) if arg else cls()
 
 

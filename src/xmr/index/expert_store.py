@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS expert_state (
 """
 
 EXPERTS_KEY = "experts"
+EXPERT_SETTINGS_KEY = "expert_settings"  # {expert: {Config field: value}}, e.g. the sidecar's --manifest files
 
 
 @dataclass
@@ -75,6 +76,13 @@ class ExpertStoreMixin:
 
     def set_expert_names(self, names: Sequence[str]) -> None:
         self.set_meta(EXPERTS_KEY, json.dumps(list(names)))
+
+    def expert_settings(self) -> dict:
+        v = self.get_meta(EXPERT_SETTINGS_KEY)
+        return dict(json.loads(v)) if v else {}
+
+    def set_expert_settings(self, settings: dict) -> None:
+        self.set_meta(EXPERT_SETTINGS_KEY, json.dumps(settings, sort_keys=True))
 
     # ---- per (item, expert) state ----------------------------------------------------------------------------
     def expert_states(self) -> dict[tuple[int, str], tuple[str, int, str | None]]:

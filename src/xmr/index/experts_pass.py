@@ -45,7 +45,8 @@ def run_experts(store, root: str, names: Sequence[str], encoder: Callable, show_
     from ..experts import create_expert
 
     rep = ExpertReport()
-    experts = [create_expert(n) for n in names]
+    settings = store.expert_settings()
+    experts = [create_expert(n, settings[n]) if settings.get(n) else create_expert(n) for n in names]
     checked: set = set()
     states = store.expert_states()
     items = sorted(store.items_under(root).values(), key=lambda r: r.id)
