@@ -35,6 +35,8 @@ from xmr.heads.train import train_head
 from xmr.synth.videos import generate_videos
 
 HEADS = ("mean", "mean+proj", "seqtransf", "xpool", "ts2net", "prototypes")
+#: variants run only when named with --heads: ts2net with TS2-Net's perturbed top-k selection
+VARIANTS = ("ts2net+perturbed",)
 TYPES = {"a": "transient (a)", "b": "order (b)", "c": "motion (c)"}
 
 
@@ -126,12 +128,14 @@ def main():
     for h in args.heads:
         for seed in args.seeds:
             tt = WordGRU(len(vocab) + 1, 64, seed)
-            x = toks if h == "ts2net" else feats
+            x = toks if h.startswith("ts2net") else feats
             cfg = {"dim": 64, "max_frames": 8, "num_frames": 8}
             name = h
             if h == "mean+proj":  # order-blind control with a trainable video side
                 name, cfg["proj"] = "mean", True
-            if h in ("seqtransf", "ts2net", "prototypes"):
+            if h == "ts2net+perturbed":
+                name, cfg["selection"] = "ts2net", "perturbed"
+            if name in ("seqtransf", "ts2net", "prototypes"):
                 cfg["heads"] = 4
             s0 = time.perf_counter()
             head = train_head(x[tr], ids[tr], [(i, i) for i in range(len(tr))], name, cfg, epochs=args.epochs,

@@ -99,6 +99,13 @@ def _expert_input(name, tmp):
         (tmp / "clip.mp4").write_bytes(b"")
         (tmp / "clip.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
         return str(tmp / "clip.mp4"), "video"
+    if name == "audio":
+        pytest.importorskip("av", reason="the audio expert decodes with PyAV")
+        from xmr.synth.sounds import SynthSoundConfig, generate_sound_clips, write_av_clip
+
+        c = generate_sound_clips(SynthSoundConfig(n=1, seed=0))[0]
+        write_av_clip(tmp / "clip.mp4", c["frames"], 8, c["audio"])
+        return str(tmp / "clip.mp4"), "video"
     pytest.fail(f"expert {name!r} is registered but has no input in tests/test_contracts.py _expert_input: add one")
 
 
@@ -123,6 +130,36 @@ def test_expert_contract(name, tmp_path):
         st = os.stat(f)
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
         assert ex.signature(path, "a" * 64) != sig
+
+
+# ===================================================================================================== multimodal
+_TINY_MULTIMODAL = {"eao": {"video_dim": 5, "audio_dim": 4, "vocab": ["<unk>", "a", "beep", "red"], "width": 16,
+                            "heads": 2, "embed_dim": 8},
+                    "eclipse": {"video_dim": 5, "audio_dim": 4, "vocab": ["<unk>", "a", "beep", "red"], "width": 16,
+                                "heads": 2, "embed_dim": 8}}
+
+
+@pytest.mark.parametrize("name", registries.MULTIMODAL_MODELS.names())
+def test_multimodal_contract(name, tmp_path):
+    """Any subset of {text, video, audio} -> unit vectors of one width; save / load gives the same vectors."""
+    import torch
+
+    from xmr.config import config_from_dict
+
+    if name not in _TINY_MULTIMODAL:
+        pytest.fail(f"multimodal model {name!r} has no tiny config in tests/test_contracts.py _TINY_MULTIMODAL")
+    cls = registries.MULTIMODAL_MODELS.get(name)
+    m = cls(config_from_dict(cls.Config, _TINY_MULTIMODAL[name])).eval()
+    v, a = torch.randn(3, 6, 5), torch.randn(3, 7, 4)
+    with torch.no_grad():
+        outs = [m.encode(text=["a red beep", "a", "zzz"]), m.encode(video=v), m.encode(audio=a),
+                m.encode(video=v, audio=a)]
+        if name == "eao":  # a fusion model: text fused with the others too
+            outs.append(m.encode(text=["a", "b", "c"], video=v, audio=a))
+        assert all(o.shape == (3, 8) and torch.allclose(o.norm(dim=1), torch.ones(3), atol=1e-5) for o in outs)
+        m.save(tmp_path / "m")
+        back = type(m).load(tmp_path / "m")
+        assert torch.allclose(back.encode(video=v, audio=a), outs[3], atol=1e-6)
 
 
 # ======================================================================================================= encoders
@@ -445,6 +482,9 @@ def _manifest(tmp: Path) -> str:
 #: scheme -> spec of its fixture (a string, or a function of a temp dir that writes one and returns the spec)
 DATASET_FIXTURES = {
     "coco": f"coco:{FIXTURES / 'coco_tiny'}",
+    "cub": f"cub:{FIXTURES / 'cub_tiny'}",
+    "sbu": f"sbu:{FIXTURES / 'sbu_tiny'}",
+    "vg": f"vg:{FIXTURES / 'vg_tiny'}",
     "csv": f"csv:{FIXTURES / 'csv_tiny'}",
     "karpathy": f"karpathy:{FIXTURES / 'karpathy_tiny' / 'dataset_coco.json'}",
     "manifest": _manifest,
@@ -454,6 +494,12 @@ DATASET_FIXTURES = {
     "xtd": f"xtd:{FIXTURES / 'xtd_tiny'}?lang=fr",
     **{s: f"{s}:{VIDEO_FIXTURES / s}"
        for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "tvr", "vatex", "youcook2")},
+    "recipe1m": f"recipe1m:{FIXTURES / 'side_text' / 'recipe1m'}",
+    "product1m": f"product1m:{FIXTURES / 'side_text' / 'product1m'}",
+    "amazon": f"amazon:{FIXTURES / 'side_text' / 'amazon' / 'meta_Tiny.jsonl'}",
+    "livebot": f"livebot:{FIXTURES / 'side_text' / 'livebot'}",
+    "howto100m": f"howto100m:{FIXTURES / 'side_text' / 'howto100m' / 'caption.json'}",
+    "vggsound": f"vggsound:{FIXTURES / 'side_text' / 'vggsound' / 'vggsound.csv'}",
 }
 
 

@@ -38,7 +38,11 @@ def _write_jsonl(path: Path, rows: list) -> Path:
 
 
 def test_registry_lists_every_loader():
-    assert [name for name, _ in list_datasets()] == ["activitynet", "coco", "csv", "didemo", "karpathy", "lsmdc", "manifest", "msrvtt", "msvd", "parquet", "vatex", "wds", "youcook2"]
+    names = [name for name, _ in list_datasets()]
+    assert names == sorted(names) and len(set(names)) == len(names)  # listed once each, in name order
+    assert {"activitynet", "coco", "csv", "cub", "didemo", "karpathy", "lsmdc", "manifest", "msrvtt", "msvd", "multi30k",
+            "parquet", "sbu", "tvr", "vatex", "vg", "wds", "xtd", "youcook2", "recipe1m", "product1m", "amazon",
+            "livebot", "howto100m", "vggsound"} <= set(names)
     assert all(help_ for _, help_ in list_datasets())
     assert "coco" in DATASETS
 
@@ -386,10 +390,10 @@ def test_write_manifest_round_trip(tmp_path):
 
 
 def test_unknown_scheme_lists_available():
-    available = r"Available: activitynet, coco, csv, didemo, karpathy, lsmdc, manifest, msrvtt, msvd, parquet, vatex, wds, youcook2"
+    available = "Available: " + ", ".join(name for name, _ in list_datasets())  # every registered scheme, in order
     with pytest.raises(ConfigError, match=r"unknown dataset scheme 'imagenet'.*" + available):
         load_dataset("imagenet:/data")
-    with pytest.raises(ConfigError, match=r"no dataset scheme in '/data/folder'.*Available: activitynet, coco"):
+    with pytest.raises(ConfigError, match=r"no dataset scheme in '/data/folder'.*Available: activitynet, amazon, coco"):
         load_dataset("/data/folder")
     with pytest.raises(ConfigError, match="empty dataset spec"):
         load_dataset("  ")

@@ -308,8 +308,8 @@ def test_parse_experts_names_the_available_ones():
     from xmr.experts import parse_experts
 
     assert parse_experts("ocr, sidecar,ocr") == ["ocr", "sidecar"]
-    with pytest.raises(ConfigError, match="Available: ocr, sidecar, subtitles"):
-        parse_experts("audio")
+    with pytest.raises(ConfigError, match="Available: audio, ocr, sidecar, subtitles"):
+        parse_experts("smell")
 
 
 def test_serve_api_results_name_the_expert_and_take_a_phrase(side_dir, tmp_path, tiny_encoder):

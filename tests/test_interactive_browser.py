@@ -2,7 +2,6 @@
 Ask&Confirm chips (confirm / reject a proposed detail) and good / bad marks on results (Rocchio feedback)."""
 from __future__ import annotations
 
-import pytest
 
 from conftest import REPO
 from test_serve_browser import browser, page, server  # noqa: F401  (fixtures; the module skips without Chromium)

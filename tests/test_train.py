@@ -171,7 +171,7 @@ def test_out_that_is_not_a_run_is_refused_and_kept(synth, tmp_path, capsys):
 
 
 def test_model_that_cannot_be_trained_in_the_mode_is_refused(synth, tmp_path, capsys):
-    for model, why in (("concept", "training-free"), ("hf:some/model", "not implemented yet")):
+    for model, why in (("concept", "training-free"), ("hf:some/model", "with --mode finetune")):
         msg = _cli_error(capsys, "train", "--dataset", f"manifest:{synth}", "--model", model, "--mode", "full",
                          "--out", str(tmp_path / "x"))
         assert why in msg

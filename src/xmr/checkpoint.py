@@ -136,4 +136,33 @@ def _does_not_fit(label: str, e: Exception) -> ModelUnavailableError:
     return ModelUnavailableError(f"{label}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} or is corrupt ({detail})")
 
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "Checkpoint", "load_checkpoint", "load_state", "save_checkpoint"]
+def flatten_optimizer(sd: dict) -> tuple[dict, dict]:
+    """An optimiser's ``state_dict`` as safetensors-ready tensors (``optim.<param id>.<key>``) + JSON-ready rest
+    (param groups and scalar state): what every trainer's epoch checkpoint stores, no pickle."""
+    import torch
+
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+    """The inverse of :func:`flatten_optimizer`: a ``state_dict`` for ``optimizer.load_state_dict``."""
+    state: dict = {}
+    for name, v in tensors.items():
+        if name.startswith("optim."):
+            _, pid, k = name.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "Checkpoint", "flatten_optimizer", "load_checkpoint", "load_state",
+           "save_checkpoint", "unflatten_optimizer"]

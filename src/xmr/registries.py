@@ -16,7 +16,8 @@ kind (``ALL`` key)  registry                    filled by
 ``composer``       :data:`COMPOSERS`           ``xmr.compose.{tirg,jvsm}`` (composed image + text queries)
 ``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
 ``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
-``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles}``
+``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles,audio}``
+``multimodal``     :data:`MULTIMODAL_MODELS`   ``xmr.heads.{eao,eclipse}`` (video + audio + text)
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -60,6 +61,9 @@ MOMENT_MODELS: Registry = Registry("moment model")
 #: name -> Expert subclass (with a ``Config`` dataclass attribute): text / features an item carries besides its
 #: visual embedding (scene text, sidecar metadata, subtitles), built by ``xmr index --experts``
 EXPERTS: Registry = Registry("expert")
+#: name -> nn.Module class (with a ``Config`` dataclass attribute) that embeds any subset of {text, video, audio}
+#: token sets into one space (Everything at Once, ECLIPSE)
+MULTIMODAL_MODELS: Registry = Registry("multimodal model")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -77,6 +81,7 @@ ALL: dict[str, Registry] = {
     "composed_dataset": COMPOSED_DATASETS,
     "moment_model": MOMENT_MODELS,
     "expert": EXPERTS,
+    "multimodal": MULTIMODAL_MODELS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -95,7 +100,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "composer": ("xmr.compose.tirg", "xmr.compose.jvsm"),
     "composed_dataset": ("xmr.data.composed",),
     "moment_model": ("xmr.localize.squidnet",),
-    "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles")),
+    "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles", "audio")),
+    "multimodal": ("xmr.heads.eao", "xmr.heads.eclipse"),
 }
 
 
@@ -127,5 +133,5 @@ def load_for(kind: str, name: str) -> Registry:
 
 
 __all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERTS", "FUSIONS", "LOSSES", "MODULES",
-           "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
+           "MULTIMODAL_MODELS", "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
            "load_all", "load_for"]

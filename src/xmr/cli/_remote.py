@@ -16,7 +16,7 @@ SERVER_ENV = "XMR_SERVER"
 _LOCAL_ONLY = (("index", "--index", None), ("image", "--image", None), ("vector", "--vector", None),
                ("weights", "--weights", None), ("rescore", "--rescore", None), ("rerank", "--rerank", None),
                ("candidates", "--candidates", None), ("bank", "--bank", None), ("device", "--device", None),
-               ("composer", "--composer", None),
+               ("composer", "--composer", None), ("keep_reference", "--keep-reference", False),
                ("use_experts", "--experts", None), ("expert_fusion", "--expert-fusion", "vista"),
                ("expert_weight", "--expert-weight", []))
 

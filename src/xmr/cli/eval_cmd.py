@@ -18,6 +18,13 @@ def setup(p):
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="video datasets: frames sampled uniformly per video or moment (default: the head's "
                         "num_frames; 12 for image encoders)")
+    p.add_argument("--frame-snap", type=float, default=0.0, metavar="F",
+                   help="video datasets: each frame may be any frame shown within F grid steps of its target (0 = "
+                        "exact, default; at most 0.5 = anywhere in its part): faster decoding, recorded in the "
+                        "fingerprint")
+    p.add_argument("--prefetch-workers", type=int, default=None, metavar="N",
+                   help="image datasets: threads decoding the next batches while the model encodes (default: one "
+                        "per core, at most 4; 0 = decode and encode in turn; same numbers either way)")
     p.add_argument("--json", action="store_true", help='print {"t2i": {...}, "i2t": {...}, "rsum", "fingerprint"}')
     xl = p.add_argument_group("cross-lingual caption retrieval (multi30k: / xtd: datasets; docs/multilingual.md)")
     xl.add_argument("--query-lang", default=None, metavar="L",
@@ -52,6 +59,10 @@ def check_args(args) -> None:
 
     if args.frames is not None and not 1 <= args.frames <= 1024:
         raise ConfigError("--frames must be between 1 and 1024")
+    if not 0.0 <= args.frame_snap <= 0.5:  # also false for NaN
+        raise ConfigError(f"--frame-snap must be between 0 and 0.5 (grid steps), got {args.frame_snap}")
+    if args.prefetch_workers is not None and not 0 <= args.prefetch_workers <= 64:
+        raise ConfigError(f"--prefetch-workers must be between 0 and 64, got {args.prefetch_workers}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     if args.queries_per_target is not None and args.queries_per_target < 1:
@@ -81,7 +92,8 @@ def run(args) -> int:
         ds = ds.subset(args.limit)
     enc = create_encoder(args.model, device=args.device)
     res = evaluate_model(ds, enc, protocol=args.protocol, batch_size=args.batch_size, show_progress=progress_flag(args),
-                         num_frames=args.frames, **stage_kw)
+                         num_frames=args.frames, frame_snap=args.frame_snap, prefetch_workers=args.prefetch_workers,
+                         **stage_kw)
     if args.json:
         print_json(res)
     else:

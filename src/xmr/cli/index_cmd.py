@@ -3,6 +3,7 @@
 searched (:mod:`xmr.index.backends`)."""
 from __future__ import annotations
 
+import os
 import sys
 
 from ..paths import display_path
@@ -25,6 +26,10 @@ def setup(p):
                    help="also index what experts read, comma-separated: ocr (scene text, needs xmr[ocr]), sidecar "
                         "(photo.txt / photo.json, EXIF / XMP / IPTC captions and keywords), subtitles (.srt / .vtt "
                         "next to videos); recorded in the index, later runs keep them (docs/experts.md)")
+    p.add_argument("--manifest", action="append", default=None, metavar="FILE",
+                   help="side text for the sidecar expert (implies it): JSON lines with 'media' (or 'file_name') "
+                        "and text fields (title, comments, entities, asr, ...); repeatable; recorded in the index "
+                        "(xmr side-text SPEC --out FILE writes one from a dataset)")
     add_index_arg(p)
     add_model_arg(p, default=None)
     add_device_arg(p)
@@ -39,6 +44,10 @@ def setup(p):
                    help="frames sampled per second of video (default 1.0)")
     v.add_argument("--video-max-frames", type=int, default=1800, metavar="N",
                    help="frames per video at most; longer videos are sampled sparser, with longer segments (default 1800)")
+    v.add_argument("--frame-snap", type=float, default=0.0, metavar="F",
+                   help="let each sampled frame be any frame shown within F grid steps of its target (0 = the exact "
+                        "frame, default; at most 0.5): the decoder may take a nearby keyframe instead of decoding up "
+                        "to the instant, much faster on long videos; recorded in the index")
     v.add_argument("--segment", type=float, default=4.0, metavar="SECONDS", help="segment length (default 4)")
     v.add_argument("--segment-stride", type=float, default=2.0, metavar="SECONDS", help="segment hop (default 2)")
 
@@ -72,13 +81,17 @@ def run(args) -> int:
         from ..experts import parse_experts
 
         experts = parse_experts(args.experts)
+    manifests = None
+    if args.manifest:
+        manifests = [check_manifest(m) for m in args.manifest]
     if args.ray is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     from ..encoders import DEFAULT_ENCODER, absolute_spec
     from ..index import IndexStore, VideoIndexConfig, index_folder
 
     video = VideoIndexConfig(fps=args.video_fps, max_frames=args.video_max_frames, window=args.segment,
-                             stride=args.segment_stride, min_frames=min(8, max(1, args.video_max_frames)))
+                             stride=args.segment_stride, min_frames=min(8, max(1, args.video_max_frames)),
+                             snap=args.frame_snap)
     path = index_path(args)
     try:
         with IndexStore(path) as st:
@@ -104,7 +117,8 @@ def run(args) -> int:
     with _encoder_factory(args, spec) as factory:
         rep = index_folder(args.folder, path, factory, spec=spec,
                            batch_size=args.batch_size, show_progress=progress_flag(args),
-                           include_hidden=args.include_hidden, video=video, experts=experts)
+                           include_hidden=args.include_hidden, video=video, experts=experts,
+                           manifests=manifests)
     if args.json:
         print_json({"index": path, "model": spec, **rep.to_dict()})
         return 0
@@ -186,3 +200,19 @@ def _encoder_factory(args, spec: str):
 
 register_command("index", "index a folder of images and videos (re-runs add new/changed files and drop deleted ones)",
                  setup, run)
+
+
+def check_manifest(path: str) -> str:
+    """An existing, readable side-text manifest, made absolute (it is recorded in the index)."""
+    from ..errors import ConfigError
+
+    p = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(p):
+        raise ConfigError(f"--manifest {path}: no such file (give a JSON-lines file with one object per media file: "
+                          f'{{"media": "photo.jpg", "title": ..., "comments": [...]}})')
+    try:
+        with open(p, "rb") as fh:
+            fh.read(1)
+    except OSError as e:
+        raise ConfigError(f"--manifest {path}: cannot be read ({e.strerror or e})") from None
+    return p

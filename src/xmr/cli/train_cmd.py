@@ -30,11 +30,21 @@ def setup(p):
     p.add_argument("--eval-split", default="test", help="evaluation split, evaluated every epoch (default test; "
                    "'none' for no evaluation)")
     p.add_argument("--model", default="concept", metavar="SPEC",
-                   help="adapter mode: the frozen encoder (default concept); full mode: tiny or tiny:<dir>")
-    p.add_argument("--mode", default="adapter", choices=["adapter", "full"],
+                   help="adapter mode: the frozen encoder (default concept); full mode: tiny or tiny:<dir>; "
+                   "finetune mode: hf:<dir or id> or openclip:ARCH:TAG")
+    p.add_argument("--mode", default="adapter", choices=["adapter", "full", "finetune"],
                    help="adapter: train adapter heads on frozen towers (features cached); full: train every weight "
-                   "of a tiny model")
-    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd (docs/training.md; dhd: search the result as hash:OUT)")
+                   "of a tiny model; finetune: train an hf:/openclip: model's own weights (--finetune)")
+    p.add_argument("--finetune", default="whole", metavar="WHAT",
+                   help="finetune mode: whole (default), last:N (last N blocks of each tower + final norms and "
+                   "projections), projections, lora (peft)")
+    p.add_argument("--lora", default=None, metavar="JSON",
+                   help="--finetune lora settings, e.g. '{\"r\": 8, \"alpha\": 16, \"target_modules\": [\"q_proj\", "
+                   "\"v_proj\"]}'")
+    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd, teachtext (docs/training.md; dhd: search the result as hash:OUT)")
+    p.add_argument("--teachers", default=None, metavar="SPEC[,SPEC...]",
+                   help="frozen teacher encoders for --loss teachtext, e.g. concept:zeroshot,concept:fast,text:concept "
+                   "(text:SPEC: only its text tower); their embeddings are computed once and cached")
     p.add_argument("--loss-config", default=None, metavar="JSON", help="the loss's settings, e.g. '{\"margin\": 0.2}'")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder: checkpoints/, metrics.csv, curve.png; loads as trained:DIR")
@@ -60,6 +70,7 @@ def setup(p):
 
 def run(args) -> int:
     from ..train import TrainConfig, train
+    from ..train.teachers import parse_teachers
 
     cfg = TrainConfig(
         dataset=args.dataset, model=args.model, mode=args.mode, loss=args.loss,
@@ -69,7 +80,9 @@ def run(args) -> int:
         protocol=args.protocol, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, precision=args.precision, adapter_hidden=args.adapter_hidden,
         adapter_residual=not args.adapter_projection, adapter_dim=args.adapter_dim,
-        tiny=_json_object(args.tiny_config, "--tiny-config"))
+        tiny=_json_object(args.tiny_config, "--tiny-config"), finetune=args.finetune,
+        lora=_json_object(args.lora, "--lora"),
+        teachers=parse_teachers(args.teachers) if args.teachers is not None else ())
     res = train(cfg, args.out, resume=args.resume, device=args.device, show_progress=progress_flag(args),
                 keep_checkpoints=args.keep, save_every=args.save_every)
     last = res.history[-1] if res.history else {}
@@ -81,5 +94,5 @@ def run(args) -> int:
     return 0
 
 
-register_command("train", "train adapter heads on a frozen encoder or a tiny model from scratch (losses: infonce, "
-                 "vsepp, ncr, mrl, cots, coder, neighbourhood, pcme)", setup, run)
+register_command("train", "train adapter heads on a frozen encoder, a tiny model from scratch, or fine-tune an hf:/openclip: model (losses: infonce, "
+                 "vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd, teachtext)", setup, run)

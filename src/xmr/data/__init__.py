@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..spec import parse_spec
 from . import activitynet as _activitynet  # noqa: F401  (registers "activitynet")
 from . import coco as _coco  # noqa: F401  (registers "coco")
+from . import cub as _cub  # noqa: F401  (registers "cub")
 from . import didemo as _didemo  # noqa: F401  (registers "didemo")
 from . import folder_csv as _folder_csv  # noqa: F401  (registers "csv")
 from . import karpathy as _karpathy  # noqa: F401  (registers "karpathy")
@@ -29,10 +30,15 @@ from . import msrvtt as _msrvtt  # noqa: F401  (registers "msrvtt")
 from . import msvd as _msvd  # noqa: F401  (registers "msvd")
 from . import multi30k as _multi30k  # noqa: F401  (registers "multi30k", "xtd")
 from . import parquet as _parquet  # noqa: F401  (registers "parquet")
+from . import sbu as _sbu  # noqa: F401  (registers "sbu")
 from . import vatex as _vatex  # noqa: F401  (registers "vatex")
+from . import visual_genome as _visual_genome  # noqa: F401  (registers "vg")
 from . import webdataset as _webdataset  # noqa: F401  (registers "wds")
 from . import tvr as _tvr  # noqa: F401  (registers "tvr")
 from . import youcook2 as _youcook2  # noqa: F401  (registers "youcook2")
+from . import recipe1m as _recipe1m  # noqa: F401  (registers "recipe1m")
+from . import products as _products  # noqa: F401  (registers "product1m", "amazon")
+from . import side_video as _side_video  # noqa: F401  (registers "livebot", "howto100m", "vggsound")
 from .base import (
     COMMON_OPTIONS,
     DATASETS,

@@ -23,7 +23,6 @@ A spec is ``SCHEME:PATH[:SPLIT][?KEY=VALUE]`` (the retrieval datasets' form), on
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

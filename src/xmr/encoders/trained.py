@@ -5,7 +5,10 @@ The folder holds ``config.json`` (``{"model": "xmr-trained", "mode": ..., ...}``
 * ``mode: "adapter"`` — adapter heads on a frozen base encoder (``"base"``: its spec, e.g. ``concept``). A text or an
   image goes through the base encoder (L2-normalised, exactly what the training feature cache holds), then through
   its :class:`Adapter`, and is L2-normalised again;
-* ``mode: "tiny"`` — a :class:`~xmr.encoders.tiny.TinyDualEncoder` trained from scratch (``"tiny"``: its config).
+* ``mode: "tiny"`` — a :class:`~xmr.encoders.tiny.TinyDualEncoder` trained from scratch (``"tiny"``: its config);
+* ``mode: "finetune"`` — an ``hf:`` / ``openclip:`` model fine-tuned by ``xmr train --mode finetune``: ``"base"`` is
+  the spec it started from (built first, for its architecture, tokenizer and preprocessing), ``model.safetensors`` its
+  whole fine-tuned state dict (LoRA already merged into the weights), loaded strictly into it.
 
 :class:`Adapter` and :class:`AdapterPair` live here (not in ``xmr.train``) because loading a trained model must not
 need the training package: the data flow runs encoders -> ... -> train, never back.
@@ -28,7 +31,7 @@ from . import ENCODERS
 from .base import Capabilities, Encoder
 
 FORMAT = "xmr-trained"
-MODES = ("adapter", "tiny")
+MODES = ("adapter", "tiny", "finetune")
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ class AdapterPair(nn.Module):
 def save_trained(directory: str | Path, mode: str, config: dict, module: nn.Module, training: dict,
                  heads: dict | None = None) -> Path:
     """Write a ``trained:`` folder (``config.json`` + ``model.safetensors``); ``config`` holds ``base`` and the
-    adapter configs (adapter mode) or ``tiny`` (tiny mode). ``heads``: ``{kind: (config, module)}`` a loss trained
+    adapter configs (adapter mode), ``tiny`` (tiny mode) or ``base`` + ``finetune`` + ``lora`` (finetune mode: the
+    whole fine-tuned state dict, LoRA merged). ``heads``: ``{kind: (config, module)}`` a loss trained
     next to the adapters (adapter mode; see :func:`build_head`), saved as ``"heads"`` and ``heads.<kind>.*``."""
     if mode not in MODES:
         raise ConfigError(f"unknown trained-model mode {mode!r}; one of {MODES}")
@@ -155,7 +159,8 @@ def save_trained(directory: str | Path, mode: str, config: dict, module: nn.Modu
 
 
 def load_trained_module(directory: str | Path) -> tuple[str, dict, nn.Module]:
-    """(mode, config, module with its weights) of a ``trained:`` folder."""
+    """(mode, config, module with its weights) of a ``trained:`` folder; for ``mode: "finetune"`` the third item is
+    the loaded checkpoint (its weights go into the base encoder's model, see :func:`_factory`)."""
     ckpt = load_checkpoint(directory, FORMAT, f"trained:{directory}",
                            hint="train one with `xmr train ... --out DIR`", what="model written by `xmr train`")
     cfg = dict(ckpt.config)
@@ -171,6 +176,8 @@ def load_trained_module(directory: str | Path) -> tuple[str, dict, nn.Module]:
         from .tiny import TinyConfig, TinyDualEncoder
 
         module = TinyDualEncoder(TinyConfig.from_dict(cfg["tiny"]))
+    elif mode == "finetune":
+        return mode, cfg, ckpt
     else:
         raise ConfigError(f"trained:{directory}: unknown mode {mode!r} in config.json; one of {MODES}")
     return mode, cfg, ckpt.load_into(module)
@@ -225,7 +232,7 @@ class AdaptedEncoder(Encoder):
 
 
 @ENCODERS.register("trained", help="a model written by `xmr train` (trained:<dir>): adapters on a frozen encoder, "
-                   "or a tiny model trained from scratch")
+                   "a tiny model trained from scratch, or a fine-tuned hf:/openclip: model")
 def _factory(arg: str | None, device: str | None = None) -> Encoder:
     if not arg:
         raise ConfigError("trained: needs the folder `xmr train --out` wrote, e.g. trained:runs/adapter")
@@ -235,6 +242,14 @@ def _factory(arg: str | None, device: str | None = None) -> Encoder:
 
         return TinyEncoder(module, device=device)
     from . import create_encoder
+
+    if mode == "finetune":
+        if str(cfg.get("base", "")).partition(":")[0] not in ("hf", "openclip"):
+            raise ConfigError(f"trained:{arg}: a fine-tuned model needs an hf: or openclip: base, got {cfg.get('base')!r}")
+        enc = create_encoder(cfg["base"], device=device)
+        module.load_into(enc.model)
+        enc.model.eval()
+        return enc
 
     return AdaptedEncoder(create_encoder(cfg["base"], device=device), module)
 

@@ -30,6 +30,8 @@ class ExpertText:
     start: float | None = None  # seconds (video frames, subtitle cues); None for a whole image / file
     end: float | None = None
     confidence: float | None = None  # the recogniser's confidence (OCR), None when not applicable
+    vector: object = None  # an expert that embeds itself (audio): its unit vector in the index model's text space;
+    # None: the indexer embeds ``text`` with the index model's text tower
 
 
 class Expert(ABC):
@@ -77,7 +79,9 @@ class Expert(ABC):
 
 
 def parse_experts(text: str | None) -> list[str]:
-    """``"ocr,sidecar"`` -> ``["ocr", "sidecar"]``, each name checked against :data:`xmr.registries.EXPERTS`."""
+    """``"ocr,sidecar"`` -> ``["ocr", "sidecar"]``, each name checked against :data:`xmr.registries.EXPERTS`.
+    ``name:ARG`` passes ``ARG`` to the expert (``audio:DIR``: its tower); the name keeps it (a path made absolute),
+    and a later ``name:OTHER`` replaces an earlier ``name``."""
     from ..registries import EXPERTS, load_all
 
     if text is None:
@@ -86,15 +90,36 @@ def parse_experts(text: str | None) -> list[str]:
     if not names:
         raise ConfigError("--experts needs at least one name, e.g. --experts ocr,sidecar")
     load_all("expert")
+    out: dict[str, str] = {}
     for n in names:
-        EXPERTS.get(n)  # ConfigError naming the available experts
-    return list(dict.fromkeys(names))
+        base, _, arg = n.partition(":")
+        cls = EXPERTS.get(base)  # ConfigError naming the available experts
+        if arg:
+            if not hasattr(cls, "from_arg"):
+                raise ConfigError(f"expert {base} takes no argument (got {n!r}); write --experts {base}")
+            n = f"{base}:{os.path.abspath(os.path.expanduser(arg))}"
+        out[base] = n
+    return list(out.values())
 
 
-def create_expert(name: str) -> Expert:
-    from ..registries import EXPERTS, load_for
+def expert_base(name: str) -> str:
+    """``"audio:/x/tower"`` -> ``"audio"`` (the name the expert's rows are stored under)."""
+    return str(name).partition(":")[0]
 
-    return load_for("expert", name).get(name)()
+
+def create_expert(name: str, settings: dict | None = None) -> Expert:
+    """Expert ``name``; ``settings`` (a dict of its Config's fields, e.g. the sidecar's ``manifests``) is checked
+    with :func:`xmr.config.config_from_dict`."""
+    from ..config import config_from_dict
+    from ..registries import load_for
+
+    base, _, arg = name.partition(":")
+    cls = load_for("expert", base).get(base)
+    if settings:  # recorded settings (xmr index --manifest) and a NAME:ARG spec are two ways to configure it
+        if arg:
+            raise ConfigError(f"expert {name!r}: give its settings either as NAME:ARG or recorded ones, not both")
+        return cls(config_from_dict(cls.Config, settings))
+    return cls.from_arg(arg) if arg else cls()
 
 
 def clean_text(text: str, limit: int = 2000) -> str:

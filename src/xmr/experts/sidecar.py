@@ -10,6 +10,12 @@ Read, in this order, one row per field (identical texts kept once):
   JSON object per line with ``file_name`` relative to the manifest's folder) or ``captions.jsonl`` (xmr's manifest
   layout, ``media``); every other key of the file's line (string or list of strings) is a row, field
   ``manifest:<key>`` (``id``, ``split`` and numbers are not text and are left out);
+* manifests given on the command line (``xmr index --manifest FILE``, :attr:`SidecarExpert.Config.manifests`,
+  recorded in the index): the same JSON lines anywhere on disk, the media file named by ``media`` or
+  ``file_name`` (absolute, or relative to the manifest's folder). In every manifest, ``comments`` (VTC's user
+  comments) are one row each (field ``manifest:comments``, the first ``max_comments``), ``entities`` given as an
+  object of lists are one row per entity type (field ``entity:<type>``: EI-CLIP's entities as their own fields),
+  and ``asr`` / ``cues`` as a list of ``{"start", "end", "text"}`` are timed rows (a hit is a moment);
 * for images, metadata embedded in the file (header only, no pixels decoded): EXIF ``ImageDescription``,
   ``XPTitle``, ``XPComment``, ``XPSubject``, ``XPKeywords``; XMP ``dc:title``, ``dc:description``, ``dc:subject``;
   IPTC caption (2:120), headline (2:105), object name (2:05), keywords (2:25).
@@ -23,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ExpertSkip
 from ..registries import EXPERTS
@@ -73,19 +79,21 @@ def read_text_file(path: str, max_bytes: int, what: str) -> str:
 @EXPERTS.register("sidecar", help="side text: photo.txt / photo.json, EXIF, XMP and IPTC captions and keywords")
 class SidecarExpert(Expert):
     name = "sidecar"
-    version = "1"
+    version = "2"
 
     @dataclass
     class Config:
         max_bytes: int = 1_000_000  # a sidecar file larger than this is skipped
         embedded: bool = True  # also read EXIF / XMP / IPTC inside images
+        manifests: list[str] = field(default_factory=list)  # absolute paths of manifests given on the command line
+        max_comments: int = 100  # rows kept per item from a manifest's comments
 
     def __init__(self, config=None):
         super().__init__(config)
         self._manifests: dict[str, tuple[tuple, dict]] = {}  # manifest path -> ((size, mtime), {abs path: line})
 
     def inputs(self, path: str) -> list[str]:
-        return [p for p in sidecar_paths(path) if p != path] + manifest_paths(path)
+        return [p for p in sidecar_paths(path) if p != path] + manifest_paths(path) + list(self.config.manifests)
 
     def _manifest(self, mpath: str) -> dict:
         """{absolute media path: its line} of one manifest, parsed once per (size, mtime)."""
@@ -95,7 +103,7 @@ class SidecarExpert(Expert):
         if cached is not None and cached[0] == key:
             return cached[1]
         text = read_text_file(mpath, 50 * self.config.max_bytes, "sidecar manifest")
-        field = MANIFESTS[os.path.basename(mpath)]
+        keys = (MANIFESTS[os.path.basename(mpath)],) if mpath not in self.config.manifests else ("media", "file_name")
         base = os.path.dirname(mpath)
         lines = {}
         for n, line in enumerate(text.splitlines(), 1):
@@ -106,23 +114,31 @@ class SidecarExpert(Expert):
             except json.JSONDecodeError as e:
                 raise ExpertSkip(mpath, f"sidecar: {os.path.basename(mpath)} line {n} is not valid JSON "
                                         f"({e.msg})") from None
-            if isinstance(obj, dict) and isinstance(obj.get(field), str):
-                lines[os.path.normpath(os.path.join(base, obj[field]))] = obj
+            key = next((k for k in keys if isinstance(obj, dict) and isinstance(obj.get(k), str)), None)
+            if key is not None:
+                lines[os.path.normpath(os.path.join(base, os.path.expanduser(obj[key])))] = obj
         self._manifests[mpath] = (key, lines)
         return lines
 
     def _manifest_rows(self, path: str) -> list[ExpertText]:
         rows = []
         me = os.path.normpath(os.path.abspath(path))
-        for m in manifest_paths(path):
+        for m in list(dict.fromkeys(manifest_paths(path) + list(self.config.manifests))):
             if not os.path.isfile(m):
+                if m in self.config.manifests:
+                    raise ExpertSkip(path, f"sidecar: the manifest {m} given with --manifest is gone; index again "
+                                           f"without it or put it back")
                 continue
             line = self._manifest(m).get(me)
             if line is None:
                 continue
-            skip = set(MANIFESTS.values()) | _NOT_TEXT
+            skip = set(MANIFESTS.values()) | _NOT_TEXT | {"media"}
             for key, v in line.items():
                 if key in skip or isinstance(v, (int, float, bool)):
+                    continue
+                special = _special_rows(key, v, self.config.max_comments)
+                if special is not None:
+                    rows += special
                     continue
                 vals = [clean_text(x) for x in _strings(v) if isinstance(x, str)] if isinstance(v, list) else \
                     [clean_text(v)] if isinstance(v, str) else []
@@ -154,6 +170,29 @@ class SidecarExpert(Expert):
                 seen.add(r.text.casefold())
                 out.append(r)
         return out
+
+
+def _special_rows(key: str, v, max_comments: int) -> list[ExpertText] | None:
+    """Manifest keys with their own row layout (None for the others): comments one row each, entities one row per
+    type, timed ASR / cue rows."""
+    if key == "comments" and isinstance(v, list):
+        vals = [clean_text(x) for x in _strings(v)]
+        return [ExpertText(x, "manifest:comments") for x in vals if x][:max_comments]
+    if key == "entities" and isinstance(v, dict):
+        rows = []
+        for etype, ents in v.items():
+            vals = list(dict.fromkeys(x for x in (clean_text(s) for s in _strings(ents)) if x))
+            if vals:
+                rows.append(ExpertText(clean_text(", ".join(vals)), f"entity:{clean_text(str(etype), 60)}"))
+        return rows
+    if key in ("asr", "cues") and isinstance(v, list) and all(isinstance(x, dict) for x in v):
+        rows = []
+        for x in v:
+            t, a, b = clean_text(str(x.get("text", ""))), x.get("start"), x.get("end")
+            if t and all(isinstance(y, (int, float)) and not isinstance(y, bool) for y in (a, b)) and 0 <= a < b:
+                rows.append(ExpertText(t, f"manifest:{key}", float(a), float(b)))
+        return rows
+    return None
 
 
 def _strings(v) -> list[str]:

@@ -8,9 +8,14 @@
   zero-filled at the ends), which mixes each token with its temporal neighbours; ``shift_mode="tokens"`` is
   TS2-Net's whole-token pattern (see :func:`token_shift`);
 * token selection: an MLP scores every patch token (given its frame's class token), the top ``select_k`` patch
-  tokens per frame are kept next to the class token; TS2-Net makes top-k differentiable with a perturbed maximum
-  (random samples); here the kept tokens are scaled by their softmax-normalised score (deterministic; the scorer
-  gets gradient through those weights);
+  tokens per frame are kept next to the class token. ``selection="perturbed"`` is TS2-Net's differentiable top-k:
+  the perturbed maximum of Berthet et al. (2020) as used for patch selection by Cordonnier et al. (2021) —
+  in training, the kept tokens are ``E_Z[Y(s + sigma Z)] @ patches`` with ``Y`` the (k, P) one-hot indicators of the
+  top-k of the noisy scores (in patch order), estimated with ``perturb_samples`` draws of ``Z ~ N(0, I)``, and the
+  scores' gradient is the estimator ``E_Z[Y(s + sigma Z) Z^T] / sigma`` (:func:`perturbed_topk`); in evaluation the
+  hard top-k. ``selection="softmax"`` (default, the head's original choice, kept so saved heads load unchanged):
+  the kept tokens are scaled by their softmax-normalised score (deterministic; the scorer gets gradient through
+  those weights);
 * a temporal transformer (CLIP4Clip seqTransf, as in TS2-Net) over all kept tokens of all frames (+ frame-position
   embeddings), plus a residual to its input; each frame's class-token output is projected from token width W to the
   embedding width ``dim``, L2-normalised, and the frames are mean-pooled (meanP). TS2-Net instead weights the frames
@@ -31,6 +36,7 @@ from . import VIDEO_HEADS
 from .base import HeadConfig, VideoHead
 
 SHIFT_MODES = ("tokens", "channels")
+SELECTIONS = ("softmax", "perturbed")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,9 @@ class TS2NetConfig(HeadConfig):
     layers: int = 1  # temporal transformer blocks over the kept tokens
     heads: int = 4  # attention heads; width must be a multiple
     mlp_ratio: float = 2.0  # MLP hidden width = width * mlp_ratio
+    selection: str = "softmax"  # "softmax": score-weighted hard top-k; "perturbed": TS2-Net's perturbed top-k
+    perturb_samples: int = 500  # noise draws of the perturbed top-k (TS2-Net's code: 500)
+    perturb_sigma: float = 0.05  # noise scale of the perturbed top-k (TS2-Net's code: 0.05)
 
     def __post_init__(self):
         super().__post_init__()
@@ -51,6 +60,10 @@ class TS2NetConfig(HeadConfig):
             raise ConfigError(f"TS2NetConfig: shift_fraction must be in [0, 0.5], got {self.shift_fraction}")
         if self.shift_mode not in SHIFT_MODES:
             raise ConfigError(f"TS2NetConfig: shift_mode must be one of {SHIFT_MODES}, got {self.shift_mode!r}")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"TS2NetConfig: selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.perturb_samples < 1 or self.perturb_sigma <= 0:
+            raise ConfigError("TS2NetConfig: perturb_samples must be >= 1 and perturb_sigma > 0")
 
 
 def token_shift(tokens: torch.Tensor, fraction: float, mode: str = "channels") -> torch.Tensor:
@@ -87,6 +100,31 @@ def token_shift(tokens: torch.Tensor, fraction: float, mode: str = "channels") -
     return out
 
 
+class _PerturbedTopK(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, k: int, samples: int, sigma: float):
+        noise = torch.randn((samples, *scores.shape), dtype=scores.dtype, device=scores.device)  # (S, ..., P)
+        top = (scores.unsqueeze(0) + sigma * noise).topk(k, dim=-1).indices.sort(dim=-1).values  # (S, ..., k)
+        ind = F.one_hot(top, scores.shape[-1]).to(scores.dtype)  # (S, ..., k, P)
+        ctx.save_for_backward(ind, noise)
+        ctx.sigma = sigma
+        return ind.mean(0)
+
+    @staticmethod
+    def backward(ctx, grad):  # grad (..., k, P) -> d scores (..., P): E[<grad, Y> Z] / sigma
+        ind, noise = ctx.saved_tensors
+        g = (ind * grad.unsqueeze(0)).sum((-2, -1))  # (S, ...)
+        return (g.unsqueeze(-1) * noise).mean(0) / ctx.sigma, None, None, None
+
+
+def perturbed_topk(scores: torch.Tensor, k: int, samples: int = 500, sigma: float = 0.05) -> torch.Tensor:
+    """(..., P) scores -> (..., k, P) soft indicators ``E_Z[Y(scores + sigma Z)]``: row j is the expected one-hot of
+    the j-th selected index in patch order (Berthet et al. 2020, Eq. 1 and Prop. 3.1's gradient estimator)."""
+    if not 1 <= k <= scores.shape[-1]:
+        raise ConfigError(f"perturbed_topk: k must be in [1, {scores.shape[-1]}], got {k}")
+    return _PerturbedTopK.apply(scores, k, samples, sigma)
+
+
 @VIDEO_HEADS.register("ts2net", help="TS2-Net: token shift + token selection over frame patch tokens")
 class TS2NetHead(VideoHead):
     name = "ts2net"
@@ -117,6 +155,12 @@ class TS2NetHead(VideoHead):
         cls, patches = tokens[:, :, :1], tokens[:, :, 1:]  # (B, T, 1, W), (B, T, P, W)
         k = min(self.config.select_k, patches.shape[2])
         logits = self.scorer(torch.cat([patches, cls.expand_as(patches)], dim=-1)).squeeze(-1)  # (B, T, P)
+        if self.config.selection == "perturbed":
+            if self.training:
+                ind = perturbed_topk(logits, k, self.config.perturb_samples, self.config.perturb_sigma)
+            else:
+                ind = F.one_hot(logits.topk(k, dim=-1).indices.sort(dim=-1).values, patches.shape[2]).to(patches.dtype)
+            return torch.cat([cls, ind @ patches], dim=2)  # (B, T, k, P) @ (B, T, P, W)
         weights = logits.softmax(dim=-1) * patches.shape[2]  # mean 1 over a frame's patches
         top = logits.topk(k, dim=-1).indices  # (B, T, k)
         idx = top.unsqueeze(-1).expand(-1, -1, -1, patches.shape[-1])

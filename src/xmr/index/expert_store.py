@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS expert_state (
 """
 
 EXPERTS_KEY = "experts"
+EXPERT_SETTINGS_KEY = "expert_settings"  # {expert: {Config field: value}}, e.g. the sidecar's --manifest files
 
 
 @dataclass
@@ -75,6 +76,13 @@ class ExpertStoreMixin:
 
     def set_expert_names(self, names: Sequence[str]) -> None:
         self.set_meta(EXPERTS_KEY, json.dumps(list(names)))
+
+    def expert_settings(self) -> dict:
+        v = self.get_meta(EXPERT_SETTINGS_KEY)
+        return dict(json.loads(v)) if v else {}
+
+    def set_expert_settings(self, settings: dict) -> None:
+        self.set_meta(EXPERT_SETTINGS_KEY, json.dumps(settings, sort_keys=True))
 
     # ---- per (item, expert) state ----------------------------------------------------------------------------
     def expert_states(self) -> dict[tuple[int, str], tuple[str, int, str | None]]:
@@ -159,8 +167,10 @@ class ExpertStoreMixin:
             return {}
         from .store import fs_path
 
-        out: dict[str, dict] = {n: {"items": 0, "with_text": 0, "rows": 0, "skipped": []}
-                                for n in self.expert_names()}
+        out: dict[str, dict] = {}
+        for n in self.expert_names():  # "audio:DIR" is expert "audio" with argument DIR (its tower)
+            base, _, arg = n.partition(":")
+            out[base] = {"items": 0, "with_text": 0, "rows": 0, "skipped": [], **({"argument": arg} if arg else {})}
         for name, n, with_text, rows in self.db.execute(
                 "SELECT expert, COUNT(*), SUM(rows > 0), SUM(rows) FROM expert_state GROUP BY expert"):
             out.setdefault(name, {"skipped": []}).update(items=n, with_text=int(with_text or 0), rows=int(rows or 0))

@@ -45,7 +45,9 @@ def run_experts(store, root: str, names: Sequence[str], encoder: Callable, show_
     from ..experts import create_expert
 
     rep = ExpertReport()
-    experts = [create_expert(n) for n in names]
+    settings = store.expert_settings()
+    experts = [create_expert(n, settings[n]) if settings.get(n) else create_expert(n) for n in names]
+    checked: set = set()
     states = store.expert_states()
     items = sorted(store.items_under(root).values(), key=lambda r: r.id)
     todo = []
@@ -62,6 +64,9 @@ def run_experts(store, root: str, names: Sequence[str], encoder: Callable, show_
             if old is not None and old[0] == sig:
                 rep.unchanged[ex.name] += 1
             else:
+                if hasattr(ex, "check_model") and ex.name not in checked:  # a self-embedding expert (audio)
+                    ex.check_model(store.model_spec, store.dim)  # ConfigError for the whole run: not the file's fault
+                    checked.add(ex.name)
                 todo.append((ex, rec, sig))
     bar = progress(len(todo), "experts", "item", enabled=show_progress) if todo else progress(0, "", enabled=False)
     try:
@@ -77,11 +82,7 @@ def run_experts(store, root: str, names: Sequence[str], encoder: Callable, show_
             rep.seconds[ex.name] += time.perf_counter() - t0
             vecs = None
             if rows:
-                enc = encoder()
-                if not enc.capabilities.text:
-                    raise ConfigError(f"the {ex.name} expert embeds its text with the index model's text tower, and "
-                                      f"model {enc.spec!r} has none: use experts with a model that encodes text")
-                vecs = enc.encode_text([r.text for r in rows], show_progress=False)
+                vecs = _row_vectors(ex, rows, encoder)
             store.put_expert_result(rec.id, ex.name, sig, rows, vecs, reason)
             rep.ran[ex.name] += 1
             rep.rows[ex.name] += len(rows)
@@ -92,3 +93,21 @@ def run_experts(store, root: str, names: Sequence[str], encoder: Callable, show_
     finally:
         bar.close()
     return rep
+
+
+def _row_vectors(ex, rows, encoder):
+    """Each row's vector: its own (an expert that embeds itself, e.g. audio) or its text through the index model's
+    text tower."""
+    import numpy as np
+
+    need = [i for i, r in enumerate(rows) if r.vector is None]
+    out: list = [None if r.vector is None else np.asarray(r.vector, np.float32) for r in rows]
+    if need:
+        enc = encoder()
+        if not enc.capabilities.text:
+            raise ConfigError(f"the {ex.name} expert embeds its text with the index model's text tower, and "
+                              f"model {enc.spec!r} has none: use experts with a model that encodes text")
+        vecs = enc.encode_text([rows[i].text for i in need], show_progress=False)
+        for i, v in zip(need, vecs):
+            out[i] = np.asarray(v, np.float32)
+    return np.stack(out)

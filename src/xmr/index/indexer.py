@@ -119,6 +119,7 @@ def index_folder(
     max_batch_pixels: int = MAX_BATCH_PIXELS,
     prefetch_workers: int | None = None,
     experts: Sequence[str] | None = None,
+    manifests: Sequence[str] | None = None,
 ) -> IndexReport:
     """Index every image and video under ``root`` into the index at ``index_path`` with ``encoder``.
 
@@ -131,7 +132,8 @@ def index_folder(
     the prefetch workers together). ``prefetch_workers``: threads that hash, decode and preprocess the next batches
     while the model encodes (default: one per core, at most 4). ``experts``: expert names
     (:data:`xmr.registries.EXPERTS`) added to the ones the index already carries; every run then brings each
-    carried expert's rows up to date for the items under ``root`` (:mod:`.experts_pass`)."""
+    carried expert's rows up to date for the items under ``root`` (:mod:`.experts_pass`). ``manifests``: side-text
+    manifests (JSON lines) for the ``sidecar`` expert, added to the ones the index records (docs/experts.md)."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     if prefetch_workers is None:
@@ -204,8 +206,25 @@ def index_folder(
         if experts:
             from ..experts import parse_experts
 
-            names += [n for n in parse_experts(",".join(experts)) if n not in names]
+            from ..experts.base import expert_base
+
+            from ..experts import create_expert
+
+            for n in parse_experts(",".join(experts)):  # audio:DIR replaces an earlier audio / audio:OTHER
+                if n not in names:
+                    ex = create_expert(n)
+                    if hasattr(ex, "check_model"):  # refused before it is recorded: the index keeps its experts
+                        ex.check_model(store.model_spec, store.dim)
+                names = [m for m in names if expert_base(m) != expert_base(n)] + [n]
             store.set_expert_names(names)
+        if manifests:
+            settings = store.expert_settings()
+            side = settings.setdefault("sidecar", {})
+            side["manifests"] = list(dict.fromkeys(side.get("manifests", []) + [os.path.abspath(m) for m in manifests]))
+            store.set_expert_settings(settings)
+            if "sidecar" not in names:
+                names.append("sidecar")
+                store.set_expert_names(names)
         if names:
             from .experts_pass import run_experts
 

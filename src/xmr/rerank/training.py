@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import flatten_optimizer, unflatten_optimizer
 from ..config import config_from_dict
 from ..errors import ConfigError
 from .tokens import TokenMatcher, TokenReranker, check_token_encoder, image_tokens, text_tokens
@@ -109,29 +110,6 @@ def group_loss(scores: torch.Tensor, loss: str, margin: float = 0.2) -> torch.Te
 # ------------------------------------------------------------------------------------------------ checkpoints
 
 
-def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"optim.{pid}.{k}"] = v
-            else:
-                scalars[f"{pid}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
-    state: dict = {}
-    for name, v in tensors.items():
-        if name.startswith("optim."):
-            _, pid, k = name.split(".", 2)
-            state.setdefault(int(pid), {})[k] = v
-    for key, v in meta["scalars"].items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
 def _checkpoints(out: Path) -> list[tuple[int, Path]]:
     d = out / CKPT_DIR
     found = [(int(m.group(1)), p) for p in (d.iterdir() if d.is_dir() else [])
@@ -148,7 +126,7 @@ def _save_epoch(out: Path, epoch: int, matcher: TokenMatcher, opt, rng, state: d
     if tmp.exists():
         shutil.rmtree(tmp)
     matcher.save(tmp, {"epochs_done": epoch})
-    opt_t, opt_meta = _flatten_optimizer(opt.state_dict())
+    opt_t, opt_meta = flatten_optimizer(opt.state_dict())
     tensors = {k: v.detach().cpu().contiguous() for k, v in opt_t.items()}
     tensors["rng.torch"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "state.safetensors"))
@@ -174,7 +152,7 @@ def _load_epoch(path: Path, matcher: TokenMatcher, opt, rng) -> dict:
     meta = json.loads((path / "state.json").read_text())
     load_checkpoint(path, matcher.FORMAT, f"{matcher.NAME} checkpoint {path}").load_into(matcher)
     tensors = load_file(str(path / "state.safetensors"))
-    opt.load_state_dict(_unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")},
+    opt.load_state_dict(unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")},
                                              meta["optimizer"]))
     torch.set_rng_state(tensors["rng.torch"])
     rng.bit_generator.state = meta["rng_numpy"]

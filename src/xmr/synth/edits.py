@@ -110,7 +110,6 @@ def generate_edits(out: str | Path, config: SynthEditsConfig | None = None, **ov
     by_split: dict[str, dict[tuple, list[str]]] = {"train": {}, "test": {}}
     for im in images:
         by_split[im["split"]].setdefault(_key(im), []).append(im["id"])
-    attrs = {im["id"]: im for im in images}
 
     def triplet(ref: dict, split: str, want_held: bool):
         """One edit of ``ref`` to an existing image of ``split`` (None when no change has one)."""

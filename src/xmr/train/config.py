@@ -7,15 +7,16 @@ from dataclasses import asdict, dataclass, field, fields
 from ..config import config_from_dict
 from ..errors import ConfigError
 
-MODES = ("adapter", "full")
+MODES = ("adapter", "full", "finetune")
 PRECISIONS = ("no", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str  # training data set spec, e.g. manifest:synth/captions.jsonl or coco:DIR
-    model: str = "concept"  # adapter: the frozen encoder; full: tiny or tiny:<dir> (the start)
-    mode: str = "adapter"  # adapter: heads on frozen towers (feature cache); full: every weight of a tiny model
+    model: str = "concept"  # adapter: the frozen encoder; full: tiny or tiny:<dir> (the start); finetune: hf:/openclip:
+    mode: str = "adapter"  # adapter: heads on frozen towers (feature cache); full: every weight of a tiny model;
+    # finetune: an hf: / openclip: model's own weights (all, the last blocks, the projections, or LoRA)
     loss: str = "infonce"  # a registered loss (xmr.registries.LOSSES)
     loss_config: dict = field(default_factory=dict)  # the loss's Config fields
     split: str | None = "train"  # training split (None: every item)
@@ -33,12 +34,26 @@ class TrainConfig:
     adapter_residual: bool = True  # residual adapters (start from the frozen model) or projection heads
     adapter_dim: int = 0  # projection output width (non-residual only; 0: the frozen width)
     tiny: dict = field(default_factory=dict)  # TinyConfig overrides for mode full from `tiny` (e.g. image_size)
+    finetune: str = "whole"  # mode finetune: whole, last:N, projections or lora (xmr.train.finetune)
+    lora: dict = field(default_factory=dict)  # mode finetune, lora: LoraSettings fields (r, alpha, dropout, target_modules)
+    teachers: tuple[str, ...] = ()  # frozen teacher encoder specs (losses that distil them, e.g. teachtext)
 
     def __post_init__(self):
+        if isinstance(self.teachers, str) or not all(isinstance(t, str) for t in self.teachers):
+            raise ConfigError(f"teachers must be a list of encoder specs, got {self.teachers!r}")
+        object.__setattr__(self, "teachers", tuple(self.teachers))  # a JSON list read back compares equal
         if self.mode not in MODES:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.mode == "finetune":
+            from .finetune import parse_how
+
+            parse_how(self.finetune)
+        elif self.finetune != "whole":
+            raise ConfigError(f"--finetune {self.finetune} applies to --mode finetune (got --mode {self.mode})")
+        if self.lora and (self.mode != "finetune" or self.finetune != "lora"):
+            raise ConfigError("--lora settings apply to --mode finetune --finetune lora only")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
             raise ConfigError(f"need epochs >= 1, batch size >= 2 and lr > 0 (got {self.epochs}, {self.batch_size}, "
                               f"{self.lr})")

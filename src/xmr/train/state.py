@@ -16,34 +16,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, flatten_optimizer, unflatten_optimizer
 from ..errors import ConfigError
 
 CKPT_DIR = "checkpoints"
 _EPOCH = re.compile(r"^epoch-(\d{4,})$")
-
-
-def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"optim.{pid}.{k}"] = v
-            else:
-                scalars[f"{pid}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
-    state: dict = {}
-    for name, v in tensors.items():
-        if name.startswith("optim."):
-            _, pid, k = name.split(".", 2)
-            state.setdefault(int(pid), {})[k] = v
-    for key, v in meta["scalars"].items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    return {"state": state, "param_groups": meta["param_groups"]}
 
 
 def list_checkpoints(out: Path) -> list[tuple[int, Path]]:
@@ -71,7 +48,7 @@ def save_epoch(out: Path, epoch: int, model, system_state: dict, optimizer, meta
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save(tmp, meta.get("training", {}), heads)
-    opt_t, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    opt_t, opt_meta = flatten_optimizer(optimizer.state_dict())
     tensors = {f"system.{k}": v.detach().cpu().contiguous() for k, v in system_state.items()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in opt_t.items()})
     tensors["rng.torch"] = torch.get_rng_state()
@@ -95,7 +72,7 @@ def load_state(path: Path) -> tuple[dict, dict, dict, torch.Tensor]:
     meta = json.loads((path / "state.json").read_text())
     tensors = load_file(str(path / "state.safetensors"))
     system = {k[len("system."):]: v for k, v in tensors.items() if k.startswith("system.")}
-    optim = _unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")}, meta["optimizer"])
+    optim = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")}, meta["optimizer"])
     return meta, system, optim, tensors["rng.torch"]
 
 

@@ -75,7 +75,7 @@ class ExpertStage(Stage):
         return d
 
     def check_index(self, reader, encoder, media_type: str | None) -> None:
-        carried = reader.expert_names()
+        carried = [n.partition(":")[0] for n in reader.expert_names()]  # "audio:DIR" carries "audio"
         if self.experts:
             missing = [e for e in self.experts if e not in carried]
             if missing:
