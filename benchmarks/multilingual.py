@@ -1,6 +1,7 @@
 """MLA language acquirers (docs/multilingual.md): German / French / Czech queries against the English tower's space.
 
     python benchmarks/multilingual.py --data ../shared/data/multi30k --images ../shared/data/flickr8k-dev/images \
+        --captions ../shared/data/flickr8k-dev/captions.jsonl \
         [--seeds de=runs/de-s0,runs/de-s1,runs/de-s2] [--out results.json]
 
 A. Cross-lingual caption retrieval, Multi30K test_2016_flickr (969 lines; query in L, gallery = the 969 English
@@ -13,8 +14,16 @@ A. Cross-lingual caption retrieval, Multi30K test_2016_flickr (969 lines; query 
    space (concept, 2000-d: what an index is searched with).
 B. "Returns what its English translation returns": the same test lines as queries over an English-indexed image
    collection (``--images``, encoded by ``concept``; an xmr index's default flat backend ranks by the same exact
-   inner product): share of queries whose top-1 image equals the English translation's top-1, and mean overlap of
-   the top-5 sets; floor vs student (the ceiling is 100% by definition).
+   inner product), floor vs student (the ceiling is 100% by definition), three agreement measures per query pair:
+   * ``same_top1_%``: the foreign query's top-1 image is the English translation's top-1;
+   * ``en_top1_in_top5_%``: the English translation's top-1 is among the foreign query's top 5 (what a user sees
+     on the first row of results);
+   * ``top5_overlap_%``: mean |top5(foreign) & top5(English)| / 5.
+   Reference (``--captions``, a manifest of several English captions per image of ``--images``, e.g.
+   flickr8k-dev/captions.jsonl): the same measures between two *different* English captions of the same photo
+   (caption 0 vs each of captions 1..4), i.e. how much two English phrasings written by different people agree:
+   ``own_excluded`` ranks the collection without the captioned photo (like part A's queries, whose photos are not
+   in the collection), ``own_included`` with it.
 C. Seeds (``--seeds L=DIR,DIR,DIR``): part A's student R@1/5/10 (MiniLM space) per training run, mean +- std, with
    each run's trained / frozen parameters and training seconds (from its training.json).
 """
@@ -41,12 +50,46 @@ def gap_share(student: float, floor: float, ceiling: float = 100.0) -> float:
     return round(100.0 * (student - floor) / (ceiling - floor), 1) if ceiling > floor else float("nan")
 
 
-def agreement(q: np.ndarray, ref: np.ndarray, images: np.ndarray, k: int = 5) -> dict:
+def agreement(q: np.ndarray, ref: np.ndarray, images: np.ndarray, k: int = 5, exclude: np.ndarray | None = None) -> dict:
+    """How far query ``q[i]``'s ranking of ``images`` agrees with reference query ``ref[i]``'s (see part B);
+    ``exclude[i]``: an image index left out of both rankings of pair i."""
     sq, sr = q @ images.T, ref @ images.T
-    tq, tr = np.argsort(-sq, 1)[:, :k], np.argsort(-sr, 1)[:, :k]
+    if exclude is not None:
+        rows = np.arange(len(q))
+        sq[rows, exclude] = sr[rows, exclude] = -np.inf
+    tq, tr = np.argsort(-sq, 1, kind="stable")[:, :k], np.argsort(-sr, 1, kind="stable")[:, :k]
     top1 = float((tq[:, 0] == tr[:, 0]).mean() * 100)
+    in_k = float((tq == tr[:, :1]).any(1).mean() * 100)
     overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(tq, tr)]) * 100)
-    return {"same_top1_%": round(top1, 1), f"top{k}_overlap_%": round(overlap, 1)}
+    return {"same_top1_%": round(top1, 1), f"en_top1_in_top{k}_%": round(in_k, 1), f"top{k}_overlap_%": round(overlap, 1)}
+
+
+def caption_reference(enc, captions: Path, files: list[str], images: np.ndarray) -> dict:
+    """Part B's reference: agreement between caption 0 and caption j (j = 1..4) of the same photo, English both."""
+    by_image: dict[int, list[str]] = {}
+    index = {str(Path(f).resolve()): i for i, f in enumerate(files)}
+    for line in captions.read_text("utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            i = index.get(str((captions.parent / row["image"]).resolve()))
+            if i is not None:
+                by_image.setdefault(i, []).append(row["caption"])
+    ids = sorted(i for i, c in by_image.items() if len(c) >= 2)
+    if not ids:
+        raise SystemExit(f"--captions {captions}: no image of --images has two captions")
+    first = enc.encode_text([by_image[i][0] for i in ids])
+    others = []  # (rows of ids having a caption j, their caption-j vectors), j = 1, 2, ...
+    for j in range(1, max(len(by_image[i]) for i in ids)):
+        sel = np.array([n for n, i in enumerate(ids) if len(by_image[i]) > j])
+        others.append((sel, enc.encode_text([by_image[ids[n]][j] for n in sel])))
+    total = sum(len(sel) for sel, _ in others)
+    out: dict = {"photos": len(ids), "pairs": total}
+    for mode in ("own_excluded", "own_included"):
+        rows = [(len(sel), agreement(v, first[sel], images,
+                                     exclude=np.array(ids)[sel] if mode == "own_excluded" else None))
+                for sel, v in others]
+        out[mode] = {k: round(sum(n * r[k] for n, r in rows) / total, 1) for k in rows[0][1]}
+    return out
 
 
 def run_info(d: Path) -> dict:
@@ -88,6 +131,8 @@ def main() -> None:
     ap.add_argument("--split", default="test_2016_flickr")
     ap.add_argument("--langs", default="de,fr,cs")
     ap.add_argument("--images", default=None, help="an image folder for part B (e.g. flickr8k-dev/images)")
+    ap.add_argument("--captions", default=None, help="part B's reference: a captions.jsonl of --images (several "
+                    "English captions per photo, e.g. flickr8k-dev/captions.jsonl)")
     ap.add_argument("--seeds", action="append", default=[], metavar="L=DIR,DIR,...", help="part C")
     ap.add_argument("--limit", type=int, default=None, help="first N test lines only (quick look)")
     ap.add_argument("--out", default=None, help="write the results as JSON")
@@ -143,6 +188,9 @@ def main() -> None:
         res["B"]["images"] = len(files)
         res["B"]["image_encode_seconds"] = secs
         ref = g_concept
+        if args.captions:
+            res["B"]["reference_two_english_captions"] = caption_reference(enc, Path(args.captions), files, imgs)
+            print(f"B reference: {json.dumps(res['B']['reference_two_english_captions'])}", flush=True)
         for lang in langs:
             f_c, _, d_c = concept[lang]
             res["B"][lang] = {"floor": agreement(f_c, ref, imgs), "student": agreement(d_c, ref, imgs)}

@@ -240,3 +240,22 @@ def test_serve_lang(samples_index, concept_encoder):
     assert r.status_code == 200 and r.json()["languages"][0]["how"] == "explicit"
     r = c.get("/api/search", params={"q": "un gato", "lang": "es"})
     assert r.status_code == 422 and "supported: en, cs, de, fr" in r.text
+
+
+# ---- the benchmark's agreement measures (benchmarks/multilingual.py, part B) ---------------------------------------
+def test_benchmark_agreement_hand_computed():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "multilingual.py"
+    spec = importlib.util.spec_from_file_location("bench_multilingual", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    images = np.eye(6)  # score of query v for image i = v[i]
+    q = np.array([[5, 4, 3, 2, 1, 0], [0, 0, 0, 0, 2, 1]], float)  # top-2: [0, 1] and [4, 5]
+    ref = np.array([[4, 5, 0, 0, 0, 0], [3, 0, 0, 0, 0, 1]], float)  # top-2: [1, 0] and [0, 5]
+    assert bench.agreement(q, ref, images, k=2) == {"same_top1_%": 0.0, "en_top1_in_top2_%": 50.0,
+                                                    "top2_overlap_%": 75.0}
+    # leaving image 0 out of pair 0 and image 4 out of pair 1: top-2 [1, 2] vs [1, 2]; [5, 0] vs [0, 5]
+    assert bench.agreement(q, ref, images, k=2, exclude=np.array([0, 4])) == {
+        "same_top1_%": 50.0, "en_top1_in_top2_%": 100.0, "top2_overlap_%": 100.0}
