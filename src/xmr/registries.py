@@ -17,6 +17,7 @@ kind (``ALL`` key)  registry                    filled by
 ``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
 ``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
 ``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles}``
+``expert_fuser``   :data:`EXPERT_FUSERS`       ``xmr.experts.fusers.{laff,mmt,concat}``
 =================  ==========================  ===========================================================
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
@@ -60,6 +61,9 @@ MOMENT_MODELS: Registry = Registry("moment model")
 #: name -> Expert subclass (with a ``Config`` dataclass attribute): text / features an item carries besides its
 #: visual embedding (scene text, sidecar metadata, subtitles), built by ``xmr index --experts``
 EXPERTS: Registry = Registry("expert")
+#: name -> fuser class (an nn.Module with a ``Config`` dataclass attribute): trained fusion of an item's visual
+#: vector and expert rows, matched to a query (``xmr train-fusion``; ``xmr search --expert-fusion NAME:DIR``)
+EXPERT_FUSERS: Registry = Registry("expert fuser")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -77,6 +81,7 @@ ALL: dict[str, Registry] = {
     "composed_dataset": COMPOSED_DATASETS,
     "moment_model": MOMENT_MODELS,
     "expert": EXPERTS,
+    "expert_fuser": EXPERT_FUSERS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -96,6 +101,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "composed_dataset": ("xmr.data.composed",),
     "moment_model": ("xmr.localize.squidnet",),
     "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles")),
+    "expert_fuser": tuple(f"xmr.experts.fusers.{m}" for m in ("laff", "mmt", "concat")),
 }
 
 
@@ -126,6 +132,6 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERTS", "FUSIONS", "LOSSES", "MODULES",
+__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERT_FUSERS", "EXPERTS", "FUSIONS", "LOSSES", "MODULES",
            "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
            "load_all", "load_for"]
