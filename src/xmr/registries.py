@@ -20,6 +20,9 @@ kind (``ALL`` key)  registry                    filled by
 ``expert_fuser``   :data:`EXPERT_FUSERS`       ``xmr.experts.fusers.{laff,mmt,concat}``
 =================  ==========================  ===========================================================
 
+Other packages add components through entry points (group ``xmr.plugins``, :mod:`xmr.plugins`), loaded by
+:func:`load_all` after xmr's own modules.
+
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
 what gets it exercised by ``tests/test_contracts.py``. This module imports no component module (and no torch) when
 it is imported, so anyone may import it: :func:`load_all` imports the modules that fill a registry, on demand.
@@ -115,6 +118,9 @@ def load_all(kind: str | None = None) -> dict[str, Registry]:
             raise ConfigError(f"unknown component kind {k!r}. Available: {', '.join(ALL)}")
         for m in MODULES[k]:
             importlib.import_module(m)
+    from .plugins import load_plugins  # other packages' components (entry points "xmr.plugins"), once per process
+
+    load_plugins()
     return {k: ALL[k] for k in kinds}
 
 

@@ -2,11 +2,11 @@
 ``--experts`` and captions of its files; ``xmr search --expert-fusion NAME:DIR`` uses it (docs/experts.md)."""
 from __future__ import annotations
 
-from ._common import add_device_arg, positive_int, register_command
+from ._common import add_device_arg, add_index_arg, index_path, positive_int, register_command
 
 
 def setup(p):
-    p.add_argument("--index", required=True, metavar="DIR", help="an index built with xmr index DIR --experts NAMES")
+    add_index_arg(p)  # an index built with xmr index DIR --experts NAMES
     p.add_argument("--captions", required=True, metavar="FILE",
                    help='JSON lines {"media": PATH, "caption": TEXT} (or "captions": [...]); paths relative to the file')
     p.add_argument("--fuser", default="laff", choices=("laff", "mmt", "concat"), help="default laff")
@@ -33,7 +33,7 @@ def run(args) -> int:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     extra = _json_object(args.config, "--config")
     if args.hidden is None:
-        store, reader = open_reader(args.index)
+        store, reader = open_reader(index_path(args))
         try:
             hidden = int(reader.dim or 64)
         finally:
@@ -42,7 +42,7 @@ def run(args) -> int:
         hidden = args.hidden
     cfg = FusionTrainConfig(fuser=args.fuser, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                             seed=args.seed, fuser_config={"hidden": hidden, "max_rows": args.max_rows, **extra})
-    _, hist, metrics = train_from_index(args.index, args.captions, cfg, args.out, args.val_fraction, args.device)
+    _, hist, metrics = train_from_index(index_path(args), args.captions, cfg, args.out, args.val_fraction, args.device)
     shown = ", ".join(f"{k} {v}" for k, v in metrics.items()) or "no held-out items"
     print(f"trained {args.fuser} for {args.epochs} epochs (last loss {hist[-1]['loss']}); held out: {shown}; saved "
           f"to {args.out} (use xmr search --expert-fusion {args.fuser}:{args.out})")
