@@ -10,7 +10,8 @@ inflates text-to-text cosines. Each caption describes one source the item has. I
 Methods: each single source (``visual``, ``ocr``, ``sidecar``, ``subtitles``: the best-row cosine, items without the
 source last), the fixed rules of ``xmr search`` (``vista``, ``max``, ``sum``, all weights 1, the same formulas as
 :mod:`xmr.retrieval.stages.experts`), and the trained fusers (``concat``, ``laff``, ``mmt``; :mod:`xmr.train.fusion`,
-same epochs / batch / lr / hidden, seed = world seed). Also R@1 split by the source that answers each query. Metrics: text -> item R@1/5/10 (percent) and MdR, pessimistic
+same epochs / batch / lr / hidden, seed = world seed). Also R@1 split by the source that answers each query.
+Metrics: text -> item R@1/5/10 (percent) and MdR, pessimistic
 ties (:mod:`xmr.eval.ranks`).
 
     OMP_NUM_THREADS=1 python benchmarks/fusion.py --seeds 0 1 2 --out benchmarks/results/fusion.json
@@ -126,8 +127,8 @@ def main() -> None:
     lines += ["", "R@1 by the source that answers the query (mean over seeds):", "",
               "| method | " + " | ".join(SINGLE) + " |", "| --- |" + " --- |" * len(SINGLE)]
     for m in (*FIXED, *LEARNED):
-        lines.append(f"| {m} | " + " | ".join(
-            f"{np.mean([runs[s]['by_source_R@1'][m].get(src, np.nan) for s in args.seeds]):.1f}" for src in SINGLE) + " |")
+        per = [np.mean([runs[s]["by_source_R@1"][m].get(src, np.nan) for s in args.seeds]) for src in SINGLE]
+        lines.append(f"| {m} | " + " | ".join(f"{v:.1f}" for v in per) + " |")
     print("\n".join(lines))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

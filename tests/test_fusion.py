@@ -70,7 +70,8 @@ def test_mmt_weights_renormalise_over_present_experts_and_time_matters():
     # the temporal embedding: moving a cue to another second changes the item's embedding
     t2 = pack_items(np.eye(1, 4), [{**_rows()[0], "subtitles": [(np.eye(4)[2], 20.0)]}], ["ocr", "subtitles"], 4)
     t3 = pack_items(np.eye(1, 4), [{**_rows()[0], "subtitles": [(np.eye(4)[2], 1.0)]}], ["ocr", "subtitles"], 4)
-    assert not np.allclose(scores_numpy(f, np.eye(4, dtype=np.float32), t2), scores_numpy(f, np.eye(4, dtype=np.float32), t3))
+    q = np.eye(4, dtype=np.float32)
+    assert not np.allclose(scores_numpy(f, q, t2), scores_numpy(f, q, t3))
 
 
 def test_training_improves_on_the_synthetic_world_and_round_trips(tmp_path):
@@ -111,7 +112,8 @@ def test_train_fusion_cli_and_search_with_the_fuser(tmp_path, capsys, tiny_encod
         shutil.copy(SAMPLES / n, d / n)
         (d / (n + ".txt")).write_text(f"side text about the {n.split('.')[0]}")
     idx = tmp_path / "idx"
-    assert run_cli(capsys, "-q", "index", str(d), "--index", str(idx), "--model", "tiny", "--experts", "sidecar")[0] == 0
+    code, _, err = run_cli(capsys, "-q", "index", str(d), "--index", str(idx), "--model", "tiny", "--experts", "sidecar")
+    assert code == 0, err
     caps = tmp_path / "captions.jsonl"
     caps.write_text("".join(json.dumps({"media": f"photos/{n}", "captions": [f"a {n.split('.')[0]}", n]}) + "\n"
                             for n in names))

@@ -138,6 +138,7 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERT_FUSERS", "EXPERTS", "FUSIONS", "LOSSES", "MODULES",
+__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERT_FUSERS", "EXPERTS", "FUSIONS",
+           "LOSSES", "MODULES",
            "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
            "load_all", "load_for"]

@@ -4,7 +4,8 @@ Per seed: ``--n`` random functions (new ones per seed), compiled with gcc at -O0
 train the encoder pair (source vs. binary at both levels), the other 30 % are the test: each test source queries the
 test binaries of one level. Baseline: integer overlap (Jaccard of the source's integer literals and the binary's
 immediates; no training), the feature CodeCMR adds to its networks, and the sum of the learned cosine and that
-overlap (CodeCMR's networks see the integers as a separate input channel). Metrics: xmr.eval.ranks (R@1/5/10 percent, MdR).
+overlap (CodeCMR's networks see the integers as a separate input channel).
+Metrics: xmr.eval.ranks (R@1/5/10 percent, MdR).
 
     OMP_NUM_THREADS=1 python -m xmr_codecmr.bench --seeds 0 1 2 [--save DIR]
 """

@@ -8,7 +8,8 @@ from ._common import add_device_arg, add_index_arg, index_path, positive_int, re
 def setup(p):
     add_index_arg(p)  # an index built with xmr index DIR --experts NAMES
     p.add_argument("--captions", required=True, metavar="FILE",
-                   help='JSON lines {"media": PATH, "caption": TEXT} (or "captions": [...]); paths relative to the file')
+                   help='JSON lines {"media": PATH, "caption": TEXT} (or "captions": [...]); paths relative to '
+                        "the file")
     p.add_argument("--fuser", default="laff", choices=("laff", "mmt", "concat"), help="default laff")
     p.add_argument("--out", required=True, metavar="DIR", help="new or empty folder: config.json, model.safetensors")
     p.add_argument("--epochs", type=positive_int, default=30)

@@ -162,8 +162,8 @@ def load_fuser(directory: str | Path):
     from ...config import config_from_dict
     from ...registries import load_all
 
-    ckpt = load_checkpoint(directory, FORMAT, f"expert fuser {directory}", what="expert fuser (xmr train-fusion) folder",
-                           hint="train one with xmr train-fusion --out DIR")
+    ckpt = load_checkpoint(directory, FORMAT, f"expert fuser {directory}",
+                           what="expert fuser (xmr train-fusion) folder", hint="train one with xmr train-fusion --out DIR")
     cfg = dict(ckpt.config)
     name = cfg.pop("fuser", None)
     cfg.pop("training", None)
@@ -173,7 +173,8 @@ def load_fuser(directory: str | Path):
     cls = reg.get(name)
     unknown = sorted(set(cfg) - {f.name for f in fields(cls.Config)})
     if unknown:
-        raise ConfigError(f"expert fuser {directory}: config.json has fields {unknown} that fuser {name!r} does not know")
+        raise ConfigError(f"expert fuser {directory}: config.json has fields {unknown} that fuser {name!r} does not "
+                          "know (written by a newer xmr?)")
     module = cls(config_from_dict(cls.Config, cfg))
     ckpt.load_into(module)
     module.eval()

@@ -172,8 +172,8 @@ class ExpertStage(Stage):
                 if len(lst) < max_rows:
                     lst.append(int(j))
         shown = [j for b in best.values() for j in b.values()]
-        texts = ctx.reader.expert_rows(sorted({int(row_ids[j]) for j in shown}
-                                              | {int(row_ids[j]) for d in picked.values() for l in d.values() for j in l}))
+        used = {int(row_ids[j]) for d in picked.values() for lst in d.values() for j in lst}
+        texts = ctx.reader.expert_rows(sorted({int(row_ids[j]) for j in shown} | used))
 
         def start(j):
             t = texts.get(int(row_ids[j]))
