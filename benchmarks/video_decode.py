@@ -24,6 +24,8 @@ imports PyAV and numpy.
     python benchmarks/video_decode.py --data ../shared/data/msrvtt-mini           # real clips + 10 and 60 min files
     python benchmarks/video_decode.py --data ../shared/data/msrvtt-mini --long-minutes 1   # quicker
     python benchmarks/video_decode.py --fps-grid FILE   # the index's 1 fps grid, with / without skipping
+    python benchmarks/video_decode.py --fps-grid FILE --uniform 12   # 12 exact uniform frames, with / without
+    python benchmarks/video_decode.py --codec libx265 --long-minutes 2 --repeat-long --workdir W --keep  # HEVC file
 
 ``--fps-grid FILE`` times what ``xmr index`` decodes (``FramePlan.fps_grid()``: 1 frame per second, 336 px) on one
 file, twice each way alternately, with and without leaving H.264 non-reference pictures undecoded (the reader
@@ -174,6 +176,9 @@ def make_long_video(path: Path, minutes: float, width: int = 1280, height: int =
         s.codec_context.gop_size = gop
         if codec == "libx264":
             s.codec_context.options = {"preset": preset, "keyint_min": str(gop), "sc_threshold": "0", "crf": "28"}
+        elif codec == "libx265":  # the same settings in x265's terms (default B-frames: 4, b-pyramid)
+            s.codec_context.options = {"preset": preset, "crf": "28", "x265-params":
+                                       f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error"}
         for i in range(n):
             dy, dx = (i * 3) % height, (i * 5) % width
             y = np.ascontiguousarray(y_tex[dy : dy + height, dx : dx + width])
@@ -280,9 +285,13 @@ def main(argv=None) -> int:
     ap.add_argument("--extra-times", default="[]", help=argparse.SUPPRESS)
     ap.add_argument("--fps-grid", metavar="FILE", default=None,
                     help="only time the index's 1 fps grid on FILE, with and without non-reference skipping")
+    ap.add_argument("--uniform", type=int, default=None, metavar="N",
+                    help="with --fps-grid: N exact uniform frames instead of the 1 fps grid")
+    ap.add_argument("--codec", default="libx264", choices=("libx264", "libx265"),
+                    help="encoder of the generated long file (libx265: HEVC, same GOP and CRF)")
     args = ap.parse_args(argv)
     if args.fps_grid:
-        fps_grid_check(args.fps_grid)
+        fps_grid_check(args.fps_grid, uniform=args.uniform)
         return 0
     if args.worker:
         print(json.dumps(_worker(args.worker[0], args.worker[1], args.num_frames, json.loads(args.extra_times))))
@@ -296,14 +305,15 @@ def main(argv=None) -> int:
     gen_s = None
     try:
         if args.long_minutes > 0:
-            long = work / f"long_{args.long_minutes:g}min_720p25_gop250_veryfast.mp4"
+            tag = "" if args.codec == "libx264" else "_hevc"
+            long = work / f"long_{args.long_minutes:g}min_720p25_gop250_veryfast{tag}.mp4"
             if not long.exists():
                 t0 = time.perf_counter()
-                make_long_video(long, args.long_minutes)
+                make_long_video(long, args.long_minutes, codec=args.codec)
                 gen_s = time.perf_counter() - t0
             files.append(long)
             for k in args.repeat_long or []:
-                rep = work / f"long_{k * args.long_minutes:g}min_720p25_gop250_veryfast.mp4"
+                rep = work / f"long_{k * args.long_minutes:g}min_720p25_gop250_veryfast{tag}.mp4"
                 if not rep.exists():
                     repeat_video(long, rep, k)
                 files.append(rep)
@@ -321,18 +331,20 @@ def main(argv=None) -> int:
     return 0
 
 
-def fps_grid_check(path: str, rounds: int = 2) -> None:
+def fps_grid_check(path: str, rounds: int = 2, uniform: int | None = None) -> None:
+    """``uniform=N``: N exact uniform frames (``FramePlan.uniform(N)``) instead of the index's fps grid."""
     from xmr.media.video import VideoReader
     from xmr.video import FramePlan
 
+    plan = FramePlan.uniform(uniform, size=336) if uniform else FramePlan.fps_grid()
     sums = {}
     for _ in range(rounds):
         for skip in (True, False):
             t0, c0 = time.perf_counter(), _cpu_s()
             with VideoReader(path) as r:
                 if not skip:
-                    r._nal_len = 0  # decode every picture on the way (the reader before the skipping)
-                times, _ = FramePlan.fps_grid().times(r.info.duration)
+                    r._nal = None  # decode every picture on the way (the reader before the skipping)
+                times, _ = plan.times(r.info.duration)
                 got = [int(a.sum(dtype=np.int64)) for _, a in r.frames_at(times, size=336)]
                 print(f"skip non-reference={skip}: {len(got)} frames, {r.skipped} packets not decoded, "
                       f"wall {time.perf_counter() - t0:.1f} s, CPU {_cpu_s() - c0:.1f} s", flush=True)

@@ -276,7 +276,43 @@ def test_train_compose_writes_a_loadable_composer(name, edits_dir, tmp_path, cap
     # a second run into the same folder is refused, nothing overwritten
     code, _, err = run_cli(capsys, "train-compose", "--dataset", f"edits:{edits_dir}", "--model", "tiny", "--out",
                            str(out), "--epochs", "1")
-    assert code == 2 and "not an empty folder" in err
+    assert code == 2 and "pass --resume" in err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("keep")
+    code, _, err = run_cli(capsys, "train-compose", "--dataset", f"edits:{edits_dir}", "--model", "tiny", "--out",
+                           str(tmp_path / "other"), "--epochs", "1")
+    assert code == 2 and "not a training run" in err and (tmp_path / "other" / "x.txt").read_text() == "keep"
+
+
+def test_train_compose_resume(edits_dir, tmp_path, capsys):
+    """--resume continues a run from its checkpoint: 2 + 1 epochs give the same composer and metrics as 3 epochs
+    in one go; other settings or fewer epochs are refused with nothing written."""
+    base = ("train-compose", "--dataset", f"edits:{edits_dir}", "--model", "tiny", "--batch-size", "16",
+            "--hidden", "16")
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run_cli(capsys, *base, "--out", str(full), "--epochs", "3")[0] == 0
+    assert run_cli(capsys, *base, "--out", str(part), "--epochs", "2")[0] == 0
+    code, stdout, err = run_cli(capsys, *base, "--out", str(part), "--epochs", "3", "--resume")
+    assert code == 0, err
+    assert "resumed after epoch 2" in stdout
+    assert (part / "metrics.csv").read_text().count("\n") == 1 + 4
+    a, b = load_composer(full), load_composer(part)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, msg=name)
+
+    def rows(p):  # every column but the epoch's wall time
+        import csv
+        with open(p / "metrics.csv") as f:
+            return [{k: v for k, v in r.items() if k != "train_s"} for r in csv.DictReader(f)]
+    assert rows(full) == rows(part) and "R@10" in rows(part)[-1]
+    before = (part / "metrics.csv").read_text()
+    code, _, err = run_cli(capsys, *base[:-1], "32", "--out", str(part), "--epochs", "4", "--resume")
+    assert code == 2 and "hidden differ" in err
+    code, _, err = run_cli(capsys, *base, "--out", str(part), "--epochs", "2", "--resume")
+    assert code == 2 and "would go back" in err
+    code, _, err = run_cli(capsys, *base, "--out", str(tmp_path / "new"), "--epochs", "2", "--resume")
+    assert code == 2 and "no checkpoint to resume" in err and not (tmp_path / "new").exists()
+    assert (part / "metrics.csv").read_text() == before
 
 
 def test_tirg_trains_on_fashion200k_pairs(tmp_path, tiny_encoder):
@@ -359,6 +395,44 @@ def test_search_with_a_composer_and_bad_input(composed_index, tmp_path, capsys):
         assert code == 2 and err.count("\n") == 1, (argv, err)
         assert any(m in err for m in message.split("|")), (argv, err)
     assert (composed_index / "idx" / "meta.sqlite").read_bytes() == before
+
+
+def test_composed_search_drops_the_reference(composed_index, tmp_path, capsys):
+    """The indexed reference image (by path, and a copy by content) is left out of a composed search's results,
+    the next items move up; --keep-reference keeps it; an image-only search keeps it too."""
+    import shutil
+
+    idx = str(composed_index / "idx")
+    img = composed_index / "photos" / "chelsea.png"
+
+    def ids(*argv):
+        code, out, err = run_cli(capsys, "search", "--index", idx, *argv, "--json", "-k", "4")
+        assert code == 0, err
+        return [(r["path"], r["id"]) for r in json.loads(out)["results"]]
+
+    tirg = ("--composer", str(composed_index / "tirg"))
+    kept = ids("--image", str(img), "in red", *tirg, "--keep-reference")
+    dropped = ids("--image", str(img), "in red", *tirg)
+    ref = [i for p, i in kept if p.endswith("chelsea.png")]
+    assert ref, "an untrained TIRG keeps the reference near the top: the case to test"
+    assert len(dropped) == 4 and ref[0] not in [i for _, i in dropped]
+    assert [x for x in kept if x[1] != ref[0]] == dropped[:3]  # the others keep their order, one more comes up
+    copy = tmp_path / "elsewhere.png"
+    shutil.copy(img, copy)  # the same file outside the index: matched by content
+    assert ref[0] not in [i for _, i in ids("--image", str(copy), "in red", *tirg)]
+    assert ref[0] not in [i for _, i in ids("--image", str(img), "in red")]  # training-free fusion: same rule
+    assert ref[0] in [i for _, i in ids("--image", str(img))]  # not composed: an image search finds itself
+    code, _, err = run_cli(capsys, "search", "--index", idx, "--image", str(img), "--keep-reference")
+    assert code == 2 and "composed queries" in err
+
+
+def test_eval_reexports_the_composed_functions():
+    import xmr.eval as ev
+
+    for name in ("compose_queries", "composed_ranks", "composed_metrics", "evaluate_composed",
+                 "evaluate_composed_embeddings"):
+        assert getattr(ev, name) is getattr(__import__("xmr.eval.composed", fromlist=[name]), name)
+        assert name in ev.__all__
 
 
 def test_eval_on_a_composed_dataset(edits_dir, tmp_path, capsys, tiny_encoder):

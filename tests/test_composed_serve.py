@@ -55,6 +55,25 @@ def test_api_composes_with_the_servers_composer(setup, tiny_encoder):
     assert _post(c, {"k": 3}).json()["query"] == "image upload"  # the image alone is unchanged
 
 
+def test_api_composed_upload_drops_its_indexed_copy(setup, tiny_encoder):
+    """An uploaded reference that is indexed (same content) is left out of a composed search unless
+    keep_reference=true; an image-only search still finds it."""
+    c = _client(setup, tiny_encoder, composer=str(setup / "tirg"))
+
+    def paths(params):
+        r = _post(c, {"k": 4, **params})
+        assert r.status_code == 200, r.text
+        return [x["path"] for x in r.json()["results"]]
+
+    kept = paths({"text": "in red", "keep_reference": "true"})
+    assert any(p.endswith("chelsea.png") for p in kept), "the untrained TIRG ranks the reference high: the case"
+    dropped = paths({"text": "in red"})
+    assert len(dropped) == 4 and not any(p.endswith("chelsea.png") for p in dropped)
+    assert [p for p in kept if not p.endswith("chelsea.png")] == dropped[:3]
+    assert not any(p.endswith("chelsea.png") for p in paths({"text": "in red", "compose": "fusion"}))
+    assert any(p.endswith("chelsea.png") for p in paths({}))
+
+
 @pytest.mark.parametrize("params, status, message", [
     ({"text": "  "}, 422, "empty modification text"),
     ({"text": ["red", ""]}, 422, "empty modification text"),

@@ -212,6 +212,7 @@ def _with_head(kind: str, config: dict, name: str):
 #: (name, arg) for create_encoder
 ENCODER_BUILDERS = {
     "concept": {"default": "concept_encoder"},
+    "concept+lang": {"de": lambda request, tmp: ("concept+lang", "de")},  # the bundled German acquirer
     "tiny": {"default": "tiny_encoder"},
     "hf": {"clip": _hf_clip},
     "openclip": {"random": _openclip},
@@ -470,6 +471,8 @@ DATASET_FIXTURES = {
     "manifest": _manifest,
     "parquet": f"parquet:{FIXTURES / 'parquet_tiny'}",
     "wds": f"wds:{FIXTURES / 'wds_tiny'}",
+    "multi30k": f"multi30k:{FIXTURES / 'multi30k_tiny'}:val?lang=de",
+    "xtd": f"xtd:{FIXTURES / 'xtd_tiny'}?lang=fr",
     **{s: f"{s}:{VIDEO_FIXTURES / s}"
        for s in ("activitynet", "didemo", "lsmdc", "msrvtt", "msvd", "tvr", "vatex", "youcook2")},
 }
@@ -515,8 +518,37 @@ def _blip(request, tmp):
     return _tiny_blip(tmp / "blip")
 
 
+def _token_matcher(make):
+    """A builder that trains the matcher ``make(width)`` for one epoch on coco_tiny and saves it."""
+
+    def build(request, tmp):
+        from xmr.data import load_dataset
+        from xmr.rerank import MatcherTrainConfig, train_matcher
+
+        enc = request.getfixturevalue("tiny_encoder")
+        ds = load_dataset(f"coco:{FIXTURES / 'coco_tiny'}")
+        rr = train_matcher(make(enc.token_width), enc, ds.texts, ds.media, ds.text_to_item,
+                           MatcherTrainConfig(negatives=1, hard_k=2, epochs=1, batch_size=16))
+        rr.save(tmp / "matcher")
+        return tmp / "matcher"
+
+    return build
+
+
+def _imram(width):
+    from xmr.rerank import IMRAMConfig, IMRAMMatcher
+
+    return IMRAMMatcher(IMRAMConfig(width=width, dim=16, steps=2))
+
+
+def _wcgl(width):
+    from xmr.rerank import WCGLConfig, WCGLMatcher
+
+    return WCGLMatcher(WCGLConfig(width=width, dim=16, keys=4, sinkhorn_iters=10, direct_weight=0.5))
+
+
 #: re-ranker name -> function (request, tmp dir) -> ARG of the spec NAME:ARG
-RERANKER_BUILDERS = {"xattn": _xattn, "hf": _blip}
+RERANKER_BUILDERS = {"xattn": _xattn, "hf": _blip, "imram": _token_matcher(_imram), "wcgl": _token_matcher(_wcgl)}
 
 
 @pytest.mark.parametrize("name", RERANKERS.names())

@@ -38,7 +38,7 @@ def _write_jsonl(path: Path, rows: list) -> Path:
 
 
 def test_registry_lists_every_loader():
-    assert [name for name, _ in list_datasets()] == ["activitynet", "coco", "csv", "didemo", "karpathy", "lsmdc", "manifest", "msrvtt", "msvd", "parquet", "vatex", "wds", "youcook2"]
+    assert [name for name, _ in list_datasets()] == ["activitynet", "coco", "csv", "didemo", "karpathy", "lsmdc", "manifest", "msrvtt", "msvd", "multi30k", "parquet", "tvr", "vatex", "wds", "xtd", "youcook2"]
     assert all(help_ for _, help_ in list_datasets())
     assert "coco" in DATASETS
 
@@ -386,7 +386,7 @@ def test_write_manifest_round_trip(tmp_path):
 
 
 def test_unknown_scheme_lists_available():
-    available = r"Available: activitynet, coco, csv, didemo, karpathy, lsmdc, manifest, msrvtt, msvd, parquet, vatex, wds, youcook2"
+    available = r"Available: activitynet, coco, csv, didemo, karpathy, lsmdc, manifest, msrvtt, msvd, multi30k, parquet, tvr, vatex, wds, xtd, youcook2"
     with pytest.raises(ConfigError, match=r"unknown dataset scheme 'imagenet'.*" + available):
         load_dataset("imagenet:/data")
     with pytest.raises(ConfigError, match=r"no dataset scheme in '/data/folder'.*Available: activitynet, coco"):

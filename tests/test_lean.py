@@ -185,3 +185,70 @@ def test_synthetic_clips_with_complementary_captions(tmp_path):
     assert [len(it.captions) for it in ds.items] == [3, 3, 3]
     with pytest.raises(ConfigError, match="captions"):
         SynthVideoConfig(captions=5)
+
+
+def test_train_lean_refuses_trainer_owned_options():
+    from xmr.heads.lean import train_lean
+
+    frames, texts, pairs = _toy(n_videos=4)
+    with pytest.raises(ConfigError, match="num_frames"):
+        train_lean(frames, texts, pairs, LeanTrainConfig(epochs=1, teacher_frames=8), {"num_frames": 2})
+    with pytest.raises(ConfigError, match=">= 16 frames"):
+        train_lean(frames, texts, pairs, LeanTrainConfig(epochs=1))  # 8 frames given, teacher wants 16
+
+
+def test_cli_trains_lean_usable_as_video_head(tmp_path, capsys):
+    """`xmr train-head --head lean`: teacher + student trained from a manifest, the student saved, then used by
+    `xmr eval` as video:tiny+lean@DIR (which decodes the student's frames only)."""
+    pytest.importorskip("av", reason="decoding clips needs PyAV (pip install 'xmr[video]')")
+    import json
+
+    from xmr.cli import main
+    from xmr.heads.lean import LeanHead
+    from xmr.synth.videos import generate_videos
+
+    manifest = generate_videos(tmp_path / "s", n=6, seed=1, frames=8, captions=3)
+    out = tmp_path / "lean"
+    argv = ["-q", "train-head", "--dataset", f"manifest:{manifest}", "--split", "all", "--encoder", "tiny",
+            "--head", "lean", "--frames", "2", "--teacher-frames", "4", "--epochs", "2", "--out", str(out),
+            "--config", '{"layers": 1, "heads": 2}']
+    assert main(argv) == 0
+    assert f"video:tiny+lean@{out}" in capsys.readouterr().out
+    head = load_head(out)
+    assert isinstance(head, LeanHead) and head.config.num_frames == 2 and head.config.layers == 1
+    prov = head.provenance
+    assert prov["frames"]["num_frames"] == 2 and prov["teacher_frames"]["num_frames"] == 4
+    assert prov["distillation"]["support_size"] == 4 and prov["videos"] == 6 and prov["captions"] == 18
+    assert main(["-q", "eval", "--dataset", f"manifest:{manifest}", "--model", f"video:tiny+lean@{out}",
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["fingerprint"]["video"]["frames"] == 2 and res["fingerprint"]["video"]["head"] == "lean"
+    assert 0 <= res["t2i"]["R@1"] <= 100
+    # same seed, same data: the same weights (training is deterministic)
+    assert main([*argv[:-4], "--out", str(tmp_path / "again"), *argv[-2:]]) == 0
+    again = load_head(tmp_path / "again")
+    for k, v in head.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("extra, match", [(["--teacher-frames", "6"], "multiple of --frames"),
+                                          (["--support-size", "0"], "support_size"),
+                                          (["--epochs", "0"], "epochs")])
+def test_cli_lean_refuses_bad_settings(tmp_path, capsys, extra, match):
+    pytest.importorskip("av", reason="decoding clips needs PyAV (pip install 'xmr[video]')")
+    from xmr.cli import main
+    from xmr.synth.videos import generate_videos
+
+    manifest = generate_videos(tmp_path / "s", n=2, seed=1, frames=8)
+    assert main(["-q", "train-head", "--dataset", f"manifest:{manifest}", "--split", "all", "--head", "lean",
+                 "--frames", "4", "--out", str(tmp_path / "o"), *extra]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_lean_options_refused_for_other_heads(tmp_path, capsys):
+    from xmr.cli import main
+
+    assert main(["-q", "train-head", "--dataset", "manifest:x.jsonl", "--head", "mean", "--out", str(tmp_path / "o"),
+                 "--teacher-frames", "8"]) == 2
+    assert "only apply to --head lean" in capsys.readouterr().err

@@ -114,3 +114,43 @@ def test_rest_api_type_moment(video_index, tiny_encoder, tmp_path):
                         base_url="http://127.0.0.1", raise_server_exceptions=False)
     r = images.get("/api/search", params={"q": "a cup", "type": "moment"})
     assert r.status_code == 422 and "moment search needs videos" in r.text
+
+
+def test_rest_api_moment_model(video_index, tiny_encoder, tmp_path):
+    """``xmr serve --moment-model DIR``: type=moment searches are localised by the SQuiDNet; a model of another
+    width stops the server at start with the reason."""
+    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx: pip install -e '.[serve,browser]'")
+    from fastapi.testclient import TestClient
+
+    from xmr.errors import ConfigError, XmrError
+    from xmr.serve import ServeSettings, create_app
+
+    SQuiDNet({"dim": tiny_encoder.dim, "hidden": 8, "max_moment": 3}).save(tmp_path / "sq")
+    client = TestClient(create_app(video_index, encoder=tiny_encoder,
+                                   settings=ServeSettings(moment_model=str(tmp_path / "sq"))),
+                        base_url="http://127.0.0.1", raise_server_exceptions=False)
+    r = client.get("/api/search", params={"q": "a gymnast", "type": "moment", "k": 4})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["stages"][-1]["localizer"] == "squidnet" and len(d["results"]) == 4
+    assert all(x["start"] < x["end"] and x["media_type"] == "video" for x in d["results"])
+    # the other types are unaffected by the moment model
+    r = client.get("/api/search", params={"q": "a gymnast", "type": "video", "k": 2})
+    assert r.status_code == 200 and "localizer" not in json.dumps(r.json()["stages"])
+    SQuiDNet({"dim": tiny_encoder.dim + 1, "hidden": 8}).save(tmp_path / "wide")
+    with pytest.raises(ConfigError, match="train it on this index's encoder"):
+        create_app(video_index, encoder=tiny_encoder, settings=ServeSettings(moment_model=str(tmp_path / "wide")))
+    with pytest.raises(XmrError, match="directory not found"):
+        create_app(video_index, encoder=tiny_encoder, settings=ServeSettings(moment_model=str(tmp_path / "none")))
+
+
+def test_serve_cli_refuses_a_bad_moment_model(video_index, tmp_path, capsys):
+    """`xmr serve --moment-model` loads and checks the model before binding a port: a missing folder or another
+    width is one line, exit 2."""
+    pytest.importorskip("uvicorn", reason="xmr serve needs the serve extra: pip install -e '.[serve]'")
+    assert main(["serve", "--index", str(video_index), "--moment-model", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "directory not found" in err and len(err.strip().splitlines()) == 1
+    SQuiDNet({"dim": 7, "hidden": 4}).save(tmp_path / "w7")
+    assert main(["serve", "--index", str(video_index), "--moment-model", str(tmp_path / "w7")]) == 2
+    assert "trained on 7-wide features" in capsys.readouterr().err

@@ -21,8 +21,8 @@ from conftest import REPO
 
 README = REPO / "README.md"
 BEGIN, END = "<!-- readme-test:begin -->", "<!-- readme-test:end -->"
-SUBCOMMANDS = {"index", "search", "info", "models", "synth", "train", "train-head", "train-compose", "eval", "demo",
-               "serve", "adapt"}
+SUBCOMMANDS = {"index", "search", "info", "models", "synth", "train", "train-head", "train-compose", "train-reranker",
+               "eval", "demo", "serve", "adapt", "train-moments"}
 
 # Runs in the child process: reads [[argv...], ...] from stdin, runs them in order, stops at the first failure.
 DRIVER = r"""

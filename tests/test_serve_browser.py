@@ -174,6 +174,41 @@ def test_video_result_plays_its_segment(video_server, page):
     assert page.js_errors == []
 
 
+def test_moment_search_in_the_browser(video_server, page):
+    """The type selector's "Moments": the results are the API's type=moment moments, each card shows its start -
+    end and plays from its start."""
+    import json
+    import urllib.request
+
+    page.goto(video_server + "/")
+    page.select_option("#type", "moment")
+    page.fill("#q", "a girl doing gymnastics")
+    page.press("#q", "Enter")
+    card = page.locator("#results .card").first
+    card.wait_for(timeout=15_000)
+    assert "type=moment" in page.url
+    with urllib.request.urlopen(video_server + "/api/search?q=a+girl+doing+gymnastics&type=moment") as r:
+        api = json.load(r)
+    assert api["type"] == "moment" and api["results"]
+    assert page.locator("#results .card").count() == len(api["results"])
+    first = api["results"][0]
+    src = card.locator("video").get_attribute("src")
+    assert src.endswith(f"#t={first['start']},{first['end']}")
+    seg = card.locator(".seg").inner_text()
+    m, s = divmod(first["start"], 60)
+    assert seg.startswith(f"{int(m)}:{s:04.1f}")  # "m:ss.s – m:ss.s", the moment's start first
+    card.focus()  # focusing a moment plays it from its start
+    deadline = time.monotonic() + 15
+    js = "(() => { const v = document.querySelector('#results video'); return [v.currentTime, v.paused]; })()"
+    while True:
+        t, paused = page.evaluate(js)
+        if not paused and first["start"] <= t <= first["end"] + 0.5:
+            break
+        assert time.monotonic() < deadline, f"the moment did not play from its start (t={t}, paused={paused})"
+        time.sleep(0.1)
+    assert page.js_errors == []
+
+
 def test_docs_page_runs_under_its_csp(video_server, page):
     """/docs has a Content-Security-Policy (issue 19) that still lets Swagger UI run: its one inline script (which
     starts Swagger UI) is allowed by hash, the bundle and styles by 'self'. A refused script or style is a console

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck
 
 from xmr.registries import LOSSES, load_all
-from xmr.train.losses import Batch, EpochContext, LossInfo, create_loss
+from xmr.train.losses import Batch, EpochContext, LossInfo, TeacherBatch, create_loss
 from xmr.train.losses.coder import adaptive_weights
 from xmr.train.losses.cots import queue_infonce, task_level_kl
 from xmr.train.losses.infonce import clip_loss
@@ -151,11 +151,17 @@ def _adapter_model(dim=8, seed=0):
     return AdapterModel(AdapterConfig(dim, 0, 16, True, seed), AdapterConfig(dim, 0, 16, True, seed + 1), "tiny")
 
 
+def _teachers(b=6):
+    """A cross-modal teacher (width 5) and a text-only one (width 3): what the loop gives losses that need them."""
+    return (TeacherBatch("t1", _unit(b, 5, seed=7).float(), _unit(b, 5, seed=8).float()),
+            TeacherBatch("text:t2", _unit(b, 3, seed=9).float(), None))
+
+
 def _batch(model, b=6, dim=8, epoch=0):
     img_in, txt_in = _unit(b, dim, seed=3).float(), _unit(b, dim, seed=4).float()
     return Batch(img=model.encode_image(img_in), txt=model.encode_text(txt_in), index=torch.arange(b),
                  img_in=img_in, txt_in=txt_in, item=torch.arange(b), labels=torch.tensor([0, 1, 2, 0, 1, 2])[:b],
-                 txt_ref=txt_in, epoch=epoch)
+                 txt_ref=txt_in, epoch=epoch, teachers=_teachers(b))
 
 
 SMALL = {"cots": {"queue_size": 8}, "coder": {"queue_size": 8}, "ncr": {"warmup_epochs": 1, "chunk": 4}}

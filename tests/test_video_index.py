@@ -248,3 +248,30 @@ def test_index_skips_a_png_renamed_mp4_with_the_reason(folder, tmp_path, capsys)
     assert rep["total"] == rep["added"] == 3  # the two clips and coffee.png
     with IndexStore(index) as st:
         assert not any(p.endswith("x.mp4") for (p,) in st.db.execute("SELECT path FROM items"))
+
+
+def test_cli_frame_snap_recorded_and_checked(tmp_path, capsys):
+    """`xmr index --frame-snap F`: the sampling is recorded in the index meta (and shown by `xmr info`); exact runs
+    record no snap (their meta is unchanged); a value outside [0, 0.5] is refused before anything is written."""
+    from xmr.cli import main
+    from xmr.index.indexer import VIDEO_SETTINGS_KEY
+
+    d = tmp_path / "media"
+    d.mkdir()
+    make_clip(d / "a.mp4", n_frames=60, fps=10, gop=20)
+    snapped, exact = tmp_path / "snapped", tmp_path / "exact"
+    assert main(["-q", "index", str(d), "--index", str(snapped), "--model", "tiny", "--frame-snap", "0.5"]) == 0
+    assert main(["-q", "index", str(d), "--index", str(exact), "--model", "tiny"]) == 0
+    with IndexStore(snapped) as st:
+        assert json.loads(st.get_meta(VIDEO_SETTINGS_KEY))["frames"]["snap"] == 0.5
+        assert st.count_segments() > 0
+    with IndexStore(exact) as st:
+        assert "snap" not in json.loads(st.get_meta(VIDEO_SETTINGS_KEY))["frames"]
+    capsys.readouterr()
+    assert main(["info", "--index", str(snapped)]) == 0
+    assert "within 0.5 grid steps" in capsys.readouterr().out
+    for bad in ("0.7", "-0.1", "nan"):
+        assert main(["-q", "index", str(d), "--index", str(tmp_path / f"bad{bad}"), "--model", "tiny",
+                     "--frame-snap", bad]) == 2
+        assert "snap" in capsys.readouterr().err
+        assert not (tmp_path / f"bad{bad}").exists()

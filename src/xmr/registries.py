@@ -6,7 +6,7 @@ kind (``ALL`` key)  registry                    filled by
 ``encoder``        :data:`ENCODERS`            ``xmr.encoders.{concept,hf,openclip,tiny,video,trained,hash}``
 ``video_head``     :data:`VIDEO_HEADS`         ``xmr.heads.{mean,seqtransf,xpool,ts2net,prototypes,lean}``
 ``rescorer``       :data:`RESCORERS`           ``xmr.rescore`` (``qbnorm``, ``dsl``, ``csls``)
-``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn}``
+``reranker``       :data:`RERANKERS`           ``xmr.rerank.{hf_itm,xattn,imram,wcgl}``
 ``fusion``         :data:`FUSIONS`             ``xmr.multiquery.fusion``
 ``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
@@ -93,7 +93,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained", "hash")),
     "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
-    "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn"),
+    "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn", "xmr.rerank.imram", "xmr.rerank.wcgl"),
     "fusion": ("xmr.multiquery.fusion",),
     "dataset": ("xmr.data",),
     "protocol": ("xmr.eval.protocols",),
@@ -131,7 +131,7 @@ def load_for(kind: str, name: str) -> Registry:
     if kind not in ALL:
         raise ConfigError(f"unknown component kind {kind!r}. Available: {', '.join(ALL)}")
     for m in MODULES[kind]:
-        if m.rsplit(".", 1)[-1] == name:
+        if m.rsplit(".", 1)[-1] in (name, name.split("+", 1)[0]):  # concept+lang: xmr.encoders.concept
             importlib.import_module(m)
     if name not in ALL[kind]:
         load_all(kind)

@@ -16,7 +16,7 @@ SERVER_ENV = "XMR_SERVER"
 _LOCAL_ONLY = (("index", "--index", None), ("image", "--image", None), ("vector", "--vector", None),
                ("weights", "--weights", None), ("rescore", "--rescore", None), ("rerank", "--rerank", None),
                ("candidates", "--candidates", None), ("bank", "--bank", None), ("device", "--device", None),
-               ("composer", "--composer", None),
+               ("composer", "--composer", None), ("keep_reference", "--keep-reference", False),
                ("use_experts", "--experts", None), ("expert_fusion", "--expert-fusion", "vista"),
                ("expert_weight", "--expert-weight", []))
 
@@ -47,6 +47,8 @@ def remote_search(url: str, args, timeout: float = 30.0) -> dict:
     params = [("q", t) for t in args.query or [phrase]] + [("not", t) for t in args.negatives]
     params += [("phrase", phrase)] if phrase else []
     params += [("k", str(args.k)), ("type", args.media_type), ("fuse", args.fuse)]
+    if getattr(args, "lang", None):
+        params.append(("lang", args.lang))
     req = urllib.request.Request(f"{url}/api/search?{urllib.parse.urlencode(params)}",
                                  headers={"Accept": "application/json"})
     try:

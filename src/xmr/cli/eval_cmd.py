@@ -18,7 +18,21 @@ def setup(p):
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="video datasets: frames sampled uniformly per video or moment (default: the head's "
                         "num_frames; 12 for image encoders)")
+    p.add_argument("--frame-snap", type=float, default=0.0, metavar="F",
+                   help="video datasets: each frame may be any frame shown within F grid steps of its target (0 = "
+                        "exact, default; at most 0.5 = anywhere in its part): faster decoding, recorded in the "
+                        "fingerprint")
+    p.add_argument("--prefetch-workers", type=int, default=None, metavar="N",
+                   help="image datasets: threads decoding the next batches while the model encodes (default: one "
+                        "per core, at most 4; 0 = decode and encode in turn; same numbers either way)")
     p.add_argument("--json", action="store_true", help='print {"t2i": {...}, "i2t": {...}, "rsum", "fingerprint"}')
+    xl = p.add_argument_group("cross-lingual caption retrieval (multi30k: / xtd: datasets; docs/multilingual.md)")
+    xl.add_argument("--query-lang", default=None, metavar="L",
+                    help="queries are the dataset's captions in L, the gallery its English captions of the same images "
+                         "(R@K of each query's translation); image retrieval in L: --dataset multi30k:DIR?lang=L&root=IMAGES")
+    xl.add_argument("--route", default="explicit", choices=("explicit", "detect", "english"),
+                    help="how queries reach the model: explicit (lang=L, default), detect (per-query language "
+                         "identification, as xmr search), english (the English tower: the floor)")
     from ._stage_args import add_fuse_arg, add_rerank_args, add_rescore_args
 
     mq = p.add_argument_group("multi-query retrieval")
@@ -45,6 +59,10 @@ def check_args(args) -> None:
 
     if args.frames is not None and not 1 <= args.frames <= 1024:
         raise ConfigError("--frames must be between 1 and 1024")
+    if not 0.0 <= args.frame_snap <= 0.5:  # also false for NaN
+        raise ConfigError(f"--frame-snap must be between 0 and 0.5 (grid steps), got {args.frame_snap}")
+    if args.prefetch_workers is not None and not 0 <= args.prefetch_workers <= 64:
+        raise ConfigError(f"--prefetch-workers must be between 0 and 64, got {args.prefetch_workers}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     if args.queries_per_target is not None and args.queries_per_target < 1:
@@ -66,13 +84,16 @@ def run(args) -> int:
 
     if args.protocol not in list_protocols():
         raise ConfigError(f"unknown protocol {args.protocol!r}. Available: {', '.join(list_protocols())}")
+    if args.query_lang is not None:
+        return _run_crosslingual(args)
     stage_kw = _stage_kwargs(args)  # the stage options are checked before anything loads
     ds = load_dataset(args.dataset, split=args.split, captions=args.captions, check_media=True)
     if args.limit:
         ds = ds.subset(args.limit)
     enc = create_encoder(args.model, device=args.device)
     res = evaluate_model(ds, enc, protocol=args.protocol, batch_size=args.batch_size, show_progress=progress_flag(args),
-                         num_frames=args.frames, **stage_kw)
+                         num_frames=args.frames, frame_snap=args.frame_snap, prefetch_workers=args.prefetch_workers,
+                         **stage_kw)
     if args.json:
         print_json(res)
     else:
@@ -80,6 +101,29 @@ def run(args) -> int:
         print(format_table(res))
         for line in _stage_lines(res):
             print(line)
+    return 0
+
+
+def _run_crosslingual(args) -> int:
+    from ..data import parse_dataset_spec
+    from ..encoders import create_encoder
+    from ..errors import ConfigError
+    from ..eval.crosslingual import crosslingual_caption_retrieval
+
+    scheme, path, opts = parse_dataset_spec(args.dataset)
+    if scheme not in ("multi30k", "xtd"):
+        raise ConfigError(f"--query-lang needs a parallel-text dataset (multi30k:DIR[:SPLIT] or xtd:DIR), got {scheme}:")
+    split = args.split or opts.get("split") or ("test_2016_flickr" if scheme == "multi30k" else None)
+    enc = create_encoder(args.model, device=args.device)
+    res = crosslingual_caption_retrieval(enc, path, query_lang=args.query_lang.strip().lower(), split=split,
+                                         kind=scheme, limit=args.limit, route=args.route, protocol=args.protocol)
+    if args.json:
+        print_json(res)
+    else:
+        m = res["t2i"]
+        print(f"{scheme} {split or 'test'}: {res['queries']} {res['query_lang']} queries -> English captions "
+              f"(route {res['route']}); model {enc.spec}")
+        print("  ".join(f"{k} {m[k]:.1f}" for k in ("R@1", "R@5", "R@10")) + f"  MdR {m['MdR']:.0f}")
     return 0
 
 

@@ -53,7 +53,8 @@ def run(args) -> int:
         v = info["video_settings"]
         fr = v["frames"]
         print(f"videos: {fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames), "
-              f"frames {fr['frame_size']} px, segments {v['window']:g} s every {v['stride']:g} s")
+              f"frames {fr['frame_size']} px, segments {v['window']:g} s every {v['stride']:g} s"
+              + (f", frames within {fr['snap']:g} grid steps of their targets (--frame-snap)" if fr.get("snap") else ""))
     if info["videos_with_frames"]:
         print(f"frames: kept for {info['videos_with_frames']} videos (the model's head re-scores search candidates)")
     for r in info["roots"]:

@@ -14,6 +14,9 @@ def setup(p):
     p.add_argument("--composer", metavar="DIR", default=None,
                    help="with --image and text: compose them with this trained composer (xmr train-compose: tirg, "
                         "jvsm; trained on the index's model) instead of the training-free fusion (docs/composed.md)")
+    p.add_argument("--keep-reference", action="store_true",
+                   help="with --image and text (a composed query): keep the reference image in the results (by "
+                        "default it is left out when indexed, as the Fashion200k / FashionIQ protocols do)")
     p.add_argument("--vector", metavar="FILE.npy",
                    help="search with raw query vectors of the index model's width: shape (D,) or (1, D) for one "
                         "query, (N, D) for N queries searched one by one (--json: one result list per row)")
@@ -38,6 +41,9 @@ def setup(p):
                         "+prototypes@DIR)")
     add_rescore_args(p)
     add_rerank_args(p)
+    p.add_argument("--lang", default=None, metavar="CODE",
+                   help="language of the text query (en, or one the model acquired: de, fr, cs for concept); "
+                        "default: detected per text (reported in --json as 'languages')")
     e = p.add_argument_group("experts (indexes built with xmr index --experts; docs/experts.md)")
     e.add_argument("--phrase", default=None, metavar="TEXT",
                    help='only items whose expert text (OCR, sidecar, subtitles) holds TEXT as whole words, any case; '
@@ -97,7 +103,7 @@ def build_query(args):
     if getattr(args, "composer", None) is not None and (args.image is None or not texts):
         raise ConfigError('--composer composes an image with text: give --image FILE and the modification, e.g. '
                           'xmr search --image a.jpg "in red" --composer DIR')
-    return Query(tuple(terms), args.fuse, getattr(args, "composer", None))
+    return Query(tuple(terms), args.fuse, getattr(args, "composer", None), lang=getattr(args, "lang", None))
 
 
 def _load_vectors(path: str):
@@ -124,6 +130,8 @@ def check_args(args) -> None:
 
     from ..errors import ConfigError
 
+    if getattr(args, "keep_reference", False) and (args.image is None or not any(t.strip() for t in args.query)):
+        raise ConfigError('--keep-reference is for composed queries: give --image FILE and the modification text')
     composer = getattr(args, "composer", None)
     if composer is not None and not os.path.isdir(composer):
         raise ConfigError(f"--composer {composer}: no such folder (train one with xmr train-compose --out DIR)")
@@ -181,7 +189,8 @@ def run(args) -> int:
             if interactive(args):
                 out, props = run_interactive(args, pipe, reader, query)
                 return print_interactive(out, props, args, lambda o: _print_results(o, reader))
-            outs = [pipe.search(reader, q, args.k, args.media_type) for q in queries]
+            drop = _reference_ids(reader, args)
+            outs = [pipe.search(reader, q, args.k, args.media_type, exclude=drop) for q in queries]
         t2 = time.perf_counter()
     finally:
         store.close()
@@ -207,6 +216,10 @@ def run(args) -> int:
                 d["rerank"] = {k: s[k] for k in ("cross_encoder", "k", "alpha")}
         if len(query.terms) > 1:
             d["fuse"] = query.fuse
+        texts = [t.value for t in query.terms if t.kind == "text"]
+        if texts and len(enc.capabilities.languages) > 1:  # a multilingual model: which text tower each text
+            # went through, and how that was decided (docs/multilingual.md)
+            d["languages"] = enc.text_languages(texts, query.lang)
         from ..retrieval.uncertainty import search_uncertainty
 
         u = search_uncertainty(enc, query, out.results)  # a PCME model: query and result uncertainty
@@ -219,6 +232,14 @@ def run(args) -> int:
         return 0
     _print_results(out, reader)
     return 0
+
+
+def _reference_ids(reader, args) -> list[int]:
+    """A composed query's reference image (``--image`` with text) as indexed items (same path or same content),
+    left out of the results unless ``--keep-reference``: the target is a changed image, never the reference."""
+    if args.image is None or not any(t.strip() for t in args.query) or getattr(args, "keep_reference", False):
+        return []
+    return reader.items_with_file(args.image)
 
 
 def expert_options(args, options, carried: list[str], queries):

@@ -29,6 +29,9 @@ def setup(p):
     p.add_argument("--composer", default=None, metavar="DIR",
                    help="compose image + text queries (API and web page) with this trained composer (xmr "
                         "train-compose), trained on the index's model; default: the training-free fusion")
+    p.add_argument("--moment-model", default=None, metavar="DIR",
+                   help="localise type=moment searches (API and web page) with this trained SQuiDNet (xmr "
+                        "train-moments) of the index's model width; default: training-free proposals")
 
 
 def run(args) -> int:
@@ -46,7 +49,7 @@ def run(args) -> int:
     options = search_options(args)  # the stage options are checked before the model loads
     uvicorn = require("uvicorn", extra="serve")
     settings = ServeSettings(host=args.host, port=args.port, extra_hosts=tuple(args.allowed_host), device=args.device,
-                             query_cache_size=args.query_cache, composer=args.composer)
+                             query_cache_size=args.query_cache, composer=args.composer, moment_model=args.moment_model)
     if not is_loopback(args.host):
         bar = "!" * 78
         print(f"{bar}\nxmr serve: WARNING: binding to {args.host}, not to loopback. Anyone who can reach this machine "

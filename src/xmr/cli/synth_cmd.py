@@ -1,19 +1,23 @@
-"""``xmr synth videos|images``: write a synthetic retrieval set. Videos: coloured shapes that appear, disappear and
-move (:mod:`xmr.synth.videos`); images: coloured shapes with several true captions each and optional recorded
-corruptions for noisy-training claims (:mod:`xmr.synth.images`); text-images: signs with rendered words in several
-fonts, sizes and angles, captions naming the words (:mod:`xmr.synth.text_images`, scene-text retrieval)."""
+"""``xmr synth videos|images|edits|text-images|moments``: write a synthetic retrieval set. Videos: coloured shapes that
+appear, disappear and move (:mod:`xmr.synth.videos`); images: coloured shapes with several true captions each and
+optional recorded corruptions for noisy-training claims (:mod:`xmr.synth.images`); text-images: signs with rendered
+words in several fonts, sizes and angles, captions naming the words (:mod:`xmr.synth.text_images`, scene-text
+retrieval); moments: clip features and queries with a planted retrieval bias (:mod:`xmr.synth.moments`) for ``xmr
+train-moments``."""
 from __future__ import annotations
 
 from ._common import register_command
 
 
 def setup(p):
-    p.add_argument("kind", choices=["videos", "images", "edits", "text-images"],
+    p.add_argument("kind", choices=["videos", "images", "edits", "text-images", "moments"],
                    help="what to generate (videos: clips + captions.jsonl; images: PNGs + captions.jsonl; edits: "
                         "images + (reference, modification text, target) triplets for composed queries; "
-                        "text-images: PNGs of signs with words + captions naming them)")
+                        "text-images: PNGs of signs with words + captions naming them; moments: clip features + "
+                        "queries with a planted retrieval bias, train.npz / test.npz for xmr train-moments)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (videos/ or images/, captions.jsonl)")
-    p.add_argument("--n", type=int, default=None, help="number of clips / images (default 120 / 600; edits 800)")
+    p.add_argument("--n", type=int, default=None, help="number of clips / images (default 120 / 600; edits 800; "
+                   "moments: 300 train videos, half as many test)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=None,
                    help="frame / image side in pixels (default 64; text-images 320)")
@@ -64,6 +68,8 @@ def run(args) -> int:
 
     if args.kind == "edits":
         return _edits(args)
+    if args.kind == "moments":
+        return _moments(args)
     from ..synth.images import SynthImageConfig, generate_images
 
     cfg = SynthImageConfig(n=600 if args.n is None else args.n, seed=args.seed, size=args.size,
@@ -90,6 +96,35 @@ def _edits(args) -> int:
     print(f"wrote {s['images']} images ({s['train_images']} train, {s['test_images']} test), {s['train_triplets']} "
           f"train and {s['test_triplets']} test triplets (held out: {', '.join(s['held_out'])}) and {manifest} "
           f"(use --dataset edits:{manifest.parent})")
+    return 0
+
+
+def _moments(args) -> int:
+    """Train split: 4 of 5 events use their object's frequent predicate (the planted bias); test split: half, with
+    a frequent-predicate distractor next to every rare one (docs/moments.md)."""
+    import json
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..synth.moments import MomentWorld
+    from ..train.moment_data import save_moment_data
+    from ..train.moments import MomentData
+
+    n = 300 if args.n is None else args.n
+    if n < 2:
+        raise ConfigError("--n: moments need at least 2 videos")
+    out = Path(args.out)
+    world = MomentWorld(world_seed=args.seed)
+    train = MomentData.from_split(world.sample(n, frequent_share=0.8, seed=args.seed + 1))
+    test = MomentData.from_split(world.sample(max(n // 2, 2), frequent_share=0.5, distractors=True,
+                                              seed=args.seed + 2))
+    save_moment_data(train, out / "train.npz")
+    save_moment_data(test, out / "test.npz")
+    (out / "synth.json").write_text(json.dumps({"kind": "moments", "world_seed": args.seed, "train_videos": n,
+                                                "test_videos": len(test.frames), "train_queries": len(train.queries),
+                                                "test_queries": len(test.queries)}, indent=1) + "\n")
+    print(f"wrote {n} train and {len(test.frames)} test videos ({len(train.queries)} / {len(test.queries)} queries) "
+          f"to {out} (use --dataset moments:{out})")
     return 0
 
 

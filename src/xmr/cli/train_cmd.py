@@ -34,7 +34,10 @@ def setup(p):
     p.add_argument("--mode", default="adapter", choices=["adapter", "full"],
                    help="adapter: train adapter heads on frozen towers (features cached); full: train every weight "
                    "of a tiny model")
-    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd (docs/training.md; dhd: search the result as hash:OUT)")
+    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd, teachtext (docs/training.md; dhd: search the result as hash:OUT)")
+    p.add_argument("--teachers", default=None, metavar="SPEC[,SPEC...]",
+                   help="frozen teacher encoders for --loss teachtext, e.g. concept:zeroshot,concept:fast,text:concept "
+                   "(text:SPEC: only its text tower); their embeddings are computed once and cached")
     p.add_argument("--loss-config", default=None, metavar="JSON", help="the loss's settings, e.g. '{\"margin\": 0.2}'")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder: checkpoints/, metrics.csv, curve.png; loads as trained:DIR")
@@ -60,6 +63,7 @@ def setup(p):
 
 def run(args) -> int:
     from ..train import TrainConfig, train
+    from ..train.teachers import parse_teachers
 
     cfg = TrainConfig(
         dataset=args.dataset, model=args.model, mode=args.mode, loss=args.loss,
@@ -69,7 +73,8 @@ def run(args) -> int:
         protocol=args.protocol, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, precision=args.precision, adapter_hidden=args.adapter_hidden,
         adapter_residual=not args.adapter_projection, adapter_dim=args.adapter_dim,
-        tiny=_json_object(args.tiny_config, "--tiny-config"))
+        tiny=_json_object(args.tiny_config, "--tiny-config"),
+        teachers=parse_teachers(args.teachers) if args.teachers is not None else ())
     res = train(cfg, args.out, resume=args.resume, device=args.device, show_progress=progress_flag(args),
                 keep_checkpoints=args.keep, save_every=args.save_every)
     last = res.history[-1] if res.history else {}
@@ -82,4 +87,4 @@ def run(args) -> int:
 
 
 register_command("train", "train adapter heads on a frozen encoder or a tiny model from scratch (losses: infonce, "
-                 "vsepp, ncr, mrl, cots, coder, neighbourhood, pcme)", setup, run)
+                 "vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd, teachtext)", setup, run)

@@ -13,7 +13,9 @@ def setup(p):
     p.add_argument("--model", default="concept", metavar="SPEC", help="the frozen encoder (default concept); must be "
                    "the model of the index you will search")
     p.add_argument("--out", required=True, metavar="DIR", help="new or empty folder: config.json, model.safetensors, "
-                   "metrics.csv, curve.png")
+                   "checkpoints/, metrics.csv, curve.png")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (same "
+                   "settings; only --epochs may grow)")
     p.add_argument("--split", default="train", help="training split (default train)")
     p.add_argument("--eval-split", default="test", help="evaluated every epoch (default test; 'none': no evaluation)")
     p.add_argument("--epochs", type=positive_int, default=20)
@@ -35,12 +37,13 @@ def run(args) -> int:
                              eval_split=None if args.eval_split == "none" else args.eval_split, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                              hidden=args.hidden, composer_config=_json_object(args.config, "--config"))
-    res = train_composer(cfg, args.out, show_progress=progress_flag(args), device=args.device)
+    res = train_composer(cfg, args.out, show_progress=progress_flag(args), device=args.device, resume=args.resume)
     last = res.history[-1]
     shown = ", ".join(f"{k} {last[k]}" for k in ("R@1", "R@10", "R@50", "mean") if k in last)
     base = "; ".join(f"{m} " + ", ".join(f"{k} {v[k]}" for k in ("R@1", "R@10") if k in v)
                      for m, v in res.baselines.items())
-    print(f"trained {cfg.composer} on {cfg.model} for {cfg.epochs} epochs: {shown or 'no evaluation'}"
+    where = f" (resumed after epoch {res.resumed_from})" if res.resumed_from else ""
+    print(f"trained {cfg.composer} on {cfg.model} for {cfg.epochs} epochs{where}: {shown or 'no evaluation'}"
           + (f" (baselines: {base})" if base else "") + f"; saved to {res.out} (use --composer {res.out})")
     return 0
 

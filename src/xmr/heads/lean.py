@@ -304,5 +304,30 @@ def distill_student(frame_feats: torch.Tensor, text_inputs, pairs, teacher: Teac
     return head
 
 
+def train_lean(frame_feats: torch.Tensor, text_emb: torch.Tensor, pairs, cfg: LeanTrainConfig | None = None,
+               head_cfg: dict | None = None) -> LeanHead:
+    """Teacher then student on frozen features: what ``xmr train-head --head lean`` runs. ``frame_feats`` (N_v, T, D)
+    with ``T >= cfg.teacher_frames`` uniform frames per video, ``text_emb`` (N_t, D) the frozen encoder's caption
+    embeddings (the text side stays the encoder's: identity towers), ``pairs`` (text, video) positives; ``head_cfg``
+    the ``seqtransf`` options shared by teacher and student (layers, heads...). Returns the student in eval mode,
+    its ``provenance`` holding the distillation settings."""
+    from dataclasses import asdict
+
+    cfg = cfg or LeanTrainConfig()
+    frame_feats = torch.as_tensor(frame_feats, dtype=torch.float32)
+    if frame_feats.dim() != 3 or frame_feats.shape[1] < cfg.teacher_frames:
+        raise ConfigError(f"LEAN: frame features must be (videos, >= {cfg.teacher_frames} frames, dim), got shape "
+                          f"{tuple(frame_feats.shape)}")
+    for key in ("dim", "num_frames", "max_frames", "seed"):
+        if key in (head_cfg or {}):
+            raise ConfigError(f"LEAN: head option {key!r} is set by the trainer (frames: --frames for the student, "
+                              "--teacher-frames for the teacher; dim: the encoder's)")
+    text_emb = torch.as_tensor(text_emb, dtype=torch.float32)
+    teacher = train_teacher(frame_feats, text_emb, pairs, None, cfg, head_cfg)
+    student = distill_student(frame_feats, text_emb, pairs, teacher, None, cfg, head_cfg)
+    student.provenance = {"distillation": {"method": "LINAS/LEAN (xmr.heads.lean)", **asdict(cfg)}}
+    return student
+
+
 __all__ = ["AdaptiveWeights", "LeanConfig", "LeanHead", "LeanTrainConfig", "LinguisticAssociation", "Teacher",
-           "distill_student", "support_sets", "train_teacher", "uniform_indices"]
+           "distill_student", "support_sets", "train_lean", "train_teacher", "uniform_indices"]

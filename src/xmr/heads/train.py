@@ -62,8 +62,9 @@ def train_head(
     """
     if getattr(head_name, "name", head_name) == "lean":  # no quiet switch to an undistilled few-frame head
         raise ConfigError("the `lean` head is trained by distillation from a many-frame teacher: use "
-                          "xmr.heads.lean.train_teacher then distill_student (benchmarks/lean.py shows the calls); "
-                          "train_head / `xmr train-head` would train it without a teacher")
+                          "`xmr train-head --head lean`, or xmr.heads.lean.train_lean (or train_teacher then "
+                          "distill_student: benchmarks/lean.py shows the calls); train_head would train it without "
+                          "a teacher")
     if isinstance(head_name, VideoHead):
         head = head_name
     else:

@@ -170,6 +170,23 @@ class SnapshotReader:
     def get_items(self, ids):
         return self._store.get_items(ids)
 
+    def items_with_file(self, path: str) -> list[int]:
+        """Ids of the items that are the file at ``path`` (its absolute or resolved path, or the same content)."""
+        import os
+
+        from .prefetch import file_sha256
+
+        paths = list(dict.fromkeys([os.path.abspath(path), os.path.realpath(path)]))
+        try:
+            digest = file_sha256(path)
+        except OSError:
+            digest = None
+        return self._store.items_with_file(paths, digest)
+
+    def items_with_content(self, sha256: str) -> list[int]:
+        """Ids of the items whose file content has this SHA-256 hex digest (e.g. an uploaded image's)."""
+        return self._store.items_with_file([], sha256)
+
     def count_segments(self) -> int:
         return self.snap.segments.ntotal
 

@@ -260,6 +260,14 @@ class IndexStore(VectorCacheMixin, ExpertStoreMixin):
                 out[r[0]] = self._row(r)
         return out
 
+    def items_with_file(self, paths: Sequence[str], sha256: str | None) -> list[int]:
+        """Ids of the items stored under one of ``paths`` or whose content has the digest ``sha256`` (a copy of the
+        same file elsewhere): what a composed search drops as its reference image."""
+        ids = {r[0] for p in paths for r in self.db.execute("SELECT id FROM items WHERE path=?", (db_path(p),))}
+        if sha256:
+            ids |= {r[0] for r in self.db.execute("SELECT id FROM items WHERE sha256=?", (sha256,))}
+        return sorted(ids)
+
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
 

@@ -22,8 +22,9 @@ from where the decoder already is. The rule (:func:`_should_seek`):
 So short clips and dense sampling (targets closer than a keyframe interval) decode sequentially with no seek at
 all, and a long file sampled sparsely decodes about half a keyframe interval per target.
 
-H.264 in MP4/MOV/MKV: on the way to a target, packets of pictures no other picture is predicted from
-(``nal_ref_idc == 0``, most B-pictures of a typical encode) are not sent to the decoder when a picture shown later
+H.264 and HEVC in MP4/MOV/MKV: on the way to a target, packets of pictures no other picture is predicted from
+(H.264 ``nal_ref_idc == 0``; HEVC sub-layer non-reference types in the highest temporal sub-layer, see
+:mod:`xmr.media._nal`: most B-pictures of a typical encode) are not sent to the decoder when a picture shown later
 but still at or before the target has already been read, so they cannot be the frame shown at the target; every
 picture that is decoded is bit-identical to a full decode (``VideoReader.skipped`` counts the packets left out).
 
@@ -66,6 +67,7 @@ from typing import Iterator, Sequence, Union
 import numpy as np
 
 from ..errors import CorruptMediaError, MediaTooLargeError, NoVideoStreamError, UnreadableMediaError
+from ._nal import is_non_reference, nal_layout
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 
@@ -231,7 +233,7 @@ class VideoReader:
             raise NoVideoStreamError(self.path, f"no video stream (has: {', '.join(kinds)})")
         self.stream = v = c.streams.video[0]
         v.thread_type = "AUTO"
-        self._nal_len = _avcc_nal_length_size(v)  # H.264 in MP4/MOV/MKV: non-reference packets can be skipped
+        self._nal = nal_layout(v)  # H.264 / HEVC in MP4/MOV/MKV: non-reference packets can be skipped
         self.skipped = 0  # packets not sent to the decoder (non-reference pictures before a target)
         self._target_ts = -1 << 62
         self._refuse_still_image()
@@ -327,16 +329,16 @@ class VideoReader:
     def _decode(self):
         """Frames from the demuxer's position, like ``container.decode(stream)``, except that H.264 packets of
         non-reference pictures that cannot be the frame shown at the current target (``self._target_ts``) are not
-        sent to the decoder (see :func:`_h264_nal_ref_idc`): no other picture is predicted from them, so every
+        sent to the decoder (see :mod:`xmr.media._nal`): no other picture is predicted from them, so every
         picture that is decoded comes out bit-identical."""
         cc = self.stream.codec_context
         recent: list[int] = []  # pts of the last packets since the seek (B-pictures follow their later anchor)
         for pkt in self.container.demux(self.stream):
             p = pkt.pts
-            if self._nal_len and p is not None and pkt.size and not pkt.is_keyframe:
+            if self._nal is not None and p is not None and pkt.size and not pkt.is_keyframe:
                 # skippable: a non-reference picture with a later-shown one already seen that is still <= target
                 tgt = self._target_ts
-                if (any(p < q <= tgt for q in recent) and _h264_nal_ref_idc(pkt, self._nal_len) == 0):
+                if any(p < q <= tgt for q in recent) and is_non_reference(pkt, self._nal):
                     self.skipped += 1
                     continue
             if p is not None:
@@ -585,34 +587,6 @@ class VideoReader:
 
     def __exit__(self, *a):
         self.close()
-
-
-def _avcc_nal_length_size(stream) -> int:
-    """Bytes of the NAL length prefix of an H.264 stream in AVCC form (MP4/MOV/MKV: ``avcC`` extradata), else 0
-    (other codecs, Annex-B streams: no packet skipping)."""
-    try:
-        if stream.codec_context.name != "h264":
-            return 0
-        extra = bytes(stream.codec_context.extradata or b"")
-    except Exception:  # noqa: BLE001 - optional information
-        return 0
-    if len(extra) < 7 or extra[0] != 1:  # avcC configurationVersion 1
-        return 0
-    return (extra[4] & 3) + 1
-
-
-def _h264_nal_ref_idc(pkt, length_size: int) -> int | None:
-    """``nal_ref_idc`` of the first slice NAL (types 1 and 5) of an AVCC H.264 packet: 0 = no picture is
-    predicted from this one (ITU-T H.264 7.4.1); None when no slice is found."""
-    mv = memoryview(pkt)
-    n, off = len(mv), 0
-    while off + length_size < n:
-        size = int.from_bytes(mv[off: off + length_size], "big")
-        hdr = mv[off + length_size]
-        if hdr & 0x1F in (1, 5):
-            return (hdr >> 5) & 3
-        off += length_size + size
-    return None
 
 
 def _rotation_of(frame, stream) -> int:

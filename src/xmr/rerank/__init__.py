@@ -4,7 +4,12 @@ Cross-encoders (registry :data:`RERANKERS`, spec ``NAME:ARG`` like encoders):
 
 * ``hf:<dir or hub id>`` — transformers image-text matching heads (BLIP ``BlipForImageTextRetrieval``, ITM head);
 * ``xattn:<dir>`` — :class:`CrossAttentionMatcher`, a small trainable cross-attention matcher over the ``tiny``
-  encoder's text and image-patch tokens (:func:`train_cross_matcher`; ``config.json`` + ``model.safetensors``).
+  encoder's text and image-patch tokens (:func:`train_cross_matcher`; ``config.json`` + ``model.safetensors``);
+* ``imram:<dir>`` — :class:`~xmr.rerank.imram.IMRAMMatcher`, IMRAM's iterative recurrent attention (Chen et al. 2020);
+* ``wcgl:<dir>`` — :class:`~xmr.rerank.wcgl.WCGLMatcher`, Wasserstein coupled graph learning (Wang et al. 2021).
+
+The token-level ones share :class:`~xmr.rerank.tokens.TokenReranker` and one training loop,
+:func:`~xmr.rerank.training.train_matcher` (hard negatives from the dual encoder, epoch checkpoints, resume).
 
 See :mod:`xmr.rerank.base` for score combination and docs/rescoring.md for measured gains.
 """
@@ -38,6 +43,14 @@ def create_reranker(spec: str, device: str | None = None) -> CrossEncoder:
 def __getattr__(name):  # the torch-heavy parts load on first use
     if name in ("CrossAttentionMatcher", "CrossMatcherConfig", "train_cross_matcher", "XattnReranker"):
         return getattr(importlib.import_module(f"{__name__}.xattn"), name)
+    if name in ("IMRAMConfig", "IMRAMMatcher"):
+        return getattr(importlib.import_module(f"{__name__}.imram"), name)
+    if name in ("WCGLConfig", "WCGLMatcher"):
+        return getattr(importlib.import_module(f"{__name__}.wcgl"), name)
+    if name in ("TokenMatcher", "TokenReranker"):
+        return getattr(importlib.import_module(f"{__name__}.tokens"), name)
+    if name in ("MatcherTrainConfig", "train_matcher"):
+        return getattr(importlib.import_module(f"{__name__}.training"), name)
     if name == "HFITMReranker":
         return importlib.import_module(f"{__name__}.hf_itm").HFITMReranker
     raise AttributeError(name)
@@ -45,4 +58,5 @@ def __getattr__(name):  # the torch-heavy parts load on first use
 
 __all__ = ["RERANKERS", "CrossEncoder", "create_reranker", "combine_scores", "rerank_candidates", "rerank_dense",
            "topk_candidates", "CrossAttentionMatcher", "CrossMatcherConfig", "train_cross_matcher", "XattnReranker",
-           "HFITMReranker"]
+           "HFITMReranker", "IMRAMConfig", "IMRAMMatcher", "WCGLConfig", "WCGLMatcher", "TokenMatcher", "TokenReranker",
+           "MatcherTrainConfig", "train_matcher"]

@@ -14,6 +14,7 @@ the index or encoder cannot honour) or when a query arrives (e.g. cross-encoder 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
@@ -85,19 +86,23 @@ class Pipeline:
         for s in self.stages:
             s.check_index(reader, self.encoder, media_type)
 
-    def search(self, reader, query: Query, k: int = 10, media_type: str | None = None) -> SearchOutcome:
-        """Top-``k`` results for ``query`` on ``reader`` (:class:`xmr.index.snapshot.IndexReader`)."""
+    def search(self, reader, query: Query, k: int = 10, media_type: str | None = None,
+               exclude: Sequence[int] = ()) -> SearchOutcome:
+        """Top-``k`` results for ``query`` on ``reader`` (:class:`xmr.index.snapshot.IndexReader`); items in
+        ``exclude`` (ids, e.g. a composed query's reference image) are left out and the next ones take their place."""
         k = check_k(k)
         want = check_media_type(media_type)
         self.check(reader, want)
         for s in self.stages:
             s.check_query(query)
         emb = encode_query(self.encoder, query)
-        return self.search_embedded(reader, emb, k, want)
+        return self.search_embedded(reader, emb, k, want, exclude)
 
-    def search_embedded(self, reader, emb, k: int, media_type: str | None) -> SearchOutcome:
+    def search_embedded(self, reader, emb, k: int, media_type: str | None,
+                        exclude: Sequence[int] = ()) -> SearchOutcome:
         """:meth:`search` for an already encoded query (the server encodes concurrent queries in one batch)."""
-        first = FirstStage(self.depth(k), media_type)
+        exclude = frozenset(int(i) for i in exclude)
+        first = FirstStage(self.depth(k + len(exclude)), media_type)
         t0 = time.perf_counter()
         cands, hints = first.run(reader, emb)
         ctx = StageContext(reader, self.encoder, emb, hints, media_type)
@@ -111,7 +116,7 @@ class Pipeline:
             if isinstance(s, MomentStage):
                 cands = cands[: first.depth]  # the exact top-depth pool the re-ordering stages work on
             seconds[s.name] = time.perf_counter() - t0
-        out = cands[:k]
+        out = [c for c in cands if c.id not in exclude][:k] if exclude else cands[:k]
         for n, r in enumerate(out, 1):
             r.rank = n
         return SearchOutcome(out, emb.query.describe(), self.encoder.spec,

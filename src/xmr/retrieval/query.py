@@ -56,8 +56,11 @@ class Query:
     terms: tuple[Term, ...]
     fuse: str = "mean-sim"
     composer: str | None = None  # folder of a trained composer (xmr train-compose): image + text composed by it
+    lang: str | None = None  # language of the text terms (ISO 639-1); None: the encoder detects it per text
 
     def __post_init__(self):
+        if self.lang is not None and (not isinstance(self.lang, str) or not self.lang.strip()):
+            raise ConfigError(f"query language must be a language code such as 'de', got {self.lang!r}")
         if not self.terms:
             raise ConfigError("empty query: give a text, an image or a vector")
         if any(t.kind == "image" for t in self.terms) and any(
@@ -207,7 +210,10 @@ def encode_query(encoder, query: Query) -> QueryEmbedding:
     texts = [(i, t.value) for i, t in enumerate(query.terms) if t.kind == "text"]
     if texts:
         encoder.require("text", "a text query")
-        enc = encoder.encode_text([t for _, t in texts])
+        if query.lang is not None:
+            enc = encoder.encode_text([t for _, t in texts], lang=query.lang)
+        else:
+            enc = encoder.encode_text([t for _, t in texts])
         for (i, _), v in zip(texts, enc):
             vecs[i] = v
     images = [(i, t.value) for i, t in enumerate(query.terms) if t.kind == "image"]

@@ -4,7 +4,7 @@ Clients address media by integer item id only: no request parameter or path is e
 """
 
 import mimetypes
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
@@ -50,6 +50,8 @@ class SearchResponse(BaseModel):
     type: MediaFilter
     k: int
     stages: list[dict] = Field(description="every stage that produced the results, with its parameters")
+    languages: Optional[list[dict]] = Field(None, description="per text term: the language whose text tower encoded "
+                                            "it and how it was chosen (explicit / detected / default)")
     results: list[ResultItem]
 
 
@@ -104,6 +106,7 @@ class ServeContext:
     pipeline: Pipeline  # the stages every search runs (xmr serve --rescore / --rerank / the index's video head)
     uploads: PixelBudget  # decoded pixels of image uploads in flight, all requests together
     composer: tuple[str, str] | None = None  # (name, folder) of the composer of image + text queries, if any
+    moment_model: object | None = None  # the SQuiDNet that localises type=moment searches, if any
 
 
 def build_router(ctx: ServeContext) -> APIRouter:
@@ -119,7 +122,8 @@ def build_router(ctx: ServeContext) -> APIRouter:
     NOT = Annotated[Optional[list[str]], Query(alias="not", max_length=8, description="negative text terms "
                                                                                    "(repeatable)")]
 
-    def _search(query: RQuery, k: int, media_type: str, phrase: str | None = None) -> dict:
+    def _search(query: RQuery, k: int, media_type: str, phrase: str | None = None,
+                reference: str | None = None) -> dict:
         if str(query.fuse).startswith("learned"):
             raise HTTPException(422, "learned fusion loads a model from disk and is not offered by the server")
         if media_type == "moment":
@@ -135,7 +139,8 @@ def build_router(ctx: ServeContext) -> APIRouter:
                     st.check_query(query)
                 emb = encode_query(_Batched(ctx.queries), query)
             _faiss_threads(s.faiss_threads)
-            out = pipe.search_embedded(reader, emb, k, None if media_type == "all" else media_type)
+            drop = reader.items_with_content(reference) if reference is not None else ()
+            out = pipe.search_embedded(reader, emb, k, None if media_type == "all" else media_type, drop)
         except ConfigError as e:
             raise HTTPException(422, str(e)) from None
         # "search": first stage + moments; "rescore": every later stage (timed even when empty: dashboards keep
@@ -143,11 +148,15 @@ def build_router(ctx: ServeContext) -> APIRouter:
         sec = out.seconds
         metrics.observe_stage("search", sec.get("first-stage", 0.0) + sec.get("moments", 0.0))
         metrics.observe_stage("rescore", sum(v for n, v in sec.items() if n not in ("first-stage", "moments")))
+        texts = [t.value for t in query.terms if t.kind == "text"]
+        multi = len(ctx.queries.encoder.capabilities.languages) > 1  # a multilingual model says how it routed
+        langs = ctx.queries.encoder.text_languages(texts, query.lang) if texts and multi else None
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": media_type,
-                "k": k, "stages": out.stages, "results": [_result(r) for r in out.results]}
+                "k": k, "stages": out.stages, "languages": langs, "results": [_result(r) for r in out.results]}
 
     def _moment_search(query: RQuery, k: int) -> dict:
-        """type=moment: moments ranked across the indexed videos (training-free localisation; docs/moments.md)."""
+        """type=moment: moments ranked across the indexed videos (the server's SQuiDNet, xmr serve --moment-model,
+        else training-free localisation; docs/moments.md)."""
         from ..errors import XmrIndexError
         from ..retrieval.moment_search import check_has_videos, search_moments_embedded
 
@@ -157,7 +166,7 @@ def build_router(ctx: ServeContext) -> APIRouter:
             with metrics.stage("encode_query"):
                 emb = encode_query(_Batched(ctx.queries), query)
             _faiss_threads(s.faiss_threads)
-            out = search_moments_embedded(reader, emb, k, model_spec=live.model_spec)
+            out = search_moments_embedded(reader, emb, k, model=ctx.moment_model, model_spec=live.model_spec)
         except (ConfigError, XmrIndexError) as e:
             raise HTTPException(422, str(e)) from None
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": "moment",
@@ -178,13 +187,17 @@ def build_router(ctx: ServeContext) -> APIRouter:
                                                   "for several texts describing one target")],
                     k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None,
                     phrase: Annotated[Optional[str], Query(max_length=200, description="indexes with experts: only "
-                                                           "items whose expert text holds this phrase")] = None):
+                                                           "items whose expert text holds this phrase")] = None,
+                    lang: Annotated[Optional[str], Query(max_length=8, description="language of the text (en, or "
+                                                         "one the model acquired); default: detected")] = None):
         texts = [t.strip() for t in q]
         if any(not t for t in texts) or any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
             raise HTTPException(422, "empty query" if any(not t for t in texts) else
                                 f"a query is longer than {s.max_query_chars} characters")
         try:
             query = RQuery.texts(texts, fuse=fuse, negatives=[n.strip() for n in not_ or [] if n.strip()])
+            if lang is not None:
+                query = replace(query, lang=ctx.queries.encoder.check_language(lang))
         except ConfigError as e:
             raise HTTPException(422, str(e)) from None
         phrase = phrase.strip() if phrase and phrase.strip() else None
@@ -211,7 +224,10 @@ def build_router(ctx: ServeContext) -> APIRouter:
                            fuse: F = "mean-sim", not_: NOT = None,
                            compose: Annotated[Optional[Literal["learned", "fusion"]], Query(
                                description="image + text: 'learned' (the server's composer, xmr serve --composer; "
-                                           "the default when it has one) or 'fusion' (training-free mean)")] = None):
+                                           "the default when it has one) or 'fusion' (training-free mean)")] = None,
+                           keep_reference: Annotated[bool, Query(description="image + text: keep the uploaded "
+                                                                 "image's own indexed copy (same content) in the "
+                                                                 "results; by default it is left out")] = False):
         texts = _modification_texts(text, compose)
         if any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
             raise HTTPException(422, f"a query is longer than {s.max_query_chars} characters")
@@ -220,13 +236,17 @@ def build_router(ctx: ServeContext) -> APIRouter:
             data = extract_upload(body, request.headers.get("content-type", ""))
             del body
             return await run_in_threadpool(_image_search, data, k, type, texts, not_, fuse,
-                                           _composer_for(texts, compose, not_, fuse))
+                                           _composer_for(texts, compose, not_, fuse), keep_reference)
         except UploadError as e:
             raise HTTPException(e.status, e.message) from None
 
     def _image_search(data: bytes, k: int, media_type: str, texts: list[str], not_, fuse: str,
-                      composer: str | None = None) -> dict:
-        """Decode (within the pixel budget, held until the search is done) and search."""
+                      composer: str | None = None, keep_reference: bool = False) -> dict:
+        """Decode (within the pixel budget, held until the search is done) and search. A composed query (image +
+        text) leaves out the indexed items with the upload's content (its reference) unless ``keep_reference``."""
+        import hashlib
+
+        reference = hashlib.sha256(data).hexdigest() if texts and not keep_reference else None
         with ctx.uploads.hold(image_pixels(data, s.max_upload_bytes, s.max_upload_pixels)):
             image = decode_image(data, s.max_upload_bytes, s.max_upload_pixels)
             try:
@@ -234,7 +254,7 @@ def build_router(ctx: ServeContext) -> APIRouter:
                                *(Term("text", n.strip(), -1.0) for n in not_ or [] if n.strip())), fuse, composer)
             except ConfigError as e:
                 raise HTTPException(422, str(e)) from None
-            res = _search(query, k, media_type)
+            res = _search(query, k, media_type, reference=reference)
             if len(query.terms) == 1:
                 res["query"] = "image upload"
             elif composer is not None:  # the server's folder stays private: the composer's name only
@@ -373,7 +393,9 @@ class _Batched:
         self._q, self.dim, self.spec, self.capabilities, self.require = queries, enc.dim, enc.spec, \
             enc.capabilities, enc.require
 
-    def encode_text(self, texts):
+    def encode_text(self, texts, lang=None):
+        if lang is not None:  # an explicit language: encoded directly (the batcher's cache holds detected-language
+            return self._q.encoder.encode_text(list(texts), lang=lang)  # vectors, keyed by text alone)
         return np.stack([self._q.encode_text(t) for t in texts])
 
     def encode_images(self, images, show_progress=None):

@@ -127,6 +127,22 @@ class _SecurityHeaders:
         await self.app(scope, receive, _send)
 
 
+def _check_moment_model(directory, encoder):
+    """The server's SQuiDNet (``xmr serve --moment-model``), loaded and checked against the index's model width
+    at start (another width stops the server with the reason); None without one."""
+    if directory is None:
+        return None
+    from ..localize.squidnet import SQuiDNet
+
+    model = SQuiDNet.load(directory)
+    if model.config.dim != encoder.dim:
+        raise ConfigError(f"--moment-model {directory} was trained on {model.config.dim}-wide features but the "
+                          f"index's model {encoder.spec} gives {encoder.dim}: train it on this index's encoder "
+                          "(xmr train-moments)")
+    model.eval()
+    return model
+
+
 def _check_composer(directory, encoder):
     """(name, absolute folder) of the server's composer, loaded and checked against the index's model at start
     (a composer of another model or width stops the server with the reason); None without one."""
@@ -177,6 +193,7 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
         }
 
     composer = _check_composer(s.composer, encoder)  # before the query encoder thread starts
+    moment_model = _check_moment_model(s.moment_model, encoder)
     queries = QueryEncoder(encoder, s.max_text_batch, s.query_cache_size)
     options = options or SearchOptions()
     if options.experts is None and live.reader().expert_names():  # an index built with --experts: use them
@@ -186,7 +203,8 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
     pipeline = build_pipeline(encoder, options)  # per-request checks (type filter, query kind) answer 422 with why
     ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges),
                        pipeline=pipeline, uploads=PixelBudget(max(s.upload_pixel_budget, s.max_upload_pixels),
-                                                              s.upload_wait_s), composer=composer)
+                                                              s.upload_wait_s), composer=composer,
+                       moment_model=moment_model)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -38,6 +38,9 @@ class ServeSettings:
     #: folder of a trained composer (xmr train-compose) that composes image + text queries (docs/composed.md);
     #: None: the training-free fusion
     composer: str | None = None
+    #: folder of a trained SQuiDNet (xmr train-moments) that localises type=moment searches (docs/moments.md);
+    #: None: the training-free proposals
+    moment_model: str | None = None
 
     def allowed_host_list(self) -> list[str]:
         if self.allowed_hosts is not None:

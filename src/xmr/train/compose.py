@@ -5,8 +5,10 @@ The frozen encoder runs once over the gallery images and the texts (:mod:`.featu
 each epoch draws a seeded permutation of the train triplets, cut into batches; the loss is the composer's
 ``objective`` (:func:`composer_loss`); after each epoch the composer is evaluated on the evaluation split with the
 dataset's protocol (:mod:`xmr.eval.composed`), saved to ``OUT`` (``config.json`` + ``model.safetensors``: the
-folder ``xmr search --composer`` and ``xmr eval --composer`` take), and ``metrics.csv`` / ``curve.png`` are
-rewritten. Epoch 0 is the untrained composer; the training-free baselines (image only, text only, fusion) of the
+folder ``xmr search --composer`` and ``xmr eval --composer`` take) with a checkpoint
+(``OUT/checkpoints/epoch-NNNN``: composer, optimiser, RNG, history; :mod:`.state`) that ``resume=True``
+(``xmr train-compose --resume``) continues, and ``metrics.csv`` / ``curve.png`` are rewritten. Epoch 0 is the
+untrained composer; the training-free baselines (image only, text only, fusion) of the
 same evaluation split are recorded in ``config.json``'s ``training.baselines``.
 
 The batch loss is TIRG's batch classification: ``-log softmax_j(s <q_i, k_j>)`` at j = i with the composer's
@@ -17,8 +19,6 @@ description) is left out of i's softmax instead of being pushed away as a negati
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +64,7 @@ class ComposeResult:
     history: list[dict]  # one row per epoch (row 0: before training)
     baselines: dict  # method -> metrics on the evaluation split (image, text, fusion)
     composer: object  # the trained composer (eval mode)
+    resumed_from: int = 0  # the epoch a resumed run continued after (0: a fresh run)
 
 
 class _Features:
@@ -116,35 +117,53 @@ def composer_loss(composer, ref, txt, tgt, positives, ref_desc=None, tgt_desc=No
     return total, {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out} exists and is not an empty folder: give a new --out (nothing was written)")
+class _Saver:
+    """What :func:`xmr.train.state.save_epoch` saves as the model: the composer's config.json + weights."""
+
+    def __init__(self, composer):
+        self.composer = composer
+
+    def save(self, directory, training: dict, heads=None) -> None:
+        from ..compose import save_composer
+
+        save_composer(self.composer, directory, training)
 
 
-def _save(composer, out: Path, training: dict) -> None:
-    """config.json + model.safetensors into ``out``, each replaced atomically (a kill leaves the last epoch's)."""
-    from ..compose import save_composer
+def _resume_state(out: Path, cfg: "ComposeTrainConfig", resume: bool):
+    """The checkpoint to continue (``resume``), or None for a fresh run; refuses a folder that is not a run, a run
+    without ``resume``, and a run of other settings (only ``epochs`` may grow). Nothing is written."""
+    from .state import check_out, load_state
 
-    tmp = out / ".saving"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_composer(composer, tmp, training)
-    for name in ("model.safetensors", "config.json"):
-        os.replace(tmp / name, out / name)
-    tmp.rmdir()
+    ckpt = check_out(out, resume)
+    if ckpt is None:
+        return None
+    saved = load_state(ckpt)
+    old = saved[0].get("config", {})
+    if {**old, "epochs": cfg.epochs} != asdict(cfg):
+        diff = sorted(k for k in set(old) | set(asdict(cfg)) if k != "epochs" and old.get(k) != asdict(cfg).get(k))
+        raise ConfigError(f"--resume: {out} was trained with other settings ({', '.join(diff)} differ); give the "
+                          "same ones (only --epochs may grow)")
+    if cfg.epochs < saved[0]["epoch"]:
+        raise ConfigError(f"--resume: {out} has already trained {saved[0]['epoch']} epochs; --epochs "
+                          f"{cfg.epochs} would go back (only --epochs may grow)")
+    return saved
 
 
 def train_composer(cfg: ComposeTrainConfig, out: str | Path, *, encoder=None, show_progress: bool | None = None,
-                   device: str | None = None) -> ComposeResult:
+                   device: str | None = None, resume: bool = False) -> ComposeResult:
     """Train ``cfg.composer`` into ``out`` (a new or empty folder); see the module docstring. ``encoder``: the
-    frozen ``cfg.model`` already built (benchmarks share one)."""
+    frozen ``cfg.model`` already built (benchmarks share one). ``resume=True`` continues the run in ``out`` from
+    its newest checkpoint (same settings; only ``epochs`` may grow)."""
     from ..compose import create_composer
     from ..data.composed import load_composed
     from ..encoders import absolute_spec, create_encoder
     from ..eval.composed import evaluate_composed_embeddings
     from .report import plot_curve, write_csv
 
+    from .state import save_epoch
+
     out = Path(out).expanduser()
-    _check_out(out)
+    saved = _resume_state(out, cfg, resume)
     train_ds = load_composed(cfg.dataset, cfg.split, seed=cfg.seed)
     eval_ds = load_composed(cfg.dataset, cfg.eval_split) if cfg.eval_split else None
     if encoder is not None and encoder.spec != cfg.model:
@@ -183,11 +202,19 @@ def train_composer(cfg: ComposeTrainConfig, out: str | Path, *, encoder=None, sh
             row.pop("queries", None)
         return row
 
-    history.append(evaluate({"epoch": 0, "steps": 0}))
-    step = 0
+    first, step = 0, 0
+    if saved is not None:
+        meta, system, optim, rng_state = saved
+        composer.load_state_dict(system)
+        opt.load_state_dict(optim)
+        history, first, step = meta["history"], meta["epoch"], meta["step"]
+    else:
+        history.append(evaluate({"epoch": 0, "steps": 0}))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        for epoch in range(cfg.epochs):
+        if saved is not None:
+            torch.set_rng_state(saved[3])
+        for epoch in range(first, cfg.epochs):
             t0 = time.perf_counter()
             composer.train()
             order = np.random.default_rng([cfg.seed, epoch]).permutation(len(refs))
@@ -213,14 +240,15 @@ def train_composer(cfg: ComposeTrainConfig, out: str | Path, *, encoder=None, sh
             history.append(evaluate(row))
             training = {"config": asdict(cfg), "epochs_done": epoch + 1, "metrics": row, "baselines": baselines,
                         "train_triplets": len(refs), "dataset": train_ds.name}
-            _save(composer, out, training)
+            save_epoch(out, epoch + 1, _Saver(composer), composer.state_dict(), opt,
+                       {"training": training, "config": asdict(cfg), "history": history, "step": step})
             write_csv(out / "metrics.csv", history)
             plot_curve(out / "curve.png", history, f"{cfg.composer} on {cfg.model}, {train_ds.name}",
                        keys=("R@1", "R@10", "R@50"))
             log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, ", ".join(f"{k} {v}" for k, v in row.items()))
     composer.eval()
     composer.directory = str(out)
-    return ComposeResult(out, history, baselines, composer)
+    return ComposeResult(out, history, baselines, composer, resumed_from=first)
 
 
 __all__ = ["ComposeResult", "ComposeTrainConfig", "composer_loss", "encode_dataset", "train_composer"]

@@ -33,8 +33,12 @@ class TrainConfig:
     adapter_residual: bool = True  # residual adapters (start from the frozen model) or projection heads
     adapter_dim: int = 0  # projection output width (non-residual only; 0: the frozen width)
     tiny: dict = field(default_factory=dict)  # TinyConfig overrides for mode full from `tiny` (e.g. image_size)
+    teachers: tuple[str, ...] = ()  # frozen teacher encoder specs (losses that distil them, e.g. teachtext)
 
     def __post_init__(self):
+        if isinstance(self.teachers, str) or not all(isinstance(t, str) for t in self.teachers):
+            raise ConfigError(f"teachers must be a list of encoder specs, got {self.teachers!r}")
+        object.__setattr__(self, "teachers", tuple(self.teachers))  # a JSON list read back compares equal
         if self.mode not in MODES:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.precision not in PRECISIONS:

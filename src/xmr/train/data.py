@@ -26,6 +26,9 @@ class PairData:
     classes: tuple[str, ...] = ()  # class id -> name
     txt_ref: torch.Tensor | None = None  # (T, D) frozen caption features (adapter mode)
     noisy: torch.Tensor | None = None  # (T,) bool: pair known to be corrupted (manifest "corrupted")
+    teacher_specs: tuple[str, ...] = ()  # frozen teachers (xmr train --teachers), in order
+    teacher_txt: tuple[torch.Tensor, ...] = ()  # per teacher: (T, D_k) caption embeddings
+    teacher_img: tuple[torch.Tensor | None, ...] = ()  # per teacher: (N, D_k) image embeddings, None if text-only
 
     @property
     def num_items(self) -> int:
@@ -36,8 +39,31 @@ class PairData:
         return int(self.txt_in.shape[0])
 
     def to(self, device) -> "PairData":
-        mv = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
-        return PairData(**mv)
+        def move(v):
+            if isinstance(v, tuple):
+                return tuple(move(x) for x in v)
+            return v.to(device) if isinstance(v, torch.Tensor) else v
+
+        return PairData(**{k: move(v) for k, v in self.__dict__.items()})
+
+    def with_teachers(self, feats) -> "PairData":
+        """A copy carrying the teachers' embeddings (:class:`xmr.train.teachers.TeacherFeatures`, in order)."""
+        from dataclasses import replace
+
+        for f in feats:
+            if f.txt.shape[0] != self.num_pairs or (f.img is not None and f.img.shape[0] != self.num_items):
+                raise ConfigError(f"teacher {f.spec!r}: {f.txt.shape[0]} captions / "
+                                  f"{None if f.img is None else f.img.shape[0]} images, the data has "
+                                  f"{self.num_pairs} / {self.num_items}")
+        return replace(self, teacher_specs=tuple(f.spec for f in feats), teacher_txt=tuple(f.txt for f in feats),
+                       teacher_img=tuple(f.img for f in feats))
+
+    def teacher_batch(self, items: torch.Tensor, pairs: torch.Tensor) -> tuple:
+        """The teachers' embeddings of one batch (pairs ``pairs`` with images ``items``), as loss inputs."""
+        from .losses.base import TeacherBatch
+
+        return tuple(TeacherBatch(s, t[pairs], None if i is None else i[items])
+                     for s, t, i in zip(self.teacher_specs, self.teacher_txt, self.teacher_img))
 
 
 def manifest_extras(dataset) -> dict[str, dict]:

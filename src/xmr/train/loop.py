@@ -27,6 +27,7 @@ from .losses import Batch, EpochContext, LossInfo, create_loss
 from .model import AdapterModel, TinyModel
 from .report import TensorBoard, plot_curve, write_csv
 from .state import check_out, load_state, save_epoch
+from .teachers import load_teachers, teacher_features
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,10 @@ class _System(nn.Module):
         self.model = model
         self.loss = loss
 
-    def forward(self, img_in, txt_in, index, item, labels, txt_ref, epoch: int):
+    def forward(self, img_in, txt_in, index, item, labels, txt_ref, epoch: int, teachers: tuple = ()):
         b = Batch(img=self.model.encode_image(img_in), txt=self.model.encode_text(txt_in), index=index,
-                  img_in=img_in, txt_in=txt_in, item=item, labels=labels, txt_ref=txt_ref, epoch=epoch)
+                  img_in=img_in, txt_in=txt_in, item=item, labels=labels, txt_ref=txt_ref, epoch=epoch,
+                  teachers=teachers)
         return self.loss(b, self.model)
 
 
@@ -70,8 +72,16 @@ def _refuse_full(spec: str) -> None:
 
 
 def _build(cfg: TrainConfig, device, show_progress, encoder=None) -> tuple[nn.Module, PairData, PairData | None]:
+    model, tr, ev, train_ds, teachers = _build_student(cfg, device, show_progress, encoder)
+    if teachers:  # after the student's inputs, so a student that cannot be built fails before any teacher encodes
+        tr = tr.with_teachers(teacher_features(teachers, train_ds, show_progress=show_progress))
+    return model, tr, ev
+
+
+def _build_student(cfg: TrainConfig, device, show_progress, encoder=None):
     from ..data import load_dataset
 
+    teachers = load_teachers(cfg.teachers, device)  # every teacher built (or refused) before anything is encoded
     train_ds = load_dataset(cfg.dataset, split=cfg.split, captions=cfg.captions, check_media=True)
     if len(train_ds) < 2:
         raise ConfigError(f"{cfg.dataset}: {len(train_ds)} image(s) in split {cfg.split!r}; training needs at least 2")
@@ -98,7 +108,7 @@ def _build(cfg: TrainConfig, device, show_progress, encoder=None) -> tuple[nn.Mo
         c = model.net.config
         tr = build_pairs(train_ds, *tiny_inputs(c, train_ds))
         ev = build_pairs(eval_ds, *tiny_inputs(c, eval_ds), with_labels=False) if eval_ds else None
-        return model, tr, ev
+        return model, tr, ev, train_ds, teachers
     from ..encoders import absolute_spec, create_encoder
     from ..encoders.trained import AdapterConfig
     from .features import cached_features
@@ -124,7 +134,20 @@ def _build(cfg: TrainConfig, device, show_progress, encoder=None) -> tuple[nn.Mo
     if eval_ds is not None:
         ei, et, _ = cached_features(enc, eval_ds, show_progress=show_progress)
         ev = build_pairs(eval_ds, ei, et, txt_ref=et, with_labels=False)
-    return model, tr, ev
+    return model, tr, ev, train_ds, teachers
+
+
+def _check_teachers(cfg: TrainConfig) -> None:
+    """--teachers and a loss that distils them go together (checked before anything is built)."""
+    from .losses import LOSSES
+
+    needs = LOSSES.get(cfg.loss).needs
+    if "teachers" in needs and not cfg.teachers:
+        raise ConfigError(f"--loss {cfg.loss} distils frozen teachers: give --teachers SPEC[,SPEC...], e.g. "
+                          "--teachers concept,concept:fast,text:concept")
+    if cfg.teachers and "teachers" not in needs:
+        raise ConfigError(f"--teachers: --loss {cfg.loss} uses no teachers; use --loss teachtext (or leave out "
+                          "--teachers)")
 
 
 # ------------------------------------------------------------------------------------------------ the epoch
@@ -184,6 +207,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     require("matplotlib", "train")
     if cfg.loss == "ncr":
         require("sklearn", "train", "scikit-learn")
+    _check_teachers(cfg)
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -269,7 +293,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
                 with acc.autocast():
                     loss_v, logs = system(tr.img_in[items_t], tr.txt_in[pairs_t], pairs_t, items_t,
                                           None if tr.labels is None else tr.labels[items_t],
-                                          None if tr.txt_ref is None else tr.txt_ref[pairs_t], epoch)
+                                          None if tr.txt_ref is None else tr.txt_ref[pairs_t], epoch,
+                                          tr.teacher_batch(items_t, pairs_t))
                 opt.zero_grad(set_to_none=True)
                 acc.backward(loss_v)
                 opt.step()

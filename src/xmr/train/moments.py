@@ -1,6 +1,6 @@
 """Training SQuiDNet (:mod:`xmr.localize.squidnet`) on clip features: both branches, the co-occurrence table,
 the learnable confounder, per-epoch TVR metrics (:func:`xmr.eval.vcmr`) and the trainer's checkpoints
-(``OUT/checkpoints/epoch-NNNN``, ``OUT/config.json`` + ``model.safetensors``, ``metrics.csv``; resumable).
+(``OUT/checkpoints/epoch-NNNN``, ``OUT/config.json`` + ``model.safetensors``, ``metrics.csv``, ``curve.png``; resumable).
 
 One epoch, over the training queries in a seeded random order, batch by batch:
 
@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..eval.vcmr import vcmr
 from ..localize.corpus import submission
 from ..localize.squidnet import SQuiDNet, SQuiDNetConfig, cooccurrence_decisions
-from .report import write_csv
+from .report import plot_curve, write_csv
 from .state import check_out, load_state, save_epoch
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,8 @@ def train_squidnet(data: MomentData, model_config: SQuiDNetConfig | dict | None 
             training = {"history": history, **meta}
             save_epoch(out_dir, epoch, model, model.state_dict(), opt, {"training": training, **training})
             write_csv(out_dir / "metrics.csv", history)
+            plot_curve(out_dir / "curve.png", [{**r, "train_loss": r["loss"]} for r in history],
+                       f"SQuiDNet (debias={tc.debias})", keys=("VCMR_0.5-r1", "VCMR_0.7-r1", "SVMR_0.5-r1"))
     model.provenance = {"history": history, **meta}
     return model, history
 

@@ -47,6 +47,7 @@ class VideoIndexConfig:
     window: float = 4.0  # segment length, seconds (grows with the same factor as fps shrinks for long videos)
     stride: float = 2.0  # segment hop, seconds
     frame_size: int = 336  # decoded frames are downscaled so the shorter side is at most this many pixels
+    snap: float = 0.0  # each frame may be any frame shown within snap grid steps of its target (0 = exact; <= 0.5)
 
     def __post_init__(self):
         if not (self.window > 0 and self.stride > 0 and self.frame_size is not None and self.frame_size >= 32):
@@ -59,8 +60,8 @@ class VideoIndexConfig:
 
     @property
     def plan(self) -> FramePlan:
-        """The frame sampling: ``FramePlan.fps_grid(fps, min_frames, max_frames, frame_size)``."""
-        return FramePlan.fps_grid(self.fps, self.min_frames, self.max_frames, size=self.frame_size)
+        """The frame sampling: ``FramePlan.fps_grid(fps, min_frames, max_frames, frame_size, snap)``."""
+        return FramePlan.fps_grid(self.fps, self.min_frames, self.max_frames, size=self.frame_size, snap=self.snap)
 
     def to_dict(self) -> dict:
         """``{"frames": plan.to_dict(), "window": ..., "stride": ...}``."""

@@ -77,10 +77,10 @@ class FramePlan:
 
     # ---- presets ----------------------------------------------------------------------------------------------
     @classmethod
-    def fps_grid(cls, fps: float = 1.0, min_frames: int = 8, max_frames: int = 1800, size: int | None = 336
-                 ) -> "FramePlan":
-        """The index's rule (defaults: 1 fps, 8..1800 frames, shorter side 336)."""
-        return cls("fps", fps=fps, min_frames=min_frames, max_frames=max_frames, frame_size=size)
+    def fps_grid(cls, fps: float = 1.0, min_frames: int = 8, max_frames: int = 1800, size: int | None = 336,
+                 snap: float = 0.0) -> "FramePlan":
+        """The index's rule (defaults: 1 fps, 8..1800 frames, shorter side 336, exact frames)."""
+        return cls("fps", fps=fps, min_frames=min_frames, max_frames=max_frames, frame_size=size, snap=snap)
 
     @classmethod
     def uniform(cls, n: int, size: int | None = 224, snap: float = 0.0) -> "FramePlan":

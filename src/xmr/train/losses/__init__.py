@@ -13,6 +13,7 @@ name               paper                                                        
 ``pcme``           PCME, Chun et al. 2021 (probabilistic; adapter mode)             :mod:`.pcme`
 ``daa``            DAA, Li et al. 2022 (PCME + differentiable ASP; adapter mode)   :mod:`.daa`
 ``dhd``            DHD, Jang et al. 2022 (hash codes from labels; adapter mode)    :mod:`.dhd`
+``teachtext``      TeachText, Croitoru et al. 2021 (multi-teacher distillation)     :mod:`.teachtext`
 =================  ==============================================================  ==================
 """
 from __future__ import annotations
@@ -21,8 +22,8 @@ import json
 
 from ...errors import ConfigError
 from ...registries import LOSSES as LOSSES
-from . import coder, cots, daa, dhd, infonce, mrl, ncr, neighbourhood, pcme, vsepp  # noqa: F401 (registration)
-from .base import Batch, EpochContext, LossInfo, TrainLoss
+from . import coder, cots, daa, dhd, infonce, mrl, ncr, neighbourhood, pcme, teachtext, vsepp  # noqa: F401 (registration)
+from .base import Batch, EpochContext, LossInfo, TeacherBatch, TrainLoss
 
 
 def create_loss(name: str, config: dict | str | None, model, info: LossInfo) -> TrainLoss:
@@ -37,4 +38,4 @@ def create_loss(name: str, config: dict | str | None, model, info: LossInfo) -> 
     return LOSSES.get(name).from_dict(config, model, info)
 
 
-__all__ = ["Batch", "EpochContext", "LOSSES", "LossInfo", "TrainLoss", "create_loss"]
+__all__ = ["Batch", "EpochContext", "LOSSES", "LossInfo", "TeacherBatch", "TrainLoss", "create_loss"]

@@ -19,6 +19,16 @@ from ...config import config_from_dict
 
 
 @dataclass
+class TeacherBatch:
+    """One frozen teacher's embeddings of a step's pairs (cached once per data set item, see
+    :mod:`xmr.train.teachers`). Widths differ between teachers: only similarities are compared."""
+
+    spec: str  # the teacher's encoder spec
+    txt: torch.Tensor  # (B, D_k) its L2-normalised embeddings of the batch's captions
+    img: torch.Tensor | None = None  # (B, D_k) its embeddings of the batch's images; None: a text-only teacher
+
+
+@dataclass
 class Batch:
     """One optimisation step. Row ``b`` of every tensor is one (image, caption) training pair."""
 
@@ -31,6 +41,7 @@ class Batch:
     labels: torch.Tensor | None = None  # (B,) int64 class ids of the images (label-noise losses)
     txt_ref: torch.Tensor | None = None  # (B, D) frozen caption features: a fixed text space (neighbourhoods)
     epoch: int = 0  # 0-based epoch
+    teachers: tuple[TeacherBatch, ...] = ()  # frozen teachers' embeddings of this batch (losses that need "teachers")
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,8 @@ class TrainLoss(nn.Module, ABC):
     :meth:`forward`; momentum / co-training losses also override the hooks."""
 
     Config: ClassVar[type]
-    #: what a batch must carry beyond embeddings: "labels" (class ids), "txt_ref" (frozen caption features)
+    #: what a batch must carry beyond embeddings: "labels" (class ids), "txt_ref" (frozen caption features),
+    #: "teachers" (frozen teacher encoders' embeddings: ``xmr train --teachers``)
     needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config, model: nn.Module, info: LossInfo):
