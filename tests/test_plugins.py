@@ -12,6 +12,9 @@ from conftest import run_cli
 
 from xmr import plugins, registries
 
+# the greedy plugin's re-registration of "tiny" warns (Registry.add) before the loader refuses and rolls it back
+pytestmark = pytest.mark.filterwarnings("ignore:encoder 'tiny' registered twice")
+
 GOOD = '''
 def register(registries):
     def make(arg, device=None):
