@@ -36,8 +36,8 @@ class FuserConfig:
     max_rows: int = 4  # rows kept per (item, expert), the first ones in index order
     encoder: str = ""  # spec of the model whose space the fuser was trained in ("" in tests)
     seed: int = 0  # initialisation seed (the global torch RNG is left untouched)
-    identity_init: bool = True  # start every per-source projection at the identity (d x hidden, padded/truncated):
-    #                             the inputs are already in the model's joint space, training starts from that
+    identity_init: bool = True  # start every per-source projection at the identity (hidden >= dim; a shared
+    #                             random projection when narrower): the inputs already are in the model's joint space
 
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"dim": (1, 16384), "hidden": (1, 8192), "max_rows": (1, 256)}
 
@@ -97,11 +97,16 @@ def pack_items(visual: np.ndarray, rows: Sequence[dict], experts: Sequence[str],
 
 
 def projection_init(n: int, dim: int, hidden: int, identity: bool, generator=None):
-    """(n, dim, hidden) initial per-source projections: the identity (padded / truncated) or scaled Gaussian."""
+    """(n, dim, hidden) initial per-source projections: with ``identity``, the identity padded with zeros when
+    ``hidden >= dim`` and, when it is narrower, a Gaussian projection of variance ``1 / hidden`` (Johnson-Lindenstrauss:
+    cosines kept approximately, where truncating the identity would drop ``dim - hidden`` coordinates); the same
+    projection for every source, so sources stay comparable. Without ``identity``: Gaussian of variance ``1 / dim``."""
     import torch
 
-    if identity:
+    if identity and hidden >= dim:
         return torch.eye(dim, hidden).expand(n, dim, hidden).clone()
+    if identity:
+        return (torch.randn(dim, hidden, generator=generator) * hidden ** -0.5).expand(n, dim, hidden).clone()
     return torch.randn(n, dim, hidden, generator=generator) * dim ** -0.5
 
 

@@ -34,8 +34,9 @@ class _Concat(torch.nn.Module):
             self.query = torch.nn.Linear(d, o)
             if config.identity_init:  # item: the sum of the sources' features; query: itself
                 with torch.no_grad():
-                    self.item.weight.copy_(projection_init(S, d, o, True).reshape(S * d, o).T)
-                    self.query.weight.copy_(projection_init(1, d, o, True)[0].T)
+                    w = projection_init(1, d, o, True)[0]
+                    self.item.weight.copy_(w.repeat(S, 1).T)
+                    self.query.weight.copy_(w.T)
                     self.item.bias.zero_()
                     self.query.bias.zero_()
 

@@ -55,8 +55,10 @@ class _Laff(torch.nn.Module):
 
         ident = config.identity_init
 
+        base = projection_init(h, d, o, ident, g)  # one start per head, shared by every feature of both sides
+
         def proj(k):
-            return torch.nn.Parameter(projection_init(h * k, d, o, ident, g).reshape(h, k, d, o))
+            return torch.nn.Parameter(base[:, None].expand(h, k, d, o).clone())
 
         self.item_w, self.item_b = proj(S), p(h, S, o, scale=0.0)
         self.item_att = p(h, o, scale=o ** -0.5)

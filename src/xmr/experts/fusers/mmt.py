@@ -65,6 +65,7 @@ class _Mmt(torch.nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.proj_w = torch.nn.Parameter(projection_init(S, d, o, config.identity_init))
+            gate_init = self.proj_w.detach().clone()  # the same start on both sides (a shared projection)
             self.proj_b = torch.nn.Parameter(torch.zeros(S, o))
             self.source_emb = torch.nn.Embedding(S, o)
             self.time_emb = torch.nn.Embedding(config.time_bins + 2, o)  # 0: aggregated, 1: no time, 2+: second t
@@ -72,7 +73,7 @@ class _Mmt(torch.nn.Module):
                 torch.nn.init.normal_(emb.weight, std=0.02)
             layer = torch.nn.TransformerEncoderLayer(o, config.heads, 2 * o, config.dropout, batch_first=True)
             self.encoder = torch.nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
-            self.gate1 = torch.nn.Parameter(projection_init(S, d, o, config.identity_init))
+            self.gate1 = torch.nn.Parameter(gate_init)
             self.gate1_b = torch.nn.Parameter(torch.zeros(S, o))
             self.gate2 = torch.nn.Parameter(torch.randn(S, o, o) * o ** -0.5)
             self.gate2_b = torch.nn.Parameter(torch.zeros(S, o))
