@@ -162,6 +162,27 @@ def test_multimodal_contract(name, tmp_path):
         assert torch.allclose(back.encode(video=v, audio=a), outs[3], atol=1e-6)
 
 
+# ================================================================================================= expert fusers
+@pytest.mark.parametrize("name", registries.EXPERT_FUSERS.names())
+def test_expert_fuser_contract(name, tmp_path):
+    """(B, I) finite scores; contributions sum to the score and are 0 for sources an item lacks; an item's score does
+    not depend on the other items of the batch; save / load keeps the scores."""
+    from xmr.experts.fusers import create_fuser, load_fuser, pack_items, save_fuser, scores_numpy
+
+    rng = np.random.default_rng(0)
+    f = create_fuser(name, dim=8, experts=("ocr", "sidecar"), hidden=8, seed=1)
+    assert f.name == name and f.config.sources == ("visual", "ocr", "sidecar")
+    rows = [{"ocr": [(rng.normal(size=8), None)], "sidecar": [(rng.normal(size=8), 2.0)] * 2}, {}]
+    toks = pack_items(rng.normal(size=(2, 8)), rows, ["ocr", "sidecar"], 4)
+    q = rng.normal(size=(3, 8)).astype(np.float32)
+    s, c = scores_numpy(f, q, toks, contributions=True)
+    assert s.shape == (3, 2) and s.dtype == np.float32 and np.isfinite(s).all()
+    assert c.shape == (3, 2, 3) and np.allclose(c.sum(-1), s, atol=1e-5) and np.all(c[:, 1, 1:] == 0)
+    assert np.allclose(scores_numpy(f, q, toks.take([1])), s[:, 1:], atol=1e-5)
+    save_fuser(f, tmp_path / name)
+    assert np.allclose(scores_numpy(load_fuser(tmp_path / name), q, toks), s, atol=1e-6)
+
+
 # ======================================================================================================= encoders
 
 

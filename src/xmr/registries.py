@@ -18,7 +18,11 @@ kind (``ALL`` key)  registry                    filled by
 ``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
 ``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles,audio}``
 ``multimodal``     :data:`MULTIMODAL_MODELS`   ``xmr.heads.{eao,eclipse}`` (video + audio + text)
+``expert_fuser``   :data:`EXPERT_FUSERS`       ``xmr.experts.fusers.{laff,mmt,concat}``
 =================  ==========================  ===========================================================
+
+Other packages add components through entry points (group ``xmr.plugins``, :mod:`xmr.plugins`), loaded by
+:func:`load_all` after xmr's own modules.
 
 A component registers itself where it is defined (``@ENCODERS.register("tiny", help=...)``); registering is also
 what gets it exercised by ``tests/test_contracts.py``. This module imports no component module (and no torch) when
@@ -64,6 +68,9 @@ EXPERTS: Registry = Registry("expert")
 #: name -> nn.Module class (with a ``Config`` dataclass attribute) that embeds any subset of {text, video, audio}
 #: token sets into one space (Everything at Once, ECLIPSE)
 MULTIMODAL_MODELS: Registry = Registry("multimodal model")
+#: name -> fuser class (an nn.Module with a ``Config`` dataclass attribute): trained fusion of an item's visual
+#: vector and expert rows, matched to a query (``xmr train-fusion``; ``xmr search --expert-fusion NAME:DIR``)
+EXPERT_FUSERS: Registry = Registry("expert fuser")
 
 #: kind -> registry
 ALL: dict[str, Registry] = {
@@ -82,6 +89,7 @@ ALL: dict[str, Registry] = {
     "moment_model": MOMENT_MODELS,
     "expert": EXPERTS,
     "multimodal": MULTIMODAL_MODELS,
+    "expert_fuser": EXPERT_FUSERS,
 }
 
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
@@ -102,6 +110,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "moment_model": ("xmr.localize.squidnet",),
     "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles", "audio")),
     "multimodal": ("xmr.heads.eao", "xmr.heads.eclipse"),
+    "expert_fuser": tuple(f"xmr.experts.fusers.{m}" for m in ("laff", "mmt", "concat")),
 }
 
 
@@ -115,6 +124,9 @@ def load_all(kind: str | None = None) -> dict[str, Registry]:
             raise ConfigError(f"unknown component kind {k!r}. Available: {', '.join(ALL)}")
         for m in MODULES[k]:
             importlib.import_module(m)
+    from .plugins import load_plugins  # other packages' components (entry points "xmr.plugins"), once per process
+
+    load_plugins()
     return {k: ALL[k] for k in kinds}
 
 
@@ -132,6 +144,7 @@ def load_for(kind: str, name: str) -> Registry:
     return ALL[kind]
 
 
-__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERTS", "FUSIONS", "LOSSES", "MODULES",
-           "MULTIMODAL_MODELS", "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES", "VECTOR_BACKENDS", "VIDEO_HEADS",
+__all__ = ["ALL", "COMPOSED_DATASETS", "COMPOSERS", "DATASETS", "ENCODERS", "EXPERT_FUSERS", "EXPERTS", "FUSIONS",
+           "LOSSES", "MODULES", "MULTIMODAL_MODELS", "MOMENT_MODELS", "PROTOCOLS", "RERANKERS", "RESCORERS", "STAGES",
+           "VECTOR_BACKENDS", "VIDEO_HEADS",
            "load_all", "load_for"]

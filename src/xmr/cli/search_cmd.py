@@ -51,9 +51,10 @@ def setup(p):
     e.add_argument("--experts", dest="use_experts", default=None, metavar="NAMES",
                    help="experts to score (comma-separated), or 'none' for the visual score alone (default: every "
                         "expert the index carries)")
-    e.add_argument("--expert-fusion", choices=("vista", "max", "sum"), default="vista",
-                   help="how expert scores join the visual one (default vista: cosine to the visual embedding "
-                        "plus the best expert embeddings)")
+    e.add_argument("--expert-fusion", default="vista", metavar="RULE",
+                   help="how expert scores join the visual one: vista (default: cosine to the visual embedding "
+                        "plus the best expert embeddings), max, sum, or a trained fuser laff:DIR / mmt:DIR "
+                        "(xmr train-fusion)")
     e.add_argument("--expert-weight", action="append", default=[], metavar="NAME=W",
                    help="weight of one expert in the fusion (default 1; repeatable)")
     p.add_argument("--server", default=None, metavar="URL",

@@ -19,6 +19,10 @@ tower when indexed). Fusion rules (``fusion``; ``weights`` ``a_e``, default 1 ea
   is the whole-video vector: exact when the whole video scores best, an approximation when a window does.
 * ``max``: ``max(s_v, max_e a_e s_e)``;
 * ``sum``: ``s_v + sum_e a_e s_e`` (an expert the item lacks adds 0).
+* ``laff:DIR`` / ``mmt:DIR``: a trained fuser (:mod:`xmr.experts.fusers`, ``xmr train-fusion``) scores every
+  candidate from its visual vector and the first ``max_rows`` rows of each expert it was trained with (index
+  order, the same tokens it was trained on); ``match`` is the source with the largest share of the score (LAFF:
+  attention weight, MMT: query-predicted expert weight times the expert's similarity). ``weights`` do not apply.
 
 Candidates: the first stage's pool plus the ``pool`` items with the best expert score (exact numpy scan of every
 expert row; an item whose text matches is found even if its visual score is far down). This stage therefore adds
@@ -36,6 +40,7 @@ import re
 import numpy as np
 
 from ...errors import ConfigError
+from ...experts.fusers import VISUAL, check_compatible, load_fuser, pack_items, parse_fusion, scores_numpy
 from ..result import SearchResult
 from .base import Stage, StageContext
 
@@ -56,8 +61,19 @@ class ExpertStage(Stage):
 
     def __init__(self, experts: tuple[str, ...] | None = None, fusion: str = "vista", weights: dict | None = None,
                  phrase: str | None = None, pool: int = 100):
-        if fusion not in FUSIONS:
-            raise ConfigError(f"expert fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        name, fuser_dir = parse_fusion(fusion)
+        self.fuser = None
+        if fuser_dir is not None:  # a trained fuser: laff:DIR, mmt:DIR
+            self.fuser = load_fuser(fuser_dir)
+            if self.fuser.name != name:
+                raise ConfigError(f"--expert-fusion {fusion}: {fuser_dir} holds a {self.fuser.name!r} fuser, not "
+                                  f"{name!r}; use {self.fuser.name}:{fuser_dir}")
+            if weights:
+                raise ConfigError("--expert-weight applies to the fixed rules (vista, max, sum), not to a trained "
+                                  "fuser, whose weights are learned")
+        elif fusion not in FUSIONS:
+            raise ConfigError(f"expert fusion must be one of {', '.join(FUSIONS)} or a trained fuser laff:DIR / "
+                              f"mmt:DIR (xmr train-fusion), got {fusion!r}")
         weights = dict(weights or {})
         for k, w in weights.items():
             if not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0:
@@ -69,7 +85,7 @@ class ExpertStage(Stage):
 
     def params(self) -> dict:
         d = {"experts": list(self.experts) if self.experts else "all in the index", "fusion": self.fusion,
-             "weights": self.weights or "1 each", "pool": self.pool}
+             "weights": self.weights or ("learned" if self.fuser is not None else "1 each"), "pool": self.pool}
         if self.phrase:
             d["phrase"] = self.phrase
         return d
@@ -85,6 +101,8 @@ class ExpertStage(Stage):
         elif self.phrase and not carried:
             raise ConfigError(f"--phrase searches experts' text, and index {reader.path} carries none: build it "
                               f"with xmr index DIR --experts ocr,sidecar,subtitles")
+        if self.fuser is not None:
+            check_compatible(self.fuser, reader.dim, getattr(encoder, "spec", None) or reader.model_spec, carried)
         unknown = [k for k in self.weights if k not in carried]
         if unknown:
             raise ConfigError(f"expert weights name {', '.join(unknown)}, which index {reader.path} does not carry")
@@ -132,10 +150,57 @@ class ExpertStage(Stage):
             i = int(row_items[j])
             if i in by_id:
                 best.setdefault(i, {})[names[int(code[j])]] = int(j)
+        if self.fuser is not None:
+            return self._learned(ctx, by_id, best, row_ids, row_items, code, names, vecs, scores)
         texts = reader.expert_rows([int(row_ids[j]) for b in best.values() for j in b.values()])
         visual = dict(zip(best, reader.item_vectors(list(best)))) if best and self.fusion == "vista" else {}
         for item_id, rows in best.items():
             self._fuse(by_id[item_id], rows, row_ids, scores, vecs, texts, visual.get(item_id))
+        return list(by_id.values())
+
+    def _learned(self, ctx, by_id, best, row_ids, row_items, code, names, vecs, scores) -> list[SearchResult]:
+        """Every candidate scored by the trained fuser from its visual vector and first rows per expert."""
+        ids = list(by_id)
+        experts = list(self.fuser.config.experts)
+        max_rows = self.fuser.config.max_rows
+        wanted = {i: k for k, i in enumerate(ids)}
+        picked: dict[int, dict[str, list[int]]] = {}
+        for j in np.argsort(row_ids, kind="stable"):  # index order (the order the fuser was trained on)
+            i, e = int(row_items[j]), names[int(code[j])]
+            if i in wanted and e in experts:
+                lst = picked.setdefault(i, {}).setdefault(e, [])
+                if len(lst) < max_rows:
+                    lst.append(int(j))
+        shown = [j for b in best.values() for j in b.values()]
+        used = {int(row_ids[j]) for d in picked.values() for lst in d.values() for j in lst}
+        texts = ctx.reader.expert_rows(sorted({int(row_ids[j]) for j in shown} | used))
+
+        def start(j):
+            t = texts.get(int(row_ids[j]))
+            return None if t is None else t.start
+
+        rows = [{e: [(vecs[j], start(j)) for j in l] for e, l in picked.get(i, {}).items()} for i in ids]
+        tokens = pack_items(ctx.reader.item_vectors(ids), rows, experts, max_rows) if ids else None
+        if tokens is None:
+            return []
+        s, c = scores_numpy(self.fuser, ctx.emb.probes, tokens, contributions=True)
+        best_probe = s.argmax(0)
+        sources = (VISUAL, *experts)
+        for k, i in enumerate(ids):
+            r = by_id[i]
+            r.score = float(s[best_probe[k], k])
+            share = c[best_probe[k], k]
+            r.match = sources[int(share.argmax())]
+            r.experts = {}
+            for n, j in best.get(i, {}).items():
+                t = texts.get(int(row_ids[j]))
+                if t is not None:
+                    r.experts[n] = {"score": round(float(scores[j]), 6), "text": t.text, "field": t.field}
+                    if t.start is not None:
+                        r.experts[n].update(start=t.start, end=t.end)
+            m = r.experts.get(r.match)
+            if m is not None and m.get("start") is not None and r.media_type == "video":
+                r.start, r.end = m["start"], m["end"]
         return list(by_id.values())
 
     def _new_results(self, ctx: StageContext, ids: list[int]) -> dict[int, SearchResult]:
