@@ -11,6 +11,9 @@ import pytest
 from conftest import SAMPLES
 from xmr import registries
 
+for _kind in ("expert", "multimodal", "expert_fuser"):  # fill the registries the parameter lists read
+    registries.load_all(_kind)
+
 
 # ======================================================================================================= experts
 def _expert_input(name, tmp):
