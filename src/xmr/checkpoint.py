@@ -164,5 +164,31 @@ def unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "Checkpoint", "flatten_optimizer", "load_checkpoint", "load_state",
+
+def build_registered(ckpt: "Checkpoint", registry, key: str, label: str, noun: str, directory):
+    """The component a registry-backed checkpoint holds: ``config.json`` = ``{key: name, "training": ..., **Config
+    fields}``; the class is ``registry.get(name)``, built from its ``Config`` and loaded with the weights, in eval mode,
+    with ``.directory`` set. ConfigError when the config names no component or has fields the class does not know
+    (``label`` names the folder, ``noun`` the component, e.g. "composer")."""
+    from dataclasses import fields as _fields
+
+    from .config import config_from_dict
+
+    cfg = dict(ckpt.config)
+    name = cfg.pop(key, None)
+    cfg.pop("training", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"{label}: config.json names no {noun}")
+    cls = registry.get(name)
+    unknown = sorted(set(cfg) - {f.name for f in _fields(cls.Config)})
+    if unknown:
+        raise ConfigError(f"{label}: config.json has fields {unknown} that {noun} {name!r} does not know (written by "
+                          "a newer xmr?)")
+    module = cls(config_from_dict(cls.Config, cfg))
+    ckpt.load_into(module)
+    module.eval()
+    module.directory = str(Path(directory))
+    return module
+
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "Checkpoint", "build_registered", "flatten_optimizer", "load_checkpoint", "load_state",
            "save_checkpoint", "unflatten_optimizer"]

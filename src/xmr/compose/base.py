@@ -10,7 +10,7 @@ index of another model is refused (:func:`check_compatible`) instead of returnin
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -95,30 +95,13 @@ def save_composer(composer, directory: str | Path, training: dict | None = None)
 def load_composer(directory: str | Path):
     """The composer saved in ``directory`` (eval mode). ModelUnavailableError / ConfigError for a missing, foreign
     or damaged folder."""
-    from ..checkpoint import load_checkpoint
-    from ..config import config_from_dict
+    from ..checkpoint import build_registered, load_checkpoint
     from ..registries import load_all
 
     ckpt = load_checkpoint(directory, FORMAT, f"composer {directory}", what="composer (xmr train-compose) folder",
                            hint="train one with xmr train-compose --out DIR")
-    cfg = dict(ckpt.config)
-    name = cfg.pop("composer", None)
-    cfg.pop("training", None)
-    reg = load_all("composer")["composer"]
-    if not isinstance(name, str):
-        raise ConfigError(f"composer {directory}: config.json names no composer")
-    cls = reg.get(name)
-    known = {f.name for f in fields(cls.Config)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ConfigError(f"composer {directory}: config.json has fields {unknown} that composer {name!r} does not "
-                          f"know (written by a newer xmr?)")
-    config = config_from_dict(cls.Config, cfg)
-    module = cls(config)
-    ckpt.load_into(module)
-    module.eval()
-    module.directory = str(Path(directory))
-    return module
+    return build_registered(ckpt, load_all("composer")["composer"], "composer", f"composer {directory}", "composer",
+                            directory)
 
 
 def create_composer(name: str, **config):

@@ -14,7 +14,7 @@ saved as ``config.json`` (format ``xmr-expert-fuser``) + ``model.safetensors``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -163,28 +163,13 @@ def save_fuser(fuser, directory: str | Path, training: dict | None = None) -> Pa
 
 def load_fuser(directory: str | Path):
     """The fuser saved in ``directory`` (eval mode); ModelUnavailableError / ConfigError for a bad folder."""
-    from ...checkpoint import load_checkpoint
-    from ...config import config_from_dict
+    from ...checkpoint import build_registered, load_checkpoint
     from ...registries import load_all
 
     ckpt = load_checkpoint(directory, FORMAT, f"expert fuser {directory}",
                            what="expert fuser (xmr train-fusion) folder", hint="train one with xmr train-fusion --out DIR")
-    cfg = dict(ckpt.config)
-    name = cfg.pop("fuser", None)
-    cfg.pop("training", None)
-    reg = load_all("expert_fuser")["expert_fuser"]
-    if not isinstance(name, str):
-        raise ConfigError(f"expert fuser {directory}: config.json names no fuser")
-    cls = reg.get(name)
-    unknown = sorted(set(cfg) - {f.name for f in fields(cls.Config)})
-    if unknown:
-        raise ConfigError(f"expert fuser {directory}: config.json has fields {unknown} that fuser {name!r} does not "
-                          "know (written by a newer xmr?)")
-    module = cls(config_from_dict(cls.Config, cfg))
-    ckpt.load_into(module)
-    module.eval()
-    module.directory = str(Path(directory))
-    return module
+    return build_registered(ckpt, load_all("expert_fuser")["expert_fuser"], "fuser", f"expert fuser {directory}",
+                            "fuser", directory)
 
 
 def create_fuser(name: str, **config):
