@@ -83,6 +83,29 @@ def test_detect_rule():
         detect("犬", langs, lang="ja")
 
 
+def test_langid_cache_equals_the_wheels_model(tmp_path, monkeypatch):
+    """The uncompressed cache of py3langid's model (written on first use, read without LZMA afterwards) scores
+    exactly as py3langid's own loader; a damaged cache file is dropped and the wheel's model used."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from xmr.encoders.lang.langid import _load_full
+
+    monkeypatch.setenv("XMR_CACHE", str(tmp_path))
+    ref = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    texts = ["ein Hund läuft im Park", "un chien court", "Dva psi", "a dog", "犬が走る", "", "x" * 500]
+    written = _load_full(LanguageIdentifier, MODEL_FILE)  # first use: decodes and writes the cache
+    (cached,) = (tmp_path / "langid").glob("model-*.npz")
+    read = _load_full(LanguageIdentifier, MODEL_FILE)  # second: from the cache
+    for ident in (written, read):
+        assert ident.labels == ref.labels
+        for t in texts:
+            assert ident.classify(t) == ref.classify(t)
+            np.testing.assert_array_equal(np.asarray(ident.rank(t), dtype=object), np.asarray(ref.rank(t), dtype=object))
+    cached.write_bytes(b"not a zip")
+    assert _load_full(LanguageIdentifier, MODEL_FILE).classify(texts[0]) == ref.classify(texts[0])
+    assert not cached.exists()  # removed, so the next process writes a good one
+
+
 # ---- the default model ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def english_only():

@@ -50,13 +50,60 @@ def _identifier(langs: tuple[str, ...] | None = None):
     except ImportError:
         raise MissingExtraError("automatic query-language detection needs py3langid: pip install py3langid "
                                 "(or pass the language explicitly, --lang / lang=)") from None
-    if langs is None:  # loading the model takes ~0.5-2 s: once per process, the restricted ones are views of it
-        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    if langs is None:  # once per process; the restricted identifiers are views of this one
+        return _load_full(LanguageIdentifier, MODEL_FILE)
     import copy
 
     ident = copy.copy(_identifier(None))
     ident.set_languages(langs)
     return ident
+
+
+def _load_full(cls, model_file: str):
+    """The full identifier, from an uncompressed copy of the wheel's model in ``$XMR_CACHE/langid``.
+
+    py3langid ships its model LZMA-compressed; decompressing it costs ~0.7 s of CPU in every process, which a one-shot
+    ``xmr search`` paid for each query. The first use writes the decoded arrays once (an ``.npz``, written atomically,
+    named by the compressed file's size and mtime so a py3langid upgrade makes a new one); later processes load it
+    without LZMA. The arrays are exactly py3langid's (same dtypes and conversions as its ``modelio.load_model``). A
+    cache that cannot be written or read falls back to py3langid's own loader (same model, just slower)."""
+    import os
+    import zipfile
+    from array import array
+    from pathlib import Path
+
+    import numpy as np
+    import py3langid.langid as pl
+
+    from ...paths import cache_dir
+
+    src = Path(pl.MODEL_DIR) / model_file
+    st = src.stat()
+    dtypes = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+    cached = cache_dir("langid", f"model-{st.st_size}-{st.st_mtime_ns}.npz")
+    if not cached.is_file():
+        try:
+            ptc, pc, classes, nextmove, row, output = pl._load_model_file(src)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.savez(f, ptc=np.asarray(ptc), pc=np.asarray(pc), classes=np.array(classes),
+                         nextmove=np.frombuffer(nextmove, dtype=dtypes[nextmove.itemsize]),
+                         row=np.frombuffer(row, dtype=dtypes[row.itemsize]), out=np.asarray(output, dtype=np.int64))
+            os.replace(tmp, cached)
+        except OSError:
+            return cls.from_model_file(model_file, norm_probs=True)
+        return cls(np.asarray(ptc), np.asarray(pc), classes, nextmove, output, norm_probs=True, tk_row=row)
+    try:
+        with np.load(cached, allow_pickle=False) as d:
+            nextmove, row = array(d["nextmove"].dtype.char), array(d["row"].dtype.char)
+            nextmove.frombytes(d["nextmove"].tobytes())
+            row.frombytes(d["row"].tobytes())
+            return cls(d["ptc"], d["pc"], d["classes"].tolist(), nextmove, d["out"].tolist(), norm_probs=True,
+                       tk_row=row)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged cache: rebuilt by the next process
+        cached.unlink(missing_ok=True)
+        return cls.from_model_file(model_file, norm_probs=True)
 
 
 def check_language(lang: str, supported: tuple[str, ...]) -> str:
