@@ -121,7 +121,7 @@ def train_ts2net_vit(model, pixels: torch.Tensor, texts, pairs, *, finetune: str
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + float(loss.detach()), steps + 1
         history.append(total / max(steps, 1))
         log.debug("ts2net-vit epoch %d: loss %.4f", ep + 1, history[-1])
     log.info("trained ts2net-vit: %d epochs in %.1f s", epochs, time.perf_counter() - t0)
