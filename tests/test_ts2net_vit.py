@@ -217,3 +217,13 @@ def test_train_head_ts2net_vit_saves_a_ts2net_encoder_that_eval_uses(clip_dir, t
         assert main(["train-head", "--dataset", f"manifest:{manifest}", *argv, "--out", str(tmp_path / "x")]) == 2
         assert why in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_cached_frozen_prefix_gives_the_same_tokens(clip_dir):
+    torch.manual_seed(0)
+    net = _model(clip_dir, shift_layers=1).eval()
+    px = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net.frame_tokens(net.prefix_hidden(px, 1), start=1), net.frame_tokens(px))
+    with pytest.raises(ConfigError, match="shifted"):
+        net.prefix_hidden(px, 2)

@@ -117,6 +117,11 @@ def vision_blocks(clip: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
     return tower, layers
 
 
+def _tensor(out) -> torch.Tensor:
+    """A block's output: a tensor (transformers 5.x) or a tuple whose first item is one (4.x)."""
+    return out if isinstance(out, torch.Tensor) else out[0]
+
+
 class _Scorer(nn.Module):
     """Token scores in [-1, 1]: local (per token) and global (class token) features, MLP, tanh (TS2-Net's scorer)."""
 
@@ -180,25 +185,44 @@ class TS2NetViT(nn.Module):
 
     # ------------------------------------------------------------------ video side
 
-    def frame_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+    def frame_tokens(self, pixels: torch.Tensor, start: int = 0) -> torch.Tensor:
         """(B, T, 3, H, W) -> (B, T, 1 + P, D): every token of every frame through the (shifted) ViT,
-        ``post_layernorm`` and ``visual_projection``."""
-        if pixels.dim() != 5:
+        ``post_layernorm`` and ``visual_projection``. With ``start > 0``, ``pixels`` is instead the hidden state
+        (B, T, 1 + P, W) after the first ``start`` blocks (:meth:`prefix_hidden`), and only the rest are run."""
+        if pixels.dim() != (4 if start else 5):
             raise ConfigError(f"TS2-Net: pixels must be (B, T, 3, H, W), got {tuple(pixels.shape)}")
         b, t = pixels.shape[:2]
         if t > self.config.max_frames:
             raise ConfigError(f"TS2-Net: {t} frames > max_frames {self.config.max_frames}")
-        tower, _ = vision_blocks(self.clip)
+        tower, layers = vision_blocks(self.clip)
         self._frames = t
         try:
-            out = tower(pixel_values=pixels.flatten(0, 1))
+            if start:
+                h = pixels.flatten(0, 1)
+                for layer in list(layers)[start:]:
+                    h = _tensor(layer(h, None))
+            else:
+                out = tower(pixel_values=pixels.flatten(0, 1))
+                h = out if isinstance(out, torch.Tensor) else getattr(out, "last_hidden_state", None)
+                if h is None:
+                    h = out[0]
         finally:
             self._frames = None
-        h = out if isinstance(out, torch.Tensor) else getattr(out, "last_hidden_state", None)
-        if h is None:
-            h = out[0]
         tok = self.clip.visual_projection(tower.post_layernorm(h))
         return tok.reshape(b, t, *tok.shape[1:])
+
+    @torch.no_grad()
+    def prefix_hidden(self, pixels: torch.Tensor, blocks: int) -> torch.Tensor:
+        """(B, T, 3, H, W) -> (B, T, 1 + P, W): the hidden state after the first ``blocks`` ViT blocks (no grad), to be
+        cached when those blocks and the embeddings are frozen and unshifted (``blocks <= layers - shift_layers``)."""
+        tower, layers = vision_blocks(self.clip)
+        if blocks > len(layers) - self.config.shift_layers:
+            raise ConfigError(f"TS2-Net: the first {blocks} blocks include shifted ones; cannot cache them")
+        b, t = pixels.shape[:2]
+        h = tower.pre_layrnorm(tower.embeddings(pixels.flatten(0, 1)))
+        for layer in list(layers)[:blocks]:
+            h = _tensor(layer(h, None))
+        return h.reshape(b, t, *h.shape[1:])
 
     def select(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T, 1 + P, D) -> (B, T, 1 + k, D): the class token and the ``select_k`` selected patch tokens."""
@@ -211,10 +235,10 @@ class TS2NetViT(nn.Module):
             ind = F.one_hot(scores.topk(k, dim=-1).indices.sort(dim=-1).values, patches.shape[2]).to(patches.dtype)
         return torch.cat([cls, ind @ patches], dim=2)  # (B, T, k, P) @ (B, T, P, D)
 
-    def frame_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
+    def frame_embeddings(self, pixels: torch.Tensor, start: int = 0) -> torch.Tensor:
         """(B, T, 3, H, W) -> (B, T, D) per-frame embeddings (unnormalised): shift, selection, temporal transformer
-        with a residual, each frame's class-token output."""
-        x = self.select(self.frame_tokens(pixels))  # (B, T, 1 + k, D)
+        with a residual, each frame's class-token output (``start``: see :meth:`frame_tokens`)."""
+        x = self.select(self.frame_tokens(pixels, start))  # (B, T, 1 + k, D)
         b, t, n, d = x.shape
         flat = x.reshape(b, t * n, d)
         y = self.temporal(flat + self.token_pos[: t * n]) + flat

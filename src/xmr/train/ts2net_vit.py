@@ -70,7 +70,8 @@ def _group(pairs, n_texts: int, n_videos: int) -> list[np.ndarray]:
 
 def train_ts2net_vit(model, pixels: torch.Tensor, texts, pairs, *, finetune: str = "last:2", epochs: int = 10,
                      lr: float = 1e-4, head_lr: float | None = None, batch_size: int = 32, seed: int = 0,
-                     weight_decay: float = 0.01, text_tower: nn.Module | None = None, label: str = "hf model"):
+                     weight_decay: float = 0.01, text_tower: nn.Module | None = None, label: str = "hf model",
+                     cache_frozen: bool = False):
     """Train ``model`` (a :class:`~xmr.heads.ts2net_vit.TS2NetViT`) in place; returns it in eval mode with
     ``model.history`` (mean loss per epoch).
 
@@ -80,6 +81,8 @@ def train_ts2net_vit(model, pixels: torch.Tensor, texts, pairs, *, finetune: str
             module's inputs (N_t, ...).
         pairs: (text index, video index) positives; every video with at least one caption is trained on.
         lr: learning rate of the CLIP weights; ``head_lr`` (default ``lr``) of the TS2-Net parts and ``text_tower``.
+        cache_frozen: with ``finetune="last:N"``, run the frozen embeddings and first blocks once and keep their
+            output (N_v, T, 1 + P, W) in memory (exact: they are frozen and not shifted; memory-hungry for real ViTs).
     """
     n_videos = pixels.shape[0]
     n_texts = len(next(iter(texts.values()))) if isinstance(texts, dict) else len(texts)
@@ -90,6 +93,19 @@ def train_ts2net_vit(model, pixels: torch.Tensor, texts, pairs, *, finetune: str
     if pixels.shape[1] > model.config.max_frames:
         raise ConfigError(f"{pixels.shape[1]} frames per video > max_frames {model.config.max_frames}")
     set_trainable(model, finetune, label)
+    start = 0
+    if cache_frozen:
+        from .finetune import parse_how
+
+        part, n = parse_how(finetune)
+        n_blocks = len(model.clip.vision_model.encoder.layers)
+        if part != "last" or n > n_blocks - 1:
+            raise ConfigError("cache_frozen needs --finetune last:N with frozen blocks before the last N")
+        start = n_blocks - n
+        if model.config.shift_layers > n:
+            raise ConfigError(f"cache_frozen: shift_layers {model.config.shift_layers} > the {n} trained blocks")
+        pixels = torch.cat([model.prefix_hidden(pixels[s: s + 16].to(model.logit_scale.device), start).cpu()
+                            for s in range(0, len(pixels), 16)])
     clip_p = [p for p in model.clip.parameters() if p.requires_grad]
     head_p = [p for n, p in model.named_parameters() if not n.startswith("clip.")]
     if text_tower is not None:
@@ -114,7 +130,7 @@ def train_ts2net_vit(model, pixels: torch.Tensor, texts, pairs, *, finetune: str
                 t = F.normalize(text_tower(texts[tb].to(dev)), dim=-1)
             else:
                 t = model.encode_text(**{k: v[tb].to(dev) for k, v in texts.items()})
-            frames = model.frame_embeddings(pixels[torch.as_tensor(vb)].to(dev))
+            frames = model.frame_embeddings(pixels[torch.as_tensor(vb)].to(dev), start)
             logits = model.similarity(t, frames) * model.logit_scale.exp().clamp(max=100.0)
             target = torch.arange(len(vb), device=dev)
             loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
