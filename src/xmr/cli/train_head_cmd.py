@@ -32,10 +32,11 @@ def setup(p):
                       help="similarity distillation on positive pairs (diag, default) or Adaptive Distillation (adapt)")
     ts2 = p.add_argument_group("ts2net-vit (TS2-Net as the paper trains it, docs/video_heads.md)")
     ts2.add_argument("--finetune", default=None, metavar="WHAT",
-                     help="what of the hf: model is trained: last:N (default last:2: the last 2 blocks of each tower "
-                          "+ final norms and projections), whole, projections; the TS2-Net parts always")
+                     help="what of the hf: model is trained: whole (default, as TS2-Net), last:N (the last N blocks of "
+                          "each tower + final norms and projections), projections; the TS2-Net parts always")
     ts2.add_argument("--clip-lr", type=float, default=None, metavar="LR",
-                     help="learning rate of the CLIP weights (default --lr, which the TS2-Net parts use)")
+                     help="learning rate of the CLIP weights (default --lr, which the TS2-Net parts use; TS2-Net: "
+                          "1e-7 with --lr 1e-4)")
     add_device_arg(p)
 
 
@@ -155,7 +156,7 @@ def _train_ts2net_vit(args) -> int:
         raise ConfigError(f"--config is not valid JSON ({e})") from None
     if not isinstance(overrides, dict):
         raise ConfigError("--config must be a JSON object")
-    finetune = args.finetune or "last:2"
+    finetune = args.finetune or "whole"
     from ..train.finetune import parse_how
 
     parse_how(finetune)  # a bad value fails before any decoding

@@ -9,6 +9,7 @@ minimises the symmetric InfoNCE of ``exp(logit_scale) * s(text, video)`` (TS2-Ne
 AdamW. What is trained: ``finetune`` (``whole`` / ``last:N`` / ``projections``, as ``xmr train --mode finetune``:
 :func:`xmr.train.finetune.select_trainable`) of CLIP, plus every TS2-Net part and the logit scale. A ``text_tower``
 module may replace CLIP's text tower (the benchmark trains the same word-level GRU for every model).
+TS2-Net's own MSR-VTT run trains all of CLIP (``freeze_layer_num 0``) at lr 1e-7 and its new parts at 1e-4.
 Not done here (unlike ``xmr train``): per-epoch evaluation, checkpoints and ``--resume``, mixed precision.
 """
 from __future__ import annotations
@@ -50,8 +51,8 @@ def set_trainable(model, finetune: str, label: str) -> list[str]:
 
     part, n = parse_how(finetune)
     if part == "lora":
-        raise ConfigError("--finetune lora is not supported for ts2net-vit; use last:N (TS2-Net: the whole model), "
-                          "whole or projections")
+        raise ConfigError("--finetune lora is not supported for ts2net-vit; use whole (as TS2-Net), last:N or "
+                          "projections")
     clip_names = select_trainable(model.clip, part, n, label)
     for name, p in model.named_parameters():
         if not name.startswith("clip."):
@@ -68,7 +69,7 @@ def _group(pairs, n_texts: int, n_videos: int) -> list[np.ndarray]:
     return [np.asarray(ts, dtype=np.int64) for ts in by_video]
 
 
-def train_ts2net_vit(model, pixels: torch.Tensor, texts, pairs, *, finetune: str = "last:2", epochs: int = 10,
+def train_ts2net_vit(model, pixels: torch.Tensor, texts, pairs, *, finetune: str = "whole", epochs: int = 10,
                      lr: float = 1e-4, head_lr: float | None = None, batch_size: int = 32, seed: int = 0,
                      weight_decay: float = 0.01, text_tower: nn.Module | None = None, label: str = "hf model",
                      cache_frozen: bool = False):
