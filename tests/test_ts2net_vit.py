@@ -212,6 +212,15 @@ def test_train_head_ts2net_vit_saves_a_ts2net_encoder_that_eval_uses(clip_dir, t
     res = json.loads(capsys.readouterr().out)
     assert res["fingerprint"]["video"]["scoring"] == "exhaustive head similarity"
     assert res["fingerprint"]["video"]["frames"] == 4  # the frames it was trained on
+    # an index keeps the frame embeddings; search re-scores the candidates with the text-weighted score
+    index = tmp_path / "idx"
+    assert main(["-q", "index", str(manifest.parent / "videos"), "--index", str(index), "--model", f"ts2net:{out}"]) == 0
+    capsys.readouterr()
+    assert main(["-q", "search", "a red circle moves left", "--index", str(index), "--json", "--k", "3"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["stage"] for s in data["stages"]][-1] == "head" and len(data["results"]) == 3
+    scores = [r["score"] for r in data["results"]]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= x <= 1 for x in scores)
     for argv, why in ((["--encoder", "tiny", "--head", "ts2net-vit"], "hf:"),
                       (["--encoder", "tiny", "--head", "mean", "--finetune", "last:1"], "only apply")):
         assert main(["train-head", "--dataset", f"manifest:{manifest}", *argv, "--out", str(tmp_path / "x")]) == 2
