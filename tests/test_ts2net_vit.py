@@ -100,12 +100,15 @@ def test_shift_makes_frames_see_their_neighbours(clip_dir):
     px = torch.randn(1, 4, 3, 32, 32)
     px2 = px.clone()
     px2[:, 0] += 1.0  # change frame 0 only
-    for layers, moved in ((2, True), (0, False)):
-        net = _model(clip_dir, shift_layers=layers).eval()
+    for kw, moved in (({"shift_layers": 2}, True), ({"shift_layers": 0}, False),
+                      ({"shift_mode": "channels", "shift_fraction": 0.25}, True)):
+        net = _model(clip_dir, **kw).eval()
         with torch.no_grad():
             a, b = net.frame_tokens(px), net.frame_tokens(px2)
         assert bool((a[:, 1] - b[:, 1]).abs().max() > 1e-4) is moved  # frame 1 sees frame 0 only through the shift
-        torch.testing.assert_close(a[:, 3], b[:, 3])  # frame 3 is two steps away: never
+        torch.testing.assert_close(a[:, 3], b[:, 3])  # 3 steps from frame 0, 2 shifted blocks: never reached
+    with pytest.raises(ConfigError, match="shift_mode"):
+        _model(clip_dir, shift_mode="diagonal")
 
 
 def test_weights_layout_is_the_models_own(clip_dir, tmp_path):

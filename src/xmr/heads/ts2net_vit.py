@@ -66,6 +66,7 @@ class TS2NetViTConfig:
     dim: int  # projection width D of the CLIP model (its visual_projection / text embedding width)
     shift_layers: int = 2  # last ViT blocks whose attention input is token-shifted (TS2-Net: 2; 0: no shift)
     shift_fraction: float = 1 / 7  # one patch token in 1/fraction from t-1, one from t+1 (TS2-Net's n_div = 7)
+    shift_mode: str = "tokens"  # "tokens": TS2-Net's whole-token shift; "channels": TSM-style channel slices (ablation)
     select_k: int = 3  # patch tokens kept per frame next to the class token (TS2-Net: 3)
     selection: str = "perturbed"  # "perturbed": TS2-Net's differentiable top-k in training; "hard": top-k always
     perturb_samples: int = 500  # noise draws of the perturbed top-k (TS2-Net's code: 500)
@@ -86,6 +87,8 @@ class TS2NetViTConfig:
                               "shift_fraction": (0, 0.5), "temperature": (1e-4, 100)}
 
     def __post_init__(self):
+        if self.shift_mode not in ("tokens", "channels"):
+            raise ConfigError(f"TS2NetViTConfig: shift_mode must be 'tokens' or 'channels', got {self.shift_mode!r}")
         if self.selection not in ("perturbed", "hard"):
             raise ConfigError(f"TS2NetViTConfig: selection must be 'perturbed' or 'hard', got {self.selection!r}")
         if self.num_frames > self.max_frames:
@@ -173,7 +176,8 @@ class TS2NetViT(nn.Module):
         named = "hidden_states" in kwargs
         h = kwargs["hidden_states"] if named else args[0]
         bt, n, w = h.shape
-        x = token_shift(h.reshape(bt // t, t, n, w), self.config.shift_fraction, "tokens").reshape(bt, n, w)
+        x = token_shift(h.reshape(bt // t, t, n, w), self.config.shift_fraction, self.config.shift_mode)
+        x = x.reshape(bt, n, w)
         if named:
             return args, {**kwargs, "hidden_states": x}
         return (x, *args[1:]), kwargs
