@@ -23,6 +23,7 @@ Setup (what is frozen / trained):
         weighting adds);
       - ``faithful, channel shift`` (run when named with ``--models``): a TSM-style shift of 1/4 of the channels each
         way instead of whole tokens (the paper's argument for whole-token shift);
+      - ``faithful, hard selection`` (when named): hard top-k in training too (what the perturbed top-k adds);
       - ``fine-tuned, no TS2-Net parts`` is not run: the frozen head's own numbers are the other baseline.
   * metrics on the test split (gallery: 169 test clips; every test clip's caption a query): R@1 / R@5 (pessimistic
     ties), per caption type, twin accuracy (own clip strictly above its time-reversed twin; ties 1/2).
@@ -52,7 +53,8 @@ from xmr.video import item_frames  # noqa: E402
 
 MODELS = {"frozen ts2net": {}, "faithful": {}, "faithful, no shift": {"shift_layers": 0},
           "faithful, mean frames": {"temperature": 1e4},
-          "faithful, channel shift": {"shift_mode": "channels", "shift_fraction": 0.25}}
+          "faithful, channel shift": {"shift_mode": "channels", "shift_fraction": 0.25},
+          "faithful, hard selection": {"selection": "hard"}}
 
 
 def tiny_clip(seed: int = 0):
@@ -159,8 +161,8 @@ def main():
         vals = [100 * np.nanmean(r[key][mask]) for r in results[m]]
         return f"{np.mean(vals):5.1f} ± {np.std(vals):4.1f}"
 
-    print(f"\ntext->video on {len(te)} test clips, seeds {args.seeds} (mean ± std), {args.epochs} epochs; total "
-          f"{time.perf_counter() - t0:.0f} s\n")
+    runs = f"runs of {args.seeds}" if args.merge else f"seeds {args.seeds}, {args.epochs} epochs"
+    print(f"\ntext->video on {len(te)} test clips, {runs} (mean ± std); total {time.perf_counter() - t0:.0f} s\n")
     hdr = "| model | all R@1 | all R@5 | " + " | ".join(f"{TYPES[t]} R@1" for t in "abc")
     hdr += " | order twin acc | motion twin acc |"
     print(hdr)
