@@ -35,8 +35,6 @@ import numpy as np
 def cache_dataset(spec: str, out: str, backbone: str = "lite0", batch: int = 8, start: int = 0,
                   stop: int | None = None) -> None:
     """Logits of the centre crop + the encoder's 6 multi-crop views for images ``start:stop`` of ``spec``."""
-    import torch
-
     from xmr.data import load_dataset
     from xmr.encoders.concept import ConceptConfig, ConceptEncoder
     from xmr.media.image import load_image
@@ -51,8 +49,7 @@ def cache_dataset(spec: str, out: str, backbone: str = "lite0", batch: int = 8, 
         ims = [load_image(p) for p in media[s : s + batch]]
         views = [[enc.pre.resize_crop(im)] + enc._views(im) for im in ims]  # centre crop, then the encoder's views
         x = np.stack([enc.pre.to_array(v) for vs in views for v in vs])
-        with torch.no_grad():
-            z = enc.net(torch.from_numpy(x)).float().numpy()
+        z = np.asarray(enc.net(x), np.float32)  # ORT on the CPU by default (XMR_RUNTIME=torch: torch)
         logits_all.append(z.reshape(len(ims), len(views[0]), -1))
         print(f"{s + len(ims)}/{len(media)} {time.perf_counter() - t0:.0f}s", flush=True)
     np.savez(out, logits=np.concatenate(logits_all).astype(np.float32), media=np.array(media),
@@ -92,6 +89,7 @@ class Cached:
         self.path, self.spec = path, str(d["spec"]) if "spec" in d.files else path
         self.logits = d["logits"]
         self.pm = _softmax(self.logits[:, 1:]).mean(1)  # the default's multi-crop probabilities
+        self.zm = self.logits[:, 1:].mean(1)  # ... and view-mean logits (the adapter's "logits" features)
         self.pc = _softmax(self.logits[:, 0])  # centre crop only (concept:fast)
         self.texts = [str(t) for t in d["texts"]]
         self.t2i = np.asarray(d["text_to_item"])
@@ -104,6 +102,7 @@ class Cached:
         remap = -np.ones(len(self.pm), int)
         remap[items] = np.arange(len(items))
         s.pm, s.pc, s.q, s.t2i = self.pm[items], self.pc[items], self.q[m], remap[self.t2i[m]]
+        s.zm = self.zm[items]
         s.texts = [t for t, k in zip(self.texts, m) if k]
         return s
 
@@ -130,12 +129,14 @@ def _row(label, r, cost):
             f"{i['R@10']:.1f} | {cost} |")
 
 
-def _fit_on(sets, ridge, info):
+def _fit_on(sets, ridge, info, features="sqrtp", caption_ridge=0.0):
     from xmr.encoders.concept_adapter import ConceptAdapter
 
     off = np.cumsum([0] + [len(s.pm) for s in sets])
     return ConceptAdapter.fit(np.concatenate([s.q for s in sets]), np.concatenate([s.pm for s in sets]),
-                              np.concatenate([s.t2i + o for s, o in zip(sets, off)]), ridge=ridge, training=info)
+                              np.concatenate([s.t2i + o for s, o in zip(sets, off)]), ridge=ridge, training=info,
+                              logits=np.concatenate([s.zm for s in sets]), image_features=features,
+                              caption_ridge=caption_ridge)
 
 
 # ---------------------------------------------------------------------------------------------------- ablation
@@ -223,15 +224,19 @@ def build_adapter(args) -> None:
 
     enc = ConceptEncoder(ConceptConfig())
     sets = [Cached(p, enc) for p in args.train]
+    feats = {"sqrtp": "centred sqrt class probabilities", "logits": "centred standardised view-mean logits"}
     info = {
-        "method": "ridge regression of the paired image's centred sqrt class probabilities (multi-crop, "
-                  "EfficientNet-Lite0) on the caption's all-MiniLM-L6-v2 embedding; docs/concept.md",
+        "method": f"ridge regression of the paired image's {feats[args.features]} (multi-crop, EfficientNet-Lite0) on "
+                  "the caption's all-MiniLM-L6-v2 embedding"
+                  + (f"; and of the caption embedding on the image's (ridge {args.caption_ridge})"
+                     if args.caption_ridge else "") + "; docs/concept.md",
         "pairs": [{"dataset": s.spec, "images": int(len(s.pm)), "captions": int(len(s.q)),
                    "captions_sha256": hashlib.sha256("\n".join(s.texts).encode()).hexdigest()} for s in sets],
         "built_by": "python benchmarks/concept_quality.py build-adapter --name " + args.name + " --train "
-                    + " ".join(Path(p).name for p in args.train),
+                    + " ".join(Path(p).name for p in args.train)
+                    + f" --features {args.features} --caption-ridge {args.caption_ridge:g}",
     }
-    ad = _fit_on(sets, args.ridge, info)
+    ad = _fit_on(sets, args.ridge, info, args.features, args.caption_ridge)
     out = ad.save(Path(args.out) if args.out else ASSETS / args.name)
     print(f"wrote {out}")
 
@@ -269,6 +274,8 @@ def main() -> None:
     b.add_argument("--name", required=True)
     b.add_argument("--train", nargs="+", required=True)
     b.add_argument("--ridge", type=float, default=1.0)
+    b.add_argument("--features", choices=("sqrtp", "logits"), default="logits")
+    b.add_argument("--caption-ridge", type=float, default=10.0, help="image -> caption map's ridge (0: none)")
     b.add_argument("--out", default=None, help="folder (default: src/xmr/assets/concept/NAME)")
     qb = sub.add_parser("build-querybank", help="bundle a QB-Norm querybank of Multi30K English train captions")
     qb.add_argument("--multi30k", required=True)
