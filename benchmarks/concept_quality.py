@@ -90,6 +90,9 @@ class Cached:
         self.logits = d["logits"]
         self.pm = _softmax(self.logits[:, 1:]).mean(1)  # the default's multi-crop probabilities
         self.zm = self.logits[:, 1:].mean(1)  # ... and view-mean logits (the adapter's "logits" features)
+        self.pmax = _softmax(self.logits[:, 1:]).max(1)  # max over views (a measured, not adopted, extra)
+        self.media = [str(m) for m in d["media"]]
+        self._colour = None
         self.pc = _softmax(self.logits[:, 0])  # centre crop only (concept:fast)
         self.texts = [str(t) for t in d["texts"]]
         self.t2i = np.asarray(d["text_to_item"])
@@ -102,8 +105,29 @@ class Cached:
         remap = -np.ones(len(self.pm), int)
         remap[items] = np.arange(len(items))
         s.pm, s.pc, s.q, s.t2i = self.pm[items], self.pc[items], self.q[m], remap[self.t2i[m]]
-        s.zm = self.zm[items]
+        s.zm, s.pmax = self.zm[items], self.pmax[items]
+        s.media = [self.media[i] for i in items]
+        s._colour = None if self._colour is None else self._colour[items]
         s.texts = [t for t, k in zip(self.texts, m) if k]
+        return s
+
+    @property
+    def colour(self) -> np.ndarray:
+        """Colour-name features (concept_colour.py), computed from the images once and kept next to the cache."""
+        if self._colour is None:
+            from concept_rounds import colours
+
+            p = Path(self.path).with_suffix(".colour.npy")
+            self._colour = np.load(p) if p.exists() else colours(self)
+            np.save(p, self._colour)
+        return self._colour
+
+    def query_subset(self, mask: np.ndarray) -> "Cached":
+        """The captions selected by ``mask``, against the whole gallery."""
+        s = object.__new__(Cached)
+        s.__dict__.update(self.__dict__)
+        s.q, s.t2i = self.q[mask], self.t2i[mask]
+        s.texts = [t for t, k in zip(self.texts, mask) if k]
         return s
 
 
@@ -217,6 +241,40 @@ def ablation(args) -> None:
             print(_row(f"{name} adapter[other set] a={a} + QB-Norm beta=20", r, "bank x gallery scores"))
 
 
+# ---------------------------------------------------------------------------------------------------- round 2
+def ablation2(args) -> None:
+    """Issue 17 round 2 (concept_rounds.py): recipes x protocols, backbones, QB-Norm banks."""
+    import concept_rounds as cr
+
+    from xmr.encoders.concept import ConceptConfig, ConceptEncoder
+
+    enc = ConceptEncoder(ConceptConfig())
+    ce = enc.class_emb
+    F, C = Cached(args.flickr, enc), Cached(args.coco, enc)
+    F.colour, C.colour  # computed once (and saved next to the caches) before the sets are split
+    print(f"check: generic recipe vs the shipped ConceptAdapter, max |diff| = {cr.check_shipped_code(F, C, ce):.2e}")
+    print(f"\n### recipes (EfficientNet-Lite0, multi-crop)\n{cr.HEAD}")
+    rows = cr.ROWS if not args.only else [r for r in cr.ROWS if any(o in r[0] for o in args.only)]
+    for label, r, cost in rows:
+        print(f"| {label} | " + " | ".join(cr.fmt(cr.protocols(r, F, C, ce, _metrics))) + f" | {cost} |", flush=True)
+    default = dict(features="logits", a=0.3, b=0.3, caption_ridge=10.0)
+    for name, fpath, cpath in args.backbone or []:
+        Fb, Cb = Cached(fpath, enc), Cached(cpath, enc)
+        for label, r in (("zero-shot", None), ("default recipe", default)):
+            cells = cr.fmt(cr.protocols(r, Fb, Cb, ce, _metrics))
+            print(f"| {name}: {label} | " + " | ".join(cells) + f" | {Fb.sec_per_image:.2f} s/image in its cache pass |",
+                  flush=True)
+    if args.multi30k:
+        lines = [l.strip() for l in gzip.open(Path(args.multi30k) / "train.en.gz", "rt", encoding="utf-8") if l.strip()]
+        for n in args.bank_sizes:
+            bank = lines[:n]
+            bq = _embed_cached(enc, bank, Path(args.flickr).with_name(f"multi30k_bank{len(bank)}.q.npy"))
+            for label, r in (("zero-shot", None), ("default recipe", default)):
+                cells = cr.fmt(cr.protocols(r, F, C, ce, _metrics, bank=bq))
+                print(f"| {label} + QB-Norm, bank = first {len(bank)} Multi30K train.en captions, beta 20 (t2i) | "
+                      + " | ".join(cells) + " | bank x gallery scores |", flush=True)
+
+
 # ---------------------------------------------------------------------------------------------------- build
 def build_adapter(args) -> None:
     from xmr.encoders.concept import ConceptConfig, ConceptEncoder
@@ -270,6 +328,14 @@ def main() -> None:
     a.add_argument("--bank-size", type=int, default=5000)
     a.add_argument("--ridge", type=float, default=1.0)
     a.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    a2 = sub.add_parser("ablation2", help="issue 17 round 2: adapter recipes, backbones, QB-Norm banks (3 protocols)")
+    a2.add_argument("--flickr", required=True)
+    a2.add_argument("--coco", required=True)
+    a2.add_argument("--backbone", nargs=3, action="append", metavar=("NAME", "FLICKR", "COCO"),
+                    help="caches of another backbone (repeatable): e.g. lite1 cache/f8k_lite1.npz cache/coco_lite1.npz")
+    a2.add_argument("--multi30k", default=None)
+    a2.add_argument("--bank-sizes", type=int, nargs="+", default=[5000, 1000000])
+    a2.add_argument("--only", nargs="*", default=None, help="recipe rows whose label contains one of these")
     b = sub.add_parser("build-adapter", help="fit the bundled adapter on cached datasets")
     b.add_argument("--name", required=True)
     b.add_argument("--train", nargs="+", required=True)
@@ -291,6 +357,8 @@ def main() -> None:
         merge_parts(args.parts, args.out)
     elif args.cmd == "ablation":
         ablation(args)
+    elif args.cmd == "ablation2":
+        ablation2(args)
     else:
         build_adapter(args)
 
