@@ -275,6 +275,30 @@ def ablation2(args) -> None:
                       + " | ".join(cells) + " | bank x gallery scores |", flush=True)
 
 
+def backbone_speed(args) -> None:
+    """CPU time of the 6-view forward pass per image for each backbone, interleaved rounds (median)."""
+    from PIL import Image
+
+    from xmr.encoders.concept import ConceptConfig, ConceptEncoder
+
+    files = sorted(Path(args.images).glob("*.jpg"))[: args.limit]
+    ims = [Image.open(f).convert("RGB") for f in files]
+    encs = {b: ConceptEncoder(ConceptConfig(backbone=b)) for b in args.backbones}
+    xs = {b: e.preprocess_images(ims) for b, e in encs.items()}
+    for b, e in encs.items():
+        e.probabilities_from_pixels(xs[b][0])  # first call: ONNX export / session start, not timed
+    res: dict[str, list] = {b: [] for b in encs}
+    for _ in range(args.rounds):
+        for b, e in encs.items():
+            x, c0, t0 = xs[b], time.process_time(), time.perf_counter()
+            for s in range(0, len(x), 8):
+                e.probabilities_from_pixels(x[s : s + 8].reshape(-1, *x.shape[2:]))
+            res[b].append(((time.process_time() - c0) / len(x), (time.perf_counter() - t0) / len(x)))
+    for b, v in res.items():
+        print(f"{b}: {1000 * np.median([c for c, _ in v]):.0f} ms CPU/image, "
+              f"{1000 * np.median([w for _, w in v]):.0f} ms wall/image ({len(ims)} images x 6 views, ORT)")
+
+
 # ---------------------------------------------------------------------------------------------------- build
 def build_adapter(args) -> None:
     from xmr.encoders.concept import ConceptConfig, ConceptEncoder
@@ -336,6 +360,11 @@ def main() -> None:
     a2.add_argument("--multi30k", default=None)
     a2.add_argument("--bank-sizes", type=int, nargs="+", default=[5000, 1000000])
     a2.add_argument("--only", nargs="*", default=None, help="recipe rows whose label contains one of these")
+    sp = sub.add_parser("backbone-speed", help="CPU ms/image of the 6-view forward pass per backbone")
+    sp.add_argument("images", help="a folder of .jpg files, e.g. ../shared/data/coco-mini/val2017")
+    sp.add_argument("--limit", type=int, default=16)
+    sp.add_argument("--rounds", type=int, default=3)
+    sp.add_argument("--backbones", nargs="+", default=["lite0", "lite1", "lite2"])
     b = sub.add_parser("build-adapter", help="fit the bundled adapter on cached datasets")
     b.add_argument("--name", required=True)
     b.add_argument("--train", nargs="+", required=True)
@@ -359,6 +388,8 @@ def main() -> None:
         ablation(args)
     elif args.cmd == "ablation2":
         ablation2(args)
+    elif args.cmd == "backbone-speed":
+        backbone_speed(args)
     else:
         build_adapter(args)
 

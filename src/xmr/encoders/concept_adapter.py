@@ -96,7 +96,8 @@ class ConceptAdapter:
                 raise ConfigError(f"concept adapter: V {V.shape} does not fit num_classes={cfg.num_classes}, "
                                   f"text_dim={cfg.text_dim}")
         self.cfg, self.W, self.mu, self.V = cfg, W, mu, V
-        blob = W.tobytes() + mu.tobytes() + (b"" if V is None else V.tobytes()) + cfg.image_features.encode()
+        blob = W.tobytes() + mu.tobytes() + (b"" if V is None else V.tobytes())
+        blob += b"" if cfg.image_features == "sqrtp" else cfg.image_features.encode()  # round-1 hashes unchanged
         self.sha256 = hashlib.sha256(blob).hexdigest()[:16]  # identifies the weights
 
     @property
