@@ -52,7 +52,9 @@ def run(args) -> int:
     if info["video_settings"]:
         v = info["video_settings"]
         fr = v["frames"]
-        print(f"videos: {fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames), "
+        rule = (f"{fr['num_frames']} uniform frames per clip (the model's head looks at no more)"
+                if fr["sampling"] == "uniform" else f"{fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames)")
+        print(f"videos: {rule}, "
               f"frames {fr['frame_size']} px, segments {v['window']:g} s every {v['stride']:g} s"
               + (f", frames within {fr['snap']:g} grid steps of their targets (--frame-snap)" if fr.get("snap") else ""))
     if info["videos_with_frames"]:

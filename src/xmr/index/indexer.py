@@ -196,7 +196,7 @@ def index_folder(
                 if _encode_batch(store, lazy, batch, prepared, rep, batch_size, video, max_batch_pixels) \
                         and not recorded:
                     # how this run sampled videos (FramePlan, windows): shown by `xmr info`
-                    store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(video.to_dict()))
+                    store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(video.for_encoder(lazy.get()).to_dict()))
                     recorded = True
                 bar.update(len(batch))
         finally:
