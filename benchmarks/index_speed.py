@@ -10,7 +10,11 @@ methods, so load from other jobs on a shared machine falls on all of them alike:
                 only ``probabilities_from_pixels`` is timed, in batches of ``--batch-size`` images);
 * ``baseline``: ``index_folder`` of the checkout at ``--baseline-src`` (e.g. ``git archive <commit> src``);
 * ``baseline_forward``: ``forward`` run on that checkout (its own model input: float32 views there, uint8 views
-                here), so both overheads come from one run.
+                here), so both overheads come from one run;
+* ``prep`` / ``baseline_prep``: the CPU work the indexer adds per image, alone in one thread (decode at the
+                model's draft size + ``preprocess_images``), timed by ``time.thread_time``: far less sensitive to
+                other jobs than wall time. With the forward pass's CPU ms per image, ``prep / (prep + forward)`` is
+                the overhead to expect when the cores are saturated and overlap is perfect.
 
     python benchmarks/index_speed.py --data ../shared/data/coco-mini --limit 80 --baseline-src /tmp/base/src
     python benchmarks/index_speed.py --data ../shared/data/coco-mini --methods index,forward   # no baseline
@@ -69,6 +73,15 @@ def _worker(args) -> dict:
             sec, cpu = time.perf_counter() - t0, time.process_time() - c0
         if rep.added != len(files):
             raise SystemExit(f"indexed {rep.added} of {len(files)} images: {rep.skipped[:3]}")
+    elif args.worker == "prep":  # decode + views, one thread, CPU time of this thread only
+        from xmr.media.image import load_image
+
+        draft = getattr(enc, "image_draft_size", None)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for _ in range(3):
+            for f in files:
+                enc.preprocess_images([load_image(f, draft=draft)])
+        sec, cpu = (time.perf_counter() - t0) / 3, (time.thread_time() - c0) / 3
     else:  # forward: the model alone on tensors built beforehand
         from xmr.media.image import load_image
 
@@ -88,7 +101,7 @@ def _worker(args) -> dict:
 def _run(method: str, args, runtime: str | None) -> dict:
     baseline = method.startswith("baseline")
     src = args.baseline_src if baseline else str(REPO / "src")
-    method = {"baseline_forward": "forward"}.get(method, method)
+    method = {"baseline_forward": "forward", "baseline_prep": "prep"}.get(method, method)
     env = {**os.environ, "PYTHONPATH": str(Path(src).resolve()), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: compiled modules are cached
     if runtime:
@@ -108,7 +121,8 @@ def main() -> int:
     ap.add_argument("--model", default="concept")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--methods", default="index,forward,baseline",
-                    help="comma-separated: index, forward, index-torch, forward-torch, baseline, baseline_forward")
+                    help="comma-separated: index, forward, index-torch, forward-torch, baseline, baseline_forward, "
+                         "prep, baseline_prep")
     ap.add_argument("--baseline-src", help="src/ folder of the code to compare with (needed for 'baseline')")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median reported)")
     ap.add_argument("--json", help="also write all runs here")
@@ -143,6 +157,11 @@ def main() -> int:
             cpu = {m: statistics.median(r["cpu_ms_per_image"] for r in runs[m]) for m in (ix, fw)}
             print(f"  overhead of {ix} vs {fw}: {100 * (1 - med[ix] / med[fw]):.1f} % (wall), "
                   f"{100 * (1 - cpu[fw] / cpu[ix]):.1f} % (CPU: {cpu[ix]:.1f} vs {cpu[fw]:.1f} ms per image)")
+    for pr, fw in (("prep", "forward"), ("baseline_prep", "baseline_forward")):
+        if pr in runs and fw in runs:
+            cpu = {m: statistics.median(r["cpu_ms_per_image"] for r in runs[m]) for m in (pr, fw)}
+            print(f"  {pr}: {cpu[pr]:.1f} ms CPU per image (decode + views, one thread); with {fw}'s "
+                  f"{cpu[fw]:.1f}: {100 * cpu[pr] / (cpu[pr] + cpu[fw]):.1f} % overhead on saturated cores")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs, "median_images_per_s": med},
                                               indent=2) + "\n")
