@@ -3,8 +3,8 @@
 ``--expert-fusion NAME:DIR``. Importing this package imports no torch; the fuser modules do."""
 from __future__ import annotations
 
-from .base import (FORMAT, VISUAL, FuserConfig, ItemTokens, check_compatible, create_fuser, load_fuser, pack_items,
-                   parse_fusion, save_fuser, scores_numpy)
+from .base import (FORMAT, VISUAL, FuserConfig, ItemTokens, check_compatible, create_fuser, fuse_numpy, load_fuser,
+                   pack_items, parse_fusion, save_fuser, scores_numpy)
 
-__all__ = ["FORMAT", "VISUAL", "FuserConfig", "ItemTokens", "check_compatible", "create_fuser", "load_fuser",
-           "pack_items", "parse_fusion", "save_fuser", "scores_numpy"]
+__all__ = ["FORMAT", "VISUAL", "FuserConfig", "ItemTokens", "check_compatible", "create_fuser", "fuse_numpy",
+           "load_fuser", "pack_items", "parse_fusion", "save_fuser", "scores_numpy"]
