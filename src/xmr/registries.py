@@ -95,7 +95,8 @@ ALL: dict[str, Registry] = {
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
 #: ``_load_all()`` helpers call :func:`load_all` with their kind.
 MODULES: dict[str, tuple[str, ...]] = {
-    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained", "hash")),
+    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained", "hash",
+                                                    "av")),
     "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
     "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn", "xmr.rerank.imram", "xmr.rerank.wcgl"),

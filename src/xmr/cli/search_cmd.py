@@ -4,7 +4,8 @@ from __future__ import annotations
 from ..paths import display_path
 from ._common import add_device_arg, add_index_arg, index_path, print_json, register_command
 from ._interactive_args import add_interactive_args, check_interactive, interactive, print_interactive, run_interactive
-from ._stage_args import add_expert_args, add_fuse_arg, add_rerank_args, add_rescore_args, expert_weights, search_options
+from ._stage_args import (add_expert_args, add_fuse_arg, add_rerank_args, add_rescore_args, expert_weights,
+                          search_options)
 
 
 def setup(p):
