@@ -18,7 +18,7 @@ kind (``ALL`` key)  registry                    filled by
 ``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
 ``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles,audio}``
 ``multimodal``     :data:`MULTIMODAL_MODELS`   ``xmr.heads.{eao,eclipse}`` (video + audio + text)
-``expert_fuser``   :data:`EXPERT_FUSERS`       ``xmr.experts.fusers.{laff,mmt,concat}``
+``expert_fuser``   :data:`EXPERT_FUSERS`       ``xmr.experts.fusers.{laff,mmt,concat,vtc}``
 =================  ==========================  ===========================================================
 
 Other packages add components through entry points (group ``xmr.plugins``, :mod:`xmr.plugins`), loaded by
@@ -111,7 +111,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "moment_model": ("xmr.localize.squidnet",),
     "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles", "audio")),
     "multimodal": ("xmr.heads.eao", "xmr.heads.eclipse"),
-    "expert_fuser": tuple(f"xmr.experts.fusers.{m}" for m in ("laff", "mmt", "concat")),
+    "expert_fuser": tuple(f"xmr.experts.fusers.{m}" for m in ("laff", "mmt", "concat", "vtc")),
 }
 
 

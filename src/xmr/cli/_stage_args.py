@@ -50,7 +50,7 @@ def add_expert_args(p: argparse.ArgumentParser, phrase: bool = True) -> None:
                         "expert the index carries)")
     e.add_argument("--expert-fusion", default="vista", metavar="RULE",
                    help="how expert scores join the visual one: vista (default: cosine to the visual embedding "
-                        "plus the best expert embeddings), max, sum, or a trained fuser laff:DIR / mmt:DIR "
+                        "plus the best expert embeddings), max, sum, or a trained fuser laff:DIR / mmt:DIR / vtc:DIR "
                         "(xmr train-fusion)")
     e.add_argument("--expert-weight", action="append", default=[], metavar="NAME=W",
                    help="weight of one expert in the fusion (default 1; repeatable)")

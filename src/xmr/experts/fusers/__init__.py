@@ -1,5 +1,5 @@
 """Trainable expert fusers (registry :data:`xmr.registries.EXPERT_FUSERS`): ``laff`` (:mod:`.laff`), ``mmt``
-(:mod:`.mmt`). Trained by :mod:`xmr.train.fusion` (``xmr train-fusion``), used by the experts stage with
+(:mod:`.mmt`), ``concat`` (:mod:`.concat`), ``vtc`` (:mod:`.vtc`: VTC's context adapter over side-text rows). Trained by :mod:`xmr.train.fusion` (``xmr train-fusion``), used by the experts stage with
 ``--expert-fusion NAME:DIR``. Importing this package imports no torch; the fuser modules do."""
 from __future__ import annotations
 

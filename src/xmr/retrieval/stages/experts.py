@@ -196,7 +196,7 @@ class ExpertStage(Stage):
         for k, i in enumerate(ids):
             r = by_id[i]
             r.score = float(s[best_probe[k], k])
-            share = c[best_probe[k], k]
+            share = np.where(has[k], c[best_probe[k], k], -np.inf)  # a source the item lacks never "matches"
             r.match = sources[int(share.argmax())]
             if w is not None:
                 r.weights = {n: round(float(w[best_probe[k], k, j]), 4) for j, n in enumerate(sources) if has[k, j]}
