@@ -54,6 +54,10 @@ def add_expert_args(p: argparse.ArgumentParser, phrase: bool = True) -> None:
                         "(xmr train-fusion)")
     e.add_argument("--expert-weight", action="append", default=[], metavar="NAME=W",
                    help="weight of one expert in the fusion (default 1; repeatable)")
+    e.add_argument("--recipe-tower", default=None, metavar="DIR",
+                   help="a hierarchical recipe tower (xmr train-recipe) on an index whose photos got their recipes "
+                        "from xmr index --manifest: an image query finds its recipe's photo, a text query (a dish "
+                        "name) the photos; replaces the experts stage")
 
 
 def expert_weights(args) -> dict[str, float]:
@@ -79,6 +83,9 @@ def serve_expert_options(args, options):
     names = getattr(args, "use_experts", None)
     fusion = getattr(args, "expert_fusion", "vista")
     weights = expert_weights(args)
+    if getattr(args, "recipe_tower", None) is not None:
+        check_recipe_args(args)
+        return dataclasses.replace(options, recipe_tower=args.recipe_tower), False
     if names == "none":
         if fusion != "vista" or weights:
             raise ConfigError("--expert-fusion / --expert-weight need the experts stage: drop --experts none")
@@ -87,6 +94,19 @@ def serve_expert_options(args, options):
         return options, True
     chosen = tuple(n.strip() for n in names.split(",") if n.strip()) if names else ()
     return dataclasses.replace(options, experts=chosen, expert_fusion=fusion, expert_weights=weights), True
+
+
+def check_recipe_args(args) -> None:
+    """--recipe-tower scores every item itself: refused with the experts stage's options."""
+    if getattr(args, "recipe_tower", None) is None:
+        return
+    given = [f for f, v in (("--experts", getattr(args, "use_experts", None)),
+                            ("--expert-fusion", getattr(args, "expert_fusion", "vista") != "vista" or None),
+                            ("--expert-weight", getattr(args, "expert_weight", None) or None),
+                            ("--phrase", getattr(args, "phrase", None))) if v]
+    if given:
+        raise ConfigError(f"--recipe-tower scores every item with the tower; drop {', '.join(given)} (the experts "
+                          "stage does not run with it)")
 
 
 def rescore_params(args, names: list[str]) -> dict[str, dict]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from ..paths import display_path
 from ._common import add_device_arg, add_index_arg, index_path, print_json, register_command
 from ._interactive_args import add_interactive_args, check_interactive, interactive, print_interactive, run_interactive
-from ._stage_args import (add_expert_args, add_fuse_arg, add_rerank_args, add_rescore_args, expert_weights,
-                          search_options)
+from ._stage_args import (add_expert_args, add_fuse_arg, add_rerank_args, add_rescore_args, check_recipe_args,
+                          expert_weights, search_options)
 
 
 def setup(p):
@@ -242,6 +242,11 @@ def expert_options(args, options, carried: list[str], queries):
     names = getattr(args, "use_experts", None)
     phrase = getattr(args, "phrase", None)
     weights = expert_weights(args)
+    if getattr(args, "recipe_tower", None) is not None:  # the tower scores every item: no experts stage
+        check_recipe_args(args)
+        if getattr(args, "media_type", None) == "moment":
+            raise ConfigError("--recipe-tower does not rank moments: drop --type moment")
+        return dataclasses.replace(options, recipe_tower=args.recipe_tower)
     if getattr(args, "media_type", None) == "moment":  # moments are ranked from video features, not experts
         if phrase or names not in (None, "none"):
             raise ConfigError("--type moment ranks moments from the videos' features: --phrase and --experts do "

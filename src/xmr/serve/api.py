@@ -382,6 +382,8 @@ def _public_stage(record: dict) -> dict:
     """A stage's record as a client sees it: a trained fuser by its name, not the server's folder (as a composer)."""
     if record.get("stage") == "experts" and ":" in str(record.get("fusion", "")):
         return {**record, "fusion": str(record["fusion"]).partition(":")[0]}
+    if record.get("stage") == "recipe":
+        return {**record, "tower": "the server's recipe tower"}
     return record
 
 

@@ -174,11 +174,12 @@ def _expert_options(options: SearchOptions, live: LiveIndex, use: bool) -> Searc
 
 def _check_experts_stage(pipeline, live: LiveIndex, encoder) -> None:
     """The experts stage checked against the index at start: the experts it names are carried, a trained fuser
-    (--expert-fusion laff:DIR) fits the index's model, width and experts; else the server does not start."""
-    from ..retrieval.stages import ExpertStage
+    (--expert-fusion laff:DIR) fits the index's model, width and experts, a recipe tower (--recipe-tower) the
+    index's width; else the server does not start."""
+    from ..retrieval.stages import ExpertStage, RecipeStage
 
     for st in pipeline.stages:
-        if isinstance(st, ExpertStage):
+        if isinstance(st, (ExpertStage, RecipeStage)):
             st.check_index(live.reader(), encoder, None)
 
 
