@@ -119,3 +119,24 @@ def test_recipe_tower_refusals(recipe_world, capsys, tmp_path):
     assert code == 2 and "holds no recipes" in err
     code, _, err = run_cli(capsys, "train-recipe", "--index", str(plain), "--out", str(tmp_path / "t"))
     assert code == 2 and "with a recipe" in err
+
+
+def test_serve_with_the_recipe_tower(recipe_world, tiny_encoder):
+    pytest.importorskip("fastapi", reason="xmr serve needs the serve extra")
+    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+    from fastapi.testclient import TestClient
+
+    from xmr.retrieval import SearchOptions
+    from xmr.serve import create_app
+
+    root, idx, lines = recipe_world
+    app = create_app(idx, encoder=tiny_encoder, options=SearchOptions(recipe_tower=str(root / "tower")))
+    client = TestClient(app, base_url="http://127.0.0.1")
+    photo = lines[1]["media"]
+    with open(photo, "rb") as f:  # an uploaded dish photo finds its recipe's photo, the title shown
+        body = client.post("/api/search/image", files={"file": ("dish.png", f, "image/png")}).json()
+    first = body["results"][0]
+    assert first["path"].endswith(Path(photo).name) and first["experts"]["recipe"]["text"] == lines[1]["title"]
+    stage = next(s for s in body["stages"] if s["stage"] == "recipe")
+    assert str(root) not in json.dumps(body["stages"]) and stage["tower"] == "the server's recipe tower"
+    assert len(client.get("/api/search", params={"q": "Green Salad"}).json()["results"]) == 4

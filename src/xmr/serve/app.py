@@ -162,7 +162,7 @@ def _expert_options(options: SearchOptions, live: LiveIndex, use: bool) -> Searc
     import dataclasses
 
     carried = live.reader().expert_names()
-    if not use:
+    if not use or options.recipe_tower is not None:  # --experts none; a recipe tower scores every item itself
         return dataclasses.replace(options, experts=None)
     if not carried:
         if options.expert_fusion != "vista" or options.expert_weights or options.experts:
