@@ -49,6 +49,8 @@ def test_index_and_search_videos_with_sound_by_eao(av_world, capsys):
     root, _, lines = av_world
     idx, printed = _index(root, capsys, "eao")
     assert "14 added" in printed and "1 skipped" in printed and "broken.mp4" in printed
+    code, out, _ = run_cli(capsys, "info", "--index", str(idx))  # how the videos were read: frames + sound
+    assert code == 0 and "videos: eao: 8 frames (64 px) + 8 audio chunks (16000 Hz" in out
     store, reader = open_reader(idx)
     try:
         assert reader.model_spec == f"eao:{root / 'eao'}"

@@ -97,6 +97,13 @@ def read_spans(path: str | os.PathLike, config, spans=None):
     return info, spans, out, len(every)
 
 
+def av_settings(encoder) -> dict:
+    """How an audio-visual encoder reads a file (recorded in the index, shown by ``xmr info``)."""
+    return {"model": encoder.spec.partition(":")[0], "frames": int(encoder.config.frames),
+            "chunks": int(encoder.config.chunks), "frame_size": FRAME_SIZE, "sample_rate": SR,
+            "max_audio_seconds": MAX_AUDIO_SECONDS}
+
+
 def encode_spans(encoder, tokens: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
     """(N, dim) vectors of spans' tokens through ``encoder.encode_av``: the spans with sound in one batch, those
     without in another (the model's video-only pathway)."""
@@ -127,4 +134,4 @@ def embed_av_video(path: str | os.PathLike, encoder, cfg):
     return VideoEmbedding(vecs[0], segs, info.width, info.height, info.duration, n, None)
 
 
-__all__ = ["FRAME_SIZE", "MAX_AUDIO_SECONDS", "SR", "embed_av_video", "encode_spans", "read_spans", "span_tokens"]
+__all__ = ["FRAME_SIZE", "MAX_AUDIO_SECONDS", "SR", "av_settings", "embed_av_video", "encode_spans", "read_spans", "span_tokens"]
