@@ -138,3 +138,25 @@ def test_av_models_refuse_what_they_cannot_use(av_world, capsys, tmp_path):
     code, _, err = run_cli(capsys, "train-av", "--model", "eao", "--captions", str(manifest), "--out",
                            str(root / "eao"))
     assert code == 2 and "not an empty folder" in err
+
+
+def test_eval_reads_videos_with_sound_like_the_index(av_world, capsys):
+    """`xmr eval` on the clips' manifest with an eao model: each clip through the same frames + sound tokens."""
+    from xmr.encoders import create_encoder
+    from xmr.eval.ranks import metrics_from_ranks, ranks_t2i
+    from xmr.video.av import read_spans
+
+    root, manifest, lines = av_world
+    code, out, err = run_cli(capsys, "eval", "--dataset", f"manifest:{manifest}", "--model", f"eao:{root / 'eao'}",
+                             "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["fingerprint"]["video"]["av"]["frames"] == 8  # the fingerprint says how clips were read
+    enc = create_encoder(f"eao:{root / 'eao'}")
+    toks = [read_spans(root / "sv" / x["media"], enc.config)[2][0] for x in lines]
+    G = enc.encode_av(np.stack([v for v, _ in toks]), np.stack([a for _, a in toks]))
+    caps = [c for x in lines for c in x["captions"]]
+    owner = np.repeat(np.arange(len(lines)), [len(x["captions"]) for x in lines])
+    want = metrics_from_ranks(ranks_t2i(enc.encode_text(caps) @ G.T, owner), ks=(1, 5, 10))
+    assert got["t2i"]["R@1"] == pytest.approx(float(want["R@1"]), abs=1e-6)
+    assert got["t2i"]["R@5"] == pytest.approx(float(want["R@5"]), abs=1e-6)
