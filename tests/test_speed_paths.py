@@ -202,6 +202,8 @@ def test_uint8_export_keyed_by_normalisation(tmp_path, monkeypatch):
         np.testing.assert_allclose(outs[mean], ref_float, atol=1e-5)
     assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 2
     assert not np.allclose(*outs.values())  # the two graphs really differ
+    OnnxImageNet("toy", _tiny_net, [weights], size=16)  # a float-input export of the same weights: its own file
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 3
 
 
 # ---- text search imports only what it uses ---------------------------------------------------------------------------
