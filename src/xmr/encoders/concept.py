@@ -20,7 +20,9 @@ Runtime (how the two networks run, not what they compute): ``runtime="onnx"`` (t
 backbone and MiniLM with ONNX Runtime from files exported once from those weights (:mod:`._onnx`);
 ``runtime="torch"`` (or ``XMR_RUNTIME=torch``, or a non-CPU ``device``) runs them in torch. Both give the same
 embeddings within 1e-4 (``tests/test_speed_paths.py``). Each tower loads on first use, so a text search never loads
-the image backbone.
+the image backbone. The backbone takes uint8 ``(B, res, res, 3)`` views and normalises them inside the network
+(:func:`._runtime.uint8_input`, exported into the ONNX graph): the Python side only cuts and resizes views
+(:meth:`ConceptEncoder.pixels`), the same pixels and, to float32 rounding, the same numbers as normalising in numpy.
 """
 from __future__ import annotations
 
