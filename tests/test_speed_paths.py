@@ -74,8 +74,8 @@ def _float_reference_probabilities(enc, ims) -> np.ndarray:
 
 def test_uint8_graph_matches_float_reference(concept_encoder, torch_concept):
     """Normalisation inside the network (uint8 NHWC in, ORT and torch) against the float path it replaced: the
-    same views, normalised in numpy, through the bare backbone. Probabilities within 1e-5 (measured: 2e-7 ORT, 3e-7 torch), the
-    same top class; and the uint8 views are exactly the PIL views' pixels."""
+    same views, normalised in numpy, through the bare backbone. Probabilities within 1e-5 (measured: 2e-7 ORT,
+    3e-7 torch), the same top class; and the uint8 views are exactly the PIL views' pixels."""
     ims = [Image.open(p).convert("RGB") for p in _images()[:4]]
     ref = _float_reference_probabilities(concept_encoder, ims)
     for enc in (concept_encoder, torch_concept):
