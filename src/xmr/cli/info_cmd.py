@@ -59,7 +59,8 @@ def run(args) -> int:
                   f"windows of {v['window']:g} s every {v['stride']:g} s")
         else:
             rule = (f"{fr['num_frames']} uniform frames per clip (the model's head looks at no more)"
-                    if fr["sampling"] == "uniform" else f"{fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames)")
+                    if fr["sampling"] == "uniform"
+                    else f"{fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames)")
             print(f"videos: {rule}, "
                   f"frames {fr['frame_size']} px, segments {v['window']:g} s every {v['stride']:g} s"
                   + (f", frames within {fr['snap']:g} grid steps of their targets (--frame-snap)"
