@@ -48,8 +48,8 @@ def cache_dataset(spec: str, out: str, backbone: str = "lite0", batch: int = 8, 
     for s in range(0, len(media), batch):
         ims = [load_image(p) for p in media[s : s + batch]]
         views = [[enc.pre.resize_crop(im)] + enc._views(im) for im in ims]  # centre crop, then the encoder's views
-        x = np.stack([enc.pre.to_array(v) for vs in views for v in vs])
-        z = np.asarray(enc.net(x), np.float32)  # ORT on the CPU by default (XMR_RUNTIME=torch: torch)
+        x = np.stack([np.asarray(v) for vs in views for v in vs])  # (B * 7, res, res, 3) uint8: the net normalises
+        z = np.asarray(enc.net(x), dtype=np.float32)
         logits_all.append(z.reshape(len(ims), len(views[0]), -1))
         print(f"{s + len(ims)}/{len(media)} {time.perf_counter() - t0:.0f}s", flush=True)
     np.savez(out, logits=np.concatenate(logits_all).astype(np.float32), media=np.array(media),
