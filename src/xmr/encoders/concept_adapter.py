@@ -187,7 +187,7 @@ class ConceptAdapter:
         """A bundled adapter by name (``xmr/assets/concept/<name>``) or a checkpoint folder."""
         d = resolve_adapter(name_or_dir)
         ckpt = load_checkpoint(d, FORMAT, f"concept adapter {name_or_dir}",
-                               hint="build one with scripts/build_concept_adapter.py")
+                               hint="build one with python benchmarks/concept_quality.py build-adapter")
         cfg = config_from_dict(ConceptAdapterConfig, ckpt.config)
         sd = ckpt.arrays()  # numpy, no torch: a text search with the default model never imports it
         want = {"W", "mu"} | ({"V"} if cfg.caption_ridge > 0 else set())
