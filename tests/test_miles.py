@@ -200,7 +200,7 @@ def test_miles_refuses_a_model_without_video_tokens_and_bad_settings():
 def videos(tmp_path_factory):
     from xmr.synth.videos import generate_videos
 
-    return generate_videos(tmp_path_factory.mktemp("vids") / "v", n=16, seed=1, size=16, radius=4, frames=8,
+    return generate_videos(tmp_path_factory.mktemp("vids") / "v", n=16, seed=1, size=24, radius=4, frames=8,
                            fps=8, captions=2, test_fraction=0.25)
 
 
