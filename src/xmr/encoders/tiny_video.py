@@ -148,7 +148,9 @@ class TinyVideoEncoder(Encoder):
         return self.model.encode_text(tokenize(texts, self.model.net.config.context_length).to(self.device))
 
     def _encode_image_batch(self, images):
-        raise ConfigError("a tiny video model encodes videos (encode_videos), not single images")
+        raise ConfigError("this trained:DIR is a tiny space-time video model: it encodes whole clips "
+                          "(TinyVideoEncoder.encode_videos), not frames or images, so xmr index / eval / search do not "
+                          "take it yet; its retrieval scores are in DIR/metrics.csv (xmr train evaluates every epoch)")
 
     def video_pixels(self, paths: Sequence[str]) -> torch.Tensor:
         """(N, T, 3, S, S) float32: ``frames`` frames spread uniformly over each clip, preprocessed."""
