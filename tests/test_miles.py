@@ -273,3 +273,24 @@ def test_video_runs_refuse_other_modes_models_and_image_losses_on_images(videos,
     with pytest.raises(ConfigError, match="video data sets train"):
         train(_cfg(videos, model="hf:nothing", tiny={}), tmp_path / "b", show_progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_an_unreadable_clip_is_a_clear_error_not_a_made_up_video(videos, tmp_path):
+    import json
+
+    from xmr.errors import MediaError
+
+    bad = tmp_path / "bad"
+    (bad / "videos").mkdir(parents=True)
+    lines = [json.loads(x) for x in videos.read_text().splitlines()][:4]
+    for i, row in enumerate(lines):
+        src = videos.parent / row["media"]
+        dst = bad / row["media"]
+        data = src.read_bytes()
+        dst.write_bytes(data[: len(data) // 3] if i == 1 else data)  # clip 1 truncated
+        row["split"] = "train"
+    (bad / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    with pytest.raises((MediaError, ConfigError)) as e:
+        train(_cfg(bad / "captions.jsonl", eval_split=None), tmp_path / "out", show_progress=False)
+    assert lines[1]["media"].split("/")[-1] in str(e.value)
+    assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -116,12 +116,15 @@ def video_pixels(paths: Sequence[str], frames: int, preprocess) -> np.ndarray:
 
     from ..media.video import sample_frames
 
+    from ..errors import CorruptMediaError
+
     out = np.zeros((len(paths), frames, 3, preprocess.crop, preprocess.crop), np.float32)
     for i, p in enumerate(paths):
-        arr = sample_frames(p, frames)
+        try:
+            arr = sample_frames(p, frames)
+        except ValueError as e:  # an empty time window: a clip of no duration
+            raise CorruptMediaError(f"{p}: no frames to sample ({e})") from None
         if arr is None or len(arr) != frames:
-            from ..errors import CorruptMediaError
-
             raise CorruptMediaError(f"{p}: decoded {0 if arr is None else len(arr)} of {frames} frames")
         for k in range(frames):
             out[i, k] = preprocess(Image.fromarray(arr[k]))
