@@ -26,8 +26,9 @@ video encoder and evaluation code, no pre-training loop) were read; the method s
 so this docstring cannot cite the paper's equation numbers, and the regression norm (``l1``), the linear regression
 head, the use of final-layer (final-normed) tokens as targets, their parameter-free layer normalisation
 (``target_norm``, borrowed from data2vec / MaskFeat so the encoder cannot shrink its targets towards zero), the mask
-ratio and the block-size rule are choices made here, each a Config field. The video encoder is :mod:`xmr.encoders.tiny_video` (joint space-time attention instead of Frozen's divided attention; tiny
-sizes), trained from scratch or from a ``tiny`` image-text start, not from an ImageNet ViT; the text encoder is the
+ratio and the block-size rule are choices made here, each a Config field. The video encoder is
+:mod:`xmr.encoders.tiny_video` (joint space-time attention instead of Frozen's divided attention; tiny sizes),
+trained from scratch or from a ``tiny`` image-text start, not from an ImageNet ViT; the text encoder is the
 tiny byte-level transformer, not DistilBERT. Masks are drawn with numpy from a seed taken from torch's global
 generator, which every checkpoint saves, so a resumed run masks exactly as an uninterrupted one.
 """
