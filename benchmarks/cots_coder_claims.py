@@ -10,7 +10,8 @@ Experiments:
 * ``amf``: ``cots`` (queue 256, MoCo negatives as in train_claims.py) on adapter heads over frozen ``--model``
   features, with 20 % and 50 % corrupted pairs, without and with the adaptive momentum filter — COTS' claim: AMF
   lowers the harm of noisy pairs; also how many of the dropped pairs were the corrupted ones;
-* ``concept``: ``coder`` (queue 256, beta 5) on the same adapters, clean data, without and with the concept level
+* ``concept``: ``coder`` (queue 256, beta 5, batch ``--concept-batches``, default 64) on the same adapters, clean
+  data, without and with the concept level
   (concept graph from the captions' words, pseudo clustering label prediction) — CODER's claim: the concept level
   helps.
 
@@ -81,8 +82,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--tiny-warm", type=int, default=15, help="InfoNCE epochs before the tiny runs (default 15)")
-    ap.add_argument("--tiny-epochs", type=int, default=10, help="epochs of the tiny cots runs (default 10)")
+    ap.add_argument("--tiny-epochs", type=int, default=5, help="epochs of the tiny cots runs (default 5)")
     ap.add_argument("--experiments", nargs="+", default=["token", "amf", "concept"])
+    ap.add_argument("--concept-batches", type=int, nargs="+", default=[64], help="batch sizes of the concept runs")
     args = ap.parse_args(argv)
     import torch
 
@@ -126,7 +128,7 @@ def main(argv=None) -> int:
         results["amf"] = table
     if "concept" in args.experiments:
         table = {}
-        for batch in (8, 64):
+        for batch in args.concept_batches:
             for name, lc in (("coder", {"queue_size": 256}),
                              ("coder + concept level", {"queue_size": 256, "concept_weight": 1.0})):
                 runs = [_run(sets[0.0], args.out, args.model, "coder", s, args.epochs, batch, 1e-3, lc)
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
                 table[f"{name}@{batch}"] = runs
                 print(f"concept {name} batch {batch}: rsum {rs(runs)} ({runs[0]['seconds']} s/run)", flush=True)
         print("\n| batch | coder | coder + concept level |\n|---|---|---|")
-        for batch in (8, 64):
+        for batch in args.concept_batches:
             print(f"| {batch} | {rs(table[f'coder@{batch}'])} | {rs(table[f'coder + concept level@{batch}'])} |")
         results["concept"] = table
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
