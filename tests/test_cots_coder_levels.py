@@ -87,8 +87,10 @@ def test_amf_threshold_and_dropped_pairs_are_not_enqueued():
     with torch.no_grad():
         k_img, k_txt = loss.key_model.encode_image(pixels), loss.key_model.encode_text(ids)
     s = (k_img * k_txt).sum(1)
-    loss.amf_scores.copy_(torch.tensor([s[1] - 0.01, s[1], s[1] + 0.01, s[1]]))  # s[0] must differ from s[1]
+    m = s.max()
+    loss.amf_scores.copy_(torch.stack([m - 1e-4, m, m + 1e-4, m]))  # threshold m - 8.2e-5: the lower pair goes
     keep = loss.amf_keep(s)
+    assert sorted(keep.tolist()) == [False, True]
     value, logs = loss(b, model)
     assert logs["amf_dropped"] == pytest.approx(float((~keep).float().mean()))
     loss.after_step(model)

@@ -10,7 +10,9 @@ With ``concept_weight > 0``, CODER's second branch (the concept level): concept 
 the training captions' words, aligned with the same weighted momentum contrast, plus the pseudo clustering label
 prediction loss (``cluster_weight``) and our word-grounding term (``word_weight``); see :mod:`.coder_concepts` for
 what it follows and where it deviates (no external knowledge graph or word vectors: the graph is the captions'
-word co-occurrence). Every COTS option (task-level, token-level, AMF) applies too.
+word co-occurrence). Every COTS option (task-level, token-level, AMF) applies too. The saved model is the
+instance-level encoder: retrieval scores its embeddings, the concept branch shapes training only (whether the paper
+also scores with concept descriptors at test time could not be read).
 
 Caveat, plainly: the paper's full text was not reachable from this machine (only its abstract and public
 summaries); the weighting above is our reading of "adaptive negative pair weighting" and is not checked against the

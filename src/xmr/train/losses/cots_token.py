@@ -16,7 +16,8 @@ Deviations, plainly:
 
 * visual tokens: the paper tokenises images with a pre-trained discrete VAE (DALL-E's); none can be downloaded here,
   so the visual "vocabulary" is a k-means codebook (``mvm_codes`` codes) of the raw normalised patch pixels, fitted
-  (seeded, 10 Lloyd iterations) on the patches of the run's first batch and kept in the checkpoint;
+  (seeded, 10 Lloyd iterations) on the patches of the run's first batch and kept in the checkpoint (under
+  ``accelerate launch`` each process fits its own from its own first batch);
 * masking: the tiny vocabulary has no ``[MASK]`` token, so a masked byte is replaced by the PAD id (whose embedding
   is otherwise unused: PAD positions follow EOS and the text tower is causal) and a masked patch's pixels are set to
   0 (the normalisation mean), not replaced by a learned mask embedding;
