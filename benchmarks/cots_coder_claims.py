@@ -85,6 +85,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny-epochs", type=int, default=5, help="epochs of the tiny cots runs (default 5)")
     ap.add_argument("--experiments", nargs="+", default=["token", "amf", "concept"])
     ap.add_argument("--concept-batches", type=int, nargs="+", default=[64], help="batch sizes of the concept runs")
+    ap.add_argument("--concept-config", type=json.loads, default={"concept_weight": 1.0},
+                    help="coder settings of the concept-level row (JSON; default {\"concept_weight\": 1.0})")
+    ap.add_argument("--amf-k", type=float, default=2.0, help="AMF threshold: mean - k std (default 2)")
     args = ap.parse_args(argv)
     import torch
 
@@ -112,29 +115,35 @@ def main(argv=None) -> int:
     if "amf" in args.experiments:
         table = {}
         for noise in (0.2, 0.5):
-            for name, lc in (("cots", {"queue_size": 256}), ("cots + AMF", {"queue_size": 256, "amf": True})):
+            for name, lc in (("cots", {"queue_size": 256}),
+                             ("cots + AMF", {"queue_size": 256, "amf": True, "amf_k": args.amf_k})):
                 runs = [_run(sets[noise], args.out, args.model, "cots", s, args.epochs, 64, 1e-3, lc)
                         for s in args.seeds]
                 table[f"{name}@{noise}"] = runs
                 print(f"amf {name} {noise}: rsum {rs(runs)} {runs[0]['logs']} ({runs[0]['seconds']} s/run)", flush=True)
-        print("\n| noise | cots | cots + AMF | AMF dropped (share of pairs, last epoch) | of them corrupted |"
-              "\n|---|---|---|---|---|")
+        print(f"\nAMF threshold: mean - {args.amf_k} std")
+        print("\n| noise | cots | cots + AMF | dropped (share of pairs, last epoch) | precision | recall |"
+              "\n|---|---|---|---|---|---|")
         for noise in (0.2, 0.5):
             amf = table[f"cots + AMF@{noise}"]
+            meta = json.loads((sets[noise].parent / "synth.json").read_text())
+            share = meta["corrupted"] / meta["train"]  # corrupted share of the train pairs
             drop = [r["logs"].get("amf_dropped", 0.0) for r in amf]
-            bad = [r["logs"].get("amf_dropped_noisy", 0.0) / max(r["logs"].get("amf_dropped", 0.0), 1e-9) for r in amf]
+            bad = [r["logs"].get("amf_dropped_noisy", 0.0) for r in amf]
+            prec = [b / max(d, 1e-9) for b, d in zip(bad, drop)]
             print(f"| {int(noise * 100)} % | {rs(table[f'cots@{noise}'])} | {rs(amf)} | "
-                  f"{np.mean(drop):.3f} | {np.mean(bad):.2f} |")
+                  f"{np.mean(drop):.3f} | {np.mean(prec):.2f} | {np.mean(bad) / share:.2f} |")
         results["amf"] = table
     if "concept" in args.experiments:
         table = {}
         for batch in args.concept_batches:
             for name, lc in (("coder", {"queue_size": 256}),
-                             ("coder + concept level", {"queue_size": 256, "concept_weight": 1.0})):
+                             ("coder + concept level", {"queue_size": 256, **args.concept_config})):
                 runs = [_run(sets[0.0], args.out, args.model, "coder", s, args.epochs, batch, 1e-3, lc)
                         for s in args.seeds]
                 table[f"{name}@{batch}"] = runs
                 print(f"concept {name} batch {batch}: rsum {rs(runs)} ({runs[0]['seconds']} s/run)", flush=True)
+        print(f"\nconcept level: {json.dumps(args.concept_config)}")
         print("\n| batch | coder | coder + concept level |\n|---|---|---|")
         for batch in args.concept_batches:
             print(f"| {batch} | {rs(table[f'coder@{batch}'])} | {rs(table[f'coder + concept level@{batch}'])} |")

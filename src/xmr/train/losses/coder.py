@@ -95,7 +95,8 @@ class CODERLoss(COTSLoss):
         l_word = (F.binary_cross_entropy_with_logits(li, words) + F.binary_cross_entropy_with_logits(lt, words)) / 2
         self._proto_pending = (keys, labels)
         loss = c.concept_weight * l_con + c.cluster_weight * l_clu + c.word_weight * l_word
-        return loss, {"concept": float(l_con.detach()), "cluster": float(l_clu.detach()), "word": float(l_word.detach())}
+        logs = {"concept": float(l_con.detach()), "cluster": float(l_clu.detach()), "word": float(l_word.detach())}
+        return loss, logs
 
     @torch.no_grad()
     def after_step(self, model) -> None:

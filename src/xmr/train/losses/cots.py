@@ -115,7 +115,8 @@ class COTSLoss(TrainLoss):
         return {}
 
     def amf_keep(self, scores: torch.Tensor) -> torch.Tensor:
-        """(B,) momentum similarities of the batch's pairs -> (B,) bool kept (all True until the score queue is full)."""
+        """(B,) momentum similarities of the batch's pairs -> (B,) bool kept (all True until the score queue is
+        full)."""
         q = self.amf_scores
         if bool(torch.isnan(q).any()):
             return torch.ones_like(scores, dtype=torch.bool)
