@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--concept-batches", type=int, nargs="+", default=[64], help="batch sizes of the concept runs")
     ap.add_argument("--concept-config", type=json.loads, default={"concept_weight": 1.0},
                     help="coder settings of the concept-level row (JSON; default {\"concept_weight\": 1.0})")
+    ap.add_argument("--token-weight", type=float, default=1.0, help="weight of MLM and of MVM (default 1)")
     ap.add_argument("--amf-k", type=float, default=2.0, help="AMF threshold: mean - k std (default 2)")
     args = ap.parse_args(argv)
     import torch
@@ -101,8 +102,8 @@ def main(argv=None) -> int:
         base = {"queue_size": 256, "batch_negatives": True}
         table = {}
         for name, lc in (("instance + task", {**base, "task_weight": 1.0}),
-                         ("+ token level (MLM + MVM)", {**base, "task_weight": 1.0, "mlm_weight": 1.0,
-                                                        "mvm_weight": 1.0})):
+                         ("+ token level (MLM + MVM)", {**base, "task_weight": 1.0, "mlm_weight": args.token_weight,
+                                                        "mvm_weight": args.token_weight})):
             runs = [_run_tiny(sets[0.0], args.out, "cots", s, args.tiny_epochs, 32, 1e-3, lc,
                               _warm_tiny(sets[0.0], args.out, s, args.tiny_warm)) for s in args.seeds]
             table[name] = runs
