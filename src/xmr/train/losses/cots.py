@@ -12,7 +12,7 @@ interaction: masked language / vision modelling, each stream conditioned on the 
 (:mod:`.cots_token`, with its deviations: k-means visual tokens instead of a dVAE's, PAD as the mask token, a causal
 text tower).
 
-With ``amf = true``, the adaptive momentum filter (AMF, Sec. 3.3 of the paper as we read it; **the full text was not
+With ``amf = true``, the adaptive momentum filter (AMF; **the full text was not
 reachable here, the rule below is our reading of its summary**: noisy pairs are filtered "adaptively, based on the
 dynamic distribution of similarity scores"): the momentum encoders' similarity ``s_b = k_img_b . k_txt_b`` of every
 pair is pushed into a score queue (``queue_size`` long); once the queue is full, a pair with

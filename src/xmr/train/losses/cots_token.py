@@ -1,6 +1,7 @@
 """COTS' token-level interaction for models with token outputs (the ``tiny`` dual encoder in ``--mode full``).
 
-Lu et al., "COTS", CVPR 2022, Sec. 3.2 (token-level interaction, masked vision-language modelling, MVLM): each
+Lu et al., "COTS", CVPR 2022 (token-level interaction, masked vision-language modelling, MVLM; read from the
+abstract and public summaries, the full text was not reachable here): each
 stream predicts its own masked tokens from its unmasked tokens **and the global feature of the paired item of the
 other modality**, with no cross-stream attention network:
 
@@ -10,7 +11,8 @@ other modality**, with no cross-stream attention network:
   ``mvm_ratio`` of an image's patches masked, ``z_j`` the patch's discrete visual token.
 
 Each decoder is a two-layer MLP over ``[h_i ; g]``: the stream's output token at the masked position concatenated
-with the other modality's (L2-normalised, trainable) global embedding, so the gradient reaches both towers.
+with the other modality's (L2-normalised, trainable) global embedding, so the gradient reaches both towers (our
+reading: the summaries say only that no cross-stream network is used, not how the heads combine the two).
 
 Deviations, plainly:
 
