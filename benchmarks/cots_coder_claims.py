@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--concept-batches", type=int, nargs="+", default=[64], help="batch sizes of the concept runs")
     ap.add_argument("--concept-config", type=json.loads, default={"concept_weight": 1.0},
                     help="coder settings of the concept-level row (JSON; default {\"concept_weight\": 1.0})")
+    ap.add_argument("--queue-only", action="store_true", help="token runs: queue negatives only (no batch keys)")
     ap.add_argument("--token-weight", type=float, default=1.0, help="weight of MLM and of MVM (default 1)")
     ap.add_argument("--amf-k", type=float, default=2.0, help="AMF threshold: mean - k std (default 2)")
     args = ap.parse_args(argv)
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
     rs = lambda runs: _ms([r["rsum"] for r in runs])  # noqa: E731
     if "token" in args.experiments:
-        base = {"queue_size": 256, "batch_negatives": True}
+        base = {"queue_size": 256, "batch_negatives": not args.queue_only}
         table = {}
         for name, lc in (("instance + task", {**base, "task_weight": 1.0}),
                          ("+ token level (MLM + MVM)", {**base, "task_weight": 1.0, "mlm_weight": args.token_weight,

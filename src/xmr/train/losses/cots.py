@@ -20,8 +20,7 @@ pair is pushed into a score queue (``queue_size`` long); once the queue is full,
 enqueued. Before the queue is full nothing is dropped (warm-up).
 
 With ``batch_negatives = true`` (ours, as ALBEF does), the other pairs' momentum keys of the same batch are negatives
-too: with queue negatives only, a ``tiny`` model trained from scratch here learns a shortcut (current keys vs older
-queue keys) and stays at chance.
+too, besides the queue.
 
 Deviation: queue entries of the query's own image (its other captions) are masked out as negatives (small data sets
 would otherwise contain many false negatives).
