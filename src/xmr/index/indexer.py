@@ -237,7 +237,7 @@ def index_folder(
 def _video_settings(video: VideoIndexConfig, encoder) -> dict:
     """What ``xmr info`` shows of how videos were read: the frame plan and windows; for an audio-visual model
     (eao:DIR, eclipse:DIR) its tokens per window instead of the frame plan it does not use."""
-    d = video.to_dict()
+    d = video.for_encoder(encoder).to_dict()  # a LEAN student's N uniform frames, when the head declares them
     if getattr(encoder.capabilities, "sound", False):
         from ..video.av import av_settings
 
