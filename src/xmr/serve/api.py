@@ -149,7 +149,10 @@ def build_router(ctx: ServeContext) -> APIRouter:
         metrics.observe_stage("rescore", sum(v for n, v in sec.items() if n not in ("first-stage", "moments")))
         texts = [t.value for t in query.terms if t.kind == "text"]
         multi = len(ctx.queries.encoder.capabilities.languages) > 1  # a multilingual model says how it routed
-        langs = ctx.queries.encoder.text_languages(texts, query.lang) if texts and multi else None
+        langs = None
+        if texts and multi:  # the detected routing of a repeated text is remembered (QueryEncoder.text_languages)
+            langs = (ctx.queries.text_languages(texts) if query.lang is None else
+                     ctx.queries.encoder.text_languages(texts, query.lang))
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": media_type,
                 "k": k, "stages": out.stages, "languages": langs, "results": [_result(r) for r in out.results]}
 
@@ -182,7 +185,7 @@ def build_router(ctx: ServeContext) -> APIRouter:
 
     @router.get("/api/search", response_model=SearchResponse, response_model_exclude_none=True,
                 responses=_ERRORS, tags=["search"], summary="Search with a text query")
-    def search_text(q: Annotated[list[str], Query(min_length=1, max_length=8, description="text query; repeat "
+    async def search_text(q: Annotated[list[str], Query(min_length=1, max_length=8, description="text query; repeat "
                                                   "for several texts describing one target")],
                     k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None,
                     phrase: Annotated[Optional[str], Query(max_length=200, description="indexes with experts: only "
@@ -205,7 +208,7 @@ def build_router(ctx: ServeContext) -> APIRouter:
 
             quoted = re.findall(r'"([^"]+)"', texts[0])  # as `xmr search '"EXIT" sign'`: the quoted part is a phrase
             phrase = quoted[0] if quoted else None
-        return _search(query, k, type, phrase)
+        return await run_in_threadpool(_search, query, k, type, phrase)
 
     @router.post(
         "/api/search/image", response_model=SearchResponse, response_model_exclude_none=True, responses=_ERRORS,
