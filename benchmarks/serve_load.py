@@ -177,15 +177,28 @@ def histogram_quantile(before: dict[float, int], after: dict[float, int], q: flo
     return lo
 
 
-def stage_means(metrics_text: str) -> dict:
+def stage_totals(metrics_text: str) -> dict:
+    """Per stage (sum of seconds, count) of the server's stage histograms, and its encoder's forward passes."""
     out = {}
     for stage in ("encode_query", "search", "rescore"):
         s = re.search(rf'xmr_stage_duration_seconds_sum{{stage="{stage}"}} (\S+)', metrics_text)
         c = re.search(rf'xmr_stage_duration_seconds_count{{stage="{stage}"}} (\S+)', metrics_text)
-        if s and c and float(c.group(1)) > 0:
-            out[stage] = round(1000 * float(s.group(1)) / float(c.group(1)), 2)
+        if s and c:
+            out[stage] = (float(s.group(1)), float(c.group(1)))
     b = re.search(r"^xmr_query_encoder_batches_total (\S+)", metrics_text, re.M)
     out["encoder_batches"] = int(float(b.group(1))) if b else None
+    return out
+
+
+def stage_means(before: dict, after: dict) -> dict:
+    """Mean ms per stage over the requests between two scrapes (the warm-up's encodings left out)."""
+    out = {}
+    for stage in ("encode_query", "search", "rescore"):
+        if stage in after:
+            s0, c0 = before.get(stage, (0.0, 0.0))
+            s1, c1 = after[stage]
+            if c1 > c0:
+                out[stage] = round(1000 * (s1 - s0) / (c1 - c0), 2)
     return out
 
 
@@ -243,21 +256,21 @@ def main() -> int:
         for q in QUERIES:  # warm-up, not measured
             httpx.get(base + "/api/search", params={"q": q}, timeout=60)
         text0 = httpx.get(base + "/metrics").text
-        before, hist0 = stage_means(text0), search_histogram(text0)
+        before, hist0 = stage_totals(text0), search_histogram(text0)
         cpu0 = server_cpu_seconds(server.pid)
         res = asyncio.run(run_load(base, args.requests, args.concurrency, args.max_seconds, args.k, args.unique,
                                    args.client))
         cpu1 = server_cpu_seconds(server.pid)
         res["server_cpu_s"] = None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 2)
         text1 = httpx.get(base + "/metrics").text
-        stages, hist1 = stage_means(text1), search_histogram(text1)
+        stages, hist1 = stage_totals(text1), search_histogram(text1)
         res["server_latency_ms"] = {p: None if v is None else round(1000 * v, 1) for p, v in
                                     (("p50", histogram_quantile(hist0, hist1, 0.5)),
                                      ("p99", histogram_quantile(hist0, hist1, 0.99)))}
-        res["server_mean_ms"] = {k: v for k, v in stages.items() if k != "encoder_batches"}
+        res["server_mean_ms"] = stage_means(before, stages)  # over the measured requests only
         if stages.get("encoder_batches") is not None and before.get("encoder_batches") is not None:
-            res["mean_text_batch"] = round(res["requests"] / max(1, stages["encoder_batches"] -
-                                                                 before["encoder_batches"]), 1)
+            passes = stages["encoder_batches"] - before["encoder_batches"]  # none when every query was cached
+            res["mean_text_batch"] = round(res["requests"] / passes, 1) if passes else None
         res.update(model=health["model"], items=health["items"], k=args.k, cpus=os.cpu_count(),
                    load_avg=os.getloadavg(), unique=args.unique, src=args.src,
                    python=platform.python_version(),
