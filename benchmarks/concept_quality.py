@@ -35,7 +35,6 @@ import numpy as np
 def cache_dataset(spec: str, out: str, backbone: str = "lite0", batch: int = 8, start: int = 0,
                   stop: int | None = None) -> None:
     """Logits of the centre crop + the encoder's 6 multi-crop views for images ``start:stop`` of ``spec``."""
-    import torch
 
     from xmr.data import load_dataset
     from xmr.encoders.concept import ConceptConfig, ConceptEncoder
@@ -50,9 +49,8 @@ def cache_dataset(spec: str, out: str, backbone: str = "lite0", batch: int = 8, 
     for s in range(0, len(media), batch):
         ims = [load_image(p) for p in media[s : s + batch]]
         views = [[enc.pre.resize_crop(im)] + enc._views(im) for im in ims]  # centre crop, then the encoder's views
-        x = np.stack([enc.pre.to_array(v) for vs in views for v in vs])
-        with torch.no_grad():
-            z = enc.net(torch.from_numpy(x)).float().numpy()
+        x = np.stack([np.asarray(v) for vs in views for v in vs])  # (B * 7, res, res, 3) uint8: the net normalises
+        z = np.asarray(enc.net(x), dtype=np.float32)
         logits_all.append(z.reshape(len(ims), len(views[0]), -1))
         print(f"{s + len(ims)}/{len(media)} {time.perf_counter() - t0:.0f}s", flush=True)
     np.savez(out, logits=np.concatenate(logits_all).astype(np.float32), media=np.array(media),

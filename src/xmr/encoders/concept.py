@@ -20,7 +20,9 @@ Runtime (how the two networks run, not what they compute): ``runtime="onnx"`` (t
 backbone and MiniLM with ONNX Runtime from files exported once from those weights (:mod:`._onnx`);
 ``runtime="torch"`` (or ``XMR_RUNTIME=torch``, or a non-CPU ``device``) runs them in torch. Both give the same
 embeddings within 1e-4 (``tests/test_speed_paths.py``). Each tower loads on first use, so a text search never loads
-the image backbone.
+the image backbone. The backbone takes uint8 ``(B, res, res, 3)`` views and normalises them inside the network
+(:func:`._runtime.uint8_input`, exported into the ONNX graph): the Python side only cuts and resizes views
+(:meth:`ConceptEncoder.pixels`), the same pixels and, to float32 rounding, the same numbers as normalising in numpy.
 """
 from __future__ import annotations
 
@@ -167,7 +169,7 @@ def class_texts(kind: str) -> list[str]:
 class ConceptEncoder(Encoder):
     """See the module docstring. ``dim`` is 1000 (concept space) or 384 (``space="text"``)."""
 
-    split_preprocessing = True  # preprocess_images: 1 or 6 float32 views of res² per image, built in worker threads
+    split_preprocessing = True  # preprocess_images: 1 or 6 uint8 views of res² per image, built in worker threads
 
     def __init__(self, cfg: ConceptConfig, device: str | None = None, runtime: str | None = None,
                  acquirers: dict[str, Path] | None = None):
@@ -250,13 +252,17 @@ class ConceptEncoder(Encoder):
     # ---- the two networks, on the chosen runtime ----------------------------------------------------------------
     @property
     def net(self):
-        """The backbone: ``(B, 3, res, res) float32 array -> (B, 1000) logits array`` (ORT session or torch)."""
+        """The backbone with its input normalisation: ``(B, res, res, 3) uint8 RGB -> (B, 1000) logits`` (ORT
+        session or torch module; :func:`._runtime.uint8_input`)."""
         if self._net is None:
-            from ._runtime import image_net
+            from ._runtime import image_net, uint8_input
 
             res = _RES[self.cfg.backbone]
+            mean, std = _NORMS[self.cfg.normalization]
             self._net = image_net(self.runtime, self.device, f"efficientnet-{self.cfg.backbone}",
-                                  lambda: _load_backbone(self.cfg.backbone), [_backbone_weights(self.cfg.backbone)], res)
+                                  lambda: uint8_input(_load_backbone(self.cfg.backbone), mean, std, self.pre.rescale),
+                                  [_backbone_weights(self.cfg.backbone)], res, pixels="uint8",
+                                  key=f"mean={mean}|std={std}|rescale={self.pre.rescale!r}")
         return self._net
 
     @property
@@ -273,9 +279,14 @@ class ConceptEncoder(Encoder):
 
     # ---- views -------------------------------------------------------------------------------------------------
     def _views(self, im: Image.Image) -> list[Image.Image]:
+        """The views as PIL images (``center``: the centre crop; ``multicrop``: whole image squashed to a square, a
+        2x2 grid of overlapping crops of 0.6 x the shorter side, the horizontally flipped centre crop)."""
         center = self.pre.resize_crop(im)
         if self.cfg.views == "center":
             return [center]
+        return [*self._resized_views(im), center.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+
+    def _resized_views(self, im: Image.Image) -> list[Image.Image]:
         res = self.pre.crop
         w, h = im.size
         cs = max(1, int(0.6 * min(w, h)))
@@ -284,17 +295,31 @@ class ConceptEncoder(Encoder):
             for fy in (0, 1):
                 x0, y0 = fx * (w - cs), fy * (h - cs)
                 views.append(im.crop((x0, y0, x0 + cs, y0 + cs)).resize((res, res), Image.Resampling.BICUBIC))
-        views.append(center.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
         return views
+
+    def pixels(self, im: Image.Image) -> np.ndarray:
+        """One image -> ``(V, res, res, 3)`` uint8 RGB views (V = 1 or 6), the pixels of :meth:`_views`: each PIL
+        view copied once into one array; the flip is a reversed numpy view of the centre crop (the same pixels as
+        PIL's transpose). Normalisation happens inside the network (:attr:`net`)."""
+        res = self.pre.crop
+        center = self.pre.resize_crop(im)
+        if self.cfg.views == "center":
+            return np.asarray(center)[None]
+        views = self._resized_views(im)
+        out = np.empty((len(views) + 1, res, res, 3), np.uint8)
+        for i, v in enumerate(views):
+            out[i] = np.asarray(v)
+        out[-1] = np.asarray(center)[:, ::-1]
+        return out
 
     def class_probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """(B,) images -> (B, 1000) tempered class probabilities, averaged over views."""
-        views = [self._views(im) for im in images]
-        x = np.stack([self.pre.to_array(v) for vs in views for v in vs])
+        x = np.concatenate([self.pixels(im) for im in images])
         return self.probabilities_from_pixels(x).reshape(len(images), -1, 1000).mean(axis=1)
 
     def probabilities_from_pixels(self, x: np.ndarray) -> np.ndarray:
-        """(V, 3, res, res) preprocessed views -> (V, 1000) tempered class probabilities (the forward pass alone)."""
+        """(V, res, res, 3) uint8 views -> (V, 1000) tempered class probabilities (the forward pass alone, input
+        normalisation included)."""
         z = self.net(x).astype(np.float64) / self.cfg.image_temperature
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
@@ -319,11 +344,11 @@ class ConceptEncoder(Encoder):
         return res if self.cfg.views == "center" else -(-res * 5 // 3)
 
     def preprocess_images(self, images: list[Image.Image]) -> np.ndarray:
-        """(B,) images -> (B, V, 3, res, res) float32 views (V = 1 or 6); no model call, thread-safe."""
-        return np.stack([np.stack([self.pre.to_array(v) for v in self._views(im)]) for im in images])
+        """(B,) images -> (B, V, res, res, 3) uint8 views (V = 1 or 6); no model call, thread-safe."""
+        return np.stack([self.pixels(im) for im in images])
 
     def encode_preprocessed(self, items: list[np.ndarray]) -> np.ndarray:
-        x = np.stack(items)  # (B, V, 3, res, res)
+        x = np.stack(items)  # (B, V, res, res, 3) uint8
         b, v = x.shape[:2]
         p = self.probabilities_from_pixels(x.reshape(b * v, *x.shape[2:])).reshape(b, v, -1).mean(axis=1)
         return l2_normalize(self._from_probabilities(p).astype(np.float32))

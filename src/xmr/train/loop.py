@@ -251,7 +251,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     dev = acc.device
     torch.manual_seed(cfg.seed)
     model, tr, ev = _build(cfg, dev, show_progress, encoder)
-    info = LossInfo(num_pairs=tr.num_pairs, dim=model.dim, num_classes=len(tr.classes), seed=cfg.seed)
+    info = LossInfo(num_pairs=tr.num_pairs, dim=model.dim, num_classes=len(tr.classes), seed=cfg.seed,
+                    texts=tr.texts)
     loss = create_loss(cfg.loss, cfg.loss_config, model, info)
     if "labels" in loss.needs and tr.labels is None:
         raise ConfigError(f"--loss {cfg.loss} needs class labels ('label' on every manifest line); {cfg.dataset} has none")

@@ -7,8 +7,8 @@ name               paper                                                        
 ``vsepp``          VSE++, Faghri et al. 2018                                       :mod:`.vsepp`
 ``ncr``            NCR, Huang et al. 2021 (noisy correspondence)                   :mod:`.ncr`
 ``mrl``            MRL, Hu et al. 2021 (noisy labels)                              :mod:`.mrl`
-``cots``           COTS, Lu et al. 2022 (momentum queues)                          :mod:`.cots`
-``coder``          CODER, Wang et al. 2022 (weighted queue negatives)              :mod:`.coder`
+``cots``           COTS, Lu et al. 2022 (queues; token level, AMF)                 :mod:`.cots`
+``coder``          CODER, Wang et al. 2022 (weighted negatives; concept level)     :mod:`.coder`
 ``neighbourhood``  Thomas & Kovashka 2020 (semantic neighbourhoods)                :mod:`.neighbourhood`
 ``pcme``           PCME, Chun et al. 2021 (probabilistic; adapter mode)             :mod:`.pcme`
 ``daa``            DAA, Li et al. 2022 (PCME + differentiable ASP; adapter mode)   :mod:`.daa`
