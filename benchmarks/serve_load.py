@@ -10,6 +10,11 @@ Bounded: at most ``--requests`` requests and ``--max-seconds`` of load; nothing 
     python benchmarks/serve_load.py --json out.json                  # also write the numbers as JSON
     python benchmarks/serve_load.py --unique                         # every query text new: encoding, not cache
     python benchmarks/serve_load.py --src /tmp/old/src               # another checkout's code (before / after)
+    python benchmarks/serve_load.py --client raw                     # a load generator that needs ~10x less CPU
+
+Besides the client-side percentiles it prints the CPU seconds the client and the server spent during the load (they
+share the machine: httpx needs about as much CPU per request as the server) and the server's own p50 / p99 of
+/api/search from its /metrics histogram.
 
 Queries cycle through a fixed list of 24 texts (warmed up first), so with the server's query cache (on by default)
 the steady state measures cached queries; ``--unique`` appends the request number to every text so each one is

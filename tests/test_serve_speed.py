@@ -151,3 +151,26 @@ def test_fast_path_keeps_the_host_check_security_headers_and_metrics(index, tiny
         m = c.get("/metrics").text
     assert 'xmr_http_requests_total{method="GET",route="/api/search",status="200"} 1' in m
     assert 'xmr_stage_duration_seconds_count{stage="encode_query"} 1' in m
+
+
+def test_load_benchmark_reads_the_server_histogram():
+    """benchmarks/serve_load.py's server-side percentiles: Prometheus-style interpolation inside the bucket, over
+    the requests between two scrapes."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
+    spec = importlib.util.spec_from_file_location("serve_load", path)
+    sl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sl)
+    text = "\n".join(f'xmr_http_request_duration_seconds_bucket{{route="/api/search",le="{le}"}} {n}'
+                     for le, n in (("0.01", 10), ("0.1", 60), ("0.25", 109), ("+Inf", 110)))
+    text += '\nxmr_http_request_duration_seconds_bucket{route="/other",le="0.01"} 999'
+    after = sl.search_histogram(text)
+    before = {0.01: 10, 0.1: 10, 0.25: 10, float("inf"): 10}  # 10 earlier requests, all under 10 ms
+    assert after == {0.01: 10, 0.1: 60, 0.25: 109, float("inf"): 110}
+    assert sl.histogram_quantile(before, after, 0.5) == pytest.approx(0.1)  # rank 50 of 100: top of (0.01, 0.1]
+    assert sl.histogram_quantile(before, after, 0.99) == pytest.approx(0.25)  # rank 99: top of (0.1, 0.25]
+    assert sl.histogram_quantile(before, after, 0.745) == pytest.approx(0.175)  # rank 74.5: half of 49 in (0.1, 0.25]
+    assert sl.histogram_quantile(before, after, 0.999) == 0.25  # in +Inf: the largest finite bound
+    assert sl.histogram_quantile(after, after, 0.5) is None
