@@ -90,8 +90,17 @@ def _build_student(cfg: TrainConfig, device, show_progress, encoder=None):
         eval_ds = load_dataset(cfg.eval_dataset or cfg.dataset, split=cfg.eval_split, check_media=True)
     from ..media import media_type_of
 
-    if any(media_type_of(p) != "image" for p in train_ds.media):
-        raise ConfigError(f"{cfg.dataset}: xmr train trains on images; train video heads with `xmr train-head`")
+    kinds = {media_type_of(p) for p in train_ds.media} | ({media_type_of(p) for p in eval_ds.media} if eval_ds else set())
+    if kinds == {"video"}:
+        from .video_data import build_video_student
+
+        if teachers:
+            raise ConfigError("--teachers: teachers embed images; video runs take no teachers")
+        return (*build_video_student(cfg, train_ds, eval_ds), train_ds, teachers)
+    if kinds != {"image"}:
+        raise ConfigError(f"{cfg.dataset}: xmr train trains on images, or on videos (--mode full, a tiny space-time "
+                          f"model), not on a mix ({', '.join(sorted(map(str, kinds)))}); train video heads on frozen "
+                          "frame features with `xmr train-head`")
     if cfg.mode == "finetune":
         from .finetune import FinetuneModel, finetune_pairs
 

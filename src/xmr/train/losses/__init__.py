@@ -14,6 +14,7 @@ name               paper                                                        
 ``daa``            DAA, Li et al. 2022 (PCME + differentiable ASP; adapter mode)   :mod:`.daa`
 ``dhd``            DHD, Jang et al. 2022 (hash codes from labels; adapter mode)    :mod:`.dhd`
 ``teachtext``      TeachText, Croitoru et al. 2021 (multi-teacher distillation)     :mod:`.teachtext`
+``miles``          MILES, Ge et al. 2022 (masked video modelling; video, full)     :mod:`.miles`
 =================  ==============================================================  ==================
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 
 from ...errors import ConfigError
 from ...registries import LOSSES as LOSSES
-from . import coder, cots, daa, dhd, infonce, mrl, ncr, neighbourhood, pcme, teachtext, vsepp  # noqa: F401 (registration)
+from . import coder, cots, daa, dhd, infonce, miles, mrl, ncr, neighbourhood, pcme, teachtext, vsepp  # noqa: F401 (registration)
 from .base import Batch, EpochContext, LossInfo, TeacherBatch, TrainLoss
 
 
