@@ -10,9 +10,17 @@ CLIP4Clip's meanP for a plain image encoder):
 * each **segment vector** pools the frames inside one sliding window ``[start, end)`` (``window`` seconds,
   every ``stride`` seconds; the last window ends at the clip's end; a clip shorter than ``window`` is one segment).
 
+An audio-visual encoder (``encoder.capabilities.sound``: ``eao:DIR``, ``eclipse:DIR``) embeds each video and
+window from its frames and sound track together instead (:mod:`xmr.video.av`).
+
 Heads that re-score (``encoder.capabilities.video_rescoring``: X-Pool, prototypes) store their query-independent
 candidate vectors, and the frame times and features are returned too (:attr:`VideoEmbedding.frames`) for the index to
 keep.
+
+A head that only ever looks at a fixed number of uniform frames (``encoder.capabilities.video_frames``: the LEAN
+student) gets just those decoded (:meth:`VideoIndexConfig.for_encoder`: ``FramePlan.uniform(n)`` over the clip,
+the frames it was distilled on), not the fps grid; segments then pool the few decoded frames inside each window
+(a window with none gets no segment vector).
 
 Long videos: when ``duration * fps > max_frames`` the rate is lowered to ``max_frames / duration`` and the window
 and stride grow by the same factor, so every segment still pools about ``window * fps`` frames and the number of
@@ -23,7 +31,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -48,6 +56,8 @@ class VideoIndexConfig:
     stride: float = 2.0  # segment hop, seconds
     frame_size: int = 336  # decoded frames are downscaled so the shorter side is at most this many pixels
     snap: float = 0.0  # each frame may be any frame shown within snap grid steps of its target (0 = exact; <= 0.5)
+    frames: int | None = None  # N uniform frames per clip instead of the fps grid (set by for_encoder from a head
+    # that looks at a fixed number of frames, e.g. the LEAN student); None: the fps grid above
 
     def __post_init__(self):
         if not (self.window > 0 and self.stride > 0 and self.frame_size is not None and self.frame_size >= 32):
@@ -60,8 +70,20 @@ class VideoIndexConfig:
 
     @property
     def plan(self) -> FramePlan:
-        """The frame sampling: ``FramePlan.fps_grid(fps, min_frames, max_frames, frame_size, snap)``."""
+        """The frame sampling: ``FramePlan.fps_grid(fps, min_frames, max_frames, frame_size, snap)``, or
+        ``FramePlan.uniform(frames, frame_size, snap)`` when ``frames`` is set."""
+        if self.frames is not None:
+            return FramePlan.uniform(self.frames, size=self.frame_size, snap=self.snap)
         return FramePlan.fps_grid(self.fps, self.min_frames, self.max_frames, size=self.frame_size, snap=self.snap)
+
+    def for_encoder(self, encoder) -> "VideoIndexConfig":
+        """These settings as ``encoder`` is indexed with: when its head only ever looks at a fixed number of uniform
+        frames (``encoder.capabilities.video_frames``, the LEAN student), only those are decoded (``frames`` set);
+        otherwise unchanged. Segment windows stay; each pools the decoded frames that fall inside it."""
+        n = getattr(getattr(encoder, "capabilities", None), "video_frames", None)
+        if n is None or self.frames is not None:
+            return self
+        return replace(self, frames=int(n))
 
     def to_dict(self) -> dict:
         """``{"frames": plan.to_dict(), "window": ..., "stride": ...}``."""
@@ -107,12 +129,16 @@ def embed_video(
     ``keep_frames`` override that (e.g. a head's ``as_pool()`` over a plain image encoder's frames)."""
     from ..media.video import VideoReader
 
+    if getattr(encoder.capabilities, "sound", False) and pool is None:  # eao / eclipse: frames + sound together
+        from .av import embed_av_video
+
+        return embed_av_video(path, encoder, cfg)
     if pool is None:
         def pool(feats, times):
             return pool_frames(encoder, feats, times)
     if keep_frames is None:
         keep_frames = encoder.capabilities.video_rescoring
-    plan = cfg.plan
+    plan = cfg.for_encoder(encoder).plan  # a fixed-frame head (LEAN student): only its frames are decoded
     with VideoReader(path) as reader:
         info = reader.info
         times, scale = window_times(plan, reader, None, None)
