@@ -83,6 +83,30 @@ def test_vector_query_of_the_wrong_width_or_zero_is_refused(tiny_index):
         encode_query(enc, Query.vector(np.zeros(enc.dim)))
 
 
+def test_an_index_of_another_width_is_refused_with_a_rebuild_hint(tiny_index, tmp_path):
+    """A model whose output width changed since the index was built (the default `concept` went 2000 -> 2384-d):
+    searching and re-indexing both refuse with the same advice instead of failing inside FAISS."""
+    import shutil
+    import sqlite3
+
+    from xmr.errors import XmrIndexError
+    from xmr.index import index_folder, open_reader
+    from xmr.retrieval import build_pipeline
+
+    d = tmp_path / "idx"
+    shutil.copytree(tiny_index[0], d)
+    with sqlite3.connect(d / "meta.sqlite") as db:
+        db.execute("UPDATE meta SET value=? WHERE key='dim'", (str(tiny_index[1].dim + 16),))
+    store, r = open_reader(d)
+    try:
+        with pytest.raises(ConfigError, match=r"holds \d+-d vectors but model 'tiny' now gives .*Rebuild the index"):
+            build_pipeline(tiny_index[1]).search(r, Query.text("a cat"), 3)
+    finally:
+        store.close()
+    with pytest.raises(XmrIndexError, match="Build a new index"):
+        index_folder(SAMPLES, d, tiny_index[1], show_progress=False)
+
+
 # ---- the pipeline against brute force -----------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["text", "image", "composed", "negative", "max", "vector"])
 def test_every_query_kind_ranks_exactly_like_brute_force(tiny_index, reader, kind):

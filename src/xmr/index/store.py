@@ -238,7 +238,9 @@ class IndexStore(VectorCacheMixin, ExpertStoreMixin):
                 f"use --model {cur} with this index, or give another --index PATH for {spec!r}."
             )
         elif self.dim != dim:
-            raise XmrIndexError(f"index {self.path} has dim {self.dim} but model {spec!r} gives {dim}")
+            raise XmrIndexError(f"index {self.path} has dim {self.dim} but model {spec!r} gives {dim}: the model "
+                                f"changed since the index was built (e.g. xmr's default 'concept' went from 2000-d to "
+                                f"2384-d with its round-2 adapter). Build a new index: xmr index FOLDER --index NEW_PATH")
 
     # ---- items ------------------------------------------------------------------------------------------------
     def _row(self, r) -> ItemRecord:

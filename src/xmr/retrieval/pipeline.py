@@ -89,6 +89,12 @@ class Pipeline:
         if reader.model_spec is not None and reader.model_spec != self.encoder.spec:
             raise ConfigError(f"index was built with {reader.model_spec!r} but the query encoder is "
                               f"{self.encoder.spec!r}")
+        rdim = getattr(reader, "dim", None)
+        if rdim is not None and int(rdim) != int(self.encoder.dim):
+            raise ConfigError(f"the index holds {rdim}-d vectors but model {self.encoder.spec!r} now gives "
+                              f"{self.encoder.dim}-d ones: the model changed since the index was built (e.g. xmr's "
+                              f"default 'concept' went from 2000-d to 2384-d with its round-2 adapter). Rebuild the "
+                              f"index: xmr index FOLDER --index NEW_PATH")
         for s in self.stages:
             s.check_index(reader, self.encoder, media_type)
 
