@@ -29,8 +29,9 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def build_tuned(backend, source, *, train: Callable[[np.ndarray], None], grid: list, set_param: Callable,
-                progress: Callable[[str], None] | None = None) -> None:
-    """Train, fill and tune ``backend`` (an approximate FAISS backend) from ``source``; results go to ``backend.tuned``."""
+                progress: Callable[[str], None] | None = None, train_size: int | None = None) -> None:
+    """Train, fill and tune ``backend`` (an approximate FAISS backend) from ``source``; results go to ``backend.tuned``.
+    ``train_size``: rows to sample for training (default: the config's ``train_size``)."""
     import faiss
 
     cfg = backend.config
@@ -39,7 +40,7 @@ def build_tuned(backend, source, *, train: Callable[[np.ndarray], None], grid: l
     rng = np.random.default_rng(cfg.seed)
     n_hold = min(cfg.heldout, n // 10) if n >= 50 else 0
     hold = set(rng.choice(n, n_hold, replace=False).tolist()) if n_hold else set()
-    p_train = min(1.0, cfg.train_size / max(1, n - n_hold))
+    p_train = min(1.0, (cfg.train_size if train_size is None else train_size) / max(1, n - n_hold))
     tx, hx, hid = [], [], []
     pos = 0
     for ids, vecs in source.iter_vectors(chunk=65536):  # pass 1: training sample + held-out queries
