@@ -33,6 +33,7 @@ import numpy as np
 
 from ...registries import VECTOR_BACKENDS
 from .ann import AnnConfig, _Tuned
+from .tuning import heldout_count
 
 #: k-means wants at least this many training vectors per centroid (FAISS warns below it)
 POINTS_PER_CENTROID = 39
@@ -108,10 +109,11 @@ class IvfBackend(_Ivf):
         """(nlist, training rows to sample) for n rows."""
         cfg = self.config
         nlist = cfg.nlist or pow2_near(4 * math.sqrt(max(1, n)))
+        rows = n - heldout_count(n, cfg.heldout)  # the held-out queries are never training rows
         if cfg.train_size:
-            n_train = min(n, cfg.train_size)
+            n_train = min(rows, cfg.train_size)
         else:  # 5 % over 39 x nlist: the sample is drawn row by row with that probability
-            n_train = min(n, math.ceil(POINTS_PER_CENTROID * nlist * 1.05))
+            n_train = min(rows, math.ceil(POINTS_PER_CENTROID * nlist * 1.05))
         return max(1, min(nlist, n_train // POINTS_PER_CENTROID)), n_train
 
     def _train_rows(self, n: int) -> int:
