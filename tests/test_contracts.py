@@ -147,6 +147,21 @@ def _with_head(kind: str, config: dict, name: str):
     return build
 
 
+def _av_model(name: str):
+    """A random Everything at Once / ECLIPSE folder (8x8 colour thumbnails, 40-band log-mel chunks, a tiny
+    vocabulary), as xmr train-av writes it."""
+    def build(request, tmp):
+        from xmr.config import config_from_dict
+        from xmr.registries import MULTIMODAL_MODELS, load_all
+
+        load_all("multimodal")
+        cls = MULTIMODAL_MODELS.get(name)
+        cls(config_from_dict(cls.Config, {"vocab": ["<unk>", "a", "cat", "rocket"], "width": 16, "heads": 2,
+                                          "embed_dim": 16, "word_dim": 8})).save(tmp / name)
+        return (name, str(tmp / name))
+    return build
+
+
 #: encoder name -> {variant: how to build it}: a session fixture name, or a function (request, tmp dir) returning
 #: (name, arg) for create_encoder
 ENCODER_BUILDERS = {
@@ -160,6 +175,8 @@ ENCODER_BUILDERS = {
                 "pcme": _with_head("uncertainty", {"image_in": 64, "text_in": 64, "dim": 32, "a": 5.0, "b": 5.0},
                                    "trained")},
     "hash": {"dhd": _with_head("hash", {"dim": 32, "bits": 16, "text": True}, "hash")},
+    "eao": {"random": _av_model("eao")},
+    "eclipse": {"random": _av_model("eclipse")},
 }
 #: (name, variant) whose capabilities claim a method the encoder does not have; strict xfail, so the fix is noticed
 CAPABILITY_BUGS: dict = {}  # (name, variant) -> reason, for a known capability bug (strict xfail)
@@ -220,7 +237,16 @@ def test_encoder_capabilities_match_methods(encoder_case, request):
         v = enc.video_pool(feats, np.arange(3, dtype=np.float64))
         assert v.shape == (enc.dim,) and abs(float(np.linalg.norm(v)) - 1) < 1e-4
     assert (getattr(enc, "video_rescorer", lambda: None)() is not None) == caps.video_rescoring
-    for cap in ("patch_tokens", "text_tokens", "video", "video_rescoring"):
+    if caps.sound:  # a video file's frames and sound track, as xmr.video.av makes their tokens
+        c = enc.config
+        v, a = np.random.default_rng(0).random((2, c.frames, c.video_dim)), np.random.default_rng(1).random(
+            (2, c.chunks, c.audio_dim))
+        for x in (enc.encode_av(v, a), enc.encode_av(v, None)):
+            assert x.shape == (2, enc.dim) and np.isfinite(x).all()
+            np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
+    else:
+        assert not callable(getattr(enc, "encode_av", None))
+    for cap in ("patch_tokens", "text_tokens", "video", "video_rescoring", "sound"):
         if not getattr(caps, cap):
             with pytest.raises(ConfigError, match="needs"):
                 enc.require(cap, "this test")

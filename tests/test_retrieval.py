@@ -288,6 +288,15 @@ def experts_index(tmp_path_factory):
     return d / "idx", enc
 
 
+def _random_tower(directory):
+    """A hierarchical recipe tower with random weights at tiny's width (text query -> images needs no recipes)."""
+    from xmr.heads.recipe import RecipeTower, RecipeTowerConfig, _build
+
+    cfg = RecipeTowerConfig(text_dim=64, image_dim=64, dim=16, heads=2)
+    RecipeTower(cfg, _build(cfg)).save(directory)
+    return str(directory)
+
+
 def _stage(name, tmp_path, request):
     """(stage, index folder, encoder) for a registered stage name."""
     from xmr.rerank.base import CrossEncoder
@@ -306,7 +315,8 @@ def _stage(name, tmp_path, request):
                 "rescore": lambda: (st.RescoreStage(("csls",), {"csls": {"k": 1}}, str(bank)), *images),
                 "rerank": lambda: (st.RerankStage("const", 3, cross_encoder=Const()), *images),
                 "head": lambda: (lambda v: (st.HeadStage(v[1]), *v))(request.getfixturevalue("xpool_index")),
-                "experts": lambda: (st.ExpertStage(), *request.getfixturevalue("experts_index"))}
+                "experts": lambda: (st.ExpertStage(), *request.getfixturevalue("experts_index")),
+                "recipe": lambda: (st.RecipeStage(_random_tower(tmp_path / "tower")), *images)}
     if name not in builders:
         pytest.fail(f"stage {name!r} is registered but has no builder in tests/test_retrieval.py: add one")
     return builders[name]()

@@ -250,3 +250,28 @@ def test_expert_match_and_snippet_in_the_browser(experts_server, page):
     page.goto(experts_server + "/?q=%22exit%22+a+photo")
     page.locator("#status").filter(has_text="1 result").wait_for(timeout=15_000)
     assert page.locator("#results .card .path").all_inner_texts() == ["horse.png"]
+
+
+@pytest.fixture(scope="module")
+def fuser_server(tmp_path_factory, tiny_encoder):
+    """The sidecar index of tests/test_serve_fusion.py served with its trained LAFF fuser."""
+    from test_serve_fusion import build_fused
+
+    from xmr.retrieval import SearchOptions
+    from xmr.serve import create_app
+
+    idx, fusers = build_fused(tmp_path_factory, tiny_encoder)
+    yield from _serve(create_app(idx, encoder=tiny_encoder,
+                                 options=SearchOptions(expert_fusion=f"laff:{fusers['laff']}")))
+
+
+def test_trained_fuser_weights_in_the_browser(fuser_server, page):
+    page.goto(fuser_server + "/?q=side+text+about+the+horse")
+    card = page.locator("#results .card").first
+    card.wait_for(timeout=15_000)
+    assert card.locator(".expert-name").inner_text().lower() in ("visual", "sidecar")
+    shown = card.locator(".weights").inner_text()  # "fused: visual 0.52 · sidecar 0.48"
+    parts = dict(p.rsplit(" ", 1) for p in shown.removeprefix("fused: ").split(" · "))
+    assert set(parts) <= {"visual", "sidecar"} and "visual" in parts
+    assert abs(sum(float(v) for v in parts.values()) - 1.0) < 0.02
+    assert page.js_errors == []

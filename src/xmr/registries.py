@@ -18,7 +18,7 @@ kind (``ALL`` key)  registry                    filled by
 ``moment_model``   :data:`MOMENT_MODELS`       ``xmr.localize.squidnet``
 ``expert``         :data:`EXPERTS`             ``xmr.experts.{ocr,sidecar,subtitles,audio}``
 ``multimodal``     :data:`MULTIMODAL_MODELS`   ``xmr.heads.{eao,eclipse}`` (video + audio + text)
-``expert_fuser``   :data:`EXPERT_FUSERS`       ``xmr.experts.fusers.{laff,mmt,concat}``
+``expert_fuser``   :data:`EXPERT_FUSERS`       ``xmr.experts.fusers.{laff,mmt,concat,vtc}``
 =================  ==========================  ===========================================================
 
 Other packages add components through entry points (group ``xmr.plugins``, :mod:`xmr.plugins`), loaded by
@@ -95,7 +95,8 @@ ALL: dict[str, Registry] = {
 #: kind -> modules whose import registers that kind's components. The only list of them: the packages'
 #: ``_load_all()`` helpers call :func:`load_all` with their kind.
 MODULES: dict[str, tuple[str, ...]] = {
-    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained", "hash")),
+    "encoder": tuple(f"xmr.encoders.{m}" for m in ("concept", "hf", "openclip", "tiny", "video", "trained", "hash",
+                                                    "av")),
     "video_head": tuple(f"xmr.heads.{m}" for m in ("mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean")),
     "rescorer": ("xmr.rescore",),
     "reranker": ("xmr.rerank.hf_itm", "xmr.rerank.xattn", "xmr.rerank.imram", "xmr.rerank.wcgl"),
@@ -110,7 +111,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "moment_model": ("xmr.localize.squidnet",),
     "expert": tuple(f"xmr.experts.{m}" for m in ("ocr", "sidecar", "subtitles", "audio")),
     "multimodal": ("xmr.heads.eao", "xmr.heads.eclipse"),
-    "expert_fuser": tuple(f"xmr.experts.fusers.{m}" for m in ("laff", "mmt", "concat")),
+    "expert_fuser": tuple(f"xmr.experts.fusers.{m}" for m in ("laff", "mmt", "concat", "vtc")),
 }
 
 

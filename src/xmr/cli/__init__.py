@@ -10,7 +10,7 @@ from ..errors import XmrError
 from ._common import COMMANDS
 
 # subcommand modules (each registers itself)
-from . import adapt_cmd, demo_cmd, embed_cmd, eval_cmd, export_cmd, index_cmd, info_cmd, models_cmd, search_cmd, serve_cmd, side_text_cmd, synth_cmd, train_audio_cmd, train_cmd, train_compose_cmd, train_fusion_cmd, train_head_cmd, train_moments_cmd, train_reranker_cmd, train_text_cmd  # noqa: F401,E402,E501
+from . import adapt_cmd, demo_cmd, embed_cmd, eval_cmd, export_cmd, index_cmd, info_cmd, models_cmd, search_cmd, serve_cmd, side_text_cmd, synth_cmd, train_audio_cmd, train_av_cmd, train_cmd, train_compose_cmd, train_fusion_cmd, train_head_cmd, train_moments_cmd, train_recipe_cmd, train_reranker_cmd, train_text_cmd  # noqa: F401,E402,E501
 
 
 def build_parser() -> argparse.ArgumentParser:

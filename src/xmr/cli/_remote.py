@@ -18,7 +18,7 @@ _LOCAL_ONLY = (("index", "--index", None), ("image", "--image", None), ("vector"
                ("candidates", "--candidates", None), ("bank", "--bank", None), ("device", "--device", None),
                ("composer", "--composer", None), ("keep_reference", "--keep-reference", False),
                ("use_experts", "--experts", None), ("expert_fusion", "--expert-fusion", "vista"),
-               ("expert_weight", "--expert-weight", []))
+               ("expert_weight", "--expert-weight", []), ("recipe_tower", "--recipe-tower", None))
 
 
 def server_url(args) -> str | None:

@@ -38,6 +38,77 @@ def add_fuse_arg(p: argparse.ArgumentParser) -> None:
                    help="multi-query fusion: mean-sim (default), mean-emb, max, learned:DIR")
 
 
+def add_expert_args(p: argparse.ArgumentParser, phrase: bool = True) -> None:
+    """``--experts``, ``--expert-fusion``, ``--expert-weight`` (``xmr search``, ``xmr serve``) and ``--phrase``."""
+    e = p.add_argument_group("experts (indexes built with xmr index --experts; docs/experts.md)")
+    if phrase:
+        e.add_argument("--phrase", default=None, metavar="TEXT",
+                       help='only items whose expert text (OCR, sidecar, subtitles) holds TEXT as whole words, any '
+                            'case; a double-quoted part of the query ("EXIT" sign) does the same on such an index')
+    e.add_argument("--experts", dest="use_experts", default=None, metavar="NAMES",
+                   help="experts to score (comma-separated), or 'none' for the visual score alone (default: every "
+                        "expert the index carries)")
+    e.add_argument("--expert-fusion", default="vista", metavar="RULE",
+                   help="how expert scores join the visual one: vista (default: cosine to the visual embedding "
+                        "plus the best expert embeddings), max, sum, or a trained fuser laff:DIR / mmt:DIR / vtc:DIR "
+                        "(xmr train-fusion)")
+    e.add_argument("--expert-weight", action="append", default=[], metavar="NAME=W",
+                   help="weight of one expert in the fusion (default 1; repeatable)")
+    e.add_argument("--recipe-tower", default=None, metavar="DIR",
+                   help="a hierarchical recipe tower (xmr train-recipe) on an index whose photos got their recipes "
+                        "from xmr index --manifest: an image query finds its recipe's photo, a text query (a dish "
+                        "name) the photos; replaces the experts stage")
+
+
+def expert_weights(args) -> dict[str, float]:
+    """``--expert-weight NAME=W`` (repeatable) as ``{name: weight}``; ConfigError for a malformed one."""
+    weights = {}
+    for w in getattr(args, "expert_weight", []) or []:
+        name, sep, val = w.partition("=")
+        try:
+            weights[name.strip()] = float(val)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--expert-weight takes NAME=NUMBER (e.g. ocr=0.5), got {w!r}")
+    return weights
+
+
+def serve_expert_options(args, options):
+    """``(options, use_experts)`` for ``xmr serve``: ``--experts none`` -> no experts stage (False); names, a fusion
+    rule or weights -> the experts stage with them (an index without experts is refused when the app is built);
+    nothing given -> ``options`` unchanged and the server runs every expert the index carries."""
+    import dataclasses
+
+    names = getattr(args, "use_experts", None)
+    fusion = getattr(args, "expert_fusion", "vista")
+    weights = expert_weights(args)
+    if getattr(args, "recipe_tower", None) is not None:
+        check_recipe_args(args)
+        return dataclasses.replace(options, recipe_tower=args.recipe_tower), False
+    if names == "none":
+        if fusion != "vista" or weights:
+            raise ConfigError("--expert-fusion / --expert-weight need the experts stage: drop --experts none")
+        return options, False
+    if names is None and fusion == "vista" and not weights:
+        return options, True
+    chosen = tuple(n.strip() for n in names.split(",") if n.strip()) if names else ()
+    return dataclasses.replace(options, experts=chosen, expert_fusion=fusion, expert_weights=weights), True
+
+
+def check_recipe_args(args) -> None:
+    """--recipe-tower scores every item itself: refused with the experts stage's options."""
+    if getattr(args, "recipe_tower", None) is None:
+        return
+    given = [f for f, v in (("--experts", getattr(args, "use_experts", None)),
+                            ("--expert-fusion", getattr(args, "expert_fusion", "vista") != "vista" or None),
+                            ("--expert-weight", getattr(args, "expert_weight", None) or None),
+                            ("--phrase", getattr(args, "phrase", None))) if v]
+    if given:
+        raise ConfigError(f"--recipe-tower scores every item with the tower; drop {', '.join(given)} (the experts "
+                          "stage does not run with it)")
+
+
 def rescore_params(args, names: list[str]) -> dict[str, dict]:
     """Per-method parameters from the options, for the methods in ``names`` only."""
     all_params = {"qbnorm": {"beta": args.beta, "k": args.bank_k, "mode": args.qb_mode},

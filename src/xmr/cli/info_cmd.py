@@ -52,9 +52,16 @@ def run(args) -> int:
     if info["video_settings"]:
         v = info["video_settings"]
         fr = v["frames"]
-        print(f"videos: {fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames), "
-              f"frames {fr['frame_size']} px, segments {v['window']:g} s every {v['stride']:g} s"
-              + (f", frames within {fr['snap']:g} grid steps of their targets (--frame-snap)" if fr.get("snap") else ""))
+        av = v.get("av")
+        if av:  # an audio-visual model reads frames and sound per window itself
+            print(f"videos: {av['model']}: {av['frames']} frames ({av['frame_size']} px) + {av['chunks']} audio chunks "
+                  f"({av['sample_rate']} Hz, first {av['max_audio_seconds']:g} s) per span: the whole video and "
+                  f"windows of {v['window']:g} s every {v['stride']:g} s")
+        else:
+            print(f"videos: {fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames), "
+                  f"frames {fr['frame_size']} px, segments {v['window']:g} s every {v['stride']:g} s"
+                  + (f", frames within {fr['snap']:g} grid steps of their targets (--frame-snap)"
+                     if fr.get("snap") else ""))
     if info["videos_with_frames"]:
         print(f"frames: kept for {info['videos_with_frames']} videos (the model's head re-scores search candidates)")
     for r in info["roots"]:

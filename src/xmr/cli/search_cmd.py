@@ -4,7 +4,8 @@ from __future__ import annotations
 from ..paths import display_path
 from ._common import add_device_arg, add_index_arg, index_path, print_json, register_command
 from ._interactive_args import add_interactive_args, check_interactive, interactive, print_interactive, run_interactive
-from ._stage_args import add_fuse_arg, add_rerank_args, add_rescore_args, search_options
+from ._stage_args import (add_expert_args, add_fuse_arg, add_rerank_args, add_rescore_args, check_recipe_args,
+                          expert_weights, search_options)
 
 
 def setup(p):
@@ -44,19 +45,7 @@ def setup(p):
     p.add_argument("--lang", default=None, metavar="CODE",
                    help="language of the text query (en, or one the model acquired: de, fr, cs for concept); "
                         "default: detected per text (reported in --json as 'languages')")
-    e = p.add_argument_group("experts (indexes built with xmr index --experts; docs/experts.md)")
-    e.add_argument("--phrase", default=None, metavar="TEXT",
-                   help='only items whose expert text (OCR, sidecar, subtitles) holds TEXT as whole words, any case; '
-                        'a double-quoted part of the query ("EXIT" sign) does the same on such an index')
-    e.add_argument("--experts", dest="use_experts", default=None, metavar="NAMES",
-                   help="experts to score (comma-separated), or 'none' for the visual score alone (default: every "
-                        "expert the index carries)")
-    e.add_argument("--expert-fusion", default="vista", metavar="RULE",
-                   help="how expert scores join the visual one: vista (default: cosine to the visual embedding "
-                        "plus the best expert embeddings), max, sum, or a trained fuser laff:DIR / mmt:DIR "
-                        "(xmr train-fusion)")
-    e.add_argument("--expert-weight", action="append", default=[], metavar="NAME=W",
-                   help="weight of one expert in the fusion (default 1; repeatable)")
+    add_expert_args(p)
     p.add_argument("--server", default=None, metavar="URL",
                    help="send the text search to a running `xmr serve` at URL (e.g. http://127.0.0.1:8000), which "
                         "has its model loaded already (default: $XMR_SERVER if set, else search here)")
@@ -252,15 +241,12 @@ def expert_options(args, options, carried: list[str], queries):
 
     names = getattr(args, "use_experts", None)
     phrase = getattr(args, "phrase", None)
-    weights = {}
-    for w in getattr(args, "expert_weight", []) or []:
-        name, sep, val = w.partition("=")
-        try:
-            weights[name.strip()] = float(val)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ConfigError(f"--expert-weight takes NAME=NUMBER (e.g. ocr=0.5), got {w!r}")
+    weights = expert_weights(args)
+    if getattr(args, "recipe_tower", None) is not None:  # the tower scores every item: no experts stage
+        check_recipe_args(args)
+        if getattr(args, "media_type", None) == "moment":
+            raise ConfigError("--recipe-tower does not rank moments: drop --type moment")
+        return dataclasses.replace(options, recipe_tower=args.recipe_tower)
     if getattr(args, "media_type", None) == "moment":  # moments are ranked from video features, not experts
         if phrase or names not in (None, "none"):
             raise ConfigError("--type moment ranks moments from the videos' features: --phrase and --experts do "
@@ -271,6 +257,10 @@ def expert_options(args, options, carried: list[str], queries):
             raise ConfigError("--phrase searches the experts' text: drop --experts none")
         return options
     if not carried and phrase is None and names is None:
+        fusion = getattr(args, "expert_fusion", "vista")
+        if fusion != "vista" or weights:
+            raise ConfigError(f"{'--expert-fusion' if fusion != 'vista' else '--expert-weight'} applies to an index "
+                              "built with --experts, and this one carries none (xmr index DIR --experts NAMES)")
         return options  # an index without experts searches exactly as before
     if phrase is None and len(queries) == 1:
         quoted = [m for t in queries[0].terms if t.kind == "text" and isinstance(t.value, str)

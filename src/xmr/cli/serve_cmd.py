@@ -5,7 +5,7 @@ import logging
 import sys
 
 from ._common import add_device_arg, add_index_arg, index_path, register_command
-from ._stage_args import add_rerank_args, add_rescore_args, search_options
+from ._stage_args import add_expert_args, add_rerank_args, add_rescore_args, search_options, serve_expert_options
 
 log = logging.getLogger("xmr.serve")
 
@@ -26,6 +26,7 @@ def setup(p):
                         "(default max(100, k))")
     add_rescore_args(p)
     add_rerank_args(p)
+    add_expert_args(p, phrase=False)  # the phrase is per request (phrase=, or a "quoted" part of the query)
     p.add_argument("--composer", default=None, metavar="DIR",
                    help="compose image + text queries (API and web page) with this trained composer (xmr "
                         "train-compose), trained on the index's model; default: the training-free fusion")
@@ -47,9 +48,11 @@ def run(args) -> int:
     if not 0 <= args.query_cache <= 10_000_000:
         raise ConfigError(f"--query-cache must be an integer between 0 and 10000000, got {args.query_cache}")
     options = search_options(args)  # the stage options are checked before the model loads
+    options, use_experts = serve_expert_options(args, options)
     uvicorn = require("uvicorn", extra="serve")
     settings = ServeSettings(host=args.host, port=args.port, extra_hosts=tuple(args.allowed_host), device=args.device,
-                             query_cache_size=args.query_cache, composer=args.composer, moment_model=args.moment_model)
+                             query_cache_size=args.query_cache, composer=args.composer, moment_model=args.moment_model,
+                             experts=use_experts)
     if not is_loopback(args.host):
         bar = "!" * 78
         print(f"{bar}\nxmr serve: WARNING: binding to {args.host}, not to loopback. Anyone who can reach this machine "

@@ -10,7 +10,8 @@ def setup(p):
     p.add_argument("--captions", required=True, metavar="FILE",
                    help='JSON lines {"media": PATH, "caption": TEXT} (or "captions": [...]); paths relative to '
                         "the file")
-    p.add_argument("--fuser", default="laff", choices=("laff", "mmt", "concat"), help="default laff")
+    p.add_argument("--fuser", default="laff", choices=("laff", "mmt", "concat", "vtc"),
+                   help="default laff; vtc: VTC's context adapter over the item's side-text rows (comments)")
     p.add_argument("--out", required=True, metavar="DIR", help="new or empty folder: config.json, model.safetensors")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--batch-size", type=positive_int, default=64)
@@ -50,4 +51,4 @@ def run(args) -> int:
     return 0
 
 
-register_command("train-fusion", "train an expert fuser (laff, mmt, concat) on an index with experts", setup, run)
+register_command("train-fusion", "train an expert fuser (laff, mmt, concat, vtc) on an index with experts", setup, run)

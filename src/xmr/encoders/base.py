@@ -68,6 +68,8 @@ class Capabilities:
     text_tokens: bool = False  # encode_text_tokens(texts) -> ((B, L, token_width), mask (B, L))
     video: bool = False  # a temporal head pools frames: encode_frames(images) + video_pool(feats, times)
     video_rescoring: bool = False  # the head scores (query, frames) itself: indexes keep frames, search re-scores
+    sound: bool = False  # a video's frames and sound track embedded together (eao:DIR, eclipse:DIR):
+    # encode_av(video tokens (B, k, dv), audio tokens (B, m, da) or None) -> (B, dim); xmr.video.av makes the tokens
     languages: tuple[str, ...] = ("en",)  # languages encode_text handles (the tower's own, then acquired ones: concept
     # adds de, fr, cs through MLA acquirers); "*": many (a multilingual tower); encode_text(lang=) must be one of them
 
@@ -78,7 +80,8 @@ class Capabilities:
 #: what each capability is needed for, in refusal messages
 _CAPABILITY_METHODS = {"text": "encode_text", "images": "encode_images", "patch_tokens": "encode_image_tokens",
                        "text_tokens": "encode_text_tokens", "video": "a temporal head (video:<spec>+<head>)",
-                       "video_rescoring": "a head that re-scores (video:<spec>+xpool@DIR, +prototypes@DIR)"}
+                       "video_rescoring": "a head that re-scores (video:<spec>+xpool@DIR, +prototypes@DIR)",
+                       "sound": "an audio-visual model (eao:DIR, eclipse:DIR from xmr train-av)"}
 
 
 class Encoder(ABC):

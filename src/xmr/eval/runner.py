@@ -145,6 +145,14 @@ DEFAULT_EVAL_FRAMES = 12
 def video_eval_settings(encoder, num_frames: int | None, frame_snap: float = 0.0) -> dict:
     """How video items are turned into frames for evaluation (recorded in the fingerprint; ``frame_snap`` only when
     set)."""
+    if getattr(encoder.capabilities, "sound", False):  # eao / eclipse read frames and sound themselves
+        from ..video.av import av_settings
+
+        if num_frames or frame_snap:
+            raise ConfigError(f"{encoder.spec} reads its own {encoder.config.frames} frames and sound per clip (set "
+                              "when trained: xmr train-av --frames): drop --frames / --frame-snap")
+        return {"av": av_settings(encoder), "sampling": "the whole clip or the item's start/end window",
+                "scoring": "dot product of video embeddings"}
     head = encoder.head if encoder.capabilities.video else None
     n = num_frames or (head.config.num_frames if head is not None else DEFAULT_EVAL_FRAMES)
     return {"frames": int(n), "sampling": "uniform over the clip or the item's start/end window",
@@ -165,6 +173,8 @@ def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], sho
     from .._progress import progress
     from ..video import FramePlan, decode_frames, encode_frames, pool_frames
 
+    if getattr(encoder.capabilities, "sound", False):  # eao:DIR / eclipse:DIR: frames and sound, as the index reads
+        return _encode_av_videos(dataset, encoder, bad)
     plan = FramePlan.uniform(video_eval_settings(encoder, num_frames)["frames"], FRAME_SIZE, snap=frame_snap)
     keep = encoder.capabilities.video_rescoring
     out, cand, grid = [], [], []
@@ -190,6 +200,27 @@ def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], sho
     if keep:
         return HeadGallery(encoder.head, np.stack(out), np.stack(cand), np.stack(grid))
     return DenseGallery(np.stack(out).astype(np.float32) if out else np.zeros((0, encoder.dim), np.float32))
+
+
+def _encode_av_videos(dataset, encoder, bad: list[str]):
+    """Each video (or moment window) through an audio-visual model (:mod:`xmr.video.av`: its frame and audio tokens
+    of the span, the same as ``xmr index`` and ``xmr train-av`` read); bad files are added to ``bad``."""
+    from ..video.av import encode_spans, read_spans
+
+    toks = []
+    for it in dataset.items:
+        def span(duration, s=it.start, e=it.end):
+            return [(float(s or 0.0), float(duration if e is None else min(e, duration)))]
+
+        try:
+            toks.append(read_spans(it.media, encoder.config, None if it.start is None and it.end is None
+                                   else span)[2][0])
+        except (MediaError, ValueError) as e:
+            where = f" [{it.start}-{it.end} s]" if it.start is not None or it.end is not None else ""
+            bad.append(f"{getattr(e, 'path', it.media)}{where}: {getattr(e, 'reason', e)}")
+    if bad:
+        return None
+    return DenseGallery(encode_spans(encoder, toks) if toks else np.zeros((0, encoder.dim), np.float32))
 
 
 def _is_video(dataset) -> bool:

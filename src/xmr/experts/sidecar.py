@@ -15,7 +15,9 @@ Read, in this order, one row per field (identical texts kept once):
   ``file_name`` (absolute, or relative to the manifest's folder). In every manifest, ``comments`` (VTC's user
   comments) are one row each (field ``manifest:comments``, the first ``max_comments``), ``entities`` given as an
   object of lists are one row per entity type (field ``entity:<type>``: EI-CLIP's entities as their own fields),
-  and ``asr`` / ``cues`` as a list of ``{"start", "end", "text"}`` are timed rows (a hit is a moment);
+  a recipe's ``ingredients`` / ``instructions`` lists one row per item (fields ``manifest:ingredients`` /
+  ``manifest:instructions``, in order, the first ``max_comments``: the per-item sentences the hierarchical recipe
+  tower reads, ``xmr search --recipe-tower``), and ``asr`` / ``cues`` as a list of ``{"start", "end", "text"}`` are timed rows (a hit is a moment);
 * for images, metadata embedded in the file (header only, no pixels decoded): EXIF ``ImageDescription``,
   ``XPTitle``, ``XPComment``, ``XPSubject``, ``XPKeywords``; XMP ``dc:title``, ``dc:description``, ``dc:subject``;
   IPTC caption (2:120), headline (2:105), object name (2:05), keywords (2:25).
@@ -79,7 +81,7 @@ def read_text_file(path: str, max_bytes: int, what: str) -> str:
 @EXPERTS.register("sidecar", help="side text: photo.txt / photo.json, EXIF, XMP and IPTC captions and keywords")
 class SidecarExpert(Expert):
     name = "sidecar"
-    version = "2"
+    version = "3"  # 3: recipe ingredients / instructions one row per item
 
     @dataclass
     class Config:
@@ -173,11 +175,11 @@ class SidecarExpert(Expert):
 
 
 def _special_rows(key: str, v, max_comments: int) -> list[ExpertText] | None:
-    """Manifest keys with their own row layout (None for the others): comments one row each, entities one row per
-    type, timed ASR / cue rows."""
-    if key == "comments" and isinstance(v, list):
+    """Manifest keys with their own row layout (None for the others): comments, recipe ingredients and instructions
+    one row each, entities one row per type, timed ASR / cue rows."""
+    if key in ("comments", "ingredients", "instructions") and isinstance(v, list):  # one row per comment / step
         vals = [clean_text(x) for x in _strings(v)]
-        return [ExpertText(x, "manifest:comments") for x in vals if x][:max_comments]
+        return [ExpertText(x, f"manifest:{key}") for x in vals if x][:max_comments]
     if key == "entities" and isinstance(v, dict):
         rows = []
         for etype, ents in v.items():

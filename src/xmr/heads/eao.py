@@ -57,6 +57,8 @@ class EaoConfig:
     embed_dim: int = 128  # the shared embedding space
     tau: float = 0.05
     seed: int = 0
+    frames: int = 8  # frame tokens per clip (or segment) when a file is embedded (xmr.video.av, eao:DIR)
+    chunks: int = 8  # audio tokens per clip (or segment)
 
 
 class _Gated(nn.Module):
@@ -164,7 +166,8 @@ class EverythingAtOnce(nn.Module):
 
     @classmethod
     def load(cls, directory) -> "EverythingAtOnce":
-        ck = load_checkpoint(directory, FORMAT, f"eao:{directory}", hint="train one with benchmarks/audio.py")
+        ck = load_checkpoint(directory, FORMAT, f"eao:{directory}", hint="train one with xmr train-av --model eao "
+                             "--captions FILE --out DIR", what="Everything at Once model (xmr train-av --model eao)")
         ck.config.pop("training", None)
         m = cls(config_from_dict(EaoConfig, ck.config))
         ck.load_into(m)

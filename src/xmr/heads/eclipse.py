@@ -48,6 +48,8 @@ class EclipseConfig:
     embed_dim: int = 64
     tau: float = 0.05
     seed: int = 0
+    frames: int = 4  # sparse frame tokens per clip (or segment) when a file is embedded (xmr.video.av, eclipse:DIR)
+    chunks: int = 24  # dense audio tokens per clip (or segment)
 
 
 @MULTIMODAL_MODELS.register("eclipse", help="ECLIPSE: sparse frames + dense audio, audiovisual attention block "
@@ -134,7 +136,8 @@ class Eclipse(nn.Module):
 
     @classmethod
     def load(cls, directory) -> "Eclipse":
-        ck = load_checkpoint(directory, FORMAT, f"eclipse:{directory}", hint="train one with benchmarks/audio.py")
+        ck = load_checkpoint(directory, FORMAT, f"eclipse:{directory}", hint="train one with xmr train-av --model "
+                             "eclipse --captions FILE --out DIR", what="ECLIPSE model (xmr train-av --model eclipse)")
         ck.config.pop("training", None)
         m = cls(config_from_dict(EclipseConfig, ck.config))
         ck.load_into(m)

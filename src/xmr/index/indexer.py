@@ -196,7 +196,7 @@ def index_folder(
                 if _encode_batch(store, lazy, batch, prepared, rep, batch_size, video, max_batch_pixels) \
                         and not recorded:
                     # how this run sampled videos (FramePlan, windows): shown by `xmr info`
-                    store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(video.to_dict()))
+                    store.set_meta(VIDEO_SETTINGS_KEY, json.dumps(_video_settings(video, lazy.get())))
                     recorded = True
                 bar.update(len(batch))
         finally:
@@ -232,6 +232,17 @@ def index_folder(
         store.sync_faiss()
         rep.total = store.count()
     return rep
+
+
+def _video_settings(video: VideoIndexConfig, encoder) -> dict:
+    """What ``xmr info`` shows of how videos were read: the frame plan and windows; for an audio-visual model
+    (eao:DIR, eclipse:DIR) its tokens per window instead of the frame plan it does not use."""
+    d = video.to_dict()
+    if getattr(encoder.capabilities, "sound", False):
+        from ..video.av import av_settings
+
+        d["av"] = av_settings(encoder)
+    return d
 
 
 def _prefetch_setup(lazy: _LazyEncoder, budget: PixelBudget):

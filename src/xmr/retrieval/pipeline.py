@@ -21,8 +21,8 @@ from ..errors import ConfigError
 from .first_stage import FirstStage, check_k, check_media_type
 from .query import Query, encode_query
 from .result import SearchOutcome, rank
-from .stages import (DEFAULT_CANDIDATES, ExpertStage, HeadStage, MomentStage, RerankStage, RescoreStage, Stage,
-                     StageContext)
+from .stages import (DEFAULT_CANDIDATES, ExpertStage, HeadStage, MomentStage, RecipeStage, RerankStage, RescoreStage,
+                     Stage, StageContext)
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class SearchOptions:
     querybank source (text file or dataset spec). ``rerank``: cross-encoder spec (``hf:DIR``, ``xattn:DIR``).
     ``head``: use the encoder's re-scoring head (X-Pool / prototypes) when it has one (default True).
     ``experts``: run the experts stage (:mod:`xmr.retrieval.stages.experts`): None no, ``()`` every expert the index
-    carries, or the names; ``expert_fusion`` (vista, max, sum), ``expert_weights`` {name: weight}, ``phrase``."""
+    carries, or the names; ``expert_fusion`` (vista, max, sum), ``expert_weights`` {name: weight}, ``phrase``.
+    ``recipe_tower``: a trained hierarchical recipe tower's folder (:mod:`xmr.retrieval.stages.recipe`); not with
+    the experts stage (it scores every item itself)."""
 
     candidates: int | None = None
     rescore: tuple[str, ...] = ()
@@ -49,6 +51,7 @@ class SearchOptions:
     expert_fusion: str = "vista"
     expert_weights: dict = field(default_factory=dict)
     phrase: str | None = None
+    recipe_tower: str | None = None
 
     def __post_init__(self):
         if self.candidates is not None:
@@ -57,6 +60,9 @@ class SearchOptions:
             raise ConfigError("a querybank (--bank) needs re-scoring (e.g. --rescore qbnorm)")
         if self.rerank is None and (self.rerank_k != 10 or self.rerank_alpha != 0.0):
             raise ConfigError("--rerank-k and --rerank-alpha need --rerank SPEC")
+        if self.recipe_tower is not None and (self.experts is not None or self.phrase):
+            raise ConfigError("--recipe-tower scores every item with the tower; it does not combine with the experts "
+                              "stage (--experts, --expert-fusion, --phrase): use one or the other")
 
 
 class Pipeline:
@@ -131,6 +137,8 @@ def build_stages(encoder, options: SearchOptions) -> list[Stage]:
     stages: list[Stage] = [MomentStage()]
     if options.head and encoder.capabilities.video_rescoring:
         stages.append(HeadStage(encoder))
+    if options.recipe_tower is not None:
+        stages.append(RecipeStage(options.recipe_tower))
     if options.experts is not None or options.phrase:
         stages.append(ExpertStage(options.experts or None, options.expert_fusion, options.expert_weights,
                                   options.phrase))

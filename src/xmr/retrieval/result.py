@@ -16,14 +16,17 @@ class SearchResult:
     end: float | None = None  # videos: the best segment's end (seconds)
     match: str | None = None  # experts stage: "visual" or the expert whose score contributed most
     experts: dict | None = None  # experts stage: {name: {"score", "text", "field"[, "start", "end", "phrase"]}}
+    #: experts stage with a trained fuser (laff, mmt): each source's weight in the fused score ({"visual": 0.7, ...};
+    #: LAFF's attention, MMT's query-predicted expert weights), summing to 1 over the sources the item has
+    weights: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON form. ``start``/``end`` are present for videos only (image results keep their v1 shape);
-        ``match``/``experts`` only when the experts stage ran."""
+        ``match``/``experts`` only when the experts stage ran, ``weights`` only with a trained fuser."""
         d = asdict(self)
         if self.start is None and self.end is None:
             del d["start"], d["end"]
-        for k in ("match", "experts"):
+        for k in ("match", "experts", "weights"):
             if d[k] is None:
                 del d[k]
         return d

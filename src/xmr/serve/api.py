@@ -39,6 +39,9 @@ class ResultItem(BaseModel):
                                                    "(ocr, sidecar, subtitles)")
     experts: Optional[dict] = Field(None, description="indexes with experts: per expert, its best row's score, "
                                                       "text and field (and start/end of a timed row)")
+    weights: Optional[dict[str, float]] = Field(None, description="a server with a trained expert fuser (xmr serve "
+                                                "--expert-fusion laff:DIR / mmt:DIR): each source's weight in the "
+                                                "fused score ('visual' and the item's experts)")
     thumbnail: str = Field(description="URL of a JPEG thumbnail")
     media: str = Field(description="URL of the file itself (supports HTTP Range)")
 
@@ -151,7 +154,8 @@ def build_router(ctx: ServeContext) -> APIRouter:
         multi = len(ctx.queries.encoder.capabilities.languages) > 1  # a multilingual model says how it routed
         langs = ctx.queries.encoder.text_languages(texts, query.lang) if texts and multi else None
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": media_type,
-                "k": k, "stages": out.stages, "languages": langs, "results": [_result(r) for r in out.results]}
+                "k": k, "stages": [_public_stage(st) for st in out.stages], "languages": langs,
+                "results": [_result(r) for r in out.results]}
 
     def _moment_search(query: RQuery, k: int) -> dict:
         """type=moment: moments ranked across the indexed videos (the server's SQuiDNet, xmr serve --moment-model,
@@ -178,6 +182,8 @@ def build_router(ctx: ServeContext) -> APIRouter:
             d["start"], d["end"] = r.start, r.end
         if r.match is not None:  # the experts stage ran
             d["match"], d["experts"] = r.match, r.experts
+        if r.weights is not None:  # a trained fuser: the weights it fused the sources with
+            d["weights"] = r.weights
         return d
 
     @router.get("/api/search", response_model=SearchResponse, response_model_exclude_none=True,
@@ -365,11 +371,20 @@ def _with_phrase(pipe, phrase: str):
     stages, done = [], False
     for st in pipe.stages:
         if isinstance(st, ExpertStage):
-            st, done = ExpertStage(st.experts, st.fusion, st.weights, phrase, st.pool), True
+            st, done = ExpertStage(st.experts, st.fusion, st.weights, phrase, st.pool, fuser=st.fuser), True
         stages.append(st)
     if not done:
         stages.insert(1, ExpertStage(phrase=phrase))
     return Pipeline(pipe.encoder, stages, pipe.candidates)
+
+
+def _public_stage(record: dict) -> dict:
+    """A stage's record as a client sees it: a trained fuser by its name, not the server's folder (as a composer)."""
+    if record.get("stage") == "experts" and ":" in str(record.get("fusion", "")):
+        return {**record, "fusion": str(record["fusion"]).partition(":")[0]}
+    if record.get("stage") == "recipe":
+        return {**record, "tower": "the server's recipe tower"}
+    return record
 
 
 def _faiss_threads(n: int | None) -> None:

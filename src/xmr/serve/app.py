@@ -156,6 +156,33 @@ def _check_composer(directory, encoder):
     return c.name, os.path.abspath(os.path.expanduser(str(directory)))
 
 
+def _expert_options(options: SearchOptions, live: LiveIndex, use: bool) -> SearchOptions:
+    """The experts stage on an index built with --experts (every expert it carries unless ``options`` names some);
+    none with ``use=False``. A fusion rule or weights for an index that carries no experts stop the server."""
+    import dataclasses
+
+    carried = live.reader().expert_names()
+    if not use or options.recipe_tower is not None:  # --experts none; a recipe tower scores every item itself
+        return dataclasses.replace(options, experts=None)
+    if not carried:
+        if options.expert_fusion != "vista" or options.expert_weights or options.experts:
+            raise ConfigError(f"--experts / --expert-fusion / --expert-weight apply to an index built with --experts, "
+                              f"and index {live.path} carries none (xmr index DIR --experts NAMES)")
+        return options
+    return options if options.experts is not None else dataclasses.replace(options, experts=())
+
+
+def _check_experts_stage(pipeline, live: LiveIndex, encoder) -> None:
+    """The experts stage checked against the index at start: the experts it names are carried, a trained fuser
+    (--expert-fusion laff:DIR) fits the index's model, width and experts, a recipe tower (--recipe-tower) the
+    index's width; else the server does not start."""
+    from ..retrieval.stages import ExpertStage, RecipeStage
+
+    for st in pipeline.stages:
+        if isinstance(st, (ExpertStage, RecipeStage)):
+            st.check_index(live.reader(), encoder, None)
+
+
 def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
                settings: ServeSettings | None = None, options: SearchOptions | None = None) -> FastAPI:
     """The app serving the index at ``index_path``.
@@ -195,12 +222,9 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
     composer = _check_composer(s.composer, encoder)  # before the query encoder thread starts
     moment_model = _check_moment_model(s.moment_model, encoder)
     queries = QueryEncoder(encoder, s.max_text_batch, s.query_cache_size)
-    options = options or SearchOptions()
-    if options.experts is None and live.reader().expert_names():  # an index built with --experts: use them
-        import dataclasses
-
-        options = dataclasses.replace(options, experts=())
+    options = _expert_options(options or SearchOptions(), live, s.experts)
     pipeline = build_pipeline(encoder, options)  # per-request checks (type filter, query kind) answer 422 with why
+    _check_experts_stage(pipeline, live, encoder)
     ctx = ServeContext(settings=s, live=live, queries=queries, thumbs=thumbs, metrics=Metrics(gauges),
                        pipeline=pipeline, uploads=PixelBudget(max(s.upload_pixel_budget, s.max_upload_pixels),
                                                               s.upload_wait_s), composer=composer,

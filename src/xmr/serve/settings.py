@@ -41,6 +41,9 @@ class ServeSettings:
     #: folder of a trained SQuiDNet (xmr train-moments) that localises type=moment searches (docs/moments.md);
     #: None: the training-free proposals
     moment_model: str | None = None
+    #: run the experts stage on an index built with --experts (xmr serve --experts none: False, the visual score
+    #: alone); which experts and how they are fused: the app's SearchOptions (--experts, --expert-fusion)
+    experts: bool = True
 
     def allowed_host_list(self) -> list[str]:
         if self.allowed_hosts is not None:

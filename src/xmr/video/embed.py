@@ -10,6 +10,9 @@ CLIP4Clip's meanP for a plain image encoder):
 * each **segment vector** pools the frames inside one sliding window ``[start, end)`` (``window`` seconds,
   every ``stride`` seconds; the last window ends at the clip's end; a clip shorter than ``window`` is one segment).
 
+An audio-visual encoder (``encoder.capabilities.sound``: ``eao:DIR``, ``eclipse:DIR``) embeds each video and
+window from its frames and sound track together instead (:mod:`xmr.video.av`).
+
 Heads that re-score (``encoder.capabilities.video_rescoring``: X-Pool, prototypes) store their query-independent
 candidate vectors, and the frame times and features are returned too (:attr:`VideoEmbedding.frames`) for the index to
 keep.
@@ -107,6 +110,10 @@ def embed_video(
     ``keep_frames`` override that (e.g. a head's ``as_pool()`` over a plain image encoder's frames)."""
     from ..media.video import VideoReader
 
+    if getattr(encoder.capabilities, "sound", False) and pool is None:  # eao / eclipse: frames + sound together
+        from .av import embed_av_video
+
+        return embed_av_video(path, encoder, cfg)
     if pool is None:
         def pool(feats, times):
             return pool_frames(encoder, feats, times)

@@ -9,7 +9,8 @@ vector ``q`` (the model's text embedding) and these tokens to a score; unlike th
 :func:`pack_items` builds the padded arrays (:class:`ItemTokens`) from numpy; the same function is used by the
 trainer, the benchmark and the experts stage at search time, so an item is seen the same way in all three. A fuser
 is an ``nn.Module`` with ``encode_queries(q) -> Q``, ``encode_items(tokens) -> V``, ``similarity(Q, V) -> (B, I)``
-and ``contributions(Q, V) -> (B, I, 1 + E)`` (each source's share of the score, for the result's ``match``);
+and ``contributions(Q, V) -> (B, I, 1 + E)`` (each source's share of the score, for the result's ``match``;
+optionally ``source_weights(Q, V) -> (B, I, 1 + E)``, the weights it fuses the sources with, shown per result);
 saved as ``config.json`` (format ``xmr-expert-fuser``) + ``model.safetensors``.
 """
 from __future__ import annotations
@@ -137,6 +138,29 @@ def scores_numpy(fuser, q: np.ndarray, tokens: ItemTokens, contributions: bool =
     return (s, c) if contributions else s
 
 
+def fuse_numpy(fuser, q: np.ndarray, tokens: ItemTokens):
+    """(scores (B, I), contributions (B, I, S), weights (B, I, S) or None) of queries ``q`` against items: what the
+    experts stage reports per result. ``weights`` are the fuser's ``source_weights`` (LAFF's attention, MMT's
+    query-predicted weights); None for a fuser without per-source weights (``concat``)."""
+    import torch
+
+    q = np.asarray(q, np.float32)
+    if q.ndim != 2 or q.shape[1] != fuser.config.dim:
+        raise ConfigError(f"fuser {fuser.name}: queries must be (B, {fuser.config.dim}), got {q.shape}")
+    was = fuser.training
+    fuser.eval()
+    try:
+        with torch.no_grad():
+            Q, V = fuser.encode_queries(torch.from_numpy(q)), fuser.encode_items(tokens.torch())
+            s = fuser.similarity(Q, V).numpy().astype(np.float32)
+            c = fuser.contributions(Q, V).numpy().astype(np.float32)
+            sw = getattr(fuser, "source_weights", None)
+            w = sw(Q, V).numpy().astype(np.float32) if sw is not None else None
+    finally:
+        fuser.train(was)
+    return s, c, w
+
+
 def check_compatible(fuser, dim: int, spec: str | None, carried: Sequence[str]) -> None:
     """ConfigError unless ``fuser`` fits an index of width ``dim``, model ``spec`` carrying experts ``carried``."""
     c = fuser.config
@@ -187,5 +211,5 @@ def parse_fusion(spec: str) -> tuple[str, str | None]:
     return name.strip(), (arg.strip() or None) if _ else None
 
 
-__all__ = ["FORMAT", "VISUAL", "FuserConfig", "ItemTokens", "check_compatible", "create_fuser", "load_fuser",
-           "pack_items", "parse_fusion", "present", "projection_init", "save_fuser", "scores_numpy"]
+__all__ = ["FORMAT", "VISUAL", "FuserConfig", "ItemTokens", "check_compatible", "create_fuser", "fuse_numpy",
+           "load_fuser", "pack_items", "parse_fusion", "present", "projection_init", "save_fuser", "scores_numpy"]

@@ -98,6 +98,12 @@ class _Laff(torch.nn.Module):
         s = self.similarity(Q, V)
         return s[..., None] * V[1].mean(1)[None]
 
+    def source_weights(self, Q, V):
+        """(B, I, S) each source's attention weight in the item's fused feature (mean over heads; the same for
+        every query: LAFF's item-side attention does not see the query)."""
+        a = V[1].mean(1)
+        return a[None].expand(Q.shape[0], *a.shape)
+
     def loss(self, scores):
         from .losses import hardest_triplet
 

@@ -106,11 +106,16 @@ class _Mmt(torch.nn.Module):
         phi = F.normalize(z * torch.sigmoid(torch.einsum("bso,sop->bsp", z, self.gate2) + self.gate2_b), dim=-1)
         return phi, self.mix(q)  # (B, S, o), mixture logits (B, S)
 
+    def source_weights(self, Q, V):
+        """(B, I, S) the query-predicted expert weights ``w_n(q)``, renormalised over the item's experts."""
+        _, logits = Q
+        _, avail = V
+        return torch.softmax(logits[:, None, :].masked_fill(~avail[None], float("-inf")), -1)
+
     def contributions(self, Q, V):
-        phi, logits = Q
-        psi, avail = V
-        w = torch.softmax(logits[:, None, :].masked_fill(~avail[None], float("-inf")), -1)  # (B, I, S) renormalised
-        return w * torch.einsum("bso,iso->bis", phi, psi)
+        phi, _ = Q
+        psi, _ = V
+        return self.source_weights(Q, V) * torch.einsum("bso,iso->bis", phi, psi)
 
     def similarity(self, Q, V):
         return self.contributions(Q, V).sum(-1)

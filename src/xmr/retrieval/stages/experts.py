@@ -22,7 +22,9 @@ tower when indexed). Fusion rules (``fusion``; ``weights`` ``a_e``, default 1 ea
 * ``laff:DIR`` / ``mmt:DIR``: a trained fuser (:mod:`xmr.experts.fusers`, ``xmr train-fusion``) scores every
   candidate from its visual vector and the first ``max_rows`` rows of each expert it was trained with (index
   order, the same tokens it was trained on); ``match`` is the source with the largest share of the score (LAFF:
-  attention weight, MMT: query-predicted expert weight times the expert's similarity). ``weights`` do not apply.
+  attention weight, MMT: query-predicted expert weight times the expert's similarity); each result also records
+  ``weights``, the fuser's weight per source it has (LAFF: attention; MMT: query-predicted weights; none for
+  ``concat``). ``weights`` (fixed per-expert weights) do not apply.
 
 Candidates: the first stage's pool plus the ``pool`` items with the best expert score (exact numpy scan of every
 expert row; an item whose text matches is found even if its visual score is far down). This stage therefore adds
@@ -40,7 +42,7 @@ import re
 import numpy as np
 
 from ...errors import ConfigError
-from ...experts.fusers import VISUAL, check_compatible, load_fuser, pack_items, parse_fusion, scores_numpy
+from ...experts.fusers import VISUAL, check_compatible, fuse_numpy, load_fuser, pack_items, parse_fusion
 from ..result import SearchResult
 from .base import Stage, StageContext
 
@@ -60,11 +62,11 @@ class ExpertStage(Stage):
     changes_scores = True
 
     def __init__(self, experts: tuple[str, ...] | None = None, fusion: str = "vista", weights: dict | None = None,
-                 phrase: str | None = None, pool: int = 100):
+                 phrase: str | None = None, pool: int = 100, fuser=None):
         name, fuser_dir = parse_fusion(fusion)
         self.fuser = None
-        if fuser_dir is not None:  # a trained fuser: laff:DIR, mmt:DIR
-            self.fuser = load_fuser(fuser_dir)
+        if fuser_dir is not None:  # a trained fuser: laff:DIR, mmt:DIR (``fuser``: that folder, already loaded)
+            self.fuser = fuser if fuser is not None else load_fuser(fuser_dir)
             if self.fuser.name != name:
                 raise ConfigError(f"--expert-fusion {fusion}: {fuser_dir} holds a {self.fuser.name!r} fuser, not "
                                   f"{name!r}; use {self.fuser.name}:{fuser_dir}")
@@ -183,14 +185,21 @@ class ExpertStage(Stage):
         tokens = pack_items(ctx.reader.item_vectors(ids), rows, experts, max_rows) if ids else None
         if tokens is None:
             return []
-        s, c = scores_numpy(self.fuser, ctx.emb.probes, tokens, contributions=True)
+        s, c, w = fuse_numpy(self.fuser, ctx.emb.probes, tokens)
         best_probe = s.argmax(0)
         sources = (VISUAL, *experts)
+        has = np.zeros((len(ids), len(sources)), bool)  # the sources each item has (its weights are over these)
+        has[:, 0] = True
+        for k, i in enumerate(ids):
+            for e in picked.get(i, {}):
+                has[k, 1 + experts.index(e)] = True
         for k, i in enumerate(ids):
             r = by_id[i]
             r.score = float(s[best_probe[k], k])
-            share = c[best_probe[k], k]
+            share = np.where(has[k], c[best_probe[k], k], -np.inf)  # a source the item lacks never "matches"
             r.match = sources[int(share.argmax())]
+            if w is not None:
+                r.weights = {n: round(float(w[best_probe[k], k, j]), 4) for j, n in enumerate(sources) if has[k, j]}
             r.experts = {}
             for n, j in best.get(i, {}).items():
                 t = texts.get(int(row_ids[j]))

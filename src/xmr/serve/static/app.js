@@ -67,13 +67,24 @@
     }
     li.dataset.id = r.id;
     const ex = r.experts && r.match && r.experts[r.match];
-    if (ex) {  // an index with experts: which one matched, and the text it read
+    if (ex || (r.match && r.weights)) {  // an index with experts: which one matched, and the text it read
       const m = document.createElement("div"); m.className = "expert";
       const tag = document.createElement("span"); tag.className = "expert-name"; tag.textContent = r.match;
-      const snip = document.createElement("span"); snip.className = "snippet";
-      snip.textContent = ex.text.length > 120 ? ex.text.slice(0, 117) + "…" : ex.text;
-      snip.title = ex.field + ": " + ex.text;
-      m.append(tag, " ", snip);
+      m.append(tag);
+      if (ex) {
+        const snip = document.createElement("span"); snip.className = "snippet";
+        snip.textContent = ex.text.length > 120 ? ex.text.slice(0, 117) + "…" : ex.text;
+        snip.title = ex.field + ": " + ex.text;
+        m.append(" ", snip);
+      }
+      if (r.weights) {  // a trained fuser (xmr serve --expert-fusion laff:DIR): the weight of each source
+        const w = document.createElement("div"); w.className = "weights";
+        w.textContent = "fused: " + Object.keys(r.weights).map(function (k) {
+          return k + " " + r.weights[k].toFixed(2);
+        }).join(" · ");
+        w.title = "weights the trained fuser gave each source of this item";
+        m.append(w);
+      }
       a.append(m);
     }
     li.append(a);
