@@ -35,8 +35,6 @@ import numpy as np
 def cache_dataset(spec: str, out: str, backbone: str = "lite0", batch: int = 8, start: int = 0,
                   stop: int | None = None) -> None:
     """Logits of the centre crop + the encoder's 6 multi-crop views for images ``start:stop`` of ``spec``."""
-    import torch
-
     from xmr.data import load_dataset
     from xmr.encoders.concept import ConceptConfig, ConceptEncoder
     from xmr.media.image import load_image
@@ -50,9 +48,8 @@ def cache_dataset(spec: str, out: str, backbone: str = "lite0", batch: int = 8, 
     for s in range(0, len(media), batch):
         ims = [load_image(p) for p in media[s : s + batch]]
         views = [[enc.pre.resize_crop(im)] + enc._views(im) for im in ims]  # centre crop, then the encoder's views
-        x = np.stack([enc.pre.to_array(v) for vs in views for v in vs])
-        with torch.no_grad():
-            z = enc.net(torch.from_numpy(x)).float().numpy()
+        x = np.stack([np.asarray(v) for vs in views for v in vs])  # (B * 7, res, res, 3) uint8: the net normalises
+        z = np.asarray(enc.net(x), dtype=np.float32)
         logits_all.append(z.reshape(len(ims), len(views[0]), -1))
         print(f"{s + len(ims)}/{len(media)} {time.perf_counter() - t0:.0f}s", flush=True)
     np.savez(out, logits=np.concatenate(logits_all).astype(np.float32), media=np.array(media),
@@ -92,6 +89,10 @@ class Cached:
         self.path, self.spec = path, str(d["spec"]) if "spec" in d.files else path
         self.logits = d["logits"]
         self.pm = _softmax(self.logits[:, 1:]).mean(1)  # the default's multi-crop probabilities
+        self.zm = self.logits[:, 1:].mean(1)  # ... and view-mean logits (the adapter's "logits" features)
+        self.pmax = _softmax(self.logits[:, 1:]).max(1)  # max over views (a measured, not adopted, extra)
+        self.media = [str(m) for m in d["media"]]
+        self._colour = None
         self.pc = _softmax(self.logits[:, 0])  # centre crop only (concept:fast)
         self.texts = [str(t) for t in d["texts"]]
         self.t2i = np.asarray(d["text_to_item"])
@@ -104,7 +105,29 @@ class Cached:
         remap = -np.ones(len(self.pm), int)
         remap[items] = np.arange(len(items))
         s.pm, s.pc, s.q, s.t2i = self.pm[items], self.pc[items], self.q[m], remap[self.t2i[m]]
+        s.zm, s.pmax = self.zm[items], self.pmax[items]
+        s.media = [self.media[i] for i in items]
+        s._colour = None if self._colour is None else self._colour[items]
         s.texts = [t for t, k in zip(self.texts, m) if k]
+        return s
+
+    @property
+    def colour(self) -> np.ndarray:
+        """Colour-name features (concept_colour.py), computed from the images once and kept next to the cache."""
+        if self._colour is None:
+            from concept_rounds import colours
+
+            p = Path(self.path).with_suffix(".colour.npy")
+            self._colour = np.load(p) if p.exists() else colours(self)
+            np.save(p, self._colour)
+        return self._colour
+
+    def query_subset(self, mask: np.ndarray) -> "Cached":
+        """The captions selected by ``mask``, against the whole gallery."""
+        s = object.__new__(Cached)
+        s.__dict__.update(self.__dict__)
+        s.q, s.t2i = self.q[mask], self.t2i[mask]
+        s.texts = [t for t, k in zip(self.texts, mask) if k]
         return s
 
 
@@ -130,12 +153,14 @@ def _row(label, r, cost):
             f"{i['R@10']:.1f} | {cost} |")
 
 
-def _fit_on(sets, ridge, info):
+def _fit_on(sets, ridge, info, features="sqrtp", caption_ridge=0.0):
     from xmr.encoders.concept_adapter import ConceptAdapter
 
     off = np.cumsum([0] + [len(s.pm) for s in sets])
     return ConceptAdapter.fit(np.concatenate([s.q for s in sets]), np.concatenate([s.pm for s in sets]),
-                              np.concatenate([s.t2i + o for s, o in zip(sets, off)]), ridge=ridge, training=info)
+                              np.concatenate([s.t2i + o for s, o in zip(sets, off)]), ridge=ridge, training=info,
+                              logits=np.concatenate([s.zm for s in sets]), image_features=features,
+                              caption_ridge=caption_ridge)
 
 
 # ---------------------------------------------------------------------------------------------------- ablation
@@ -216,6 +241,64 @@ def ablation(args) -> None:
             print(_row(f"{name} adapter[other set] a={a} + QB-Norm beta=20", r, "bank x gallery scores"))
 
 
+# ---------------------------------------------------------------------------------------------------- round 2
+def ablation2(args) -> None:
+    """Issue 17 round 2 (concept_rounds.py): recipes x protocols, backbones, QB-Norm banks."""
+    import concept_rounds as cr
+
+    from xmr.encoders.concept import ConceptConfig, ConceptEncoder
+
+    enc = ConceptEncoder(ConceptConfig())
+    ce = enc.class_emb
+    F, C = Cached(args.flickr, enc), Cached(args.coco, enc)
+    F.colour, C.colour  # computed once (and saved next to the caches) before the sets are split
+    print(f"check: generic recipe vs the shipped ConceptAdapter, max |diff| = {cr.check_shipped_code(F, C, ce):.2e}")
+    print(f"\n### recipes (EfficientNet-Lite0, multi-crop)\n{cr.HEAD}")
+    rows = cr.ROWS if not args.only else [r for r in cr.ROWS if any(o in r[0] for o in args.only)]
+    for label, r, cost in rows:
+        print(f"| {label} | " + " | ".join(cr.fmt(cr.protocols(r, F, C, ce, _metrics))) + f" | {cost} |", flush=True)
+    default = dict(features="logits", a=0.3, b=0.3, caption_ridge=10.0)
+    for name, fpath, cpath in args.backbone or []:
+        Fb, Cb = Cached(fpath, enc), Cached(cpath, enc)
+        for label, r in (("zero-shot", None), ("default recipe", default)):
+            cells = cr.fmt(cr.protocols(r, Fb, Cb, ce, _metrics))
+            print(f"| {name}: {label} | " + " | ".join(cells) + f" | {Fb.sec_per_image:.2f} s/image in its cache pass |",
+                  flush=True)
+    if args.multi30k:
+        lines = [l.strip() for l in gzip.open(Path(args.multi30k) / "train.en.gz", "rt", encoding="utf-8") if l.strip()]
+        for n in args.bank_sizes:
+            bank = lines[:n]
+            bq = _embed_cached(enc, bank, Path(args.flickr).with_name(f"multi30k_bank{len(bank)}.q.npy"))
+            for label, r in (("zero-shot", None), ("default recipe", default)):
+                cells = cr.fmt(cr.protocols(r, F, C, ce, _metrics, bank=bq))
+                print(f"| {label} + QB-Norm, bank = first {len(bank)} Multi30K train.en captions, beta 20 (t2i) | "
+                      + " | ".join(cells) + " | bank x gallery scores |", flush=True)
+
+
+def backbone_speed(args) -> None:
+    """CPU time of the 6-view forward pass per image for each backbone, interleaved rounds (median)."""
+    from PIL import Image
+
+    from xmr.encoders.concept import ConceptConfig, ConceptEncoder
+
+    files = sorted(Path(args.images).glob("*.jpg"))[: args.limit]
+    ims = [Image.open(f).convert("RGB") for f in files]
+    encs = {b: ConceptEncoder(ConceptConfig(backbone=b)) for b in args.backbones}
+    xs = {b: e.preprocess_images(ims) for b, e in encs.items()}
+    for b, e in encs.items():
+        e.probabilities_from_pixels(xs[b][0])  # first call: ONNX export / session start, not timed
+    res: dict[str, list] = {b: [] for b in encs}
+    for _ in range(args.rounds):
+        for b, e in encs.items():
+            x, c0, t0 = xs[b], time.process_time(), time.perf_counter()
+            for s in range(0, len(x), 8):
+                e.probabilities_from_pixels(x[s : s + 8].reshape(-1, *x.shape[2:]))
+            res[b].append(((time.process_time() - c0) / len(x), (time.perf_counter() - t0) / len(x)))
+    for b, v in res.items():
+        print(f"{b}: {1000 * np.median([c for c, _ in v]):.0f} ms CPU/image, "
+              f"{1000 * np.median([w for _, w in v]):.0f} ms wall/image ({len(ims)} images x 6 views, ORT)")
+
+
 # ---------------------------------------------------------------------------------------------------- build
 def build_adapter(args) -> None:
     from xmr.encoders.concept import ConceptConfig, ConceptEncoder
@@ -223,15 +306,19 @@ def build_adapter(args) -> None:
 
     enc = ConceptEncoder(ConceptConfig())
     sets = [Cached(p, enc) for p in args.train]
+    feats = {"sqrtp": "centred sqrt class probabilities", "logits": "centred standardised view-mean logits"}
     info = {
-        "method": "ridge regression of the paired image's centred sqrt class probabilities (multi-crop, "
-                  "EfficientNet-Lite0) on the caption's all-MiniLM-L6-v2 embedding; docs/concept.md",
+        "method": f"ridge regression of the paired image's {feats[args.features]} (multi-crop, EfficientNet-Lite0) on "
+                  "the caption's all-MiniLM-L6-v2 embedding"
+                  + (f"; and of the caption embedding on the image's (ridge {args.caption_ridge})"
+                     if args.caption_ridge else "") + "; docs/concept.md",
         "pairs": [{"dataset": s.spec, "images": int(len(s.pm)), "captions": int(len(s.q)),
                    "captions_sha256": hashlib.sha256("\n".join(s.texts).encode()).hexdigest()} for s in sets],
         "built_by": "python benchmarks/concept_quality.py build-adapter --name " + args.name + " --train "
-                    + " ".join(Path(p).name for p in args.train),
+                    + " ".join(Path(p).name for p in args.train)
+                    + f" --features {args.features} --caption-ridge {args.caption_ridge:g}",
     }
-    ad = _fit_on(sets, args.ridge, info)
+    ad = _fit_on(sets, args.ridge, info, args.features, args.caption_ridge)
     out = ad.save(Path(args.out) if args.out else ASSETS / args.name)
     print(f"wrote {out}")
 
@@ -265,10 +352,25 @@ def main() -> None:
     a.add_argument("--bank-size", type=int, default=5000)
     a.add_argument("--ridge", type=float, default=1.0)
     a.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    a2 = sub.add_parser("ablation2", help="issue 17 round 2: adapter recipes, backbones, QB-Norm banks (3 protocols)")
+    a2.add_argument("--flickr", required=True)
+    a2.add_argument("--coco", required=True)
+    a2.add_argument("--backbone", nargs=3, action="append", metavar=("NAME", "FLICKR", "COCO"),
+                    help="caches of another backbone (repeatable): e.g. lite1 cache/f8k_lite1.npz cache/coco_lite1.npz")
+    a2.add_argument("--multi30k", default=None)
+    a2.add_argument("--bank-sizes", type=int, nargs="+", default=[5000, 1000000])
+    a2.add_argument("--only", nargs="*", default=None, help="recipe rows whose label contains one of these")
+    sp = sub.add_parser("backbone-speed", help="CPU ms/image of the 6-view forward pass per backbone")
+    sp.add_argument("images", help="a folder of .jpg files, e.g. ../shared/data/coco-mini/val2017")
+    sp.add_argument("--limit", type=int, default=16)
+    sp.add_argument("--rounds", type=int, default=3)
+    sp.add_argument("--backbones", nargs="+", default=["lite0", "lite1", "lite2"])
     b = sub.add_parser("build-adapter", help="fit the bundled adapter on cached datasets")
     b.add_argument("--name", required=True)
     b.add_argument("--train", nargs="+", required=True)
     b.add_argument("--ridge", type=float, default=1.0)
+    b.add_argument("--features", choices=("sqrtp", "logits"), default="logits")
+    b.add_argument("--caption-ridge", type=float, default=10.0, help="image -> caption map's ridge (0: none)")
     b.add_argument("--out", default=None, help="folder (default: src/xmr/assets/concept/NAME)")
     qb = sub.add_parser("build-querybank", help="bundle a QB-Norm querybank of Multi30K English train captions")
     qb.add_argument("--multi30k", required=True)
@@ -284,6 +386,10 @@ def main() -> None:
         merge_parts(args.parts, args.out)
     elif args.cmd == "ablation":
         ablation(args)
+    elif args.cmd == "ablation2":
+        ablation2(args)
+    elif args.cmd == "backbone-speed":
+        backbone_speed(args)
     else:
         build_adapter(args)
 

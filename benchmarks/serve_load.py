@@ -10,6 +10,11 @@ Bounded: at most ``--requests`` requests and ``--max-seconds`` of load; nothing 
     python benchmarks/serve_load.py --json out.json                  # also write the numbers as JSON
     python benchmarks/serve_load.py --unique                         # every query text new: encoding, not cache
     python benchmarks/serve_load.py --src /tmp/old/src               # another checkout's code (before / after)
+    python benchmarks/serve_load.py --client raw                     # a load generator that needs ~10x less CPU
+
+Besides the client-side percentiles it prints the CPU seconds the client and the server spent during the load (they
+share the machine: httpx needs about as much CPU per request as the server) and the server's own p50 / p99 of
+/api/search from its /metrics histogram.
 
 Queries cycle through a fixed list of 24 texts (warmed up first), so with the server's query cache (on by default)
 the steady state measures cached queries; ``--unique`` appends the request number to every text so each one is
@@ -54,7 +59,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def run_load(base: str, n: int, concurrency: int, max_seconds: float, k: int, unique: bool = False) -> dict:
+async def run_load(base: str, n: int, concurrency: int, max_seconds: float, k: int, unique: bool = False,
+                   client_kind: str = "httpx") -> dict:
     import httpx
 
     lat: list[float] = []
@@ -77,10 +83,22 @@ async def run_load(base: str, n: int, concurrency: int, max_seconds: float, k: i
             lat.append(time.perf_counter() - t0)
             statuses[key] = statuses.get(key, 0) + 1
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    cpu0 = time.process_time()
+    if client_kind == "raw":
+        host, port = base.rsplit("//", 1)[1].split(":")
+        clients = [await _RawClient.connect(host, int(port)) for _ in range(concurrency)]
+        t_start = time.perf_counter()
+        try:
+            await asyncio.gather(*(worker(c) for c in clients))
+        finally:
+            for c in clients:
+                c.close()
+    else:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     wall = time.perf_counter() - t_start
+    client_cpu = time.process_time() - cpu0
     a = np.array(lat) * 1000
     return {
         "requests": len(lat), "concurrency": concurrency, "wall_s": round(wall, 2),
@@ -88,18 +106,104 @@ async def run_load(base: str, n: int, concurrency: int, max_seconds: float, k: i
         "latency_ms": {p: round(float(np.percentile(a, q)), 1) for p, q in
                        (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))},
         "errors": sum(v for s, v in statuses.items() if s != "200"), "statuses": statuses,
+        "client": client_kind, "client_cpu_s": round(client_cpu, 2),
     }
 
 
-def stage_means(metrics_text: str) -> dict:
+class _RawClient:
+    """A minimal HTTP/1.1 keep-alive client (one connection, one request at a time) on asyncio streams: a few
+    microseconds of client CPU per request where httpx spends about a millisecond, so on a small machine the load
+    generator takes less CPU away from the server it measures (``--client raw``)."""
+
+    def __init__(self, reader, writer, host: str, port: int):
+        self.r, self.w, self.host = reader, writer, f"{host}:{port}"
+
+    @classmethod
+    async def connect(cls, host: str, port: int):
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer, host, port)
+
+    async def get(self, path: str, params: dict):
+        from urllib.parse import urlencode
+
+        self.w.write(f"GET {path}?{urlencode(params)} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        head = await asyncio.wait_for(self.r.readuntil(b"\r\n\r\n"), 60)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(v) for k, _, v in (x.partition(":") for x in lines[1:]) if k.lower() == "content-length")
+        return _RawResponse(status, await asyncio.wait_for(self.r.readexactly(length), 60))
+
+    def close(self) -> None:
+        self.w.close()
+
+
+class _RawResponse:
+    def __init__(self, status_code: int, body: bytes):
+        self.status_code, self.body = status_code, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def server_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def search_histogram(metrics_text: str) -> dict[float, int]:
+    """Cumulative counts of the server's whole-request latency histogram of ``/api/search`` (upper bound ->
+    requests at most that long; ``inf`` for all)."""
+    out = {}
+    for le, n in re.findall(r'xmr_http_request_duration_seconds_bucket{route="/api/search",le="([^"]+)"} (\S+)',
+                            metrics_text):
+        out[float(le)] = int(float(n))
+    return out
+
+
+def histogram_quantile(before: dict[float, int], after: dict[float, int], q: float) -> float | None:
+    """The q-quantile (seconds) of the requests counted between two scrapes, interpolated linearly inside its
+    bucket as Prometheus' histogram_quantile does; None without requests."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0) for b in bounds]
+    total = counts[-1] if counts else 0
+    if total == 0:
+        return None
+    rank, lo, prev = q * total, 0.0, 0
+    for b, c in zip(bounds, counts):
+        if c >= rank:
+            if b == float("inf"):
+                return lo
+            return lo + (b - lo) * (rank - prev) / max(1, c - prev)
+        lo, prev = b, c
+    return lo
+
+
+def stage_totals(metrics_text: str) -> dict:
+    """Per stage (sum of seconds, count) of the server's stage histograms, and its encoder's forward passes."""
     out = {}
     for stage in ("encode_query", "search", "rescore"):
         s = re.search(rf'xmr_stage_duration_seconds_sum{{stage="{stage}"}} (\S+)', metrics_text)
         c = re.search(rf'xmr_stage_duration_seconds_count{{stage="{stage}"}} (\S+)', metrics_text)
-        if s and c and float(c.group(1)) > 0:
-            out[stage] = round(1000 * float(s.group(1)) / float(c.group(1)), 2)
+        if s and c:
+            out[stage] = (float(s.group(1)), float(c.group(1)))
     b = re.search(r"^xmr_query_encoder_batches_total (\S+)", metrics_text, re.M)
     out["encoder_batches"] = int(float(b.group(1))) if b else None
+    return out
+
+
+def stage_means(before: dict, after: dict) -> dict:
+    """Mean ms per stage over the requests between two scrapes (the warm-up's encodings left out)."""
+    out = {}
+    for stage in ("encode_query", "search", "rescore"):
+        if stage in after:
+            s0, c0 = before.get(stage, (0.0, 0.0))
+            s1, c1 = after[stage]
+            if c1 > c0:
+                out[stage] = round(1000 * (s1 - s0) / (c1 - c0), 2)
     return out
 
 
@@ -115,6 +219,9 @@ def main() -> int:
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--unique", action="store_true", help="a new text for every request (no query-cache hits)")
     ap.add_argument("--query-cache", type=int, default=None, help="pass --query-cache N to xmr serve")
+    ap.add_argument("--client", choices=("httpx", "raw"), default="httpx",
+                    help="load generator: httpx.AsyncClient (default) or a minimal asyncio HTTP/1.1 client that "
+                         "uses less CPU (the client shares the machine with the server)")
     ap.add_argument("--src", help="run the server (and the index build) from this src/ folder (PYTHONPATH)")
     args = ap.parse_args()
     if not (1 <= args.requests <= 100_000 and 1 <= args.concurrency <= 256):
@@ -153,13 +260,22 @@ def main() -> int:
                 time.sleep(0.5)
         for q in QUERIES:  # warm-up, not measured
             httpx.get(base + "/api/search", params={"q": q}, timeout=60)
-        before = stage_means(httpx.get(base + "/metrics").text)
-        res = asyncio.run(run_load(base, args.requests, args.concurrency, args.max_seconds, args.k, args.unique))
-        stages = stage_means(httpx.get(base + "/metrics").text)
-        res["server_mean_ms"] = {k: v for k, v in stages.items() if k != "encoder_batches"}
+        text0 = httpx.get(base + "/metrics").text
+        before, hist0 = stage_totals(text0), search_histogram(text0)
+        cpu0 = server_cpu_seconds(server.pid)
+        res = asyncio.run(run_load(base, args.requests, args.concurrency, args.max_seconds, args.k, args.unique,
+                                   args.client))
+        cpu1 = server_cpu_seconds(server.pid)
+        res["server_cpu_s"] = None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 2)
+        text1 = httpx.get(base + "/metrics").text
+        stages, hist1 = stage_totals(text1), search_histogram(text1)
+        res["server_latency_ms"] = {p: None if v is None else round(1000 * v, 1) for p, v in
+                                    (("p50", histogram_quantile(hist0, hist1, 0.5)),
+                                     ("p99", histogram_quantile(hist0, hist1, 0.99)))}
+        res["server_mean_ms"] = stage_means(before, stages)  # over the measured requests only
         if stages.get("encoder_batches") is not None and before.get("encoder_batches") is not None:
-            res["mean_text_batch"] = round(res["requests"] / max(1, stages["encoder_batches"] -
-                                                                 before["encoder_batches"]), 1)
+            passes = stages["encoder_batches"] - before["encoder_batches"]  # none when every query was cached
+            res["mean_text_batch"] = round(res["requests"] / passes, 1) if passes else None
         res.update(model=health["model"], items=health["items"], k=args.k, cpus=os.cpu_count(),
                    load_avg=os.getloadavg(), unique=args.unique, src=args.src,
                    python=platform.python_version(),
@@ -180,6 +296,10 @@ def main() -> int:
     print(f"latency ms: p50 {lm['p50']}  p90 {lm['p90']}  p99 {lm['p99']}  max {lm['max']}")
     print(f"throughput: {res['throughput_rps']} req/s over {res['wall_s']} s;  errors: {res['errors']} "
           f"{res['statuses']}")
+    print(f"server-side latency of /api/search (from its histogram, interpolated in buckets): "
+          f"p50 {res['server_latency_ms']['p50']}  p99 {res['server_latency_ms']['p99']} ms")
+    print(f"CPU seconds during the load: client ({res['client']}) {res['client_cpu_s']}, server "
+          f"{res['server_cpu_s']} (wall {res['wall_s']} s)")
     print(f"server stage means (ms): {res['server_mean_ms']};  mean text batch: {res.get('mean_text_batch')};  "
           f"load average at the end: {', '.join(f'{x:.1f}' for x in res['load_avg'])}")
     if args.json:

@@ -63,7 +63,7 @@ def _run(manifest: Path, out: Path, model: str, loss: str, seed: int, epochs: in
     last = res.history[-1]
     return {"rsum": last["rsum"], "t2i_R@1": last["t2i_R@1"], "i2t_R@1": last["i2t_R@1"], "dir": str(run_dir),
             "seconds": round(time.perf_counter() - t0, 1), "logs": {k: v for k, v in last.items() if k in (
-                "noisy_precision", "noisy_recall", "clean_share")}}
+                "noisy_precision", "noisy_recall", "clean_share", "amf_dropped", "amf_dropped_noisy")}}
 
 
 def _ms(xs) -> str:

@@ -118,6 +118,18 @@ def _video_xpool(request, tmp):
     return ("video", f"tiny+xpool@{tmp / 'xpool'}")
 
 
+def _ts2net_vit(request, tmp):
+    """A ts2net:DIR folder: TS2-Net (random parts) on a tiny random hf: CLIP, saved untrained."""
+    import transformers
+
+    from xmr.heads.ts2net_vit import TS2NetViT, TS2NetViTConfig, save_ts2net_vit
+
+    d = tiny_models.build("clip", tmp / "clip")
+    model = TS2NetViT(transformers.CLIPModel.from_pretrained(d), TS2NetViTConfig(dim=16, max_frames=4, num_frames=2))
+    save_ts2net_vit(model, tmp / "ts2", f"hf:{d}")
+    return ("ts2net", str(tmp / "ts2"))
+
+
 def _trained_adapter(request, tmp):
     """A folder as `xmr train` writes it: adapters (random, projection) on the frozen tiny encoder."""
     from xmr.encoders.trained import AdapterConfig
@@ -175,6 +187,7 @@ ENCODER_BUILDERS = {
                 "pcme": _with_head("uncertainty", {"image_in": 64, "text_in": 64, "dim": 32, "a": 5.0, "b": 5.0},
                                    "trained")},
     "hash": {"dhd": _with_head("hash", {"dim": 32, "bits": 16, "text": True}, "hash")},
+    "ts2net": {"vit": _ts2net_vit},
     "eao": {"random": _av_model("eao")},
     "eclipse": {"random": _av_model("eclipse")},
 }

@@ -252,3 +252,71 @@ def test_cli_lean_options_refused_for_other_heads(tmp_path, capsys):
     assert main(["-q", "train-head", "--dataset", "manifest:x.jsonl", "--head", "mean", "--out", str(tmp_path / "o"),
                  "--teacher-frames", "8"]) == 2
     assert "only apply to --head lean" in capsys.readouterr().err
+
+
+# ---- index frame plan: only the student's frames are decoded ------------------------------------------------------
+def test_index_decodes_only_the_students_frames(tmp_path, tiny_encoder, monkeypatch, capsys):
+    """``xmr index --model video:tiny+lean@DIR`` decodes the student's ``num_frames`` uniform frames of each clip
+    (6 s at 10 fps, 2 frames: the centres of two halves, t = 1.5 s and 4.5 s, frames 15 and 45), not the index's
+    fps grid (8 frames for this clip, which ``video:tiny+mean`` still decodes); the video vector is the student's
+    embedding of exactly those frames; the plan is recorded and shown by ``xmr info``."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _video_clips import frame_index, make_clip
+
+    from xmr.cli import main
+    from xmr.encoders import create_encoder
+    from xmr.index import IndexStore
+    from xmr.index.indexer import VIDEO_SETTINGS_KEY
+    from xmr.media.video import VideoReader
+
+    pytest.importorskip("av")
+    media = tmp_path / "media"
+    media.mkdir()
+    make_clip(media / "a.mp4", n_frames=60, fps=10, size=(128, 48))
+    head = create_head("lean", dim=tiny_encoder.dim, max_frames=2, num_frames=2, heads=2).eval()
+    head.save(tmp_path / "student")
+    decoded: list[int] = []
+    real = VideoReader.frames_at
+
+    def spy(self, ts, **kw):
+        for t, arr in real(self, ts, **kw):
+            decoded.append(frame_index(arr))
+            yield t, arr
+
+    monkeypatch.setattr(VideoReader, "frames_at", spy)
+    spec = f"video:tiny+lean@{tmp_path / 'student'}"
+    assert main(["-q", "index", str(media), "--index", str(tmp_path / "idx"), "--model", spec]) == 0
+    assert decoded == [15, 45]
+    with IndexStore(tmp_path / "idx") as st:
+        frames = json.loads(st.get_meta(VIDEO_SETTINGS_KEY))["frames"]
+        assert frames == {"sampling": "uniform", "num_frames": 2, "frame_size": 336}
+    enc = create_encoder(spec)
+    from xmr.video.embed import VideoIndexConfig, embed_video
+
+    emb = embed_video(media / "a.mp4", enc, VideoIndexConfig())
+    assert emb.num_frames == 2
+    with VideoReader(media / "a.mp4") as r:
+        imgs = [arr for _, arr in real(r, np.array([1.5, 4.5]), size=336)]
+    from PIL import Image
+
+    feats = enc.encode_frames([Image.fromarray(a) for a in imgs])
+    with torch.no_grad():
+        want = head.embed_video(torch.as_tensor(feats)[None])[0].numpy()
+    np.testing.assert_allclose(emb.vector, want / np.linalg.norm(want), atol=1e-5)
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "idx" / "meta.sqlite")
+    (blob,) = db.execute("SELECT vector FROM items").fetchone()
+    db.close()
+    np.testing.assert_allclose(np.frombuffer(blob, np.float32), emb.vector, atol=1e-6)  # what the index stored
+    capsys.readouterr()
+    assert main(["info", "--index", str(tmp_path / "idx")]) == 0
+    assert "2 uniform frames per clip" in capsys.readouterr().out
+
+    decoded.clear()  # a head without a fixed frame count keeps the index's fps grid
+    assert main(["-q", "index", str(media), "--index", str(tmp_path / "idx2"), "--model", "video:tiny+mean"]) == 0
+    assert len(decoded) == 8

@@ -57,6 +57,39 @@ def test_preprocessed_path_equals_encode_images(concept_encoder):
                                atol=1e-6)
 
 
+def _float_reference_probabilities(enc, ims) -> np.ndarray:
+    """The pre-uint8 reference: the views normalised to float32 on the Python side (ImagePreprocess.to_array), the
+    bare torch backbone, softmax in float64, averaged over views."""
+    import torch
+
+    from xmr.encoders.concept import _load_backbone
+
+    x = np.stack([enc.pre.to_array(v) for im in ims for v in enc._views(im)])  # (B * V, 3, res, res) float32
+    with torch.no_grad():
+        z = _load_backbone(enc.cfg.backbone)(torch.from_numpy(x)).numpy().astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return p.reshape(len(ims), -1, p.shape[1]).mean(axis=1)
+
+
+def test_uint8_graph_matches_float_reference(concept_encoder, torch_concept):
+    """Normalisation inside the network (uint8 NHWC in, ORT and torch) against the float path it replaced: the
+    same views, normalised in numpy, through the bare backbone. Probabilities within 1e-5 (measured: 2e-7 ORT,
+    3e-7 torch), the same top class; and the uint8 views are exactly the PIL views' pixels."""
+    ims = [Image.open(p).convert("RGB") for p in _images()[:4]]
+    ref = _float_reference_probabilities(concept_encoder, ims)
+    for enc in (concept_encoder, torch_concept):
+        p = enc.class_probabilities(ims)
+        np.testing.assert_allclose(p, ref, atol=1e-5)
+        assert np.array_equal(p.argmax(1), ref.argmax(1))
+    for im in ims:
+        px = concept_encoder.pixels(im)
+        assert px.dtype == np.uint8 and px.shape == (6, 224, 224, 3)
+        assert np.array_equal(px, np.stack([np.asarray(v) for v in concept_encoder._views(im)]))
+    with pytest.raises(TypeError, match="uint8"):
+        concept_encoder.net(np.zeros((1, 224, 224, 3), np.float32))  # float pixels are refused, never misread
+
+
 def test_runtime_choice_and_refusals(monkeypatch):
     from xmr.encoders._runtime import resolve_runtime
     from xmr.errors import ConfigError
@@ -142,6 +175,35 @@ def test_export_cached_keyed_by_weights_and_atomic(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="exporter crashed"):
         cached_export("broken", "0123", broken)
     assert not [p for p in (tmp_path / "cache" / "onnx").iterdir() if "broken" in p.name]
+
+
+def test_uint8_export_keyed_by_normalisation(tmp_path, monkeypatch):
+    """A uint8-input export runs the normalisation in the graph, equals torch on the same module, and its cache
+    file is keyed by the baked-in constants: other mean / std -> another file, never the old graph."""
+    import torch
+
+    from xmr.encoders._onnx import OnnxImageNet
+    from xmr.encoders._runtime import uint8_input
+
+    monkeypatch.setenv("XMR_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"v1")
+    x = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    outs = {}
+    for mean, std in (((0.5,) * 3, (0.5,) * 3), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))):
+        module = uint8_input(_tiny_net(), mean, std)
+        net = OnnxImageNet("toy", lambda m=module: m, [weights], size=16, pixels="uint8", key=f"{mean}|{std}")
+        with torch.no_grad():
+            ref = module(torch.from_numpy(x)).numpy()
+            flat = (x.astype(np.float32) * np.float32(1 / 255) - np.float32(mean)) / np.float32(std)
+            ref_float = _tiny_net()(torch.from_numpy(np.ascontiguousarray(flat.transpose(0, 3, 1, 2)))).numpy()
+        outs[mean] = net(x)
+        np.testing.assert_allclose(outs[mean], ref, atol=1e-5)
+        np.testing.assert_allclose(outs[mean], ref_float, atol=1e-5)
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 2
+    assert not np.allclose(*outs.values())  # the two graphs really differ
+    OnnxImageNet("toy", _tiny_net, [weights], size=16)  # a float-input export of the same weights: its own file
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 3
 
 
 # ---- text search imports only what it uses ---------------------------------------------------------------------------

@@ -167,20 +167,44 @@ def _batch(model, b=6, dim=8, epoch=0):
 SMALL = {"cots": {"queue_size": 8}, "coder": {"queue_size": 8}, "ncr": {"warmup_epochs": 1, "chunk": 4}}
 
 
+def _video_model_and_batch(epoch=0):
+    """MILES trains a video model from its space-time tokens: a tiny video model (width 8) and 6 clips of 2 frames."""
+    from xmr.encoders.tiny_video import TinyVideoConfig
+    from xmr.train.video_data import TinyVideoModel
+
+    model = TinyVideoModel(TinyVideoConfig({"image_size": 16, "patch_size": 8, "width": 8, "layers": 1, "heads": 2,
+                                            "dim": 8, "context_length": 16}, 2))
+    g = torch.Generator().manual_seed(3)
+    img_in, txt_in = torch.randn(6, 2, 3, 16, 16, generator=g), torch.randint(0, 256, (6, 16), generator=g)
+
+    def batch(m, epoch=0):
+        return Batch(img=m.encode_image(img_in), txt=m.encode_text(txt_in), index=torch.arange(6), img_in=img_in,
+                     txt_in=txt_in, item=torch.arange(6), epoch=epoch)
+
+    return model, batch, lambda net: (net.encode_image(img_in), net.encode_text(txt_in))
+
+
+VIDEO_LOSSES = ("miles",)
+
+
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_registered_loss_trains_the_model(name):
     torch.manual_seed(0)
-    model = _adapter_model()
+    if name in VIDEO_LOSSES:
+        model, make_batch, embed_all = _video_model_and_batch()
+    else:
+        model, make_batch = _adapter_model(), _batch
+        embed_all = lambda net: (net.encode_image(_unit(6, 8, seed=3).float()),  # noqa: E731
+                                 net.encode_text(_unit(6, 8, seed=4).float()))
     info = LossInfo(num_pairs=6, dim=8, num_classes=3, seed=0)
     loss = create_loss(name, SMALL.get(name), model, info)
     state0 = {k: v.clone() for k, v in loss.state_dict().items()}
     for epoch in (0, 1):  # epoch 1 runs NCR's co-divide; momentum losses fill their queues
         ctx = EpochContext(epoch=epoch, epochs=2, seed=0, model=model, num_pairs=6, pair_item=torch.arange(6),
-                           embed_all=lambda net: (net.encode_image(_unit(6, 8, seed=3).float()),
-                                                  net.encode_text(_unit(6, 8, seed=4).float())))
+                           embed_all=embed_all)
         loss.on_epoch_start(ctx)
         model.zero_grad()
-        value, logs = loss(_batch(model, epoch=epoch), model)
+        value, logs = loss(make_batch(model, epoch=epoch), model)
         assert value.dim() == 0 and torch.isfinite(value), name
         value.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -192,6 +216,8 @@ def test_registered_loss_trains_the_model(name):
         assert (loss.state_dict()["queue_item"] >= 0).sum() == 8  # two steps of 6 keys filled the 8 slots
     if name == "ncr":
         assert bool(loss.divided) and not torch.equal(loss.prob_a, torch.ones(6))
+    if name == "miles":  # the snapshot encoder is not trained by gradients (it follows the model by EMA)
+        assert all(p.grad is None for p in loss.snapshot.parameters())
 
 
 def test_unknown_loss_and_bad_config_are_clear():

@@ -40,7 +40,8 @@ def _inputs(h: str, bv: int = 6, bt: int = 3, seed: int = 0):
 
 
 def test_registry_lists_all_heads():
-    assert {n for n, _ in list_heads()} == {"mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean"}
+    assert {n for n, _ in list_heads()} == {"mean", "seqtransf", "xpool", "ts2net", "prototypes", "lean",
+                                                "textweighted"}
     with pytest.raises(ConfigError, match="Available: lean, mean"):
         create_head("nope")
     with pytest.raises(ConfigError, match="unknown field"):

@@ -58,7 +58,10 @@ def run(args) -> int:
                   f"({av['sample_rate']} Hz, first {av['max_audio_seconds']:g} s) per span: the whole video and "
                   f"windows of {v['window']:g} s every {v['stride']:g} s")
         else:
-            print(f"videos: {fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames), "
+            rule = (f"{fr['num_frames']} uniform frames per clip (the model's head looks at no more)"
+                    if fr["sampling"] == "uniform"
+                    else f"{fr['fps']:g} fps ({fr['min_frames']}-{fr['max_frames']} frames)")
+            print(f"videos: {rule}, "
                   f"frames {fr['frame_size']} px, segments {v['window']:g} s every {v['stride']:g} s"
                   + (f", frames within {fr['snap']:g} grid steps of their targets (--frame-snap)"
                      if fr.get("snap") else ""))

@@ -41,7 +41,7 @@ def setup(p):
     p.add_argument("--lora", default=None, metavar="JSON",
                    help="--finetune lora settings, e.g. '{\"r\": 8, \"alpha\": 16, \"target_modules\": [\"q_proj\", "
                    "\"v_proj\"]}'")
-    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd, teachtext (docs/training.md; dhd: search the result as hash:OUT)")
+    p.add_argument("--loss", default="infonce", help="a registered loss: infonce (default), vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd, teachtext, miles (video data, --mode full) (docs/training.md; dhd: search the result as hash:OUT)")
     p.add_argument("--teachers", default=None, metavar="SPEC[,SPEC...]",
                    help="frozen teacher encoders for --loss teachtext, e.g. concept:zeroshot,concept:fast,text:concept "
                    "(text:SPEC: only its text tower); their embeddings are computed once and cached")
@@ -62,6 +62,8 @@ def setup(p):
                    help="non-residual projection heads instead of residual adapters")
     p.add_argument("--adapter-dim", type=int, default=0, help="projection output width (with --adapter-projection)")
     p.add_argument("--tiny-config", default=None, metavar="JSON", help="TinyConfig fields for --mode full --model tiny")
+    p.add_argument("--frames", type=int, default=4, metavar="T",
+                   help="video data sets (--mode full): frames per clip, spread uniformly (default 4)")
     p.add_argument("--keep", type=int, default=2, help="epoch checkpoints kept (default 2)")
     p.add_argument("--save-every", type=int, default=1, metavar="N",
                    help="checkpoint every N epochs and after the last (default 1)")
@@ -82,7 +84,7 @@ def run(args) -> int:
         adapter_residual=not args.adapter_projection, adapter_dim=args.adapter_dim,
         tiny=_json_object(args.tiny_config, "--tiny-config"), finetune=args.finetune,
         lora=_json_object(args.lora, "--lora"),
-        teachers=parse_teachers(args.teachers) if args.teachers is not None else ())
+        teachers=parse_teachers(args.teachers) if args.teachers is not None else (), frames=args.frames)
     res = train(cfg, args.out, resume=args.resume, device=args.device, show_progress=progress_flag(args),
                 keep_checkpoints=args.keep, save_every=args.save_every)
     last = res.history[-1] if res.history else {}
@@ -94,5 +96,6 @@ def run(args) -> int:
     return 0
 
 
-register_command("train", "train adapter heads on a frozen encoder, a tiny model from scratch, or fine-tune an hf:/openclip: model (losses: infonce, "
-                 "vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, daa, dhd, teachtext)", setup, run)
+register_command("train", "train adapter heads on a frozen encoder, a tiny model from scratch (images or videos), or "
+                 "fine-tune an hf:/openclip: model (losses: infonce, vsepp, ncr, mrl, cots, coder, neighbourhood, pcme, "
+                 "daa, dhd, teachtext, miles)", setup, run)

@@ -1,6 +1,7 @@
 """``xmr train-head``: train a temporal video head on frozen encoder features (symmetric InfoNCE); ``--head lean``
 trains a many-frame teacher that reads associated captions, then distils the few-frame student it saves
-(:mod:`xmr.heads.lean`)."""
+(:mod:`xmr.heads.lean`); ``--head ts2net-vit`` fine-tunes an ``hf:`` CLIP end to end as TS2-Net does (token shift inside
+its last ViT blocks, :mod:`xmr.train.ts2net_vit`) and saves a folder that loads as ``--model ts2net:DIR``."""
 from __future__ import annotations
 
 from ._common import add_device_arg, positive_int, register_command
@@ -10,7 +11,8 @@ def setup(p):
     p.add_argument("--dataset", required=True, metavar="SPEC", help="video dataset, e.g. manifest:DIR/captions.jsonl")
     p.add_argument("--split", default="train", help="split to train on (default train; 'all' for every item)")
     p.add_argument("--encoder", default="tiny", metavar="SPEC", help="frozen encoder spec (default tiny)")
-    p.add_argument("--head", required=True, help="mean, seqtransf, xpool, ts2net, prototypes, lean")
+    p.add_argument("--head", required=True, help="mean, seqtransf, xpool, ts2net, prototypes, lean, textweighted; "
+                   "ts2net-vit: TS2-Net fine-tuned end to end on an hf: CLIP (not frozen; loads as ts2net:OUT)")
     p.add_argument("--out", required=True, metavar="DIR", help="where to save config.json + model.safetensors")
     p.add_argument("--frames", type=int, default=None,
                    help="frames sampled per video (default 8; lean: the student's frames, default 4)")
@@ -28,6 +30,13 @@ def setup(p):
                       help="captions of the video the teacher reads with each caption (default 4)")
     lean.add_argument("--distill-similarity", choices=("diag", "adapt"), default="diag",
                       help="similarity distillation on positive pairs (diag, default) or Adaptive Distillation (adapt)")
+    ts2 = p.add_argument_group("ts2net-vit (TS2-Net as the paper trains it, docs/video_heads.md)")
+    ts2.add_argument("--finetune", default=None, metavar="WHAT",
+                     help="what of the hf: model is trained: whole (default, as TS2-Net), last:N (the last N blocks of "
+                          "each tower + final norms and projections), projections; the TS2-Net parts always")
+    ts2.add_argument("--clip-lr", type=float, default=None, metavar="LR",
+                     help="learning rate of the CLIP weights (default --lr, which the TS2-Net parts use; TS2-Net: "
+                          "1e-7 with --lr 1e-4)")
     add_device_arg(p)
 
 
@@ -41,6 +50,11 @@ def run(args) -> int:
     from ..heads.train import train_head
     from ..video import frame_features, frame_tokens  # FramePlan.uniform(--frames, 224), as xmr eval samples
 
+    if args.head == "ts2net-vit":
+        return _train_ts2net_vit(args)
+    if args.finetune is not None or args.clip_lr is not None:
+        raise ConfigError("--finetune / --clip-lr only apply to --head ts2net-vit (the other heads train on frozen "
+                          "features)")
     _load_all()
     cls = VIDEO_HEADS.get(args.head)
     try:
@@ -118,5 +132,57 @@ def _train_lean(args, ds, enc, overrides: dict, cfg) -> int:
     return 0
 
 
+def _train_ts2net_vit(args) -> int:
+    """TS2-Net end to end on an hf: CLIP (xmr.train.ts2net_vit); saves a ts2net:DIR folder."""
+    import json
+
+    from ..config import config_from_dict
+    from ..data import load_dataset
+    from ..encoders import absolute_spec, create_encoder
+    from ..errors import ConfigError
+    from ..heads.ts2net_vit import TS2NetViT, TS2NetViTConfig, save_ts2net_vit
+    from ..train.ts2net_vit import text_inputs, train_ts2net_vit, video_pixels
+    from ..video import FramePlan
+
+    if not args.encoder.startswith("hf:"):
+        raise ConfigError(f"--head ts2net-vit fine-tunes a CLIP-style hf: model (--encoder hf:DIR), not "
+                          f"{args.encoder!r}; for frozen features use --head ts2net")
+    frames = args.frames or 8
+    if frames < 1 or args.epochs < 1:
+        raise ConfigError("--frames and --epochs must be >= 1 for --head ts2net-vit")
+    try:
+        overrides = json.loads(args.config) if args.config else {}
+    except ValueError as e:
+        raise ConfigError(f"--config is not valid JSON ({e})") from None
+    if not isinstance(overrides, dict):
+        raise ConfigError("--config must be a JSON object")
+    finetune = args.finetune or "whole"
+    from ..train.finetune import parse_how
+
+    parse_how(finetune)  # a bad value fails before any decoding
+    ds = load_dataset(args.dataset, split=None if args.split == "all" else args.split, check_media=True)
+    if len(ds) < 2:
+        raise ConfigError(f"{args.dataset}: {len(ds)} item(s) in split {args.split!r}; training needs at least 2")
+    enc = create_encoder(args.encoder, device=args.device)
+    cfg = config_from_dict(TS2NetViTConfig, {"dim": enc.dim, "max_frames": max(frames, 12), "num_frames": frames,
+                                             "seed": args.seed, **overrides})
+    model = TS2NetViT(enc.model, cfg)  # ConfigError for towers without class-token ViT blocks
+    pixels = video_pixels(enc, ds.items, frames)
+    texts = text_inputs(enc, ds.texts)
+    pairs = [(t, int(v)) for t, v in enumerate(ds.text_to_item)]
+    train_ts2net_vit(model, pixels, texts, pairs, finetune=finetune, epochs=args.epochs,
+                     lr=args.clip_lr or args.lr, head_lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                     label=args.encoder)
+    base = absolute_spec(args.encoder)
+    save_ts2net_vit(model, args.out, base, training={
+        "dataset": args.dataset, "split": args.split, "frames": FramePlan.uniform(frames, 224).to_dict(),
+        "finetune": finetune, "epochs": args.epochs, "lr": args.lr, "clip_lr": args.clip_lr or args.lr,
+        "seed": args.seed, "videos": len(ds), "captions": len(ds.texts), "loss_per_epoch": model.history})
+    print(f"trained ts2net-vit ({finetune} of {args.encoder} + token shift in its last {cfg.shift_layers} ViT "
+          f"blocks, selection, text-weighted frames) on {len(ds)} videos / {len(ds.texts)} captions ({frames} "
+          f"frames), final loss {model.history[-1]:.4f}; saved to {args.out} (use --model ts2net:{args.out})")
+    return 0
+
+
 register_command("train-head", "train a temporal video head (mean, seqtransf, xpool, ts2net, prototypes, lean) "
-                 "on frozen frame features", setup, run)
+                 "on frozen frame features, or TS2-Net end to end on an hf: CLIP (ts2net-vit)", setup, run)

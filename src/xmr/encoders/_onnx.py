@@ -148,29 +148,42 @@ def _torch_version() -> str:
 
 # ---- image backbone -------------------------------------------------------------------------------------------------
 class OnnxImageNet:
-    """A torch image classifier run by ORT: ``(B, 3, H, W) float32 -> (B, C) float32 logits``.
+    """A torch image network run by ORT: ``pixels="float"``: ``(B, 3, H, W) float32`` (already normalised) ->
+    ``(B, C) float32``; ``pixels="uint8"``: ``(B, H, W, 3) uint8`` RGB (the network ``build`` returns does its own
+    normalisation, see :func:`._runtime.uint8_input`) -> ``(B, C)``.
 
-    ``build`` returns the torch module (called only to export); ``weights`` are the files it loads."""
+    ``build`` returns the torch module (called only to export); ``weights`` are the files it loads; ``key`` names
+    what else is baked into the graph (the mean / std of a uint8 network): it is part of the cache fingerprint, so a
+    graph exported with other constants is never reused."""
 
     def __init__(self, name: str, build: Callable[[], "torch.nn.Module"], weights: list[Path], size: int,
-                 threads: int | None = None):
-        self.name, self.size = name, size
-        fp = weights_fingerprint(name, weights, f"image{size}|torch{_torch_version()}")
+                 threads: int | None = None, pixels: str = "float", key: str = ""):
+        if pixels not in ("float", "uint8"):
+            raise ValueError(f"pixels must be 'float' or 'uint8', got {pixels!r}")
+        self.name, self.size, self.pixels = name, size, pixels
+        extra = f"image{size}" + (f"|{pixels}-nhwc|{key}" if pixels == "uint8" else "")
+        fp = weights_fingerprint(name, weights, f"{extra}|torch{_torch_version()}")
         self.session = _load_session(name, fp, lambda p: self._export(build, p), threads)
         self._input = self.session.get_inputs()[0].name
+        self._dtype = np.uint8 if pixels == "uint8" else np.float32
 
     def _export(self, build, path: Path) -> None:
         import torch
 
         net = build().eval()
-        x = torch.zeros(2, 3, self.size, self.size)
+        if self.pixels == "uint8":
+            x = torch.zeros(2, self.size, self.size, 3, dtype=torch.uint8)
+        else:
+            x = torch.zeros(2, 3, self.size, self.size)
         with _exporting():
             torch.onnx.export(net, (x,), str(path), input_names=["pixels"], output_names=["logits"],
                               dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
                               dynamo=False)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        if self.pixels == "uint8" and np.asarray(x).dtype != np.uint8:
+            raise TypeError(f"{self.name} takes uint8 (B, H, W, 3) pixels, got {np.asarray(x).dtype}")
+        return self.session.run(None, {self._input: np.ascontiguousarray(x, dtype=self._dtype)})[0]
 
 
 # ---- sentence encoder -----------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Which runtime runs a wheel-shipped network (``onnx`` or ``torch``), and the two runtimes behind one interface.
 
-* image network: ``net(x) -> logits`` with ``x`` a ``(B, 3, H, W)`` float32 array, logits a float32 array;
+* image network: ``net(x) -> logits`` with ``x`` a ``(B, 3, H, W)`` float32 array (``pixels="float"``) or a
+  ``(B, H, W, 3)`` uint8 RGB array whose normalisation is part of the network (``pixels="uint8"``, built with
+  :func:`uint8_input`), logits a float32 array;
 * sentence model: ``model.encode(texts, batch_size) -> (N, width)`` float32 unit vectors.
 
 The choice: ``runtime`` argument, else ``$XMR_RUNTIME``, else ``auto`` = ``onnx`` on the CPU (``device`` None, "auto"
@@ -43,12 +45,36 @@ def resolve_runtime(runtime: str | None, device):
     return "torch", resolve_device(device)
 
 
-def image_net(runtime: str, device, name: str, build: Callable, weights: list[Path], size: int):
+def image_net(runtime: str, device, name: str, build: Callable, weights: list[Path], size: int,
+              pixels: str = "float", key: str = ""):
     if runtime == "onnx":
         from ._onnx import OnnxImageNet
 
-        return OnnxImageNet(name, build, weights, size)
+        return OnnxImageNet(name, build, weights, size, pixels=pixels, key=key)
     return _TorchImageNet(build().to(device), device)
+
+
+def uint8_input(net, mean: tuple[float, float, float], std: tuple[float, float, float], rescale: float = 1 / 255):
+    """``net`` (a torch module on ``(B, 3, H, W)`` normalised float32) behind its input normalisation: the returned
+    module takes ``(B, H, W, 3)`` uint8 RGB and computes ``((x * rescale) - mean) / std`` in float32, channels first,
+    the same operations in the same order as :meth:`xmr.media.image.ImagePreprocess.to_array` (so both runtimes and
+    the float path agree to float32 rounding). Exported to ONNX, this moves the per-image normalisation off the
+    Python side into the graph, where ORT runs it vectorised in its own threads."""
+    import torch
+
+    class Uint8Input(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+            self.rescale = float(rescale)
+
+        def forward(self, x):  # (B, H, W, 3) uint8
+            x = x.permute(0, 3, 1, 2).to(torch.float32) * self.rescale  # (B, 3, H, W)
+            return self.net((x - self.mean) / self.std)
+
+    return Uint8Input()
 
 
 def sentence_model(runtime: str, device, model_dir: Path):

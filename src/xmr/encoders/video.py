@@ -56,7 +56,7 @@ class VideoEncoder(Encoder):
         #: re-scores candidates with the head (X-Pool, prototypes)
         #: (token outputs stay with the image tower: ``self.base``)
         self.capabilities = replace(base.capabilities, patch_tokens=False, text_tokens=False, video=True,
-                                    video_rescoring=head.needs_rescoring)
+                                    video_rescoring=head.needs_rescoring, video_frames=head.index_frames)
         pool = head.candidate_pool() if head.needs_rescoring else head.as_pool()
         # index/eval contract: pool(frame_feats (T, ...), times (T,)) -> (D,) L2-normalised
         self.video_pool = lambda feats, times: l2_normalize(pool(feats, times)[None])[0]

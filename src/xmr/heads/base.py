@@ -130,6 +130,13 @@ class VideoHead(nn.Module):
         return self.similarity(text, frames)
 
     @property
+    def index_frames(self) -> int | None:
+        """Frames per clip this head needs decoded at index time, when it only ever looks at a fixed number of uniform
+        frames (the LEAN student: ``num_frames``); None (default): the index samples its fps grid and the head
+        pools what it is given."""
+        return None
+
+    @property
     def needs_rescoring(self) -> bool:
         """True when one stored vector per video cannot give the head's exact score (X-Pool's query-dependent
         pooling, several prototypes per video): an index then keeps the frame features and re-scores candidates."""

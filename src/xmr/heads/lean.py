@@ -76,6 +76,12 @@ class LeanHead(SeqTransfHead):
     name = "lean"
     Config = LeanConfig
 
+    @property
+    def index_frames(self) -> int:
+        """The student's ``num_frames``: ``xmr index`` decodes only these (``FramePlan.uniform(num_frames)`` over
+        the clip), never the teacher's many frames nor the index's fps grid."""
+        return int(self.config.num_frames)
+
     def embed_video(self, frames: torch.Tensor) -> torch.Tensor:
         if not isinstance(frames, torch.Tensor):
             frames = torch.as_tensor(frames, dtype=torch.float32)

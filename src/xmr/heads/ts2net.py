@@ -101,19 +101,24 @@ def token_shift(tokens: torch.Tensor, fraction: float, mode: str = "channels") -
 
 
 class _PerturbedTopK(torch.autograd.Function):
+    # The (S, ..., k, P) one-hot indicators are never built: the forward counts the sampled indices with a
+    # scatter-add, the backward gathers <grad, Y> at them (same values, far less memory and time).
     @staticmethod
     def forward(ctx, scores: torch.Tensor, k: int, samples: int, sigma: float):
         noise = torch.randn((samples, *scores.shape), dtype=scores.dtype, device=scores.device)  # (S, ..., P)
         top = (scores.unsqueeze(0) + sigma * noise).topk(k, dim=-1).indices.sort(dim=-1).values  # (S, ..., k)
-        ind = F.one_hot(top, scores.shape[-1]).to(scores.dtype)  # (S, ..., k, P)
-        ctx.save_for_backward(ind, noise)
+        p = scores.shape[-1]
+        idx = top.reshape(samples, -1, k).permute(1, 2, 0)  # (M, k, S)
+        counts = torch.zeros((idx.shape[0], k, p), dtype=scores.dtype, device=scores.device)
+        counts.scatter_add_(2, idx, torch.ones_like(idx, dtype=scores.dtype))
+        ctx.save_for_backward(top, noise)
         ctx.sigma = sigma
-        return ind.mean(0)
+        return (counts / samples).reshape(*scores.shape[:-1], k, p)
 
     @staticmethod
     def backward(ctx, grad):  # grad (..., k, P) -> d scores (..., P): E[<grad, Y> Z] / sigma
-        ind, noise = ctx.saved_tensors
-        g = (ind * grad.unsqueeze(0)).sum((-2, -1))  # (S, ...)
+        top, noise = ctx.saved_tensors
+        g = grad.unsqueeze(0).expand(top.shape[0], *grad.shape).gather(-1, top.unsqueeze(-1)).sum((-2, -1))  # (S, ...)
         return (g.unsqueeze(-1) * noise).mean(0) / ctx.sigma, None, None, None
 
 

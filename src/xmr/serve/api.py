@@ -110,6 +110,10 @@ class ServeContext:
     uploads: PixelBudget  # decoded pixels of image uploads in flight, all requests together
     composer: tuple[str, str] | None = None  # (name, folder) of the composer of image + text queries, if any
     moment_model: object | None = None  # the SQuiDNet that localises type=moment searches, if any
+    #: set by build_router: ``await text_search(q, k, type, ...)`` -> the answer of GET /api/search (shared by the
+    #: route and the fast path, xmr.serve.fast_search), and that route (its response model, its metrics label)
+    text_search: Any = None
+    text_route: Any = None
 
 
 def build_router(ctx: ServeContext) -> APIRouter:
@@ -152,7 +156,10 @@ def build_router(ctx: ServeContext) -> APIRouter:
         metrics.observe_stage("rescore", sum(v for n, v in sec.items() if n not in ("first-stage", "moments")))
         texts = [t.value for t in query.terms if t.kind == "text"]
         multi = len(ctx.queries.encoder.capabilities.languages) > 1  # a multilingual model says how it routed
-        langs = ctx.queries.encoder.text_languages(texts, query.lang) if texts and multi else None
+        langs = None
+        if texts and multi:  # the detected routing of a repeated text is remembered (QueryEncoder.text_languages)
+            langs = (ctx.queries.text_languages(texts) if query.lang is None else
+                     ctx.queries.encoder.text_languages(texts, query.lang))
         return {"query": out.query, "model": live.model_spec, "generation": out.generation, "type": media_type,
                 "k": k, "stages": [_public_stage(st) for st in out.stages], "languages": langs,
                 "results": [_result(r) for r in out.results]}
@@ -186,15 +193,11 @@ def build_router(ctx: ServeContext) -> APIRouter:
             d["weights"] = r.weights
         return d
 
-    @router.get("/api/search", response_model=SearchResponse, response_model_exclude_none=True,
-                responses=_ERRORS, tags=["search"], summary="Search with a text query")
-    def search_text(q: Annotated[list[str], Query(min_length=1, max_length=8, description="text query; repeat "
-                                                  "for several texts describing one target")],
-                    k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None,
-                    phrase: Annotated[Optional[str], Query(max_length=200, description="indexes with experts: only "
-                                                           "items whose expert text holds this phrase")] = None,
-                    lang: Annotated[Optional[str], Query(max_length=8, description="language of the text (en, or "
-                                                         "one the model acquired); default: detected")] = None):
+    async def text_search(q: list[str], k: int, type: str, fuse: str = "mean-sim", not_=None, phrase=None,
+                          lang=None) -> dict:
+        """The text search of ``GET /api/search`` once FastAPI has parsed its parameters (also called by the fast
+        path for plain ``q`` / ``k`` / ``type`` requests, :mod:`xmr.serve.fast_search`): checks on the event loop,
+        the search on a worker thread."""
         texts = [t.strip() for t in q]
         if any(not t for t in texts) or any(len(t) > s.max_query_chars for t in texts + list(not_ or [])):
             raise HTTPException(422, "empty query" if any(not t for t in texts) else
@@ -211,7 +214,24 @@ def build_router(ctx: ServeContext) -> APIRouter:
 
             quoted = re.findall(r'"([^"]+)"', texts[0])  # as `xmr search '"EXIT" sign'`: the quoted part is a phrase
             phrase = quoted[0] if quoted else None
-        return _search(query, k, type, phrase)
+        return await run_in_threadpool(_search, query, k, type, phrase)
+
+    ctx.text_search = text_search
+
+    @router.get("/api/search", response_model=SearchResponse, response_model_exclude_none=True,
+                responses=_ERRORS, tags=["search"], summary="Search with a text query")
+    async def search_text(q: Annotated[list[str], Query(min_length=1, max_length=8, description="text query; repeat "
+                                                        "for several texts describing one target")],
+                          k: K = s.default_k, type: T = "all", fuse: F = "mean-sim", not_: NOT = None,
+                          phrase: Annotated[Optional[str], Query(
+                              max_length=200, description="indexes with experts: only items whose expert text holds "
+                                                          "this phrase")] = None,
+                          lang: Annotated[Optional[str], Query(
+                              max_length=8, description="language of the text (en, or one the model acquired); "
+                                                        "default: detected")] = None):
+        return await text_search(q, k, type, fuse, not_, phrase, lang)
+
+    ctx.text_route = next(r for r in router.routes if r.path == "/api/search" and "GET" in r.methods)
 
     @router.post(
         "/api/search/image", response_model=SearchResponse, response_model_exclude_none=True, responses=_ERRORS,

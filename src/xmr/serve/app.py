@@ -250,7 +250,11 @@ def create_app(index_path: str | os.PathLike, encoder: Encoder | None = None,
     _add_page(app)
     _add_docs(app)
     _add_error_handlers(app)
-    # outermost last: security headers -> host check (a JSON 400) -> metrics -> routes
+    # outermost last: security headers -> host check (a JSON 400) -> metrics -> [fast text search] -> routes
+    if s.fast_search:
+        from .fast_search import FastTextSearch
+
+        app.add_middleware(FastTextSearch, fastapi_app=app, ctx=ctx)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     app.add_middleware(_HostCheck, allowed_hosts=s.allowed_host_list())
     app.add_middleware(_SecurityHeaders)

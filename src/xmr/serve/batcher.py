@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 
 import numpy as np
@@ -32,6 +33,10 @@ class QueryEncoder:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.batches = 0  # number of forward passes made (for tests and metrics)
+        # text -> the encoder's language routing of it (a multilingual model detects the language of every text;
+        # a repeated query reuses the answer): same size as the query cache, LRU
+        self._langs: OrderedDict[str, dict] = OrderedDict()
+        self._langs_lock = threading.Lock()
 
     def encode_text(self, text: str) -> np.ndarray:
         """(dim,) read-only float32 embedding of ``text`` (from the cache, or encoded in the next batch)."""
@@ -58,6 +63,26 @@ class QueryEncoder:
         finally:
             with self._start_lock:
                 self._inflight.pop(text, None)
+
+    def text_languages(self, texts: list[str]) -> list[dict]:
+        """``encoder.text_languages(texts)`` (detected languages, no explicit one), each text's answer remembered
+        (LRU of ``cache_size`` texts): the detection is a function of the text, so a repeated query skips it."""
+        size = self.cache.maxsize
+        with self._langs_lock:
+            got = [self._langs.get(t) for t in texts]
+            for t, d in zip(texts, got):
+                if d is not None:
+                    self._langs.move_to_end(t)
+        missing = list(dict.fromkeys(t for t, d in zip(texts, got) if d is None))
+        if missing:
+            new = dict(zip(missing, self.encoder.text_languages(missing)))
+            got = [d if d is not None else new[t] for t, d in zip(texts, got)]
+            if size:
+                with self._langs_lock:
+                    self._langs.update(new)
+                    while len(self._langs) > size:
+                        self._langs.popitem(last=False)
+        return [dict(d) for d in got]  # copies: the caller owns its answer
 
     def encode_image(self, image) -> np.ndarray:
         return self._submit("image", image)

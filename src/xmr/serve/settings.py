@@ -32,6 +32,9 @@ class ServeSettings:
     allow_outside_root: bool = False
     max_text_batch: int = 32  # concurrent text queries encoded together
     query_cache_size: int = 1024  # text-query embeddings kept (LRU, keyed by model + text); 0: no cache
+    #: answer plain GET /api/search requests (only q / k / type) with the route's code but without FastAPI's
+    #: per-request machinery (xmr.serve.fast_search; same answers, about half the CPU); False: always the route
+    fast_search: bool = True
     faiss_threads: int | None = 1  # OpenMP threads per FAISS search (requests run in parallel); None: FAISS default
     device: str | None = None  # torch device of the query encoder (when create_app loads it)
     extra_hosts: tuple[str, ...] = field(default=())  # added to the derived allowed hosts

@@ -37,6 +37,7 @@ class TrainConfig:
     finetune: str = "whole"  # mode finetune: whole, last:N, projections or lora (xmr.train.finetune)
     lora: dict = field(default_factory=dict)  # mode finetune, lora: LoraSettings fields (r, alpha, dropout, target_modules)
     teachers: tuple[str, ...] = ()  # frozen teacher encoder specs (losses that distil them, e.g. teachtext)
+    frames: int = 4  # video data sets (mode full): frames per clip, spread uniformly (xmr.train.video_data)
 
     def __post_init__(self):
         if isinstance(self.teachers, str) or not all(isinstance(t, str) for t in self.teachers):
@@ -54,6 +55,8 @@ class TrainConfig:
             raise ConfigError(f"--finetune {self.finetune} applies to --mode finetune (got --mode {self.mode})")
         if self.lora and (self.mode != "finetune" or self.finetune != "lora"):
             raise ConfigError("--lora settings apply to --mode finetune --finetune lora only")
+        if not 1 <= self.frames <= 256:
+            raise ConfigError(f"--frames must be in 1..256, got {self.frames}")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
             raise ConfigError(f"need epochs >= 1, batch size >= 2 and lr > 0 (got {self.epochs}, {self.batch_size}, "
                               f"{self.lr})")

@@ -29,6 +29,7 @@ class PairData:
     teacher_specs: tuple[str, ...] = ()  # frozen teachers (xmr train --teachers), in order
     teacher_txt: tuple[torch.Tensor, ...] = ()  # per teacher: (T, D_k) caption embeddings
     teacher_img: tuple[torch.Tensor | None, ...] = ()  # per teacher: (N, D_k) image embeddings, None if text-only
+    texts: tuple[str, ...] = ()  # the captions, pair-id order (losses that read words, e.g. CODER's concepts)
 
     @property
     def num_items(self) -> int:
@@ -112,7 +113,7 @@ def build_pairs(dataset, img_in, txt_in, *, txt_ref=None, with_labels: bool = Tr
         text_to_item=torch.from_numpy(t2i.copy()), text_offsets=np.asarray(dataset.text_offsets, np.int64),
         labels=None if labels is None else torch.from_numpy(labels), classes=classes,
         txt_ref=None if txt_ref is None else torch.as_tensor(txt_ref),
-        noisy=None if noisy is None else torch.from_numpy(noisy[t2i]))
+        noisy=None if noisy is None else torch.from_numpy(noisy[t2i]), texts=tuple(dataset.texts))
 
 
 def tiny_inputs(config, dataset) -> tuple[torch.Tensor, torch.Tensor]:

@@ -90,8 +90,17 @@ def _build_student(cfg: TrainConfig, device, show_progress, encoder=None):
         eval_ds = load_dataset(cfg.eval_dataset or cfg.dataset, split=cfg.eval_split, check_media=True)
     from ..media import media_type_of
 
-    if any(media_type_of(p) != "image" for p in train_ds.media):
-        raise ConfigError(f"{cfg.dataset}: xmr train trains on images; train video heads with `xmr train-head`")
+    kinds = {media_type_of(p) for p in train_ds.media} | ({media_type_of(p) for p in eval_ds.media} if eval_ds else set())
+    if kinds == {"video"}:
+        from .video_data import build_video_student
+
+        if teachers:
+            raise ConfigError("--teachers: teachers embed images; video runs take no teachers")
+        return (*build_video_student(cfg, train_ds, eval_ds), train_ds, teachers)
+    if kinds != {"image"}:
+        raise ConfigError(f"{cfg.dataset}: xmr train trains on images, or on videos (--mode full, a tiny space-time "
+                          f"model), not on a mix ({', '.join(sorted(map(str, kinds)))}); train video heads on frozen "
+                          "frame features with `xmr train-head`")
     if cfg.mode == "finetune":
         from .finetune import FinetuneModel, finetune_pairs
 
@@ -251,7 +260,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     dev = acc.device
     torch.manual_seed(cfg.seed)
     model, tr, ev = _build(cfg, dev, show_progress, encoder)
-    info = LossInfo(num_pairs=tr.num_pairs, dim=model.dim, num_classes=len(tr.classes), seed=cfg.seed)
+    info = LossInfo(num_pairs=tr.num_pairs, dim=model.dim, num_classes=len(tr.classes), seed=cfg.seed,
+                    texts=tr.texts)
     loss = create_loss(cfg.loss, cfg.loss_config, model, info)
     if "labels" in loss.needs and tr.labels is None:
         raise ConfigError(f"--loss {cfg.loss} needs class labels ('label' on every manifest line); {cfg.dataset} has none")

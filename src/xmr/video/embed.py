@@ -17,6 +17,11 @@ Heads that re-score (``encoder.capabilities.video_rescoring``: X-Pool, prototype
 candidate vectors, and the frame times and features are returned too (:attr:`VideoEmbedding.frames`) for the index to
 keep.
 
+A head that only ever looks at a fixed number of uniform frames (``encoder.capabilities.video_frames``: the LEAN
+student) gets just those decoded (:meth:`VideoIndexConfig.for_encoder`: ``FramePlan.uniform(n)`` over the clip,
+the frames it was distilled on), not the fps grid; segments then pool the few decoded frames inside each window
+(a window with none gets no segment vector).
+
 Long videos: when ``duration * fps > max_frames`` the rate is lowered to ``max_frames / duration`` and the window
 and stride grow by the same factor, so every segment still pools about ``window * fps`` frames and the number of
 segments stays bounded. Frames are decoded and encoded ``batch_size`` at a time, so memory holds one batch of
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -51,6 +56,8 @@ class VideoIndexConfig:
     stride: float = 2.0  # segment hop, seconds
     frame_size: int = 336  # decoded frames are downscaled so the shorter side is at most this many pixels
     snap: float = 0.0  # each frame may be any frame shown within snap grid steps of its target (0 = exact; <= 0.5)
+    frames: int | None = None  # N uniform frames per clip instead of the fps grid (set by for_encoder from a head
+    # that looks at a fixed number of frames, e.g. the LEAN student); None: the fps grid above
 
     def __post_init__(self):
         if not (self.window > 0 and self.stride > 0 and self.frame_size is not None and self.frame_size >= 32):
@@ -63,8 +70,20 @@ class VideoIndexConfig:
 
     @property
     def plan(self) -> FramePlan:
-        """The frame sampling: ``FramePlan.fps_grid(fps, min_frames, max_frames, frame_size, snap)``."""
+        """The frame sampling: ``FramePlan.fps_grid(fps, min_frames, max_frames, frame_size, snap)``, or
+        ``FramePlan.uniform(frames, frame_size, snap)`` when ``frames`` is set."""
+        if self.frames is not None:
+            return FramePlan.uniform(self.frames, size=self.frame_size, snap=self.snap)
         return FramePlan.fps_grid(self.fps, self.min_frames, self.max_frames, size=self.frame_size, snap=self.snap)
+
+    def for_encoder(self, encoder) -> "VideoIndexConfig":
+        """These settings as ``encoder`` is indexed with: when its head only ever looks at a fixed number of uniform
+        frames (``encoder.capabilities.video_frames``, the LEAN student), only those are decoded (``frames`` set);
+        otherwise unchanged. Segment windows stay; each pools the decoded frames that fall inside it."""
+        n = getattr(getattr(encoder, "capabilities", None), "video_frames", None)
+        if n is None or self.frames is not None:
+            return self
+        return replace(self, frames=int(n))
 
     def to_dict(self) -> dict:
         """``{"frames": plan.to_dict(), "window": ..., "stride": ...}``."""
@@ -119,7 +138,7 @@ def embed_video(
             return pool_frames(encoder, feats, times)
     if keep_frames is None:
         keep_frames = encoder.capabilities.video_rescoring
-    plan = cfg.plan
+    plan = cfg.for_encoder(encoder).plan  # a fixed-frame head (LEAN student): only its frames are decoded
     with VideoReader(path) as reader:
         info = reader.info
         times, scale = window_times(plan, reader, None, None)

@@ -7,13 +7,14 @@ name               paper                                                        
 ``vsepp``          VSE++, Faghri et al. 2018                                       :mod:`.vsepp`
 ``ncr``            NCR, Huang et al. 2021 (noisy correspondence)                   :mod:`.ncr`
 ``mrl``            MRL, Hu et al. 2021 (noisy labels)                              :mod:`.mrl`
-``cots``           COTS, Lu et al. 2022 (momentum queues)                          :mod:`.cots`
-``coder``          CODER, Wang et al. 2022 (weighted queue negatives)              :mod:`.coder`
+``cots``           COTS, Lu et al. 2022 (queues; token level, AMF)                 :mod:`.cots`
+``coder``          CODER, Wang et al. 2022 (weighted negatives; concept level)     :mod:`.coder`
 ``neighbourhood``  Thomas & Kovashka 2020 (semantic neighbourhoods)                :mod:`.neighbourhood`
 ``pcme``           PCME, Chun et al. 2021 (probabilistic; adapter mode)             :mod:`.pcme`
 ``daa``            DAA, Li et al. 2022 (PCME + differentiable ASP; adapter mode)   :mod:`.daa`
 ``dhd``            DHD, Jang et al. 2022 (hash codes from labels; adapter mode)    :mod:`.dhd`
 ``teachtext``      TeachText, Croitoru et al. 2021 (multi-teacher distillation)     :mod:`.teachtext`
+``miles``          MILES, Ge et al. 2022 (masked video modelling; video, full)     :mod:`.miles`
 =================  ==============================================================  ==================
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 
 from ...errors import ConfigError
 from ...registries import LOSSES as LOSSES
-from . import coder, cots, daa, dhd, infonce, mrl, ncr, neighbourhood, pcme, teachtext, vsepp  # noqa: F401 (registration)
+from . import coder, cots, daa, dhd, infonce, miles, mrl, ncr, neighbourhood, pcme, teachtext, vsepp  # noqa: F401 (registration)
 from .base import Batch, EpochContext, LossInfo, TeacherBatch, TrainLoss
 
 

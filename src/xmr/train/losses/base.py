@@ -52,6 +52,7 @@ class LossInfo:
     dim: int  # embedding width
     num_classes: int = 0  # distinct class labels of the images (0: the dataset has none)
     seed: int = 0  # the run's seed (initialisation of any state the loss owns)
+    texts: tuple[str, ...] = ()  # the training captions in pair-id order (losses that read words: CODER's concepts)
 
 
 @dataclass
