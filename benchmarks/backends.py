@@ -119,7 +119,8 @@ def bench_faiss(names, db, xq, work: Path, n_single: int, log):
         rec = recall10(found, truth) if truth is not None else None
         row = {"backend": name, "n": n, "build_s": round(build_s, 1), "index_mb": round(mem / 1e6, 1),
                "disk_mb": round(disk / 1e6, 1), "recall@10": None if rec is None else round(rec, 4),
-               "qps_single": round(single, 1), "qps_batch": round(batch, 1), "params": b.describe()}
+               "qps_single": round(single, 1), "qps_batch": round(batch, 1),
+               "load": [round(v, 1) for v in os.getloadavg()], "params": b.describe()}
         log(f"[{name}] {json.dumps({k: v for k, v in row.items() if k != 'params'})}")
         log(f"[{name}] tuned: {json.dumps({k: v for k, v in b.tuned.items() if k != 'tuning'})}")
         rows.append(row)
@@ -278,7 +279,7 @@ def main(argv=None):
     ap.add_argument("--clusters", type=int, default=2000)
     ap.add_argument("--noise", type=float, default=0.8, help="noise norm around a cluster centre (unit centres)")
     ap.add_argument("--single", type=int, default=200, help="queries timed one at a time")
-    ap.add_argument("--backends", nargs="*", default=["flat", "hnsw", "ivfpq", "binary"], help="(none: skip)")
+    ap.add_argument("--backends", nargs="*", default=["flat", "hnsw", "ivf", "ivfpq", "binary"], help="(none: skip)")
     ap.add_argument("--milvus-n", type=int, default=200_000, help="vectors for milvus-lite vs FAISS (0: skip)")
     ap.add_argument("--xmr-index", type=int, default=0, help="rows of the xmr index for search/serve latency (0: skip)")
     ap.add_argument("--tuning-check", type=int, default=0, metavar="N",

@@ -17,7 +17,7 @@ NAMES = sorted(e.name for e in VECTOR_BACKENDS)
 EXACT = {"flat"}
 #: recall@10 (after exact re-ranking) each approximate backend must reach on the data below; a new backend must
 #: add its bound here (the test fails with a KeyError otherwise)
-RECALL_BOUND = {"hnsw": 0.9, "ivfpq": 0.8, "binary": 0.4, "milvus": 0.95}  # binary: 32 sign bits of real
+RECALL_BOUND = {"hnsw": 0.9, "ivf": 0.9, "ivfpq": 0.8, "binary": 0.4, "milvus": 0.95}  # binary: 32 sign bits of real
 # vectors (random ranking would give 0.007); on true hash codes it is exact (test_binary_is_exact_on_sign_codes)
 DIM = 32
 
@@ -106,10 +106,14 @@ def test_updates_add_and_remove(name, data, tmp_path):
     hit = np.array([i in row for i, row in zip(ids[1000:1050], found)])
     assert hit.mean() >= (1.0 if name in EXACT else 0.9)
     assert (found[hit, 0] == ids[1000:1050][hit]).all()  # re-ranked exactly: a row found is its own best match
+    # rows kept from the build are still found under their own ids (an IndexIDMap2 around an IVF renumbered them)
+    _, found = ranked(b, x[100:150], 5, full.vectors)
+    kept = ids[100:150]
+    assert (found[:, 0] == kept).mean() >= (1.0 if name in EXACT else 0.9), (found[:, 0], kept)
     b.release()
 
 
-@pytest.mark.parametrize("name", ["flat", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("name", ["flat", "hnsw", "ivf", "ivfpq"])
 def test_mmap_load_then_update(name, data, tmp_path):
     """A memory-mapped index answers like the loaded one and copies itself into memory before an update (FAISS
     aborts the process on resizing a mapped array)."""
@@ -158,6 +162,49 @@ def test_parse_backend():
             parse_backend(bad)
     with pytest.raises(ConfigError, match="multiple of 8"):
         create_backend({"name": "binary", "config": {}}, 12)
+    for bad, msg in (("ivf:nlist=-1", "outside the allowed range"), ("hnsw:M=x", "M must be"),
+                     ("ivfpq:target_recall=1.5", "outside the allowed range")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_backend(bad)
+
+
+def test_ivf_plan_follows_the_faiss_guideline():
+    """nlist = 4 sqrt(n) as a power of two, 39 training rows per cell (+5 % for the row-by-row draw), HNSW quantizer;
+    small collections get fewer cells (training rows / 39); explicit options win."""
+    b = create_backend({"name": "ivf", "config": {}}, 512)
+    assert b._plan(1_000_000) == (4096, 167_732) and b._make(1_000_000, 0) == "IVF4096_HNSW32,Flat"
+    assert b._plan(200_000) == (2048, 83_866)
+    assert b._plan(1500) == (34, 1350)  # 150 rows held out for tuning
+    b = create_backend(parse_backend("ivf:nlist=256,train_size=20000,quantizer_M=0"), 512)
+    assert b._plan(1_000_000) == (256, 20_000) and b._make(1_000_000, 0) == "IVF256,Flat"
+
+
+def test_ivf_tuned_nprobe_survives_reload(data, tmp_path):
+    """FAISS saves neither nprobe nor the HNSW quantizer's efSearch: both come back from the tuned record."""
+    import faiss
+
+    x, ids, q, _ = data
+    b = create_backend({"name": "ivf", "config": {"heldout": 100}}, DIM)
+    b.build(ArraySource(ids, x))
+    nprobe = b.tuned["nprobe"]
+    assert 1 <= nprobe <= b.index.nlist and b.tuned["factory"].startswith("IVF") and b.tuned["trained_on"] > 0
+    b.save(tmp_path, "vectors")
+    again = type(b).load(tmp_path, "vectors", DIM, b.config, b.tuned)
+    assert again.index.nprobe == nprobe
+    assert faiss.downcast_index(again.index.quantizer).hnsw.efSearch == max(64, 2 * nprobe)
+    np.testing.assert_array_equal(again.search(q, 10)[1], b.search(q, 10)[1])
+
+
+def test_ivfpq_in_the_old_idmap_layout_is_rebuilt(data, tmp_path):
+    """An ivfpq file saved inside an IndexIDMap2 (xmr before 2026-12: ids wrong after a removal) is not loaded."""
+    import faiss
+
+    x, ids, _, _ = data
+    b = create_backend({"name": "ivfpq", "config": {"heldout": 100}}, DIM)
+    b.build(ArraySource(ids, x))
+    faiss.write_index(faiss.IndexIDMap2(faiss.index_factory(DIM, "IVF4,PQ4x4", faiss.METRIC_INNER_PRODUCT)),
+                      str(tmp_path / "vectors.faiss"))
+    assert type(b).load(tmp_path, "vectors", DIM, b.config, b.tuned) is None
 
 
 def test_unreachable_milvus_fails_fast(tmp_path):

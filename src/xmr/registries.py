@@ -11,7 +11,7 @@ kind (``ALL`` key)  registry                    filled by
 ``dataset``        :data:`DATASETS`            ``xmr.data`` (one module per scheme)
 ``protocol``       :data:`PROTOCOLS`           ``xmr.eval.protocols``
 ``stage``          :data:`STAGES`              ``xmr.retrieval.stages`` (moments, head, rescore, rerank)
-``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,binary,milvus}``
+``vector_backend`` :data:`VECTOR_BACKENDS`     ``xmr.index.backends.{flat,ann,ivf,binary,milvus}``
 ``loss``           :data:`LOSSES`              ``xmr.train.losses`` (one module per paper)
 ``composer``       :data:`COMPOSERS`           ``xmr.compose.{tirg,jvsm}`` (composed image + text queries)
 ``composed_dataset`` :data:`COMPOSED_DATASETS` ``xmr.data.composed`` (edits, fashion200k, fashioniq)
@@ -105,7 +105,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "dataset": ("xmr.data",),
     "protocol": ("xmr.eval.protocols",),
     "stage": ("xmr.retrieval.stages",),
-    "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "binary", "milvus")),
+    "vector_backend": tuple(f"xmr.index.backends.{m}" for m in ("flat", "ann", "ivf", "binary", "milvus")),
     "loss": ("xmr.train.losses",),
     "composer": ("xmr.compose.tirg", "xmr.compose.jvsm"),
     "composed_dataset": ("xmr.data.composed",),

@@ -18,7 +18,8 @@ def setup(p):
                         "(img_emb/img_emb_<n>.npy + metadata/metadata_<n>.parquet with image_path) or .parquet files "
                         "with a vector column; --model names the model they came from (default: vector queries only)")
     p.add_argument("--backend", default=None, metavar="NAME",
-                   help="vector backend, recorded in the index: flat (exact, default), hnsw, ivfpq (tuned for a target "
+                   help="vector backend, recorded in the index: flat (exact, default), hnsw, ivf (IVF-Flat: the fast "
+                        "choice at a million vectors), ivfpq (compressed; all three tuned for a target "
                         "recall on held-out vectors), binary (Hamming on sign codes; the default for --model "
                         "hash:DIR), milvus (milvus-lite file in the index) or milvus://HOST:PORT; options as "
                         "NAME:key=value,... (e.g. hnsw:target_recall=0.98)")

@@ -5,7 +5,8 @@ name        what                                                       exact  mo
 ==========  =========================================================  =====  ======================================
 ``flat``    FAISS ``IndexFlatIP`` (default)                            yes    :mod:`.flat`
 ``hnsw``    FAISS HNSW graph, ``efSearch`` tuned on held-out vectors   no     :mod:`.ann`
-``ivfpq``   FAISS IVF + PQ (compressed), ``nprobe`` tuned              no     :mod:`.ann`
+``ivf``     FAISS IVF-Flat, HNSW coarse quantizer, ``nprobe`` tuned    no     :mod:`.ivf`
+``ivfpq``   FAISS IVF + PQ (compressed), ``nprobe`` tuned              no     :mod:`.ivf`
 ``binary``  FAISS binary index (Hamming on sign codes)                 no     :mod:`.binary`
 ``milvus``  Milvus through pymilvus (milvus-lite file or a server)     no     :mod:`.milvus`
 ==========  =========================================================  =====  ======================================

@@ -1,25 +1,21 @@
-"""``hnsw`` and ``ivfpq``: approximate FAISS indexes built with ``faiss.index_factory``, trained on a sample and
-tuned on held-out vectors for a target recall (:mod:`.tuning`); their candidates are re-ranked exactly.
+"""The approximate FAISS backends' shared build (``faiss.index_factory``, trained on a sample and tuned on held-out
+vectors for a target recall, :mod:`.tuning`; candidates re-ranked exactly) and ``hnsw``; the inverted-file backends
+``ivf`` and ``ivfpq`` are in :mod:`.ivf`.
 
 * ``hnsw``: ``HNSW{M},Flat`` (Malkov & Yashunin 2018): a graph over the full vectors; tuned parameter ``efSearch``.
   HNSW cannot delete, so a removed row is a tombstone (a position filtered out of every search with an
   ``IDSelector``); updates add the new vector and tombstone the old one. Tombstones are saved with the index.
-* ``ivfpq``: ``IVF{nlist},PQ{m}x{nbits}`` (Jégou et al. 2011): vectors compressed to ``m`` bytes (``m = dim / 8``
-  codes of 8 bits by default: 64 bytes for 512-d against 2,048 for flat); tuned parameter ``nprobe``; the exact
-  re-ranking of ``rerank_factor × k`` candidates from SQLite's float32 vectors restores the ranking.
+* ``ivf`` / ``ivfpq``: see :mod:`.ivf`.
 
 Rows added after the build go through the trained quantizers with the tuned parameters: nothing is re-trained or
 re-tuned as the index grows or changes, and HNSW tombstones are never compacted. A rebuild (new sample, new
 tuning) happens when the backend or its options change (``xmr index --backend ivfpq:seed=1``) or when
-``vectors.json`` is removed. Papers: HNSW, Malkov & Yashunin, TPAMI 2018; IVF-PQ with re-ranking from the full
-vectors, Jégou, Douze & Schmid, TPAMI 2011 (their re-ranking step uses a second, finer code; xmr uses the exact
-stored vectors).
+``vectors.json`` is removed. Paper: HNSW, Malkov & Yashunin, TPAMI 2018.
 """
 from __future__ import annotations
 
 from abc import abstractmethod
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +36,9 @@ class AnnConfig(BackendConfig):
     train_size: int = 40_000  # training sample (IVF / PQ codebooks; PQ k-means is the slow part of a build)
     seed: int = 0
 
+    LIMITS = {"target_recall": (0.0, 1.0), "tune_k": (1, 10_000), "heldout": (0, 1_000_000),
+              "train_size": (0, 2**31 - 1), "rerank_factor": (1, 10_000)}
+
 
 class _Tuned(FaissBackend):
     exact = False
@@ -55,13 +54,25 @@ class _Tuned(FaissBackend):
         import faiss
 
         n = int(source.count())
-        n_train = min(n, self.config.train_size)
+        n_train = min(n, self._train_rows(n))
         self.factory = self._make(n, n_train)
-        inner = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
-        self._configure(faiss.downcast_index(inner))
-        self.index = faiss.IndexIDMap2(inner)
+        inner = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)  # typed, owns the index
+        self._configure(inner)
+        self.index = self._wrap(inner)
         build_tuned(self, source, train=lambda x: inner.train(x) if not inner.is_trained else None,
-                    grid=[v for v in self.grid if self._valid(v)], set_param=self._set, progress=progress)
+                    grid=[v for v in self.grid if self._valid(v)], set_param=self._set, progress=progress,
+                    train_size=n_train)
+
+    def _train_rows(self, n: int) -> int:
+        """Training rows to sample from n."""
+        return self.config.train_size
+
+    def _wrap(self, inner):
+        """The index searched and saved: the inner index behind an ``IndexIDMap2`` (row ids), unless the inner
+        index keeps ids itself (IVF)."""
+        import faiss
+
+        return faiss.IndexIDMap2(inner)
 
     def _valid(self, v) -> bool:
         return True
@@ -84,6 +95,8 @@ class _Tuned(FaissBackend):
 class HnswConfig(AnnConfig):
     M: int = 32  # graph degree
     ef_construction: int = 40
+
+    LIMITS = {**AnnConfig.LIMITS, "M": (2, 1024), "ef_construction": (1, 1_000_000)}
 
 
 @VECTOR_BACKENDS.register("hnsw", help="FAISS HNSW graph, efSearch tuned for a target recall; exact re-ranking")
@@ -168,40 +181,3 @@ class HnswBackend(_Tuned):
         b = super().copy()
         b.dead = self.dead.copy()
         return b
-
-
-@dataclass
-class IvfPqConfig(AnnConfig):
-    rerank_factor: int = 10
-    target_recall: float = 0.9
-    code_bytes: int = 0  # PQ bytes per vector; 0: dim / 8 (a 32nd of flat's float32)
-    nlist: int = 0  # inverted lists; 0: a power of two near sqrt(rows), at most training rows / 39
-    pq_points_per_centroid: int = 64  # PQ k-means sample per centroid (FAISS default 256)
-
-
-@VECTOR_BACKENDS.register("ivfpq", help="FAISS IVF + product quantization (compressed), nprobe tuned; exact re-ranking")
-class IvfPqBackend(_Tuned):
-    name = "ivfpq"
-    Config = IvfPqConfig
-    trains = True
-    param_name = "nprobe"
-    grid = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024)
-
-    def _make(self, n, n_train):
-        cfg = self.config
-        nlist = cfg.nlist or 2 ** max(0, round(math.log2(max(1.0, math.sqrt(n)))))
-        nlist = max(1, min(nlist, n_train // 39 or 1))
-        self._nlist = nlist
-        m = cfg.code_bytes or max(1, self.dim // 8)
-        while self.dim % m:  # PQ needs m to divide dim
-            m -= 1
-        nbits = max(1, min(8, int(math.log2(max(2, n_train // 39)))))  # k-means wants ~39 points per centroid
-        return f"IVF{nlist},PQ{m}x{nbits}"
-
-    def _valid(self, v):
-        return v <= getattr(self, "_nlist", 1 << 30)
-
-    def _configure(self, inner) -> None:
-        # PQ codebooks: k-means of 2**nbits centroids per sub-vector on at most 64 points per centroid (16,384 for
-        # 8 bits; FAISS' default is 256 per centroid). The PQ k-means are most of a build's time on a busy machine.
-        inner.pq.cp.max_points_per_centroid = self.config.pq_points_per_centroid

@@ -44,6 +44,9 @@ class BackendConfig:
         if unknown:
             raise ConfigError(f"unknown option(s) {', '.join(unknown)} for this vector backend; "
                               f"known: {', '.join(sorted(known))}")
+        from ...config import check_values
+
+        check_values(cls, d)  # types and the class's LIMITS: a bad value fails before anything is built
         return cls(**d)
 
     def to_dict(self) -> dict:

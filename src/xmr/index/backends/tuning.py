@@ -28,18 +28,24 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(hits)) / k if hits else 0.0
 
 
+def heldout_count(n: int, heldout: int) -> int:
+    """Held-out query vectors drawn from n rows: at most a tenth of them, none below 50 rows."""
+    return min(heldout, n // 10) if n >= 50 else 0
+
+
 def build_tuned(backend, source, *, train: Callable[[np.ndarray], None], grid: list, set_param: Callable,
-                progress: Callable[[str], None] | None = None) -> None:
-    """Train, fill and tune ``backend`` (an approximate FAISS backend) from ``source``; results go to ``backend.tuned``."""
+                progress: Callable[[str], None] | None = None, train_size: int | None = None) -> None:
+    """Train, fill and tune ``backend`` (an approximate FAISS backend) from ``source``; results go to ``backend.tuned``.
+    ``train_size``: rows to sample for training (default: the config's ``train_size``)."""
     import faiss
 
     cfg = backend.config
     say = progress or (lambda m: None)
     n = int(source.count())
     rng = np.random.default_rng(cfg.seed)
-    n_hold = min(cfg.heldout, n // 10) if n >= 50 else 0
+    n_hold = heldout_count(n, cfg.heldout)
     hold = set(rng.choice(n, n_hold, replace=False).tolist()) if n_hold else set()
-    p_train = min(1.0, cfg.train_size / max(1, n - n_hold))
+    p_train = min(1.0, (cfg.train_size if train_size is None else train_size) / max(1, n - n_hold))
     tx, hx, hid = [], [], []
     pos = 0
     for ids, vecs in source.iter_vectors(chunk=65536):  # pass 1: training sample + held-out queries
