@@ -15,7 +15,6 @@ Reports peak RSS (``ru_maxrss`` of the child process) and wall time, and the rat
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess

@@ -47,7 +47,7 @@ from video_heads import WordGRU, caption_type, tokenize  # noqa: E402
 
 from xmr.data import load_dataset  # noqa: E402
 from xmr.encoders.tiny import TinyConfig, TinyDualEncoder, TinyEncoder  # noqa: E402
-from xmr.heads.lean import (LeanTrainConfig, LinguisticAssociation, Teacher, distill_student,  # noqa: E402
+from xmr.heads.lean import (LeanTrainConfig, Teacher, distill_student,  # noqa: E402
                             train_teacher, uniform_indices)
 from xmr.heads.train import train_head  # noqa: E402
 from xmr.synth.videos import generate_videos  # noqa: E402

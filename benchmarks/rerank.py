@@ -19,7 +19,6 @@ import argparse
 import tempfile
 import time
 
-import numpy as np
 
 
 def fmt(m: dict) -> str:

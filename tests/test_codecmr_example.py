@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xmr import plugins, registries
+from xmr import plugins
 from xmr.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "xmr-codecmr"

@@ -11,7 +11,7 @@ from torch.autograd import gradcheck
 
 from xmr.encoders.tiny import PAD, TinyConfig, tokenize
 from xmr.errors import ConfigError
-from xmr.train.losses import Batch, EpochContext, LossInfo, create_loss
+from xmr.train.losses import Batch, LossInfo, create_loss
 from xmr.train.losses.coder_concepts import (build_vocabulary, caption_words, concept_index, cooccurrence_graph,
                                              multi_hot)
 from xmr.train.losses.cots import queue_infonce

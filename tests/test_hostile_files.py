@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import socket
-import stat
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from xmr.errors import ConfigError, MediaTooLargeError, ModelUnavailableError, UnreadableMediaError
+from xmr.errors import ConfigError, MediaTooLargeError, UnreadableMediaError
 from xmr.index import IndexStore, index_folder
 from xmr.index.indexer import file_sha256
 from xmr.media.image import MAX_PIXELS, load_image

@@ -14,7 +14,7 @@ import _tiny_models as tiny_models
 from xmr.errors import ConfigError, ModelUnavailableError
 from xmr.heads.textweighted import text_weighted_similarity
 from xmr.heads.ts2net import token_shift
-from xmr.heads.ts2net_vit import TS2NetViT, TS2NetViTConfig, save_ts2net_vit
+from xmr.heads.ts2net_vit import TS2NetViT, TS2NetViTConfig
 
 transformers = pytest.importorskip("transformers")
 
