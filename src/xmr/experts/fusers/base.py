@@ -119,8 +119,8 @@ def present(tokens: ItemTokens, n_sources: int):
     return onehot.any(1)
 
 
-def scores_numpy(fuser, q: np.ndarray, tokens: ItemTokens, contributions: bool = False):
-    """(B, I) float32 scores of queries ``q`` (B, dim) against items (and (B, I, S) contributions if asked)."""
+def _run_fuser(fuser, q: np.ndarray, tokens: ItemTokens, contributions: bool, weights: bool):
+    """(scores (B, I), contributions (B, I, S) or None, weights (B, I, S) or None) in eval mode, no grad."""
     import torch
 
     q = np.asarray(q, np.float32)
@@ -133,8 +133,16 @@ def scores_numpy(fuser, q: np.ndarray, tokens: ItemTokens, contributions: bool =
             Q, V = fuser.encode_queries(torch.from_numpy(q)), fuser.encode_items(tokens.torch())
             s = fuser.similarity(Q, V).numpy().astype(np.float32)
             c = fuser.contributions(Q, V).numpy().astype(np.float32) if contributions else None
+            sw = getattr(fuser, "source_weights", None) if weights else None
+            w = sw(Q, V).numpy().astype(np.float32) if sw is not None else None
     finally:
         fuser.train(was)
+    return s, c, w
+
+
+def scores_numpy(fuser, q: np.ndarray, tokens: ItemTokens, contributions: bool = False):
+    """(B, I) float32 scores of queries ``q`` (B, dim) against items (and (B, I, S) contributions if asked)."""
+    s, c, _ = _run_fuser(fuser, q, tokens, contributions, False)
     return (s, c) if contributions else s
 
 
@@ -142,23 +150,7 @@ def fuse_numpy(fuser, q: np.ndarray, tokens: ItemTokens):
     """(scores (B, I), contributions (B, I, S), weights (B, I, S) or None) of queries ``q`` against items: what the
     experts stage reports per result. ``weights`` are the fuser's ``source_weights`` (LAFF's attention, MMT's
     query-predicted weights); None for a fuser without per-source weights (``concat``)."""
-    import torch
-
-    q = np.asarray(q, np.float32)
-    if q.ndim != 2 or q.shape[1] != fuser.config.dim:
-        raise ConfigError(f"fuser {fuser.name}: queries must be (B, {fuser.config.dim}), got {q.shape}")
-    was = fuser.training
-    fuser.eval()
-    try:
-        with torch.no_grad():
-            Q, V = fuser.encode_queries(torch.from_numpy(q)), fuser.encode_items(tokens.torch())
-            s = fuser.similarity(Q, V).numpy().astype(np.float32)
-            c = fuser.contributions(Q, V).numpy().astype(np.float32)
-            sw = getattr(fuser, "source_weights", None)
-            w = sw(Q, V).numpy().astype(np.float32) if sw is not None else None
-    finally:
-        fuser.train(was)
-    return s, c, w
+    return _run_fuser(fuser, q, tokens, True, True)
 
 
 def check_compatible(fuser, dim: int, spec: str | None, carried: Sequence[str]) -> None:
