@@ -104,7 +104,7 @@ class Cached:
         remap = -np.ones(len(self.pm), int)
         remap[items] = np.arange(len(items))
         s.pm, s.pc, s.q, s.t2i = self.pm[items], self.pc[items], self.q[m], remap[self.t2i[m]]
-        s.zm, s.pmax = self.zm[items], self.pmax[items]
+        s.zm, s.pmax, s.logits = self.zm[items], self.pmax[items], self.logits[items]
         s.media = [self.media[i] for i in items]
         s._colour = None if self._colour is None else self._colour[items]
         s.texts = [t for t, k in zip(self.texts, m) if k]
