@@ -30,7 +30,9 @@ seeds built in). A variant is a dict of the options below on top of the default 
 * ``cca``: regularised CCA (Hotelling 1936; the regularised form of Vinod 1976) between caption embeddings and their
   images' centred unit features: ``A = Cqq^-1/2 U_k``, ``B = Cvv^-1/2 V_k`` from the SVD of
   ``Cqq^-1/2 Cqv Cvv^-1/2``, covariances with ``reg * mean eigenvalue`` added to the diagonal, and the joint space
-  scaled by the canonical correlations to the power ``p`` (Gong, Ke, Isard, Lazebnik, IJCV 2014, eq. 5, p = 4).
+  scaled by the canonical correlations to the power ``p`` before the cosine: the similarity of Gong, Ke, Isard,
+  Lazebnik (IJCV 2014), who use p = 4 (deviations: two views, not their three; linear features, not their
+  approximate kernel maps).
   The CCA cosine takes the weight ``cca`` (from the learned maps' ``a`` and ``b`` if these are set to 0).
   ``cca_reg=None``: PLS instead (Wegelin 2000, "PLS-SVD": the SVD of the cross-covariance, no whitening).
 * ``nce``: the learned part ``a cos(t, v) + b cos(q, u)`` of the score fine-tuned from the ridge solution with the
