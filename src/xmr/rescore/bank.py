@@ -148,6 +148,72 @@ class QueryBank:
         return f"QueryBank({self.num_queries} queries x {self.num_items} items, {self.info.get('source')})"
 
 
+class GalleryBlockBank(QueryBank):
+    """A querybank whose (B, G) scores ``T @ V.T`` are computed one block of gallery COLUMNS at a time (``T`` (B, d)
+    bank embeddings in memory, ``V`` streamed): for an index too large to hold, peak extra memory is about
+    ``B x cols x 12`` bytes plus one block of item vectors, never G x d. The statistics equal :class:`QueryBank`'s
+    (per-column log-sum-exp and top-k means are complete within a block; each bank row's top-k for the activation set
+    is merged across blocks, ties to the lower column as in :meth:`QueryBank.activation`).
+
+    ``blocks``: ``() -> iterator of (g_i, d) float arrays``, in column order, re-iterable, ``sum(g_i) == num_items``.
+    """
+
+    def __init__(self, text_emb, blocks, num_items: int, info: dict | None = None, cols: int | None = None):
+        t = np.ascontiguousarray(text_emb, dtype=np.float32)
+        if t.ndim != 2:
+            raise ConfigError(f"bank embeddings must be (B, d), got {t.shape}")
+        super().__init__(None, t.shape[0], num_items, {"source": "embeddings", **(info or {})})
+        self._t, self._blocks = t, blocks
+        self._cols = cols if cols is not None else max(1, DEFAULT_CHUNK_ELEMENTS // max(1, t.shape[0]))
+
+    def _scores(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first column, (B, g) float32 scores) per block of at most ``cols`` columns."""
+        g0 = 0
+        for block in self._blocks():
+            v = np.asarray(block, np.float32)
+            if v.ndim != 2 or v.shape[1] != self._t.shape[1]:
+                raise ConfigError(f"gallery block has shape {v.shape}, expected (n, {self._t.shape[1]})")
+            for a in range(0, len(v), self._cols):
+                part = np.ascontiguousarray(v[a : a + self._cols].T)
+                yield g0 + a, self._t @ part
+            g0 += len(v)
+        if g0 != self.num_items:
+            raise ConfigError(f"the gallery yielded {g0} items, expected {self.num_items}")
+
+    def _pass(self, todo: list[Request]) -> dict[Request, np.ndarray]:
+        g, b = self.num_items, self.num_queries
+        out: dict[Request, np.ndarray] = {}
+        for r in todo:
+            if r[0] in ("lse", "topk_mean"):
+                out[r] = np.zeros(g)
+        ks = sorted({int(r[1]) for r in todo if r[0] == "active"})
+        top = {k: (np.full((b, 0), -np.inf, np.float32), np.zeros((b, 0), np.int64)) for k in ks}  # per row
+        for c0, s in self._scores():
+            n = s.shape[1]
+            s64 = s.astype(np.float64)
+            for r in todo:
+                if r[0] == "lse":
+                    x = s64 * r[1]
+                    m = x.max(axis=0)
+                    out[r][c0 : c0 + n] = m + np.log(np.exp(x - m).sum(axis=0))
+                elif r[0] == "topk_mean":
+                    k = int(r[1])
+                    out[r][c0 : c0 + n] = -np.partition(-s64, k - 1, axis=0)[:k].mean(axis=0)
+            for k in ks:
+                kk = min(k, n)
+                idx = _row_topk(s, kk)  # (B, kk) block columns, ties to the lower one
+                vals = np.take_along_axis(s, idx, 1)
+                pv, pc = top[k]
+                allv, allc = np.concatenate([pv, vals], 1), np.concatenate([pc, idx + c0], 1)
+                order = np.argsort(-allv, axis=1, kind="stable")[:, :k]  # earlier (lower) columns first on ties
+                top[k] = (np.take_along_axis(allv, order, 1), np.take_along_axis(allc, order, 1))
+        for k in ks:
+            mask = np.zeros(g, dtype=bool)
+            mask[top[k][1].ravel()] = True
+            out[("active", k)] = mask
+        return out
+
+
 def _chunk_rows(chunk: int | None, num_items: int) -> int:
     if chunk is None:
         return max(1, DEFAULT_CHUNK_ELEMENTS // max(1, num_items))
@@ -189,12 +255,22 @@ def read_bank_texts(source: str) -> tuple[list[str], dict]:
     * A dataset spec (``coco:DIR``, ``karpathy:FILE``, ``x.jsonl``, ...) gives the captions of its training split:
       the split named in the spec (``coco:DIR:train2017``), or else every split whose name contains ``train``
       (ConfigError if there is none: name the split).
+    * A bundled querybank (``xmr/assets/querybanks/NAME.txt``), by ``NAME`` or by the path of that file.
     * Anything else that is an existing file is read as UTF-8 text, one query per non-empty line.
 
-    Returns ``(texts, info)`` with ``info = {"source", "kind": "dataset"|"file", "split"?, "size"}``.
+    Returns ``(texts, info)`` with ``info = {"source", "kind": "dataset"|"bundled"|"file", "split"?, "bundled"?,
+    "size"}``.
     """
     from ..data import load_dataset, parse_dataset_spec
+    from ..paths import bundled_querybank
 
+    bundled = bundled_querybank(source)
+    if bundled is not None:  # a bundled bank, by name or by the path of its file: the same bank either way
+        name, path = bundled
+        with open(path, encoding="utf-8") as f:
+            texts = [ln.strip() for ln in f if ln.strip()]
+        return texts, {"source": name, "kind": "bundled", "bundled": name, "file": f"xmr/assets/querybanks/{path.name}",
+                       "size": len(texts)}
     try:
         parse_dataset_spec(source)
         is_dataset = True
@@ -234,12 +310,28 @@ def _spec_split(spec: str) -> str | None:
     return None
 
 
+def encode_bank_texts(encoder, texts: Sequence[str], info: dict, show_progress: bool | None = None
+                      ) -> tuple[np.ndarray, dict]:
+    """A querybank's text embeddings through ``encoder.encode_bank_texts`` (:class:`xmr.encoders.Encoder`); an
+    object that only has ``encode_text`` (a plugin's or a test's duck-typed encoder) encodes them."""
+    own = getattr(encoder, "encode_bank_texts", None)
+    if own is not None:
+        return own(list(texts), info, show_progress=show_progress)
+    return encoder.encode_text(list(texts), show_progress=show_progress), {"embeddings": "encoded"}
+
+
+def bank_embedding_key(encoder, info: dict) -> str:
+    own = getattr(encoder, "bank_embedding_key", None)
+    return own(info) if own is not None else "encode_text"
+
+
 def querybank_from_texts(encoder, texts: Sequence[str], gallery_emb: np.ndarray, *, info: dict | None = None,
                          chunk: int | None = None, show_progress: bool | None = None) -> QueryBank:
-    """Encode ``texts`` with ``encoder`` and build a :class:`QueryBank` against ``gallery_emb`` (G, d).
+    """Encode ``texts`` with ``encoder`` (:meth:`~xmr.encoders.base.Encoder.encode_bank_texts`: a bundled bank's
+    shipped embeddings where the model has them) and build a :class:`QueryBank` against ``gallery_emb`` (G, d).
     Cost: encoding B texts, then a B x G matrix product done ``chunk`` rows at a time."""
-    emb = encoder.encode_text(list(texts), show_progress=show_progress)
-    return QueryBank.from_embeddings(emb, gallery_emb, chunk=chunk, info=info)
+    emb, how = encode_bank_texts(encoder, list(texts), dict(info or {}), show_progress=show_progress)
+    return QueryBank.from_embeddings(emb, gallery_emb, chunk=chunk, info={**(info or {}), **how})
 
 
 def querybank_from_source(source: str, encoder, gallery_emb: np.ndarray, *, test_texts: Sequence[str] = (),
