@@ -126,7 +126,8 @@ def run(args) -> int:
                            batch_size=args.batch_size, show_progress=progress_flag(args),
                            include_hidden=args.include_hidden, video=video, experts=experts,
                            manifests=manifests)
-    warm = warm_querybank(path, spec, made[0] if made else None, args.device)
+    changed = rep.added or rep.updated or rep.removed  # an unchanged index keeps the statistics of its generation
+    warm = warm_querybank(path, spec, made[0] if made else None, args.device) if changed or made else None
     if args.json:
         print_json({"index": path, "model": spec, **rep.to_dict(), "querybank": warm})
         return 0
