@@ -293,7 +293,7 @@ def test_which_presets_recommend_qbnorm():
     from xmr.encoders.concept import CONCEPT_PRESETS, ConceptConfig
     from xmr.errors import ConfigError
 
-    assert [n for n in CONCEPT_PRESETS.names() if CONCEPT_PRESETS.get(n).rescore] == ["default", "adapter1"]
+    assert [n for n in CONCEPT_PRESETS.names() if CONCEPT_PRESETS.get(n).rescore] == ["adapter1", "default"]
     assert CONCEPT_PRESETS.get("default").querybank == BANK
     with pytest.raises(ConfigError, match="go together"):
         ConceptConfig(rescore="qbnorm")
