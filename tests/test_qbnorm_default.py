@@ -299,3 +299,27 @@ def test_which_presets_recommend_qbnorm():
         ConceptConfig(rescore="qbnorm")
     with pytest.raises(ConfigError, match="'' \\(none\\) or 'qbnorm'"):
         ConceptConfig(rescore="dsl", querybank=BANK)
+
+
+def test_serve_applies_the_model_default_to_text_not_images(indexed, capsys, concept_encoder):
+    pytest.importorskip("fastapi", reason="xmr serve needs the serve extra: pip install -e '.[serve]'")
+    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+    from fastapi.testclient import TestClient
+
+    from xmr.retrieval import SearchOptions
+    from xmr.serve import create_app
+
+    photos, idx, _ = indexed
+    cli, _ = _search(capsys, idx, "a rocket launch", "--k", "5")
+    c = TestClient(create_app(idx, encoder=concept_encoder), base_url="http://127.0.0.1")
+    d = c.get("/api/search", params={"q": "a rocket launch", "k": 5}).json()
+    st = _rescore_stage(d)
+    assert st["origin"] == "model default" and st["applied"] is True and st["summary"] == LABEL
+    assert [(r["id"], round(r["score"], 5)) for r in d["results"]] == [
+        (r["id"], round(r["score"], 5)) for r in cli["results"]]
+    img = c.post("/api/search/image", params={"k": 3}, files={"file": ("q.png", (photos / "rocket.jpg").read_bytes(),
+                                                                       "image/jpeg")}).json()
+    assert _rescore_stage(img)["applied"] is False and img["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    off = TestClient(create_app(idx, encoder=concept_encoder, options=SearchOptions(rescore=())),
+                     base_url="http://127.0.0.1").get("/api/search", params={"q": "a rocket launch", "k": 5}).json()
+    assert not any(s["stage"] == "rescore" for s in off["stages"])
