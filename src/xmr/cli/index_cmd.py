@@ -159,11 +159,15 @@ def _import(args, backend) -> int:
     spec = absolute_spec(args.model) if args.model else None
     say = (lambda m: print(m, file=sys.stderr)) if progress_flag(args) is not False else None
     rep = import_embeddings(args.from_embeddings, index_path(args), spec=spec, backend=backend, progress=say)
+    warm = warm_querybank(index_path(args), rep["model"], None, args.device) if rep["rows"] else None
     if args.json:
-        print_json(rep)
+        print_json({**rep, "querybank": warm})
         return 0
     print(f"imported {rep['rows']} vectors from {rep['shards']} shard(s) of {rep['from']} into {rep['index']} "
           f"(model {rep['model']!r}); index holds {rep['items']} items")
+    if warm is not None:
+        print(f"  text searches re-scored by {warm['label']}: bank statistics over {warm['items']} items "
+              f"computed ({warm['seconds']:.1f} s)")
     if rep["normalised"]:
         print(f"  {rep['normalised']} vectors were not unit length and were L2-normalised")
     _print_backend(index_path(args))

@@ -156,6 +156,8 @@ class GalleryBlockBank(QueryBank):
     is merged across blocks, ties to the lower column as in :meth:`QueryBank.activation`).
 
     ``blocks``: ``() -> iterator of (g_i, d) float arrays``, in column order, re-iterable, ``sum(g_i) == num_items``.
+    After a pass, ``row_top[k]`` holds each bank row's top-k ``(scores (B, k), columns (B, k))`` (what an incremental
+    update of the activation set needs, :mod:`xmr.retrieval.querybank`).
     """
 
     def __init__(self, text_emb, blocks, num_items: int, info: dict | None = None, cols: int | None = None):
@@ -163,32 +165,33 @@ class GalleryBlockBank(QueryBank):
         if t.ndim != 2:
             raise ConfigError(f"bank embeddings must be (B, d), got {t.shape}")
         super().__init__(None, t.shape[0], num_items, {"source": "embeddings", **(info or {})})
-        self._t, self._blocks = t, blocks
-        self._cols = cols if cols is not None else max(1, DEFAULT_CHUNK_ELEMENTS // max(1, t.shape[0]))
-
-    def _scores(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(first column, (B, g) float32 scores) per block of at most ``cols`` columns."""
-        g0 = 0
-        for block in self._blocks():
-            v = np.asarray(block, np.float32)
-            if v.ndim != 2 or v.shape[1] != self._t.shape[1]:
-                raise ConfigError(f"gallery block has shape {v.shape}, expected (n, {self._t.shape[1]})")
-            for a in range(0, len(v), self._cols):
-                part = np.ascontiguousarray(v[a : a + self._cols].T)
-                yield g0 + a, self._t @ part
-            g0 += len(v)
-        if g0 != self.num_items:
-            raise ConfigError(f"the gallery yielded {g0} items, expected {self.num_items}")
+        self._t, self._blocks, self._ncols = t, blocks, cols
+        self.row_top: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _pass(self, todo: list[Request]) -> dict[Request, np.ndarray]:
-        g, b = self.num_items, self.num_queries
-        out: dict[Request, np.ndarray] = {}
-        for r in todo:
-            if r[0] in ("lse", "topk_mean"):
-                out[r] = np.zeros(g)
-        ks = sorted({int(r[1]) for r in todo if r[0] == "active"})
-        top = {k: (np.full((b, 0), -np.inf, np.float32), np.zeros((b, 0), np.int64)) for k in ks}  # per row
-        for c0, s in self._scores():
+        out, self.row_top = block_stats(self._t, self._blocks(), todo, self.num_items, self._ncols)
+        return out
+
+
+def block_stats(t: np.ndarray, blocks, todo: Sequence[Request], num_items: int, cols: int | None = None
+                ) -> tuple[dict[Request, np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """One pass of :class:`GalleryBlockBank`: ``t`` (B, d) against the gallery ``blocks`` (an iterable of (g_i, d)
+    arrays in column order). Returns the requested statistics (``active``: the union of every row's top-k) and each
+    row's top-k ``(scores, columns)`` per k."""
+    t = np.ascontiguousarray(t, dtype=np.float32)
+    b = t.shape[0]
+    step = cols if cols is not None else max(1, DEFAULT_CHUNK_ELEMENTS // max(1, b))
+    out: dict[Request, np.ndarray] = {r: np.zeros(num_items) for r in todo if r[0] in ("lse", "topk_mean")}
+    ks = sorted({int(r[1]) for r in todo if r[0] == "active"})
+    top = {k: (np.full((b, 0), -np.inf, np.float32), np.zeros((b, 0), np.int64)) for k in ks}  # per row
+    g0 = 0
+    for block in blocks:
+        v = np.asarray(block, np.float32)
+        if v.ndim != 2 or v.shape[1] != t.shape[1]:
+            raise ConfigError(f"gallery block has shape {v.shape}, expected (n, {t.shape[1]})")
+        for a in range(0, len(v), step):
+            c0 = g0 + a
+            s = t @ np.ascontiguousarray(v[a : a + step].T)  # (B, n) float32
             n = s.shape[1]
             s64 = s.astype(np.float64)
             for r in todo:
@@ -200,18 +203,25 @@ class GalleryBlockBank(QueryBank):
                     k = int(r[1])
                     out[r][c0 : c0 + n] = -np.partition(-s64, k - 1, axis=0)[:k].mean(axis=0)
             for k in ks:
-                kk = min(k, n)
-                idx = _row_topk(s, kk)  # (B, kk) block columns, ties to the lower one
-                vals = np.take_along_axis(s, idx, 1)
-                pv, pc = top[k]
-                allv, allc = np.concatenate([pv, vals], 1), np.concatenate([pc, idx + c0], 1)
-                order = np.argsort(-allv, axis=1, kind="stable")[:, :k]  # earlier (lower) columns first on ties
-                top[k] = (np.take_along_axis(allv, order, 1), np.take_along_axis(allc, order, 1))
-        for k in ks:
-            mask = np.zeros(g, dtype=bool)
-            mask[top[k][1].ravel()] = True
-            out[("active", k)] = mask
-        return out
+                idx = _row_topk(s, min(k, n))  # (B, kk) block columns, ties to the lower one
+                top[k] = merge_row_top(top[k], (np.take_along_axis(s, idx, 1), idx + c0), k)
+        g0 += len(v)
+    if g0 != num_items:
+        raise ConfigError(f"the gallery yielded {g0} items, expected {num_items}")
+    for k in ks:
+        mask = np.zeros(num_items, dtype=bool)
+        mask[top[k][1].ravel()] = True
+        out[("active", k)] = mask
+    return out, top
+
+
+def merge_row_top(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], k: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top-``k`` of two candidate sets ``(scores (B, ka), columns (B, ka))``: by decreasing score, ties to
+    the lower column."""
+    v, c = np.concatenate([a[0], b[0]], 1), np.concatenate([a[1], b[1]], 1)
+    order = np.lexsort((c, -v.astype(np.float64)), axis=1)[:, :k]
+    return np.take_along_axis(v, order, 1), np.take_along_axis(c, order, 1)
 
 
 def _chunk_rows(chunk: int | None, num_items: int) -> int:

@@ -6,8 +6,10 @@ change pays nothing.
 
 Cost of a (re)computation: the bank's text embeddings (a bundled bank's are shipped for ``concept``:
 :meth:`xmr.encoders.Encoder.encode_bank_texts`) and a B x G product streamed over blocks of item vectors
-(:class:`xmr.rescore.bank.GalleryBlockBank`): memory stays at about B x 1,700 x 12 bytes (100 MB for B = 5,000)
-plus one block of vectors, whatever G is; time grows as B x G x d.
+(:func:`xmr.rescore.bank.block_stats`): memory stays at about B x 1,700 x 12 bytes (100 MB for B = 5,000) plus one
+block of vectors, whatever G is; time grows as B x G x d. A new generation of an index already scored is updated
+from the last one's statistics (:mod:`.querybank_update`): B x (new or re-encoded items), plus the bank rows whose
+top item was removed.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..rescore.bank import (GalleryBlockBank, QueryBank, bank_embedding_key, encode_bank_texts, read_bank_texts)
+from ..rescore.bank import QueryBank, bank_embedding_key, encode_bank_texts, read_bank_texts
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +30,24 @@ log = logging.getLogger(__name__)
 BLOCK_ITEMS = 4096
 
 
-def _index_ids(reader) -> tuple[np.ndarray, str]:
-    """The item ids (ascending) and a digest of their vectors: a rebuilt index at the same path, generation and ids
-    but with other vectors must not find the old statistics (BLAKE2b over the float32 bytes, ~1 GB/s)."""
-    h = hashlib.blake2b(digest_size=16)
-    ids = []
+def _index_ids(reader) -> tuple[np.ndarray, str, np.ndarray]:
+    """The item ids (ascending), a digest of their vectors and each vector's signature
+    (:func:`~xmr.retrieval.querybank_update.vector_signature`: two float64 projections, which items an update
+    re-encoded). The digest hashes the ids and the signatures rounded to float32: a rebuilt index at the same path,
+    generation and ids but with other vectors does not find the old statistics, and the scan costs one (G, d) x (d, 2)
+    product instead of hashing G x d floats."""
+    from .querybank_update import vector_signature
+
+    ids, sigs = [], []
     for i, v in (reader.iter_vectors(BLOCK_ITEMS) if reader.count() else ()):
         ids.append(np.asarray(i, np.int64))
-        h.update(np.ascontiguousarray(v, np.float32).tobytes())
-    return (np.concatenate(ids) if ids else np.zeros(0, np.int64)), h.hexdigest()
+        sigs.append(vector_signature(v))
+    if not ids:
+        return np.zeros(0, np.int64), "", np.zeros((0, 2))
+    ids, sig = np.concatenate(ids), np.concatenate(sigs)
+    h = hashlib.blake2b(ids.tobytes(), digest_size=16)
+    h.update(sig.astype(np.float32).tobytes())
+    return ids, h.hexdigest(), sig
 
 
 class _CachedBank(QueryBank):
@@ -70,9 +81,10 @@ class _CachedBank(QueryBank):
     def _pass(self, todo):
         if self._inner is None:
             self._inner = self._build()
-            self.info.update({k: v for k, v in self._inner.info.items() if k not in self.info})
         self.computed = True
-        return self._inner.compute(todo)
+        out = self._inner.compute(todo)
+        self.info.update({k: v for k, v in self._inner.info.items() if k not in self.info or k == "update"})
+        return out
 
     def compute(self, requests):
         missing = [r for r in requests if r not in self._cache]
@@ -93,24 +105,27 @@ def index_querybank(reader, encoder, source: str, *, use_cache: bool = True, sho
     from ..paths import cache_dir
 
     texts, info = read_bank_texts(source)
-    ids, vec_digest = _index_ids(reader)
+    ids, vec_digest, sig = _index_ids(reader)
     if ids.size == 0:
         raise ConfigError("the index is empty; nothing to build a querybank against")
     where = str(Path(reader.path).resolve()) if Path(str(reader.path)).is_dir() else str(reader.path)
-    key = hashlib.sha256(json.dumps({"texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
-                                     "model": encoder.spec, "embeddings": bank_embedding_key(encoder, info),
-                                     "index": where, "generation": reader.generation,
+    lineage = {"texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(), "model": encoder.spec,
+               "embeddings": bank_embedding_key(encoder, info), "index": where}
+    key = hashlib.sha256(json.dumps({**lineage, "generation": reader.generation,
                                      "ids": hashlib.sha256(ids.tobytes()).hexdigest(), "vectors": vec_digest},
                                     sort_keys=True).encode()).hexdigest()[:20]
+    state = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()[:20]
     info = {**info, "against": "index", "index_items": int(len(ids))}
 
     def build() -> QueryBank:
+        from .querybank_update import IndexBank
+
         t0 = time.perf_counter()
         emb, how = encode_bank_texts(encoder, texts, info, show_progress=show_progress)
         log.info("querybank %s: %d texts (%s) scored against %d index items", info["source"], len(texts),
                  how.get("embeddings"), len(ids))
-        bank = GalleryBlockBank(emb, lambda: (v for _, v in reader.iter_vectors(BLOCK_ITEMS)), len(ids),
-                                {**info, **how})
+        bank = IndexBank(emb, reader, ids, sig, cache_dir("querybank", "state", f"{state}.npz") if use_cache else None,
+                         {**info, **how})
         bank.info["embed_seconds"] = round(time.perf_counter() - t0, 3)
         return bank
 
@@ -130,7 +145,7 @@ def warm_querybank(reader, encoder, names, params: dict, source: str) -> dict:
     build_pipeline(list(names), params, bank).prepare()
     return {"bank": source, "size": bank.num_queries, "items": int(len(ids)), "generation": reader.generation,
             "computed": bool(getattr(bank, "computed", True)), "seconds": round(time.perf_counter() - t0, 3),
-            "embeddings": bank.info.get("embeddings")}
+            "embeddings": bank.info.get("embeddings"), "update": bank.info.get("update")}
 
 
 def warm_model_querybank(reader, encoder) -> dict | None:
