@@ -5,7 +5,7 @@ B x G scores streamed over item blocks) and warm (statistics loaded from the cac
 it.
 
     # a synthetic index of N concept-width vectors (imported through xmr index --from-embeddings --model concept)
-    python benchmarks/querybank_warmup.py --synthetic 100000
+    python benchmarks/querybank_warmup.py --synthetic 100000          # then --add 100 more: the incremental update
     # an existing concept index (e.g. xmr index ../shared/data/coco-mini/val2017 --index /tmp/coco-idx)
     python benchmarks/querybank_warmup.py --index /tmp/coco-idx
 
@@ -25,7 +25,21 @@ import tracemalloc
 from pathlib import Path
 
 
-def _synthetic(folder: Path, n: int, dim: int, seed: int = 0, shard: int = 25_000) -> None:
+def _import(emb: Path, index: str) -> dict:
+    """`xmr index --from-embeddings EMB --model concept --json`: wall seconds and its querybank report."""
+    import contextlib
+    import io
+
+    from xmr.cli import main as xmr
+
+    buf = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(buf):
+        xmr(["-q", "index", "--from-embeddings", str(emb), "--model", "concept", "--index", index, "--json"])
+    return {"seconds": round(time.perf_counter() - t0, 1), "querybank": json.loads(buf.getvalue())["querybank"]}
+
+
+def _synthetic(folder: Path, n: int, dim: int, seed: int = 0, shard: int = 25_000, start: int = 0) -> None:
     import numpy as np
     import pandas as pd
 
@@ -39,7 +53,7 @@ def _synthetic(folder: Path, n: int, dim: int, seed: int = 0, shard: int = 25_00
         np.put_along_axis(v, hot, rng.uniform(0.2, 1.0, size=(m, 8)).astype(np.float32), axis=1)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         np.save(folder / "img_emb" / f"img_emb_{s}.npy", v.astype(np.float16))
-        pd.DataFrame({"image_path": [f"synthetic/{a + i:07d}.jpg" for i in range(m)]}).to_parquet(
+        pd.DataFrame({"image_path": [f"synthetic/{start + a + i:07d}.jpg" for i in range(m)]}).to_parquet(
             folder / "metadata" / f"metadata_{s}.parquet")
 
 
@@ -79,6 +93,8 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=None, metavar="N", help="build an index of N synthetic vectors")
     ap.add_argument("--index", default=None, help="an existing index built with concept")
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--add", type=int, default=100, help="then import this many more synthetic vectors (the "
+                    "incremental update of the statistics; 0: skip)")
     args = ap.parse_args()
     if (args.synthetic is None) == (args.index is None):
         raise SystemExit("give --synthetic N or --index PATH")
@@ -95,18 +111,18 @@ def main() -> None:
         out: dict = {"cpus": os.cpu_count(), "omp_threads": os.environ.get("OMP_NUM_THREADS")}
         index = args.index
         if args.synthetic is not None:
-            from xmr.cli import main as xmr
-
             emb = tmp / "emb"
             t0 = time.perf_counter()
             _synthetic(emb, args.synthetic, 2384)
             out["synthesis_s"] = round(time.perf_counter() - t0, 1)
             index = str(tmp / "index")
-            t0 = time.perf_counter()
-            xmr(["-q", "index", "--from-embeddings", str(emb), "--model", "concept", "--index", index])
-            out["import_with_warmup_s"] = round(time.perf_counter() - t0, 1)
+            out["import_with_warmup"] = _import(emb, index)
             shutil.rmtree(cache / "querybank", ignore_errors=True)  # timed again below, alone
         out.update(_warm(index))
+        if args.synthetic is not None and args.add:
+            more = tmp / "more"
+            _synthetic(more, args.add, 2384, seed=1, start=args.synthetic)
+            out[f"add_{args.add}_with_warmup"] = _import(more, index)  # the next generation: incremental update
         out["load_avg"] = [round(x, 1) for x in os.getloadavg()]
     finally:
         if real_cache is None:
