@@ -103,7 +103,8 @@ class Detectors:
         self.seg = s.selfie_segmentation.SelfieSegmentation(model_selection=0)
         cfg = text_format.Parse(
             'input_stream: "image" output_stream: "detections" '
-            'node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream: "DETECTIONS:detections" }',
+            'node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" '
+            'output_stream: "DETECTIONS:detections" }',
             calculator_pb2.CalculatorGraphConfig())
         self.persons = SolutionBase(graph_config=cfg, outputs=["detections"])
         self.ms = {k: 0.0 for k in ("faces_whole", "faces_tiles", "persons", "pose", "seg")}
@@ -225,16 +226,110 @@ _MANY = (r"\b(three|four|five|six|several|many|group|crowd|team|people|men|women
 
 
 def caption_counts(texts: list[str]) -> np.ndarray:
-    """(N, 4) one-hot of the number of people a caption mentions: none / one / two / three or more (regex rules on
-    lower-cased words; "two" counts as two whatever it qualifies, a plural person word as three or more)."""
+    """(N, 4) one-hot of the number of people a caption mentions: none / one / two / three or more. Regex rules on
+    lower-cased words, in this order: "two" / "couple" / "pair" / "both" -> two (whatever it qualifies: "two dogs"
+    too); else a plural person word or a number from three up -> 3+; else two singular person words ("a man and a
+    woman") -> two; one -> one."""
     import re
 
     out = np.zeros((len(texts), 4))
     for i, t in enumerate(texts):
         t = t.lower()
-        k = 3 if re.search(_MANY, t) else 2 if re.search(_TWO, t) else 1 if re.search(_ONE, t) else 0
+        ones = len(re.findall(_ONE, t))
+        k = 2 if re.search(_TWO, t) else 3 if re.search(_MANY, t) else min(ones, 2)
         out[i, k] = 1.0
     return out
+
+
+# ------------------------------------------------------------------------------------------ probe (numpy only)
+def _auc(s: np.ndarray, y: np.ndarray) -> float:
+    o = np.argsort(s, kind="stable")
+    r = np.empty(len(s))
+    r[o] = np.arange(1, len(s) + 1)
+    n1 = y.sum()
+    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1)))
+
+
+def probe(cache: str, seeds: int = 3) -> None:
+    """What the detectors know that the logits do not: (1) how their counts agree with the number of people the
+    image's captions mention (majority of :func:`caption_counts` over its captions); (2) a ridge probe (fit on one
+    half of the images, AUC on the other; 3 seeds x both halves) for "people in the photo" and "two or more people",
+    from the adapter's logit features, from :func:`people_block`, and from both."""
+    d = np.load(cache)
+    raw = np.load(Path(cache).with_suffix(".people.npy"))
+    t2i = np.asarray(d["text_to_item"])
+    votes = np.zeros((len(raw), 4))
+    np.add.at(votes, t2i, caption_counts([str(t) for t in d["texts"]]))
+    cls = votes.argmax(1)
+    print(f"{cache}: images whose captions mention none / one / two / 3+ people: {np.bincount(cls, minlength=4)}")
+    for col in ("faces_whole", "faces_merged", "persons", "pose"):
+        det = np.minimum(raw[:, COL[col]].astype(int), 3)
+        print(f"  {col:13s} fires on {(det > 0)[cls > 0].mean():.2f} of people photos, {(det > 0)[cls == 0].mean():.2f}"
+              f" of the others; count class = caption class on {np.mean(det == cls):.2f}")
+    z = d["logits"][:, 1:].mean(1)
+    z = z - z.mean(1, keepdims=True)
+    z = z / (z.std(1, keepdims=True) * np.sqrt(z.shape[1]))
+    P = people_block(raw)
+    for tname, y in (("people", cls > 0), ("2+ people", cls >= 2)):
+        y = y.astype(int)
+        for fname, X in (("logits", z), ("detectors", P), ("logits + detectors", np.hstack([z, P]))):
+            X1 = np.hstack([X, np.ones((len(X), 1))])
+            res = []
+            for seed in range(seeds):
+                perm = np.random.default_rng(seed).permutation(len(y))
+                h = [perm[: len(y) // 2], perm[len(y) // 2:]]
+                for a in (0, 1):
+                    tr, te = h[a], h[1 - a]
+                    res.append([_auc(X1[te] @ np.linalg.solve(X1[tr].T @ X1[tr] + lam * np.eye(X1.shape[1]),
+                                                              X1[tr].T @ (y[tr] - 0.5)), y[te]) for lam in (0.1, 1.0)])
+            m, sd = np.mean(res, 0), np.std(res, 0)
+            print(f"  probe {tname:9s} from {fname:18s} AUC at ridge 0.1 / 1: {m[0]:.3f} ± {sd[0]:.3f} / "
+                  f"{m[1]:.3f} ± {sd[1]:.3f}")
+
+
+def paired(flickr: str, coco: str, weights=(0.25, 0.5), seeds: int = 3) -> None:
+    """Run-by-run differences (people extra at each weight minus the default recipe) under ablation2's halves and
+    folds protocols, and halves t2i R@1 / R@10 by how many people the caption mentions (main venv: needs xmr)."""
+    import concept_rounds as cr
+    from concept_quality import Cached, _metrics
+
+    from xmr.encoders.concept import ConceptConfig, ConceptEncoder
+
+    enc = ConceptEncoder(ConceptConfig())
+    ce = enc.class_emb
+    F, C = Cached(flickr, enc), Cached(coco, enc)
+    F.people, C.people
+    base = cr.protocols(cr._DEFAULT, F, C, ce, _metrics, seeds=seeds)
+    for w in weights:
+        res = cr.protocols(dict(cr._DEFAULT, people=w), F, C, ce, _metrics, seeds=seeds)
+        for prot, dirs in (("halves", ("t2i", "i2t")), ("folds", ("t2i",))):
+            for d in dirs:
+                cells = []
+                for k in ("R@1", "R@5", "R@10"):
+                    diff = np.array([x[d][k] - y[d][k] for x, y in zip(res[prot], base[prot])])
+                    cells.append(f"{k} {diff.mean():+.1f} ± {diff.std():.1f} ({(diff > 0).sum()}/{len(diff)} up)")
+                print(f"people {w} minus default, {prot} {d}: " + "; ".join(cells), flush=True)
+    # halves, t2i by caption class: rank of the right photo under both recipes
+    n = len(F.pm)
+    ranks = {k: [] for k in ("default", "people")}
+    classes = []
+    for seed in range(seeds):
+        perm = np.random.default_rng(seed).permutation(n)
+        halves = [np.sort(perm[: n // 2]), np.sort(perm[n // 2:])]
+        for h in (0, 1):
+            A, B = F.subset(halves[h]), F.subset(halves[1 - h])
+            classes.append(caption_counts(B.texts).argmax(1))
+            for k, r in (("default", cr._DEFAULT), ("people", dict(cr._DEFAULT, people=weights[-1]))):
+                s = cr.Recipe(r, [A, C], ce).sims(B)
+                right = s[np.arange(len(s)), B.t2i]
+                ranks[k].append((s > right[:, None]).sum(1))  # optimistic ties are negligible with float scores
+    cls = np.concatenate(classes)
+    for c, name in enumerate(("no people", "one person", "two", "3+ / plural")):
+        m = cls == c
+        cells = [f"{k} R@1 {100 * np.mean(np.concatenate(ranks[k])[m] < 1):.1f} "
+                 f"R@10 {100 * np.mean(np.concatenate(ranks[k])[m] < 10):.1f}" for k in ranks]
+        print(f"halves t2i, captions mentioning {name} ({m.sum() // (2 * seeds)} per run): " + " | ".join(cells)
+              + f"  (people weight {weights[-1]})")
 
 
 def main() -> None:
@@ -244,9 +339,20 @@ def main() -> None:
     e.add_argument("cache")
     e.add_argument("--out", default=None)
     e.add_argument("--limit", type=int, default=None)
+    pr = sub.add_parser("probe", help="detector counts vs captions, and a ridge probe against the logits (numpy only)")
+    pr.add_argument("caches", nargs="+")
+    pa = sub.add_parser("paired", help="people extra minus default, run by run, and by caption class (main venv)")
+    pa.add_argument("--flickr", required=True)
+    pa.add_argument("--coco", required=True)
+    pa.add_argument("--weights", type=float, nargs="+", default=[0.25, 0.5])
     args = ap.parse_args()
     if args.cmd == "extract":
         extract(args.cache, args.out, args.limit)
+    elif args.cmd == "probe":
+        for c in args.caches:
+            probe(c)
+    else:
+        paired(args.flickr, args.coco, tuple(args.weights))
 
 
 if __name__ == "__main__":

@@ -266,7 +266,7 @@ def ablation2(args) -> None:
     F, C = Cached(args.flickr, enc), Cached(args.coco, enc)
     F.colour, C.colour  # computed once (and saved next to the caches) before the sets are split
     rows = cr.ROWS if not args.only else [r for r in cr.ROWS if any(o in r[0] for o in args.only)]
-    if any(r and (r.get("people") or r.get("tcount")) for _, r, _ in rows):
+    if any(r and (r.get("people") or r.get("pterm") or r.get("tcount")) for _, r, _ in rows):
         F.people, C.people  # loaded before the sets are split
     print(f"check: generic recipe vs the shipped ConceptAdapter, max |diff| = {cr.check_shipped_code(F, C, ce):.2e}")
     print(f"\n### recipes (EfficientNet-Lite0, multi-crop)\n{cr.HEAD}")
