@@ -31,6 +31,9 @@ Per image (RGB, full resolution as decoded by PIL), four detectors:
   of the shoulder-hip distance (clipped to +-3; a posture: standing, sitting, arms up), and their visibilities;
 * selfie segmentation (general model): mean mask, fraction of pixels > 0.5 in the whole image and in a 3 x 3 grid.
 
+``litert MODULES_DIR`` runs the same tflite files without mediapipe, through ``ai-edge-litert``'s interpreter (any
+venv with numpy 2 and ai-edge-litert): the adoption route, if there were a gain to adopt.
+
 :func:`people_block` turns these raw columns into the block that the adapter appends to its image features (counts
 one-hot 0 / 1 / 2 / 3+, area fractions as square roots, each part scaled to about unit norm).
 """
@@ -332,6 +335,33 @@ def paired(flickr: str, coco: str, weights=(0.25, 0.5), seeds: int = 3) -> None:
               + f"  (people weight {weights[-1]})")
 
 
+LITERT_MODELS = ("face_detection/face_detection_full_range_sparse.tflite",
+                 "face_detection/face_detection_short_range.tflite", "pose_detection/pose_detection.tflite",
+                 "selfie_segmentation/selfie_segmentation.tflite")
+
+
+def litert_check(modules: str, runs: int = 20) -> None:
+    """Can the bundled tflite files run without mediapipe (the only route into the project's numpy-2 environment)?
+    Loads each with ``ai-edge-litert``'s interpreter (one thread), prints tensor shapes and ms per invoke on a
+    random input. Raw outputs only: anchor decoding and NMS are what mediapipe's graphs add."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    for f in LITERT_MODELS:
+        it = Interpreter(model_path=str(Path(modules) / f), num_threads=1)
+        it.allocate_tensors()
+        i = it.get_input_details()[0]
+        x = np.random.default_rng(0).uniform(-1, 1, i["shape"]).astype(np.float32)
+        it.set_tensor(i["index"], x)
+        it.invoke()
+        t = time.perf_counter()
+        for _ in range(runs):
+            it.set_tensor(i["index"], x)
+            it.invoke()
+        ms = (time.perf_counter() - t) / runs * 1e3
+        print(f"{f}: in {i['shape'].tolist()}, out {[o['shape'].tolist() for o in it.get_output_details()]}, "
+              f"{ms:.1f} ms/invoke")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -345,8 +375,12 @@ def main() -> None:
     pa.add_argument("--flickr", required=True)
     pa.add_argument("--coco", required=True)
     pa.add_argument("--weights", type=float, nargs="+", default=[0.25, 0.5])
+    li = sub.add_parser("litert", help="run the wheel's tflite files with ai-edge-litert (no mediapipe): shapes, ms")
+    li.add_argument("modules", help="the mediapipe==0.10.21 wheel's mediapipe/modules folder")
     args = ap.parse_args()
-    if args.cmd == "extract":
+    if args.cmd == "litert":
+        litert_check(args.modules)
+    elif args.cmd == "extract":
         extract(args.cache, args.out, args.limit)
     elif args.cmd == "probe":
         for c in args.caches:
