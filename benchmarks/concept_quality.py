@@ -93,7 +93,7 @@ class Cached:
         self.zm = self.logits[:, 1:].mean(1)  # ... and view-mean logits (the adapter's "logits" features)
         self.pmax = _softmax(self.logits[:, 1:]).max(1)  # max over views (a measured, not adopted, extra)
         self.media = [str(m) for m in d["media"]]
-        self._colour = None
+        self._colour = self._people = None
         self.pc = _softmax(self.logits[:, 0])  # centre crop only (concept:fast)
         self.texts = [str(t) for t in d["texts"]]
         self.t2i = np.asarray(d["text_to_item"])
@@ -109,6 +109,7 @@ class Cached:
         s.zm, s.pmax = self.zm[items], self.pmax[items]
         s.media = [self.media[i] for i in items]
         s._colour = None if self._colour is None else self._colour[items]
+        s._people = None if self._people is None else self._people[items]
         s.texts = [t for t, k in zip(self.texts, m) if k]
         return s
 
@@ -122,6 +123,19 @@ class Cached:
             self._colour = np.load(p) if p.exists() else colours(self)
             np.save(p, self._colour)
         return self._colour
+
+    @property
+    def people(self) -> np.ndarray:
+        """MediaPipe people features (concept_people.py), extracted beforehand in a separate venv, next to the cache."""
+        if self._people is None:
+            p = Path(self.path).with_suffix(".people.npy")
+            if not p.exists():
+                raise SystemExit(f"{p} missing: run benchmarks/concept_people.py extract {self.path} (its docstring "
+                                 "says how to make the mediapipe venv)")
+            self._people = np.load(p)
+            if len(self._people) != len(self.pm):
+                raise SystemExit(f"{p} has {len(self._people)} rows for {len(self.pm)} cached images: extract again")
+        return self._people
 
     def query_subset(self, mask: np.ndarray) -> "Cached":
         """The captions selected by ``mask``, against the whole gallery."""
@@ -253,9 +267,17 @@ def ablation2(args) -> None:
     ce = enc.class_emb
     F, C = Cached(args.flickr, enc), Cached(args.coco, enc)
     F.colour, C.colour  # computed once (and saved next to the caches) before the sets are split
+    rows = cr.ROWS if not args.only else [r for r in cr.ROWS if any(o in r[0] for o in args.only)]
+    people = [Path(S.path).with_suffix(".people.npy") for S in (F, C)]
+    needs_people = [r for r in rows if r[1] and (r[1].get("people") or r[1].get("pterm"))]
+    if needs_people and not args.only and not all(p.exists() for p in people):
+        rows = [r for r in rows if r not in needs_people]  # said below, not silent
+        print(f"{len(needs_people)} MediaPipe people rows skipped: {' / '.join(map(str, people))} missing "
+              "(benchmarks/concept_people.py extract, in its own venv)")
+    elif needs_people:
+        F.people, C.people  # loaded before the sets are split (a missing file stops the run with the command to run)
     print(f"check: generic recipe vs the shipped ConceptAdapter, max |diff| = {cr.check_shipped_code(F, C, ce):.2e}")
     print(f"\n### recipes (EfficientNet-Lite0, multi-crop)\n{cr.HEAD}")
-    rows = cr.ROWS if not args.only else [r for r in cr.ROWS if any(o in r[0] for o in args.only)]
     for label, r, cost in rows:
         print(f"| {label} | " + " | ".join(cr.fmt(cr.protocols(r, F, C, ce, _metrics))) + f" | {cost} |", flush=True)
     default = dict(features="logits", a=0.3, b=0.3, caption_ridge=10.0)
