@@ -99,13 +99,13 @@ def load_asset(name: str, texts: list[str], folder: Path = QUERYBANK_DIR) -> tup
         emb = np.load(npy, allow_pickle=False, mmap_mode=None)
     except (OSError, ValueError) as e:
         raise ConfigError(f"querybank {name}: its bundled embeddings {npy.name} / {meta.name} cannot be read ({e}); "
-                          "reinstall xmr") from None
+                          "reinstall xmr (or search with --rescore none)") from None
     if info.get("texts_sha256") != texts_sha256(texts) or emb.shape != (len(texts), 384) or emb.dtype.kind != "f":
         raise ConfigError(f"querybank {name}: {npy.name} does not belong to {name}.txt (texts or shape differ: "
                           f"{emb.shape}); rebuild it with python benchmarks/concept_quality.py bank-embeddings "
-                          f"--name {name}, or reinstall xmr")
+                          f"--name {name}, or reinstall xmr (or search with --rescore none)")
     if not np.isfinite(emb).all():
-        raise ConfigError(f"querybank {name}: {npy.name} holds non-finite values; reinstall xmr")
+        raise ConfigError(f"querybank {name}: {npy.name} holds non-finite values; reinstall xmr (or search with --rescore none)")
     return emb, info
 
 

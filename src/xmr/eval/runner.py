@@ -60,7 +60,8 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
 
     rescore, rescore_params, bank, model_default = resolve_rescore(encoder, rescore, rescore_params, bank)
     if rescore_topk is not None and rescore is None:
-        raise ConfigError("rescore_topk needs re-scoring (rescore='qbnorm', or a model that re-scores by default)")
+        raise ConfigError(f"--rescore-topk needs re-scoring, and model {encoder.spec!r} recommends none: name the "
+                          "re-scorers (--rescore qbnorm --bank SRC; rescore= in Python)")
     staged = queries_per_target is not None or rescore is not None or rerank is not None or candidates is not None
     is_video = _is_video(dataset)
     if isinstance(frame_snap, bool) or not isinstance(frame_snap, (int, float)) or not 0.0 <= frame_snap <= 0.5:
