@@ -260,7 +260,7 @@ def test_models_without_a_recommendation_are_unchanged(tiny_encoder):
 
 @pytest.mark.parametrize("argv, message", [
     (["--rescore", "none", "--bank", BANK], "--bank needs re-scoring"),
-    (["--beta", "10"], "--beta need --rescore"),
+    (["--beta", "10"], "--beta needs --rescore"),
     (["--bank", BANK], "--bank needs --rescore"),
 ])
 def test_bad_rescore_flags(capsys, tmp_path, argv, message):

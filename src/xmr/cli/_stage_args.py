@@ -125,7 +125,9 @@ def rescore_names(args) -> list[str] | None:
                                      ("--dsl-temperature", 1.0, getattr(args, "dsl_temperature", 1.0)),
                                      ("--csls-k", 10, getattr(args, "csls_k", 10))) if v != d]
         if changed:
-            raise ConfigError(f"{', '.join(changed)} need --rescore naming the re-scorer (e.g. --rescore qbnorm)")
+            raise ConfigError(f"{', '.join(changed)} {'needs' if len(changed) == 1 else 'need'} --rescore naming the "
+                              "re-scorer (e.g. --rescore qbnorm --bank multi30k-en-train-5k: the default model's own "
+                              "bank, with your parameters)")
         return None
     if text.strip().lower() == "none":
         if getattr(args, "bank", None):
