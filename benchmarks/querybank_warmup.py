@@ -83,6 +83,20 @@ def _warm(index: str) -> dict:
         t0 = time.perf_counter()
         pipe.search(reader, Query.text("a man rides a bike"), k=10)
         out["second_search_s"] = round(time.perf_counter() - t0, 3)
+        # warm in-process latency (a server's), default against --rescore none, interleaved; the query's MiniLM pass
+        # included (each text differs)
+        import statistics
+
+        from xmr.retrieval import SearchOptions
+
+        plain = build_pipeline(enc, SearchOptions(rescore=()))
+        lat: dict = {"default": [], "none": []}
+        for i in range(20):
+            for name, p in (("default", pipe), ("none", plain)):
+                t0 = time.perf_counter()
+                p.search(reader, Query.text(f"a photo of {i} people on a beach"), k=10)
+                lat[name].append(time.perf_counter() - t0)
+        out["warm_search_ms_median"] = {k: round(1000 * statistics.median(v), 1) for k, v in lat.items()}
     finally:
         store.close()
     return out
