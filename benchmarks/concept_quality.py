@@ -11,8 +11,10 @@ ablation is then computed from the cache with the same arithmetic as ``ConceptEn
     # 2. ablation table (docs/concept.md), QB-Norm with a Multi30K querybank included
     python benchmarks/concept_quality.py ablation --flickr cache/f8k.npz --coco cache/coco.npz \
         --multi30k ../shared/data/multi30k
-    # 3. the bundled QB-Norm querybank (src/xmr/assets/querybanks/multi30k-en-train-5k.txt)
+    # 3. the bundled QB-Norm querybank (src/xmr/assets/querybanks/multi30k-en-train-5k.txt) and its shipped MiniLM
+    #    embeddings (multi30k-en-train-5k.minilm.npy / .json: concept's default QB-Norm encodes no bank text)
     python benchmarks/concept_quality.py build-querybank --multi30k ../shared/data/multi30k
+    python benchmarks/concept_quality.py bank-embeddings --name multi30k-en-train-5k
     # 4. the bundled adapter (src/xmr/assets/concept/<name>/), fitted on the cached datasets' captions and images
     python benchmarks/concept_quality.py build-adapter --name flickr8k-coco --train cache/f8k.npz cache/coco.npz
 
@@ -354,6 +356,24 @@ def build_querybank(args) -> None:
     print(f"wrote {out}: {len(lines)} captions from {src} (sha256 {hashlib.sha256(out.read_bytes()).hexdigest()})")
 
 
+def bank_embeddings(args) -> None:
+    """Ship a bundled querybank's MiniLM embeddings (float16) with the installed MiniLM's fingerprint
+    (``xmr.encoders.concept_bank``): ``concept``'s default QB-Norm then encodes no bank text."""
+    from xmr.encoders.concept import ConceptConfig, ConceptEncoder
+    from xmr.encoders.concept_bank import write_asset
+    from xmr.rescore import read_bank_texts
+
+    texts, info = read_bank_texts(args.name)
+    if info.get("kind") != "bundled":
+        raise SystemExit(f"{args.name} is not a bundled querybank (src/xmr/assets/querybanks/NAME.txt)")
+    enc = ConceptEncoder(ConceptConfig())
+    t0 = time.perf_counter()
+    emb = enc._embed(texts)  # the English MiniLM path (ONNX Runtime on CPU), as a concept text query
+    npy, meta = write_asset(args.name, texts, emb, enc._text_model_dir,
+                            f"python benchmarks/concept_quality.py bank-embeddings --name {args.name}")
+    print(f"wrote {npy} and {meta}: {len(texts)} x 384 float16 ({time.perf_counter() - t0:.1f} s to encode)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -398,8 +418,12 @@ def main() -> None:
     qb.add_argument("--size", type=int, default=5000)
     qb.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "xmr" / "assets" / "querybanks"
                                          / "multi30k-en-train-5k.txt"))
+    be = sub.add_parser("bank-embeddings", help="ship a bundled querybank's MiniLM embeddings (float16) next to it")
+    be.add_argument("--name", default="multi30k-en-train-5k")
     args = ap.parse_args()
-    if args.cmd == "build-querybank":
+    if args.cmd == "bank-embeddings":
+        bank_embeddings(args)
+    elif args.cmd == "build-querybank":
         build_querybank(args)
     elif args.cmd == "cache":
         cache_dataset(args.spec, args.out, args.backbone, start=args.start, stop=args.stop)
