@@ -11,8 +11,10 @@ ablation is then computed from the cache with the same arithmetic as ``ConceptEn
     # 2. ablation table (docs/concept.md), QB-Norm with a Multi30K querybank included
     python benchmarks/concept_quality.py ablation --flickr cache/f8k.npz --coco cache/coco.npz \
         --multi30k ../shared/data/multi30k
-    # 3. the bundled QB-Norm querybank (src/xmr/assets/querybanks/multi30k-en-train-5k.txt)
+    # 3. the bundled QB-Norm querybank (src/xmr/assets/querybanks/multi30k-en-train-5k.txt) and its shipped MiniLM
+    #    embeddings (multi30k-en-train-5k.minilm.npy / .json: concept's default QB-Norm encodes no bank text)
     python benchmarks/concept_quality.py build-querybank --multi30k ../shared/data/multi30k
+    python benchmarks/concept_quality.py bank-embeddings --name multi30k-en-train-5k
     # 4. the bundled adapter (src/xmr/assets/concept/<name>/), fitted on the cached datasets' captions and images
     python benchmarks/concept_quality.py build-adapter --name flickr8k-coco --train cache/f8k.npz cache/coco.npz
 
@@ -92,7 +94,7 @@ class Cached:
         self.zm = self.logits[:, 1:].mean(1)  # ... and view-mean logits (the adapter's "logits" features)
         self.pmax = _softmax(self.logits[:, 1:]).max(1)  # max over views (a measured, not adopted, extra)
         self.media = [str(m) for m in d["media"]]
-        self._colour = None
+        self._colour = self._people = None
         self.pc = _softmax(self.logits[:, 0])  # centre crop only (concept:fast)
         self.texts = [str(t) for t in d["texts"]]
         self.t2i = np.asarray(d["text_to_item"])
@@ -108,6 +110,7 @@ class Cached:
         s.zm, s.pmax, s.logits = self.zm[items], self.pmax[items], self.logits[items]
         s.media = [self.media[i] for i in items]
         s._colour = None if self._colour is None else self._colour[items]
+        s._people = None if self._people is None else self._people[items]
         s.texts = [t for t, k in zip(self.texts, m) if k]
         return s
 
@@ -121,6 +124,19 @@ class Cached:
             self._colour = np.load(p) if p.exists() else colours(self)
             np.save(p, self._colour)
         return self._colour
+
+    @property
+    def people(self) -> np.ndarray:
+        """MediaPipe people features (concept_people.py), extracted beforehand in a separate venv, next to the cache."""
+        if self._people is None:
+            p = Path(self.path).with_suffix(".people.npy")
+            if not p.exists():
+                raise SystemExit(f"{p} missing: run benchmarks/concept_people.py extract {self.path} (its docstring "
+                                 "says how to make the mediapipe venv)")
+            self._people = np.load(p)
+            if len(self._people) != len(self.pm):
+                raise SystemExit(f"{p} has {len(self._people)} rows for {len(self.pm)} cached images: extract again")
+        return self._people
 
     def query_subset(self, mask: np.ndarray) -> "Cached":
         """The captions selected by ``mask``, against the whole gallery."""
@@ -252,9 +268,17 @@ def ablation2(args) -> None:
     ce = enc.class_emb
     F, C = Cached(args.flickr, enc), Cached(args.coco, enc)
     F.colour, C.colour  # computed once (and saved next to the caches) before the sets are split
+    rows = cr.ROWS if not args.only else [r for r in cr.ROWS if any(o in r[0] for o in args.only)]
+    people = [Path(S.path).with_suffix(".people.npy") for S in (F, C)]
+    needs_people = [r for r in rows if r[1] and (r[1].get("people") or r[1].get("pterm"))]
+    if needs_people and not args.only and not all(p.exists() for p in people):
+        rows = [r for r in rows if r not in needs_people]  # said below, not silent
+        print(f"{len(needs_people)} MediaPipe people rows skipped: {' / '.join(map(str, people))} missing "
+              "(benchmarks/concept_people.py extract, in its own venv)")
+    elif needs_people:
+        F.people, C.people  # loaded before the sets are split (a missing file stops the run with the command to run)
     print(f"check: generic recipe vs the shipped ConceptAdapter, max |diff| = {cr.check_shipped_code(F, C, ce):.2e}")
     print(f"\n### recipes (EfficientNet-Lite0, multi-crop)\n{cr.HEAD}")
-    rows = cr.ROWS if not args.only else [r for r in cr.ROWS if any(o in r[0] for o in args.only)]
     for label, r, cost in rows:
         print(f"| {label} | " + " | ".join(cr.fmt(cr.protocols(r, F, C, ce, _metrics))) + f" | {cost} |", flush=True)
     default = dict(features="logits", a=0.3, b=0.3, caption_ridge=10.0)
@@ -360,6 +384,24 @@ def build_querybank(args) -> None:
     print(f"wrote {out}: {len(lines)} captions from {src} (sha256 {hashlib.sha256(out.read_bytes()).hexdigest()})")
 
 
+def bank_embeddings(args) -> None:
+    """Ship a bundled querybank's MiniLM embeddings (float16) with the installed MiniLM's fingerprint
+    (``xmr.encoders.concept_bank``): ``concept``'s default QB-Norm then encodes no bank text."""
+    from xmr.encoders.concept import ConceptConfig, ConceptEncoder
+    from xmr.encoders.concept_bank import write_asset
+    from xmr.rescore import read_bank_texts
+
+    texts, info = read_bank_texts(args.name)
+    if info.get("kind") != "bundled":
+        raise SystemExit(f"{args.name} is not a bundled querybank (src/xmr/assets/querybanks/NAME.txt)")
+    enc = ConceptEncoder(ConceptConfig())
+    t0 = time.perf_counter()
+    emb = enc._embed(texts)  # the English MiniLM path (ONNX Runtime on CPU), as a concept text query
+    npy, meta = write_asset(args.name, texts, emb, enc._text_model_dir,
+                            f"python benchmarks/concept_quality.py bank-embeddings --name {args.name}")
+    print(f"wrote {npy} and {meta}: {len(texts)} x 384 float16 ({time.perf_counter() - t0:.1f} s to encode)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -409,8 +451,12 @@ def main() -> None:
     qb.add_argument("--size", type=int, default=5000)
     qb.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "xmr" / "assets" / "querybanks"
                                          / "multi30k-en-train-5k.txt"))
+    be = sub.add_parser("bank-embeddings", help="ship a bundled querybank's MiniLM embeddings (float16) next to it")
+    be.add_argument("--name", default="multi30k-en-train-5k")
     args = ap.parse_args()
-    if args.cmd == "build-querybank":
+    if args.cmd == "bank-embeddings":
+        bank_embeddings(args)
+    elif args.cmd == "build-querybank":
         build_querybank(args)
     elif args.cmd == "cache":
         cache_dataset(args.spec, args.out, args.backbone, start=args.start, stop=args.stop)

@@ -15,14 +15,15 @@ under three protocols:
 
 The recipe that ships is computed here with the shipped code (:class:`xmr.encoders.concept_adapter.ConceptAdapter`);
 a check asserts that the generic ridge below gives the same scores for it. Rows marked "extra" add image features the
-encoder does not compute (colour names: ``concept_colour.py``; the max over views): they were measured and not
-adopted.
+encoder does not compute (colour names: ``concept_colour.py``; the max over views; MediaPipe people detectors and
+caption people counts: ``concept_people.py``): they were measured and not adopted.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from concept_colour import colour_features
+from concept_people import PARTS, caption_counts, people_block
 
 
 def _nz(x):
@@ -72,7 +73,19 @@ def image_features(S, r: dict) -> np.ndarray:
         F.append(r["colour"] * S.colour / np.sqrt(5))  # 5 unit region blocks -> unit norm, times the weight
     if r.get("maxv"):
         F.append(r["maxv"] * np.sqrt(S.pmax))
+    if r.get("people"):  # MediaPipe detectors (concept_people.py): a block of about unit norm, times the weight
+        F.append(r["people"] * people_block(S.people, r.get("parts", PARTS)))
     return np.hstack(F)
+
+
+def text_features(r: dict, q: np.ndarray, texts: list[str] | None) -> np.ndarray:
+    """The text map's input: the caption embedding, plus (``tcount``) a weighted one-hot of how many people the
+    caption mentions (concept_people.caption_counts), so the same ridge can tie "two men" to the detector counts."""
+    if not r.get("tcount"):
+        return q
+    if texts is None or len(texts) != len(q):
+        raise ValueError("caption count features need the captions' text (not available for a querybank)")
+    return np.hstack([q, r["tcount"] * caption_counts(texts)])
 
 
 class Recipe:
@@ -88,19 +101,28 @@ class Recipe:
         t2i = np.concatenate([S.t2i + o for S, o in zip(train, off)])
         q = np.concatenate([S.q for S in train]).astype(np.float64)
         V = _nz(F - self.mu)
-        self.Wt = _ridge(q, V[t2i], r.get("ridge", 1.0))
+        qt = text_features(r, q, [t for S in train for t in S.texts])
+        self.Wt = _ridge(qt, V[t2i], r.get("ridge", 1.0))
         self.Wi = _ridge(V[t2i], q, r.get("caption_ridge", 10.0)) if r.get("b") else None
+        if r.get("pterm"):  # a separate text -> people-block map, its own cosine term (weight pterm)
+            P = np.concatenate([people_block(S.people, r.get("parts", PARTS)) for S in train])
+            self.pmu = P.mean(0)
+            self.Wp = _ridge(qt, _nz(P - self.pmu)[t2i], r.get("ridge", 1.0))
         if r.get("knn"):
             cap = np.zeros((len(F), q.shape[1]))
             np.add.at(cap, t2i, q)
             self.train_v, self.capmean = V, _nz(cap)
 
     def sims(self, S, q=None) -> np.ndarray:
-        q = S.q if q is None else q
+        q, texts = (S.q, S.texts) if q is None else (q, None)
         a, b, c = self.r.get("a", 0.5), self.r.get("b", 0.0), self.r.get("knn", 0.0)
+        d = self.r.get("pterm", 0.0)
         v = _nz(image_features(S, self.r) - self.mu)
-        s = (1 - a - b - c) * (np.sqrt(_softmax(q @ self.ce.T, 0.05)) @ np.sqrt(S.pm).T)
-        s += a * _nz(_apply(self.Wt, q)) @ v.T
+        s = (1 - a - b - c - d) * (np.sqrt(_softmax(q @ self.ce.T, 0.05)) @ np.sqrt(S.pm).T)
+        if d:
+            pv = _nz(people_block(S.people, self.r.get("parts", PARTS)) - self.pmu)
+            s += d * _nz(_apply(self.Wp, text_features(self.r, q, texts))) @ pv.T
+        s += a * _nz(_apply(self.Wt, text_features(self.r, q, texts))) @ v.T
         if b:
             s += b * q @ _nz(_apply(self.Wi, v)).T
         if c:
@@ -198,6 +220,8 @@ HEAD = ("| recipe | halves t2i R@1 | R@5 | R@10 | i2t R@1 | R@5 | R@10 | folds (
         "| coco-mini [fit f8k] t2i / i2t R@1 | f8k [fit coco] t2i / i2t R@1 | cost |\n"
         "|---|" + "---:|" * 10 + "---|")
 
+_DEFAULT = dict(features="logits", a=0.3, b=0.3, caption_ridge=10.0)
+
 #: (label, recipe or None for zero-shot, cost note); a and b are the adapter / caption-map weights
 ROWS = [
     ("zero-shot (`concept:zeroshot`)", None, "-"),
@@ -211,6 +235,22 @@ ROWS = [
      dict(features="logits", a=0.3, b=0.3, caption_ridge=10.0, colour=0.5), "~7 ms/image"),
     ("default, caption-map ridge 30", dict(features="logits", a=0.3, b=0.3, caption_ridge=30.0), "-"),
     ("default with a = 0.4, b = 0.2", dict(features="logits", a=0.4, b=0.2, caption_ridge=10.0), "-"),
+    # people detectors (MediaPipe 0.10.21's bundled models, concept_people.py; ms/image: docs/concept.md)
+    ("default + people detectors (extra, weight 0.25)", dict(_DEFAULT, people=0.25), "MediaPipe, ~75 ms/image"),
+    ("default + people detectors (extra, weight 0.5)", dict(_DEFAULT, people=0.5), "MediaPipe, ~75 ms/image"),
+    ("default + people detectors (extra, weight 1.0)", dict(_DEFAULT, people=1.0), "MediaPipe, ~75 ms/image"),
+    ("default + people: faces and person counts only (extra, weight 0.5)",
+     dict(_DEFAULT, people=0.5, parts=("faces", "persons")), "MediaPipe faces + person detector"),
+    ("default + people: pose landmarks only (extra, weight 0.5)", dict(_DEFAULT, people=0.5, parts=("pose",)),
+     "MediaPipe pose"),
+    ("default + caption people counts (text side, weight 1.0)", dict(_DEFAULT, tcount=1.0), "regex on the query"),
+    ("default + people detectors 0.5 + caption people counts 1.0", dict(_DEFAULT, people=0.5, tcount=1.0),
+     "MediaPipe + regex"),
+    ("default + separate people term (text -> people block map, weight 0.1)", dict(_DEFAULT, pterm=0.1),
+     "MediaPipe, ~75 ms/image"),
+    ("default + separate people term (weight 0.2)", dict(_DEFAULT, pterm=0.2), "MediaPipe, ~75 ms/image"),
+    ("default + separate people term 0.1 + caption people counts 1.0", dict(_DEFAULT, pterm=0.1, tcount=1.0),
+     "MediaPipe + regex"),
     ("logit features a = 0.3 + kNN caption transfer c = 0.3 (k = 10)",
      dict(features="logits", a=0.3, knn=0.3, k=10), "ships 657 image vectors"),
 ]

@@ -8,6 +8,12 @@ heavy libraries the search imported.
 
     python benchmarks/search_cold.py --baseline-src /tmp/base/src
     python benchmarks/search_cold.py --rounds 9 --json /tmp/search_cold.json
+    python benchmarks/search_cold.py --rescore-variants   # + `--rescore none`, + a cache without warmed bank stats
+
+``--rescore-variants`` adds two commands of our code: the same search with ``--rescore none`` (the default model's
+QB-Norm off), and the default search with a fresh ``XMR_CACHE`` each run (links to the ONNX exports and class
+embeddings, but no querybank statistics and no MiniLM fingerprint memo): the first search after an index change
+that ``xmr index`` did not warm.
 """
 from __future__ import annotations
 
@@ -51,6 +57,16 @@ def _timed(cmd: list[str], env: dict) -> tuple[float, int]:
     return wall, ru.ru_maxrss // 1024
 
 
+def _fresh_cache(folder: Path) -> Path:
+    """An XMR_CACHE with the real one's ONNX exports and class embeddings linked in, and nothing else."""
+    real = Path(os.environ.get("XMR_CACHE") or Path.home() / ".cache" / "xmr").expanduser()
+    folder.mkdir(parents=True)
+    for sub in ("onnx", "concept"):
+        if (real / sub).is_dir():
+            (folder / sub).symlink_to(real / sub)
+    return folder
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline-src", help="src/ folder of the code to compare with")
@@ -58,6 +74,8 @@ def main() -> int:
     ap.add_argument("--query", default="a cat lying on a sofa")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--rescore-variants", action="store_true",
+                    help="also time --rescore none and a search whose querybank statistics are not cached")
     args = ap.parse_args()
     ours = REPO / "src"
     tmp = Path(tempfile.mkdtemp(prefix="xmr-search-cold-"))
@@ -73,11 +91,18 @@ def main() -> int:
                 "xmr search (ours)": ([sys.executable, "-c", XMR, *search], _env(ours))}
         if args.baseline_src:
             cmds["xmr search (baseline)"] = ([sys.executable, "-c", XMR, *search], _env(Path(args.baseline_src)))
+        fresh: set[str] = set()
+        if args.rescore_variants:
+            cmds["--rescore none (ours)"] = ([sys.executable, "-c", XMR, *search, "--rescore", "none"], _env(ours))
+            cmds["stats not warmed (ours)"] = ([sys.executable, "-c", XMR, *search], _env(ours))
+            fresh.add("stats not warmed (ours)")
         for cmd, env in cmds.values():  # warm the OS file cache and the model caches (ONNX export, class texts)
             _timed(cmd, env)
         res: dict[str, dict] = {k: {"wall_s": [], "rss_mb": []} for k in cmds}
-        for _ in range(args.rounds):
+        for r in range(args.rounds):
             for k, (cmd, env) in cmds.items():
+                if k in fresh:
+                    env = {**env, "XMR_CACHE": str(_fresh_cache(tmp / f"cache{r}"))}
                 w, m = _timed(cmd, env)
                 res[k]["wall_s"].append(round(w, 3))
                 res[k]["rss_mb"].append(m)

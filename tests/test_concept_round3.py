@@ -36,6 +36,7 @@ class _Set:
         self.t2i = np.repeat(np.arange(n_img), caps)
         q = self.zm[self.t2i] @ rng.normal(size=(n_cls, d)) + rng.normal(size=(len(self.t2i), d))
         self.q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        self.texts = [f"caption {i}" for i in range(len(self.t2i))]  # round 2's Recipe reads them (count features)
 
 
 def test_weighted_ridge_on_image_rows_equals_the_per_caption_ridge(c3):

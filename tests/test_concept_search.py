@@ -71,8 +71,9 @@ def test_concept_presets_and_bad_variant():
     from xmr.encoders.concept import ConceptConfig, resolve_concept_config
     from xmr.errors import ConfigError
 
-    assert resolve_concept_config(None) == ConceptConfig(adapter="flickr8k-coco-logits", adapter_weight=0.3, caption_weight=0.3)
-    assert resolve_concept_config("zeroshot") == ConceptConfig()
+    assert resolve_concept_config(None) == ConceptConfig(adapter="flickr8k-coco-logits", adapter_weight=0.3, caption_weight=0.3,
+                                                         rescore="qbnorm", querybank="multi30k-en-train-5k")
+    assert resolve_concept_config("zeroshot") == ConceptConfig()  # no re-scoring by default (docs/concept.md)
     assert resolve_concept_config("fast").views == "center"
     with pytest.raises(ConfigError, match="Available"):
         resolve_concept_config("nope")

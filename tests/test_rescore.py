@@ -226,7 +226,7 @@ def test_eval_rescore_records_each_step(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--rescore", "qbnorm"], "needs a querybank"),
     (["--rescore", "zscore"], "Available: csls, dsl, qbnorm"),
-    (["--bank", "x.txt"], "--bank and --rescore-topk need --rescore"),
+    (["--bank", "x.txt"], "--bank needs --rescore"),
     (["--rescore", "qbnorm", "--bank", "coco:/nonexistent"], "COCO folder not found"),
 ])
 def test_eval_rescore_errors(capsys, argv, message):

@@ -114,6 +114,8 @@ def test_text_search_in_the_browser(server, page):
     first.wait_for(timeout=15_000)
     assert first.locator(".path").inner_text() == "chelsea.png"
     assert "result" in page.locator("#status").inner_text()
+    # the default model's QB-Norm on text queries is said next to the results
+    assert "re-scored: qbnorm (model default, bank multi30k-en-train-5k)" in page.locator("#status").inner_text()
     assert page.url.endswith("?q=a+facial+photo+of+a+tabby+cat&type=all")
     # every thumbnail actually loaded (decoded by the browser)
     # (polled from Python: wait_for_function would need 'unsafe-eval', which the page's CSP rightly forbids)

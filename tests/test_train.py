@@ -278,3 +278,20 @@ def test_bf16_mixed_precision_trains_every_loss(synth, tmp_path, loss):
     res = train(_cfg(synth, loss=loss, loss_config=lc, precision="bf16"), tmp_path / "bf", show_progress=False)
     assert all(np.isfinite(r["train_loss"]) for r in res.history[1:])
     assert all(torch.isfinite(v).all() for v in _weights(res.out).values())
+
+
+def test_frames_on_an_image_data_set_is_refused_not_ignored(synth, tmp_path, capsys):
+    msg = _cli_error(capsys, "train", "--dataset", f"manifest:{synth}", "--model", "tiny", "--mode", "full",
+                     "--frames", "8", "--out", str(tmp_path / "f"))
+    assert "--frames 8" in msg and "video data sets only" in msg
+    assert not (tmp_path / "f").exists()
+    with pytest.raises(ConfigError, match="1..256"):
+        _cfg(synth, frames=0)
+
+
+def test_checkpoint_written_with_the_old_default_frames_resumes():
+    """Runs saved before --frames became optional recorded frames=4; they match a run that leaves it out."""
+    old = TrainConfig(dataset="manifest:x", frames=4)
+    assert TrainConfig(dataset="manifest:x").differences(old) == []
+    assert TrainConfig(dataset="manifest:x", frames=8).differences(old) == ["frames"]
+    assert TrainConfig(dataset="manifest:x").clip_frames == 4

@@ -210,12 +210,20 @@ def test_cli_index_and_search_videos_with_concept_model(tmp_path, capsys):
     assert main(["-q", "index", str(d), "--index", str(index), "--json", "--video-fps", "0.5"]) == 0  # 8 frames a clip
     rep = json.loads(capsys.readouterr().out)
     assert {Path(s["path"]).name for s in rep["skipped"]} == bad and rep["total"] == rep["added"] >= 1
-    assert main(["-q", "search", "a little girl does gymnastics", "--index", str(index), "--json"]) == 0
+    # cosine scores (the default model's QB-Norm on text queries would put them on its log scale)
+    assert main(["-q", "search", "a little girl does gymnastics", "--index", str(index), "--json",
+                 "--rescore", "none"]) == 0
     res = json.loads(capsys.readouterr().out)["results"]
     assert len(res) == rep["total"]
     for r in res:
         assert r["media_type"] == "video" and isinstance(r["start"], float) and isinstance(r["end"], float)
         assert 0 <= r["start"] < r["end"] <= 14.0 and 0 <= r["score"] <= 1.0001
+    # by default the text query is re-scored over the videos too (whole-video search accepts --rescore qbnorm)
+    assert main(["-q", "search", "a little girl does gymnastics", "--index", str(index), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    st = next(s for s in d["stages"] if s["stage"] == "rescore")
+    assert st["origin"] == "model default" and st["applied"] is True and len(d["results"]) == rep["total"]
+    assert all(r["start"] is not None for r in d["results"])
 
 
 def test_cli_type_filter_and_text_output(folder, tmp_path, capsys):

@@ -42,3 +42,27 @@ def display_path(path: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+#: bundled QB-Norm querybanks: ``NAME.txt`` (one caption a line) plus, where shipped, ``NAME.minilm.npy`` / ``.json``
+QUERYBANK_DIR = Path(__file__).resolve().parent / "assets" / "querybanks"
+
+
+def bundled_querybank(source: str) -> tuple[str, Path] | None:
+    """``(name, file)`` when ``source`` names a bundled querybank: its name (``multi30k-en-train-5k``) or the path of
+    its text file (``src/xmr/assets/querybanks/multi30k-en-train-5k.txt``); else None."""
+    text = str(source)
+    if text and "/" not in text and "\\" not in text and not text.endswith(".txt"):
+        f = QUERYBANK_DIR / f"{text}.txt"
+        return (text, f) if f.is_file() else None
+    try:
+        p = Path(text).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return None
+    if p.parent == QUERYBANK_DIR and p.suffix == ".txt" and p.is_file():
+        return p.stem, p
+    return None
+
+
+def bundled_querybank_names() -> list[str]:
+    return sorted(p.stem for p in QUERYBANK_DIR.glob("*.txt"))

@@ -10,10 +10,13 @@ from ..errors import ConfigError
 def add_rescore_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("re-scoring (docs/rescoring.md)")
     g.add_argument("--rescore", metavar="METHODS", default=None,
-                   help="comma-separated re-scorers applied in this order: qbnorm, dsl, csls (e.g. qbnorm,dsl)")
+                   help="comma-separated re-scorers applied in this order: qbnorm, dsl, csls (e.g. qbnorm,dsl); "
+                        "'none': no re-scoring. Default: the model's own for text queries (concept: qbnorm with "
+                        "the bundled bank multi30k-en-train-5k; other models: none)")
     g.add_argument("--bank", metavar="SPEC_OR_FILE", default=None,
-                   help="querybank: a dataset spec (its training captions, e.g. coco:DIR:train2017) or a text file "
-                        "with one query per line. Required by qbnorm; makes dsl/csls non-transductive")
+                   help="querybank: a dataset spec (its training captions, e.g. coco:DIR:train2017), a text file "
+                        "with one query per line, or a bundled bank's name (multi30k-en-train-5k). Required by "
+                        "qbnorm; makes dsl/csls non-transductive")
     g.add_argument("--beta", type=float, default=20.0, help="qbnorm: inverse temperature (default 20)")
     g.add_argument("--bank-k", type=int, default=1, help="qbnorm: top-k of each bank query forming the activation "
                                                           "set (default 1)")
@@ -109,6 +112,30 @@ def check_recipe_args(args) -> None:
                           "stage does not run with it)")
 
 
+def rescore_names(args) -> list[str] | None:
+    """``--rescore``: None when not given (the model's default applies), [] for ``none``, else the names. A
+    parameter flag (``--beta``, ``--bank-k``, ...) without ``--rescore`` is refused: it would be silently ignored."""
+    from ..rescore import parse_rescore_names
+
+    text = getattr(args, "rescore", None)
+    if text is None:
+        changed = [f for f, d, v in (("--beta", 20.0, getattr(args, "beta", 20.0)),
+                                     ("--bank-k", 1, getattr(args, "bank_k", 1)),
+                                     ("--qb-mode", "dynamic", getattr(args, "qb_mode", "dynamic")),
+                                     ("--dsl-temperature", 1.0, getattr(args, "dsl_temperature", 1.0)),
+                                     ("--csls-k", 10, getattr(args, "csls_k", 10))) if v != d]
+        if changed:
+            raise ConfigError(f"{', '.join(changed)} {'needs' if len(changed) == 1 else 'need'} --rescore naming the "
+                              "re-scorer (e.g. --rescore qbnorm --bank multi30k-en-train-5k: the default model's own "
+                              "bank, with your parameters)")
+        return None
+    if text.strip().lower() == "none":
+        if getattr(args, "bank", None):
+            raise ConfigError("--bank needs re-scoring: drop --rescore none (or --bank)")
+        return []
+    return parse_rescore_names(text)
+
+
 def rescore_params(args, names: list[str]) -> dict[str, dict]:
     """Per-method parameters from the options, for the methods in ``names`` only."""
     all_params = {"qbnorm": {"beta": args.beta, "k": args.bank_k, "mode": args.qb_mode},
@@ -125,19 +152,19 @@ def check_rerank_args(args) -> None:
 
 def search_options(args):
     """:class:`xmr.retrieval.SearchOptions` from the re-scoring / re-ranking / candidate options."""
-    from ..rescore import parse_rescore_names
     from ..retrieval import SearchOptions
 
     if getattr(args, "candidates", None) is not None:
         from ..retrieval.first_stage import check_k
 
         check_k(args.candidates, "--candidates")  # named as the user typed it
-    names = parse_rescore_names(args.rescore) if args.rescore else []
+    names = rescore_names(args)
     if args.bank and not names:
         raise ConfigError("--bank needs --rescore (e.g. --rescore qbnorm)")
     if args.rerank:
         check_rerank_args(args)
-    return SearchOptions(candidates=getattr(args, "candidates", None), rescore=tuple(names),
-                         rescore_params=rescore_params(args, names), bank=args.bank, rerank=args.rerank,
+    return SearchOptions(candidates=getattr(args, "candidates", None),
+                         rescore=None if names is None else tuple(names),
+                         rescore_params=rescore_params(args, names or []), bank=args.bank, rerank=args.rerank,
                          rerank_k=args.rerank_k if args.rerank else 10,
                          rerank_alpha=args.rerank_alpha if args.rerank else 0.0, device=getattr(args, "device", None))

@@ -1,6 +1,8 @@
 """``xmr eval``: benchmark an encoder on a retrieval dataset with a named protocol."""
 from __future__ import annotations
 
+import sys
+
 from ._common import add_device_arg, add_model_arg, positive_int, print_json, progress_flag, register_command
 
 
@@ -96,6 +98,10 @@ def run(args) -> int:
                          **stage_kw)
     if args.json:
         print_json(res)
+        for r in res.get("rescore", []):  # the model's own re-scoring, said once where it cannot be missed
+            if r.get("origin") == "model default":
+                print(f"xmr eval: applied {r['summary']} to {'/'.join(r['directions'])}; --rescore none turns it "
+                      "off", file=sys.stderr)
     else:
         print(f"{ds.name}: {len(ds)} items, {ds.num_texts} texts; model {enc.spec}")
         print(format_table(res))
@@ -130,20 +136,25 @@ def _run_crosslingual(args) -> int:
 def _stage_kwargs(args) -> dict:
     """evaluate_model keywords for multi-query / re-scoring / re-ranking (empty when none is asked for)."""
     from ..errors import ConfigError
-    from ..rescore import parse_rescore_names
-    from ._stage_args import check_rerank_args, rescore_params
+    from ._stage_args import check_rerank_args, rescore_names, rescore_params
 
     kw: dict = {}
     if args.queries_per_target is not None:
         kw.update(queries_per_target=args.queries_per_target, fuse=args.fuse)
     elif args.fuse != "mean-sim":
         raise ConfigError("--fuse needs --queries-per-target N")
-    if args.rescore:
-        names = parse_rescore_names(args.rescore)
+    names = rescore_names(args)  # None: the model's own re-scoring (evaluate_model's default); []: none
+    if names:
         kw.update(rescore=names, rescore_params=rescore_params(args, names), bank=args.bank,
                   rescore_topk=args.rescore_topk)
-    elif args.bank or args.rescore_topk:
-        raise ConfigError("--bank and --rescore-topk need --rescore (e.g. --rescore qbnorm)")
+    elif args.bank:
+        raise ConfigError("--bank needs --rescore (e.g. --rescore qbnorm)")
+    elif names == []:
+        if args.rescore_topk:
+            raise ConfigError("--rescore-topk needs re-scoring: drop --rescore none")
+        kw["rescore"] = "none"
+    elif args.rescore_topk:
+        kw["rescore_topk"] = args.rescore_topk  # with the model's own re-scoring (refused if it has none)
     if args.candidates is not None:
         if not 1 <= args.candidates <= 10_000:
             raise ConfigError("--candidates must be between 1 and 10000")
@@ -168,6 +179,9 @@ def _stage_lines(res: dict) -> list[str]:
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         trans = f" [transductive: {', '.join(r['transductive_directions'])}]" if r["transductive"] else ""
         out.append(f"rescore: {r['step']}({params}){src}{trans}")
+        if r.get("origin") == "model default":
+            out.append(f"applied {r['summary']} to {'/'.join(r['directions'])}; --rescore none turns it off "
+                       f"(the 'before' line is without it)")
     if "search" in res:
         s = res["search"]
         out.append(f"search pipeline: top-{s['candidates']} per text through "

@@ -115,18 +115,29 @@ def run(args) -> int:
         spec = bound  # the same model, written another way (e.g. a relative path from the index's first run)
     else:
         spec = absolute_spec(spec)  # stored in the index: local paths absolute, so search works from anywhere
+    made: list = []
     with _encoder_factory(args, spec) as factory:
-        rep = index_folder(args.folder, path, factory, spec=spec,
+        def remembered():  # the run's local encoder, kept for the querybank warm-up below
+            enc = factory()
+            made.append(enc)
+            return enc
+
+        rep = index_folder(args.folder, path, remembered if args.ray is None else factory, spec=spec,
                            batch_size=args.batch_size, show_progress=progress_flag(args),
                            include_hidden=args.include_hidden, video=video, experts=experts,
                            manifests=manifests)
+    changed = rep.added or rep.updated or rep.removed  # an unchanged index keeps the statistics of its generation
+    warm = warm_querybank(path, spec, made[0] if made else None, args.device) if changed or made else None
     if args.json:
-        print_json({"index": path, "model": spec, **rep.to_dict()})
+        print_json({"index": path, "model": spec, **rep.to_dict(), "querybank": warm})
         return 0
     print(f"indexed {display_path(rep.root)} into {display_path(path)} with model {spec!r}")
     _print_backend(path)
     print(f"  {rep.seen} media files: {rep.added} added, {rep.updated} updated, {rep.unchanged} unchanged, "
           f"{rep.removed} removed, {len(rep.skipped)} skipped; index holds {rep.total} items")
+    if warm is not None:
+        print(f"  text searches re-scored by {warm['label']}: bank statistics over {warm['items']} items "
+              + (f"computed ({warm['seconds']:.1f} s)" if warm["computed"] else "already cached"))
     if rep.experts is not None:
         ex = rep.experts
         for name in ex["ran"]:
@@ -148,11 +159,15 @@ def _import(args, backend) -> int:
     spec = absolute_spec(args.model) if args.model else None
     say = (lambda m: print(m, file=sys.stderr)) if progress_flag(args) is not False else None
     rep = import_embeddings(args.from_embeddings, index_path(args), spec=spec, backend=backend, progress=say)
+    warm = warm_querybank(index_path(args), rep["model"], None, args.device) if rep["rows"] else None
     if args.json:
-        print_json(rep)
+        print_json({**rep, "querybank": warm})
         return 0
     print(f"imported {rep['rows']} vectors from {rep['shards']} shard(s) of {rep['from']} into {rep['index']} "
           f"(model {rep['model']!r}); index holds {rep['items']} items")
+    if warm is not None:
+        print(f"  text searches re-scored by {warm['label']}: bank statistics over {warm['items']} items "
+              f"computed ({warm['seconds']:.1f} s)")
     if rep["normalised"]:
         print(f"  {rep['normalised']} vectors were not unit length and were L2-normalised")
     _print_backend(index_path(args))
@@ -183,6 +198,30 @@ def backend_line(state: dict | None, record: dict) -> str:
                                                                                 " (below the target recall)")
     inner = ", ".join(parts) + tail
     return f"{name} ({inner})" if inner else f"{name} (candidates re-ranked exactly)"
+
+
+def warm_querybank(path: str, spec: str, encoder, device) -> dict | None:
+    """The model's own re-scoring (``concept``: QB-Norm with its bundled bank) needs per-item bank statistics of
+    this index generation: computed here, at the end of the run, so the first text search loads them
+    (:func:`xmr.retrieval.querybank.warm_model_querybank`; cached in $XMR_CACHE/querybank). None for a model that
+    recommends no re-scoring."""
+    from ..encoders import create_encoder
+    from ..index.snapshot import open_reader
+    from ..retrieval.querybank import warm_model_querybank
+
+    if encoder is None:  # nothing was encoded in this run (or --ray): built here if its model may re-score
+        from ..encoders import may_recommend_rescore
+
+        if not may_recommend_rescore(spec):
+            return None
+        encoder = create_encoder(spec, device=device)
+    if getattr(encoder, "rescore_default", None) is None:
+        return None
+    store, reader = open_reader(path)
+    try:
+        return warm_model_querybank(reader, encoder)
+    finally:
+        store.close()
 
 
 def _encoder_factory(args, spec: str):

@@ -199,7 +199,7 @@ def run(args) -> int:
     if args.json:
         d = out.to_dict()
         for s in out.stages:  # the keys of earlier versions, kept for scripts that read them
-            if s["stage"] == "rescore":
+            if s["stage"] == "rescore" and s.get("applied", True):
                 d["rescore"] = s["steps"]
             elif s["stage"] == "rerank":
                 d["rerank"] = {k: s[k] for k in ("cross_encoder", "k", "alpha")}
@@ -220,7 +220,19 @@ def run(args) -> int:
                                       "results")})
         return 0
     _print_results(out, reader)
+    note = rescore_note(out.stages)
+    if note:
+        print(note, file=sys.stderr)
     return 0
+
+
+def rescore_note(stages: list[dict]) -> str | None:
+    """``re-scored: qbnorm (model default, bank multi30k-en-train-5k); --rescore none turns it off`` when the model's
+    own re-scoring changed this search (plain output; --json carries it in "stages")."""
+    for s in stages:
+        if s.get("stage") == "rescore" and s.get("origin") == "model default" and s.get("applied"):
+            return f"re-scored: {s['summary']}; --rescore none turns it off"
+    return None
 
 
 def _reference_ids(reader, args) -> list[int]:
@@ -284,12 +296,16 @@ def _print_results(out, reader) -> None:
 
 
 def _moment_search(reader, enc, queries, args, options):
+    import dataclasses
+
     from ..errors import ConfigError
     from ..retrieval import SearchOptions
     from ..retrieval.moment_search import search_moments
 
-    if options != SearchOptions(device=options.device) or args.candidates is not None:
-        raise ConfigError("--type moment ranks moments itself: it takes no --rescore / --rerank / --candidates")
+    plain = SearchOptions(device=options.device)  # moments take no stages; --rescore none asks for none anyway
+    if options not in (plain, dataclasses.replace(plain, rescore=())) or args.candidates is not None:
+        raise ConfigError("--type moment ranks moments itself: it takes no --rescore / --rerank / --candidates "
+                          "(and the model's default re-scoring does not apply to moments)")
     model = None
     if getattr(args, "moment_model", None) is not None:
         from ..localize.squidnet import SQuiDNet

@@ -62,8 +62,9 @@ def setup(p):
                    help="non-residual projection heads instead of residual adapters")
     p.add_argument("--adapter-dim", type=int, default=0, help="projection output width (with --adapter-projection)")
     p.add_argument("--tiny-config", default=None, metavar="JSON", help="TinyConfig fields for --mode full --model tiny")
-    p.add_argument("--frames", type=int, default=4, metavar="T",
-                   help="video data sets (--mode full): frames per clip, spread uniformly (default 4)")
+    p.add_argument("--frames", type=int, default=None, metavar="T",
+                   help="video data sets (--mode full): frames per clip, spread uniformly (default 4; refused on "
+                        "image data sets)")
     p.add_argument("--keep", type=int, default=2, help="epoch checkpoints kept (default 2)")
     p.add_argument("--save-every", type=int, default=1, metavar="N",
                    help="checkpoint every N epochs and after the last (default 1)")

@@ -64,6 +64,15 @@ def absolute_spec(spec: str) -> str:
     return f"{name}:{os.path.abspath(p)}" if os.path.exists(p) else spec.strip()
 
 
+#: encoder names whose models may declare a ``rescore_default`` (``xmr index`` builds such a model to warm its
+#: querybank statistics even when a run encoded nothing; any other model is not loaded for that)
+RESCORING_ENCODERS = ("concept", "concept+lang")
+
+
+def may_recommend_rescore(spec: str) -> bool:
+    return parse_spec(spec)[0] in RESCORING_ENCODERS
+
+
 def list_encoders() -> list[tuple[str, str]]:
     """(name, help) of every registered encoder."""
     _load_all()

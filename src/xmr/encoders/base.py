@@ -12,7 +12,7 @@ import contextlib
 import logging
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
 
 import numpy as np
@@ -77,6 +77,23 @@ class Capabilities:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RescoreDefault:
+    """The re-scoring a model recommends for its TEXT queries (``Encoder.rescore_default``): what ``xmr search``,
+    ``xmr serve`` and ``xmr eval`` apply when the user gives no ``--rescore`` (``--rescore none`` turns it off).
+
+    ``names``: re-scorers in order (``("qbnorm",)``); ``params``: per name; ``bank``: a querybank source, usually a
+    bundled one's name (``multi30k-en-train-5k``, :func:`xmr.paths.bundled_querybank`)."""
+
+    names: tuple[str, ...]
+    bank: str
+    params: dict = field(default_factory=dict)
+
+    def label(self) -> str:
+        """``qbnorm (model default, bank multi30k-en-train-5k)``: what results and the CLI say."""
+        return f"{','.join(self.names)} (model default, bank {self.bank})"
 
 
 #: what each capability is needed for, in refusal messages
@@ -206,6 +223,21 @@ class Encoder(ABC):
         if not getattr(self.capabilities, capability):
             raise ConfigError(f"{why} needs {_CAPABILITY_METHODS.get(capability, capability)}, which encoder "
                               f"{self.spec or type(self).__name__!r} does not provide")
+
+    #: the re-scoring this model recommends for text queries (:class:`RescoreDefault`); None: none (most models)
+    rescore_default: ClassVar[RescoreDefault | None] = None
+
+    def encode_bank_texts(self, texts: Sequence[str], info: dict, show_progress: bool | None = None
+                          ) -> tuple[np.ndarray, dict]:
+        """(N, dim) unit embeddings of a querybank's texts (``info``: what :func:`xmr.rescore.read_bank_texts`
+        says about the source) and a record of how they were made. Default: :meth:`encode_text`; ``concept`` reads a
+        bundled bank's shipped MiniLM embeddings instead (:mod:`.concept_bank`)."""
+        return self.encode_text(list(texts), show_progress=show_progress), {"embeddings": "encoded"}
+
+    def bank_embedding_key(self, info: dict) -> str:
+        """What identifies :meth:`encode_bank_texts`' output besides the texts and the model spec (part of the
+        querybank statistics' cache key). Default: nothing more."""
+        return "encode_text"
 
     def describe(self) -> dict:
         """JSON-able description (spec, dim, class) for fingerprints and ``xmr info``."""

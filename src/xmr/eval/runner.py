@@ -28,6 +28,9 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
 
     * ``queries_per_target=N``: each query is a group of N captions of one item (:func:`xmr.multiquery.group_captions`),
       fused by ``fuse`` (``mean-sim``, ``mean-emb``, ``max``, ``learned:DIR``) -> ``res["multi_query"]``;
+    * ``rescore=None`` (default): the re-scoring the model recommends (``Encoder.rescore_default``: ``concept``'s
+      QB-Norm with its bundled querybank, text->item only; nothing for other models), recorded with
+      ``"origin": "model default"``; ``rescore="none"``: none;
     * ``rescore="qbnorm,dsl"`` (or a :class:`~xmr.rescore.RescorePipeline`) with ``rescore_params`` per method and
       ``bank`` (a querybank source string or a :class:`~xmr.rescore.QueryBank`) -> ``res["rescore"]``; with
       ``rescore_topk=K`` text->item re-scoring sees only each text's top-K candidates, as ``xmr search`` does;
@@ -53,7 +56,12 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     the model) while the model encodes; the embeddings are the same either way.
     """
     from . import evaluate_sims
+    from ..retrieval.dense import resolve_rescore
 
+    rescore, rescore_params, bank, model_default = resolve_rescore(encoder, rescore, rescore_params, bank)
+    if rescore_topk is not None and rescore is None:
+        raise ConfigError(f"--rescore-topk needs re-scoring, and model {encoder.spec!r} recommends none: name the "
+                          "re-scorers (--rescore qbnorm --bank SRC; rescore= in Python)")
     staged = queries_per_target is not None or rescore is not None or rerank is not None or candidates is not None
     is_video = _is_video(dataset)
     if isinstance(frame_snap, bool) or not isinstance(frame_snap, (int, float)) or not 0.0 <= frame_snap <= 0.5:
@@ -88,6 +96,9 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
             before = ev(d.t2i_before_rerank)["t2i"] if d.t2i_before_rerank is not d.base else base["t2i"]
             d.records["rerank"]["t2i_gain"] = {m: round(res["t2i"][m] - before[m], 4) for m in before}
         res["before"] = base
+        if model_default is not None and "rescore" in d.records:  # the model's own: said in the result
+            d.records["rescore"] = [{**r, "origin": "model default", "summary": model_default.label()}
+                                    for r in d.records["rescore"]]
         res.update(d.records)
         extra = {**(extra or {}), **d.records}
     if getattr(encoder, "probabilistic", False) and not is_video and queries_per_target is None:  # PCME

@@ -148,6 +148,82 @@ class QueryBank:
         return f"QueryBank({self.num_queries} queries x {self.num_items} items, {self.info.get('source')})"
 
 
+class GalleryBlockBank(QueryBank):
+    """A querybank whose (B, G) scores ``T @ V.T`` are computed one block of gallery COLUMNS at a time (``T`` (B, d)
+    bank embeddings in memory, ``V`` streamed): for an index too large to hold, peak extra memory is about
+    ``B x cols x 12`` bytes plus one block of item vectors, never G x d. The statistics equal :class:`QueryBank`'s
+    (per-column log-sum-exp and top-k means are complete within a block; each bank row's top-k for the activation set
+    is merged across blocks, ties to the lower column as in :meth:`QueryBank.activation`).
+
+    ``blocks``: ``() -> iterator of (g_i, d) float arrays``, in column order, re-iterable, ``sum(g_i) == num_items``.
+    After a pass, ``row_top[k]`` holds each bank row's top-k ``(scores (B, k), columns (B, k))`` (what an incremental
+    update of the activation set needs, :mod:`xmr.retrieval.querybank`).
+    """
+
+    def __init__(self, text_emb, blocks, num_items: int, info: dict | None = None, cols: int | None = None):
+        t = np.ascontiguousarray(text_emb, dtype=np.float32)
+        if t.ndim != 2:
+            raise ConfigError(f"bank embeddings must be (B, d), got {t.shape}")
+        super().__init__(None, t.shape[0], num_items, {"source": "embeddings", **(info or {})})
+        self._t, self._blocks, self._ncols = t, blocks, cols
+        self.row_top: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _pass(self, todo: list[Request]) -> dict[Request, np.ndarray]:
+        out, self.row_top = block_stats(self._t, self._blocks(), todo, self.num_items, self._ncols)
+        return out
+
+
+def block_stats(t: np.ndarray, blocks, todo: Sequence[Request], num_items: int, cols: int | None = None
+                ) -> tuple[dict[Request, np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """One pass of :class:`GalleryBlockBank`: ``t`` (B, d) against the gallery ``blocks`` (an iterable of (g_i, d)
+    arrays in column order). Returns the requested statistics (``active``: the union of every row's top-k) and each
+    row's top-k ``(scores, columns)`` per k."""
+    t = np.ascontiguousarray(t, dtype=np.float32)
+    b = t.shape[0]
+    step = cols if cols is not None else max(1, DEFAULT_CHUNK_ELEMENTS // max(1, b))
+    out: dict[Request, np.ndarray] = {r: np.zeros(num_items) for r in todo if r[0] in ("lse", "topk_mean")}
+    ks = sorted({int(r[1]) for r in todo if r[0] == "active"})
+    top = {k: (np.full((b, 0), -np.inf, np.float32), np.zeros((b, 0), np.int64)) for k in ks}  # per row
+    g0 = 0
+    for block in blocks:
+        v = np.asarray(block, np.float32)
+        if v.ndim != 2 or v.shape[1] != t.shape[1]:
+            raise ConfigError(f"gallery block has shape {v.shape}, expected (n, {t.shape[1]})")
+        for a in range(0, len(v), step):
+            c0 = g0 + a
+            s = t @ np.ascontiguousarray(v[a : a + step].T)  # (B, n) float32
+            n = s.shape[1]
+            s64 = s.astype(np.float64)
+            for r in todo:
+                if r[0] == "lse":
+                    x = s64 * r[1]
+                    m = x.max(axis=0)
+                    out[r][c0 : c0 + n] = m + np.log(np.exp(x - m).sum(axis=0))
+                elif r[0] == "topk_mean":
+                    k = int(r[1])
+                    out[r][c0 : c0 + n] = -np.partition(-s64, k - 1, axis=0)[:k].mean(axis=0)
+            for k in ks:
+                idx = _row_topk(s, min(k, n))  # (B, kk) block columns, ties to the lower one
+                top[k] = merge_row_top(top[k], (np.take_along_axis(s, idx, 1), idx + c0), k)
+        g0 += len(v)
+    if g0 != num_items:
+        raise ConfigError(f"the gallery yielded {g0} items, expected {num_items}")
+    for k in ks:
+        mask = np.zeros(num_items, dtype=bool)
+        mask[top[k][1].ravel()] = True
+        out[("active", k)] = mask
+    return out, top
+
+
+def merge_row_top(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], k: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top-``k`` of two candidate sets ``(scores (B, ka), columns (B, ka))``: by decreasing score, ties to
+    the lower column."""
+    v, c = np.concatenate([a[0], b[0]], 1), np.concatenate([a[1], b[1]], 1)
+    order = np.lexsort((c, -v.astype(np.float64)), axis=1)[:, :k]
+    return np.take_along_axis(v, order, 1), np.take_along_axis(c, order, 1)
+
+
 def _chunk_rows(chunk: int | None, num_items: int) -> int:
     if chunk is None:
         return max(1, DEFAULT_CHUNK_ELEMENTS // max(1, num_items))
@@ -189,12 +265,22 @@ def read_bank_texts(source: str) -> tuple[list[str], dict]:
     * A dataset spec (``coco:DIR``, ``karpathy:FILE``, ``x.jsonl``, ...) gives the captions of its training split:
       the split named in the spec (``coco:DIR:train2017``), or else every split whose name contains ``train``
       (ConfigError if there is none: name the split).
+    * A bundled querybank (``xmr/assets/querybanks/NAME.txt``), by ``NAME`` or by the path of that file.
     * Anything else that is an existing file is read as UTF-8 text, one query per non-empty line.
 
-    Returns ``(texts, info)`` with ``info = {"source", "kind": "dataset"|"file", "split"?, "size"}``.
+    Returns ``(texts, info)`` with ``info = {"source", "kind": "dataset"|"bundled"|"file", "split"?, "bundled"?,
+    "size"}``.
     """
     from ..data import load_dataset, parse_dataset_spec
+    from ..paths import bundled_querybank
 
+    bundled = bundled_querybank(source)
+    if bundled is not None:  # a bundled bank, by name or by the path of its file: the same bank either way
+        name, path = bundled
+        with open(path, encoding="utf-8") as f:
+            texts = [ln.strip() for ln in f if ln.strip()]
+        return texts, {"source": name, "kind": "bundled", "bundled": name, "file": f"xmr/assets/querybanks/{path.name}",
+                       "size": len(texts)}
     try:
         parse_dataset_spec(source)
         is_dataset = True
@@ -234,12 +320,28 @@ def _spec_split(spec: str) -> str | None:
     return None
 
 
+def encode_bank_texts(encoder, texts: Sequence[str], info: dict, show_progress: bool | None = None
+                      ) -> tuple[np.ndarray, dict]:
+    """A querybank's text embeddings through ``encoder.encode_bank_texts`` (:class:`xmr.encoders.Encoder`); an
+    object that only has ``encode_text`` (a plugin's or a test's duck-typed encoder) encodes them."""
+    own = getattr(encoder, "encode_bank_texts", None)
+    if own is not None:
+        return own(list(texts), info, show_progress=show_progress)
+    return encoder.encode_text(list(texts), show_progress=show_progress), {"embeddings": "encoded"}
+
+
+def bank_embedding_key(encoder, info: dict) -> str:
+    own = getattr(encoder, "bank_embedding_key", None)
+    return own(info) if own is not None else "encode_text"
+
+
 def querybank_from_texts(encoder, texts: Sequence[str], gallery_emb: np.ndarray, *, info: dict | None = None,
                          chunk: int | None = None, show_progress: bool | None = None) -> QueryBank:
-    """Encode ``texts`` with ``encoder`` and build a :class:`QueryBank` against ``gallery_emb`` (G, d).
+    """Encode ``texts`` with ``encoder`` (:meth:`~xmr.encoders.base.Encoder.encode_bank_texts`: a bundled bank's
+    shipped embeddings where the model has them) and build a :class:`QueryBank` against ``gallery_emb`` (G, d).
     Cost: encoding B texts, then a B x G matrix product done ``chunk`` rows at a time."""
-    emb = encoder.encode_text(list(texts), show_progress=show_progress)
-    return QueryBank.from_embeddings(emb, gallery_emb, chunk=chunk, info=info)
+    emb, how = encode_bank_texts(encoder, list(texts), dict(info or {}), show_progress=show_progress)
+    return QueryBank.from_embeddings(emb, gallery_emb, chunk=chunk, info={**(info or {}), **how})
 
 
 def querybank_from_source(source: str, encoder, gallery_emb: np.ndarray, *, test_texts: Sequence[str] = (),

@@ -84,6 +84,28 @@ def fused_sims(gallery, q_groups: np.ndarray, fuse: str = "mean-sim") -> np.ndar
     return gallery.sims(np.asarray(v, np.float32)).astype(np.float64)
 
 
+def resolve_rescore(encoder, rescore, rescore_params=None, bank=None):
+    """What an evaluation re-scores with: ``(rescore, rescore_params, bank, default)``.
+
+    ``rescore=None``: the model's own re-scoring (``Encoder.rescore_default``, applied to text->item only, as search
+    applies it to text queries; ``default`` is that :class:`~xmr.encoders.base.RescoreDefault`), or none for a model
+    that declares none; ``"none"`` (or an empty list): no re-scoring; anything else: as given (``default`` None)."""
+    from .stages.rescore import model_rescore_default
+
+    off = (isinstance(rescore, str) and rescore.strip().lower() == "none") or (
+        isinstance(rescore, (list, tuple)) and not rescore)
+    if off or rescore is None:
+        if bank is not None:
+            raise ConfigError("a querybank (bank=) needs re-scoring: name the re-scorers (e.g. rescore='qbnorm')")
+        if rescore_params:
+            raise ConfigError("re-scoring parameters need the re-scorers named (e.g. rescore='qbnorm')")
+        rec = None if off else model_rescore_default(encoder)
+        if rec is None:
+            return None, None, None, None
+        return list(rec.names), dict(rec.params), rec.bank, rec
+    return rescore, rescore_params, bank, None
+
+
 def gallery_bank(source, encoder, gallery, *, test_texts=(), show_progress=None):
     """A :class:`~xmr.rescore.QueryBank` of ``source`` (dataset spec / text file, or a QueryBank as is) scored
     against ``gallery`` by its own scorer."""
@@ -96,8 +118,11 @@ def gallery_bank(source, encoder, gallery, *, test_texts=(), show_progress=None)
     if isinstance(gallery, DenseGallery):
         return querybank_from_source(source, encoder, gallery.vectors, test_texts=test_texts,
                                      show_progress=show_progress)
+    from ..rescore.bank import encode_bank_texts
+
     texts, info = read_bank_texts(source)
-    emb = encoder.encode_text(list(texts), show_progress=show_progress)
+    emb, how = encode_bank_texts(encoder, list(texts), info, show_progress=show_progress)
+    info = {**info, **how}
     rows = max(1, (1 << 22) // max(1, len(gallery)))
 
     def chunks():
@@ -276,5 +301,5 @@ def _run_candidates(out: DenseScores, gallery, txt, groups, texts, media, encode
     return out
 
 
-__all__ = ["DenseGallery", "HeadGallery", "DenseScores", "fused_sims", "gallery_bank", "memory_reader", "run_dense",
+__all__ = ["DenseGallery", "HeadGallery", "DenseScores", "fused_sims", "gallery_bank", "memory_reader", "resolve_rescore", "run_dense",
            "run_topk"]

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from .first_stage import FirstStage, check_k, check_media_type
 from .query import Query, encode_query
 from .result import SearchOutcome, rank
+from .stages.rescore import MODEL_DEFAULT, model_rescore_default
 from .stages import (DEFAULT_CANDIDATES, ExpertStage, HeadStage, MomentStage, RecipeStage, RerankStage, RescoreStage,
                      Stage, StageContext)
 
@@ -31,7 +32,9 @@ class SearchOptions:
 
     ``candidates``: first-stage pool handed to stages that re-order (default ``max(100, k)``; at least ``rerank_k``).
     ``rescore``: re-scorer names in order (``qbnorm``, ``dsl``, ``csls``), ``rescore_params`` per name, ``bank`` a
-    querybank source (text file or dataset spec). ``rerank``: cross-encoder spec (``hf:DIR``, ``xattn:DIR``).
+    querybank source (text file, dataset spec or a bundled bank's name); ``None`` (the default): the re-scoring the
+    model recommends for text queries (``Encoder.rescore_default``: ``concept``'s QB-Norm with its bundled bank;
+    nothing for other models); ``()``: none. ``rerank``: cross-encoder spec (``hf:DIR``, ``xattn:DIR``).
     ``head``: use the encoder's re-scoring head (X-Pool / prototypes) when it has one (default True).
     ``experts``: run the experts stage (:mod:`xmr.retrieval.stages.experts`): None no, ``()`` every expert the index
     carries, or the names; ``expert_fusion`` (vista, max, sum), ``expert_weights`` {name: weight}, ``phrase``.
@@ -39,7 +42,7 @@ class SearchOptions:
     the experts stage (it scores every item itself)."""
 
     candidates: int | None = None
-    rescore: tuple[str, ...] = ()
+    rescore: tuple[str, ...] | None = None
     rescore_params: dict = field(default_factory=dict)
     bank: str | None = None
     rerank: str | None = None
@@ -56,8 +59,12 @@ class SearchOptions:
     def __post_init__(self):
         if self.candidates is not None:
             check_k(self.candidates, "candidates")
+        if self.rescore is not None and not isinstance(self.rescore, tuple):
+            object.__setattr__(self, "rescore", tuple(self.rescore))  # a list is accepted: frozen, so set here
         if self.bank and not self.rescore:
             raise ConfigError("a querybank (--bank) needs re-scoring (e.g. --rescore qbnorm)")
+        if self.rescore is None and self.rescore_params:
+            raise ConfigError("re-scoring parameters need the re-scorers named (e.g. --rescore qbnorm)")
         if self.rerank is None and (self.rerank_k != 10 or self.rerank_alpha != 0.0):
             raise ConfigError("--rerank-k and --rerank-alpha need --rerank SPEC")
         if self.recipe_tower is not None and (self.experts is not None or self.phrase):
@@ -132,7 +139,7 @@ class Pipeline:
         for n, r in enumerate(out, 1):
             r.rank = n
         return SearchOutcome(out, emb.query.describe(), self.encoder.spec,
-                             [first.params()] + [s.record() for s in self.stages], reader.generation, seconds)
+                             [first.params()] + [s.record_for(ctx) for s in self.stages], reader.generation, seconds)
 
     def describe(self) -> list[dict]:
         return [s.record() for s in self.stages]
@@ -150,6 +157,8 @@ def build_stages(encoder, options: SearchOptions) -> list[Stage]:
                                   options.phrase))
     if options.rescore:
         stages.append(RescoreStage(options.rescore, options.rescore_params, options.bank))
+    elif options.rescore is None and (rec := model_rescore_default(encoder)) is not None:
+        stages.append(RescoreStage(rec.names, rec.params, rec.bank, origin=MODEL_DEFAULT, label=rec.label()))
     if options.rerank:
         stages.append(RerankStage(options.rerank, options.rerank_k, options.rerank_alpha, device=options.device))
     return stages

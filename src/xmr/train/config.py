@@ -9,6 +9,7 @@ from ..errors import ConfigError
 
 MODES = ("adapter", "full", "finetune")
 PRECISIONS = ("no", "fp16", "bf16")
+DEFAULT_FRAMES = 4  # frames per clip of a video run when --frames is not given
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class TrainConfig:
     finetune: str = "whole"  # mode finetune: whole, last:N, projections or lora (xmr.train.finetune)
     lora: dict = field(default_factory=dict)  # mode finetune, lora: LoraSettings fields (r, alpha, dropout, target_modules)
     teachers: tuple[str, ...] = ()  # frozen teacher encoder specs (losses that distil them, e.g. teachtext)
-    frames: int = 4  # video data sets (mode full): frames per clip, spread uniformly (xmr.train.video_data)
+    frames: int | None = None  # video data sets (mode full): frames per clip, spread uniformly (None: 4); an image
+    # run given frames is refused (xmr.train.loop), never silently ignored
 
     def __post_init__(self):
         if isinstance(self.teachers, str) or not all(isinstance(t, str) for t in self.teachers):
@@ -55,7 +57,7 @@ class TrainConfig:
             raise ConfigError(f"--finetune {self.finetune} applies to --mode finetune (got --mode {self.mode})")
         if self.lora and (self.mode != "finetune" or self.finetune != "lora"):
             raise ConfigError("--lora settings apply to --mode finetune --finetune lora only")
-        if not 1 <= self.frames <= 256:
+        if self.frames is not None and not 1 <= self.frames <= 256:
             raise ConfigError(f"--frames must be in 1..256, got {self.frames}")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
             raise ConfigError(f"need epochs >= 1, batch size >= 2 and lr > 0 (got {self.epochs}, {self.batch_size}, "
@@ -68,8 +70,16 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         return config_from_dict(cls, d)
 
+    @property
+    def clip_frames(self) -> int:
+        """Frames per clip of a video run (``frames``, default 4)."""
+        return DEFAULT_FRAMES if self.frames is None else int(self.frames)
+
     def differences(self, other: "TrainConfig", ignore=("epochs",)) -> list[str]:
-        return [f.name for f in fields(self) if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)]
+        def value(cfg, name):  # checkpoints written before frames became optional stored the default 4
+            return cfg.clip_frames if name == "frames" else getattr(cfg, name)
+
+        return [f.name for f in fields(self) if f.name not in ignore and value(self, f.name) != value(other, f.name)]
 
 
 __all__ = ["MODES", "PRECISIONS", "TrainConfig"]

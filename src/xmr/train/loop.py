@@ -101,6 +101,9 @@ def _build_student(cfg: TrainConfig, device, show_progress, encoder=None):
         raise ConfigError(f"{cfg.dataset}: xmr train trains on images, or on videos (--mode full, a tiny space-time "
                           f"model), not on a mix ({', '.join(sorted(map(str, kinds)))}); train video heads on frozen "
                           "frame features with `xmr train-head`")
+    if cfg.frames is not None:
+        raise ConfigError(f"--frames {cfg.frames}: frames per clip apply to video data sets only, and {cfg.dataset} "
+                          "holds images; leave --frames out")
     if cfg.mode == "finetune":
         from .finetune import FinetuneModel, finetune_pairs
 

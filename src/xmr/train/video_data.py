@@ -83,11 +83,11 @@ def build_video_model(cfg) -> TinyVideoModel:
             if cfg.tiny:
                 raise ConfigError("--tiny-config applies to a fresh `tiny`; a tiny:<dir> start keeps its own config")
             start = TinyDualEncoder.load(arg)
-            model = TinyVideoModel(TinyVideoConfig(asdict(start.config), cfg.frames))
+            model = TinyVideoModel(TinyVideoConfig(asdict(start.config), cfg.clip_frames))
             model.net.net.load_state_dict(start.state_dict())
             return model
         tc = TinyConfig.from_dict({**cfg.tiny, "seed": cfg.seed})
-        return TinyVideoModel(TinyVideoConfig(asdict(tc), cfg.frames))
+        return TinyVideoModel(TinyVideoConfig(asdict(tc), cfg.clip_frames))
     if name == "trained" and arg:
         from ..encoders.trained import load_trained_module
 
@@ -97,7 +97,7 @@ def build_video_model(cfg) -> TinyVideoModel:
                               "tiny, tiny:<dir> or a trained:<dir> written by a video run")
         if cfg.tiny:
             raise ConfigError("--tiny-config applies to a fresh `tiny`; a trained:<dir> start keeps its own config")
-        if module.config.frames != cfg.frames:
+        if module.config.frames != cfg.clip_frames:
             raise ConfigError(f"--model {cfg.model} was trained on {module.config.frames} frames per clip; give "
                               f"--frames {module.config.frames}")
         return TinyVideoModel(module.config, module.state_dict())

@@ -38,6 +38,11 @@ class Stage(ABC):
     def record(self) -> dict:
         return {"stage": self.name, **self.params()}
 
+    def record_for(self, ctx: StageContext) -> dict:
+        """What a result records about this stage for the query of ``ctx`` (default: :meth:`record`; a stage that
+        skips some queries says so)."""
+        return self.record()
+
     def check_index(self, reader, encoder, media_type: str | None) -> None:
         """Refuse an index / encoder / type filter this stage is not defined for."""
 

@@ -94,7 +94,10 @@
   function show(data, label, origin) {
     grid.replaceChildren(...data.results.map(card));
     const n = data.results.length;
-    setStatus(n ? n + " result" + (n === 1 ? "" : "s") + " for " + label : "No results for " + label);
+    // the model's own re-scoring (concept: QB-Norm on text queries), said where the user sees the results
+    const own = (data.stages || []).find((st) => st.stage === "rescore" && st.origin === "model default" && st.applied);
+    setStatus((n ? n + " result" + (n === 1 ? "" : "s") + " for " + label : "No results for " + label) +
+              (n && own ? " · re-scored: " + own.summary : ""));
     // interactive.js (Ask&Confirm chips, good / bad buttons) listens; origin: "text", "image" or its own
     document.dispatchEvent(new CustomEvent("xmr:results", { detail: { data: data, origin: origin || "text" } }));
   }
