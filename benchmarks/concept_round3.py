@@ -279,19 +279,10 @@ def protocols3(r: dict, F, C, class_emb, metrics, bank_q=None, seeds=3) -> dict:
     """``concept_rounds.protocols`` with a round-3 recipe (same splits, seeds and metrics)."""
     import concept_rounds as cr
 
-    class _R:  # adapter so that cr.protocols builds Recipe3 instead of cr.Recipe
-        def __init__(self, rr, train, ce):
-            self.m = Recipe3(rr, train, ce, bank_q)
+    def recipe(rr, train, ce):
+        return Recipe3(rr, train, ce, bank_q)
 
-        def sims(self, S, q=None):
-            return self.m.sims(S, q)
-
-    saved = cr.Recipe
-    cr.Recipe = _R
-    try:
-        return cr.protocols(r, F, C, class_emb, metrics, seeds=seeds)
-    finally:
-        cr.Recipe = saved
+    return cr.protocols(r, F, C, class_emb, metrics, seeds=seeds, recipe=recipe)
 
 
 def paired(res: dict, ref: dict) -> str:
