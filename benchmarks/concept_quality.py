@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import sys
 import time
 from pathlib import Path
 
@@ -106,7 +107,7 @@ class Cached:
         remap = -np.ones(len(self.pm), int)
         remap[items] = np.arange(len(items))
         s.pm, s.pc, s.q, s.t2i = self.pm[items], self.pc[items], self.q[m], remap[self.t2i[m]]
-        s.zm, s.pmax = self.zm[items], self.pmax[items]
+        s.zm, s.pmax, s.logits = self.zm[items], self.pmax[items], self.logits[items]
         s.media = [self.media[i] for i in items]
         s._colour = None if self._colour is None else self._colour[items]
         s._people = None if self._people is None else self._people[items]
@@ -298,6 +299,33 @@ def ablation2(args) -> None:
                       + " | ".join(cells) + " | bank x gallery scores |", flush=True)
 
 
+# ---------------------------------------------------------------------------------------------------- round 3
+def ablation3(args) -> None:
+    """Issue 17 round 3 (concept_round3.py): recipe variants that use the same pairs differently, 3 protocols."""
+    import concept_round3 as c3
+    import concept_rounds as cr
+
+    from xmr.encoders.concept import ConceptConfig, ConceptEncoder
+
+    enc = ConceptEncoder(ConceptConfig())
+    ce = enc.class_emb
+    F, C = Cached(args.flickr, enc), Cached(args.coco, enc)
+    lines = [l.strip() for l in gzip.open(Path(args.multi30k) / "train.en.gz", "rt", encoding="utf-8") if l.strip()]
+    bq = _embed_cached(enc, lines, Path(args.flickr).with_name(f"multi30k_bank{len(lines)}.q.npy"))
+    ref = cr.Recipe(dict(features="logits", a=0.3, b=0.3, caption_ridge=10.0), [F], ce).sims(C)
+    print(f"check: round-3 code with no options vs round 2's default recipe, max |diff| = "
+          f"{np.abs(c3.Recipe3({}, [F], ce).sims(C) - ref).max():.2e}")
+    print(f"\n### round 3 variants (EfficientNet-Lite0, multi-crop; text-only data: {len(lines)} Multi30K captions)\n"
+          f"{c3.head()}")
+    ref = c3.protocols3(dict(c3.DEFAULT), F, C, ce, _metrics)
+    rows = c3.ROWS3 if not args.only else [r for r in c3.ROWS3 if any(o in r[0] for o in args.only)]
+    for label, opts, cost in rows:
+        t0 = time.perf_counter()
+        res = c3.protocols3({**c3.DEFAULT, **opts}, F, C, ce, _metrics, bank_q=bq)
+        print(f"| {label} | " + " | ".join(cr.fmt(res)) + f" | {c3.paired(res, ref)} | {cost} |", flush=True)
+        print(f"  ({time.perf_counter() - t0:.0f} s for the row's 23 fits)", file=sys.stderr, flush=True)
+
+
 def backbone_speed(args) -> None:
     """CPU time of the 6-view forward pass per image for each backbone, interleaved rounds (median)."""
     from PIL import Image
@@ -401,6 +429,11 @@ def main() -> None:
     a2.add_argument("--multi30k", default=None)
     a2.add_argument("--bank-sizes", type=int, nargs="+", default=[5000, 1000000])
     a2.add_argument("--only", nargs="*", default=None, help="recipe rows whose label contains one of these")
+    a3 = sub.add_parser("ablation3", help="issue 17 round 3: recipe variants on the same pairs (concept_round3.py)")
+    a3.add_argument("--flickr", required=True)
+    a3.add_argument("--coco", required=True)
+    a3.add_argument("--multi30k", required=True, help="multi30k folder: its English train captions (text only)")
+    a3.add_argument("--only", nargs="*", default=None, help="variant rows whose label contains one of these")
     sp = sub.add_parser("backbone-speed", help="CPU ms/image of the 6-view forward pass per backbone")
     sp.add_argument("images", help="a folder of .jpg files, e.g. ../shared/data/coco-mini/val2017")
     sp.add_argument("--limit", type=int, default=16)
@@ -433,6 +466,8 @@ def main() -> None:
         ablation(args)
     elif args.cmd == "ablation2":
         ablation2(args)
+    elif args.cmd == "ablation3":
+        ablation3(args)
     elif args.cmd == "backbone-speed":
         backbone_speed(args)
     else:

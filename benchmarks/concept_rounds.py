@@ -155,14 +155,15 @@ def _qb(s, bank_s):
     return qb_norm(s, bank_s, beta=20.0)
 
 
-def protocols(r: dict | None, F, C, class_emb, metrics, bank=None, seeds=3) -> dict:
-    """{protocol: [metrics dicts]} for recipe ``r`` (None: zero-shot); t2i re-scored with QB-Norm when ``bank``."""
+def protocols(r: dict | None, F, C, class_emb, metrics, bank=None, seeds=3, recipe=None) -> dict:
+    """{protocol: [metrics dicts]} for recipe ``r`` (None: zero-shot); t2i re-scored with QB-Norm when ``bank``;
+    ``recipe``: the class fitted per split (default :class:`Recipe`; round 3 passes its own)."""
     def run(train, test, full=None):
         if r is None:
             s = zero_shot(test, class_emb)
             sb = None if bank is None else zero_shot(test, class_emb, bank)
         else:
-            m = Recipe(r, train, class_emb)
+            m = (recipe or Recipe)(r, train, class_emb)
             s, sb = m.sims(test), None if bank is None else m.sims(test, bank)
         return s if sb is None else (s, _qb(s, sb))
 
