@@ -48,6 +48,9 @@ MAX_BATCH_PIXELS = 64_000_000
 
 #: index meta key holding the video settings (``VideoIndexConfig.to_dict()``) of the last run that indexed videos
 VIDEO_SETTINGS_KEY = "video_settings"
+#: why an image is skipped by an index whose model embeds whole video clips only
+CLIPS_ONLY_IMAGE = ("not indexed: this index's model embeds whole video clips, not images (index images with an "
+                    "image model in another index)")
 
 
 @dataclass
@@ -106,7 +109,7 @@ def _require_indexable(enc) -> None:
     """Refuse, before the index records the model, an encoder that cannot embed media files (a text-only tower, a
     whole-clip video model such as ``trained:DIR`` of ``xmr train --loss miles``)."""
     caps = enc.capabilities
-    if not (caps.images or caps.sound):
+    if not (caps.images or caps.sound or caps.clips):
         enc.require("images", "xmr index")
 
 
@@ -274,6 +277,10 @@ def _video_settings(video: VideoIndexConfig, encoder) -> dict:
         from ..video.av import av_settings
 
         d["av"] = av_settings(encoder)
+    if getattr(encoder.capabilities, "clips", False):
+        from ..video.clips import clip_settings
+
+        d["clips"] = clip_settings(encoder)
     return d
 
 
@@ -313,6 +320,11 @@ def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, prepared: lis
                 continue
         if f.media_type == "video":
             videos += _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
+            continue
+        if not encoder.get().capabilities.images:  # a whole-clip video model: images are reported, not embedded
+            _skip(store, rep, f, CLIPS_ONLY_IMAGE)
+            if old_id is not None:
+                rep.removed += store.delete([old_id])
             continue
         if prep.media_error is None and prep.model_input is None:  # hashed only: decode here, within the budget
             if images and _pixels(images) + (header_pixels(f.path) or 0) > max_batch_pixels:
