@@ -51,6 +51,9 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     exhaustively (every text against every video). ``frame_snap`` (grid steps, <= 0.5; default 0 = exact frames)
     lets each frame be any frame shown that close to its target (a nearby keyframe: faster decoding). The settings
     are in ``res["fingerprint"]["video"]`` (``frame_snap`` only when set, so exact runs keep their fingerprint).
+    Whole-clip models (``capabilities.clips``: ``trained:DIR`` of a video run) embed each clip or window from their
+    own ``clip_frames`` uniform frames (:mod:`xmr.video.clips`; ``num_frames`` other than that, and ``frame_snap``,
+    are refused); audio-visual models (``capabilities.sound``) read their own frames and sound.
 
     Image galleries are decoded by ``prefetch_workers`` threads (default: one per core, at most 4; 0: in turn with
     the model) while the model encodes; the embeddings are the same either way.
