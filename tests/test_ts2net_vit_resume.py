@@ -168,3 +168,36 @@ def test_per_epoch_evaluation_equals_xmr_eval_of_the_saved_folder(clip_dir, vide
     for d, a in (("t2i", "t2v"), ("i2t", "v2t")):
         for k in ("R@1", "R@5", "MdR"):
             assert float(rows[-1][f"{a}_{k}"]) == pytest.approx(res[d][k], abs=1e-3), (a, k)
+
+
+def test_sigkilled_cli_run_resumes_to_the_uninterrupted_result(clip_dir, videos, tmp_path):
+    """A real kill (SIGKILL, no clean-up) of `xmr train-head --head ts2net-vit` in another process, at whatever point
+    it is after its second checkpoint (possibly while writing one), then `--resume`: the weights of a run never
+    interrupted, and no temporary folder left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from xmr.cli import main
+    from xmr.train.state import list_checkpoints
+
+    epochs = ["--epochs", "30"]
+    argv = ["-q", *_cli(clip_dir, videos, tmp_path / "k", *epochs)]
+    code = f"import sys; from xmr.cli import main; sys.exit(main({argv!r}))"
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "k" / "checkpoints" / "epoch-0002").is_dir():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and list_checkpoints(tmp_path / "k")[-1][0] < 30  # killed mid-run
+    assert main(_cli(clip_dir, videos, tmp_path / "k", *epochs, "--resume")) == 0
+    assert main(_cli(clip_dir, videos, tmp_path / "full", *epochs)) == 0
+    assert _same_files(tmp_path / "full", tmp_path / "k", "model.safetensors")
+    assert not list((tmp_path / "k" / "checkpoints").glob(".tmp-*"))
+    assert sorted(p.name for p in (tmp_path / "k" / "checkpoints").iterdir()) == ["epoch-0029", "epoch-0030"]
