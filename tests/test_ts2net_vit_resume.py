@@ -201,3 +201,24 @@ def test_sigkilled_cli_run_resumes_to_the_uninterrupted_result(clip_dir, videos,
     assert _same_files(tmp_path / "full", tmp_path / "k", "model.safetensors")
     assert not list((tmp_path / "k" / "checkpoints").glob(".tmp-*"))
     assert sorted(p.name for p in (tmp_path / "k" / "checkpoints").iterdir()) == ["epoch-0029", "epoch-0030"]
+
+
+def test_save_every_keep_and_a_corrupt_checkpoint(clip_dir, tmp_path):
+    _train(clip_dir, tmp_path / "s", save_every=2, keep=0)
+    ck = tmp_path / "s" / "checkpoints"
+    assert sorted(p.name for p in ck.iterdir()) == ["epoch-0002", "epoch-0003"]
+    with pytest.raises(ConfigError, match="save-every"):
+        _train(clip_dir, tmp_path / "t", save_every=0)
+    assert not (tmp_path / "t").exists()
+    state = ck / "epoch-0003" / "state.safetensors"
+    state.write_bytes(state.read_bytes()[:100])  # truncated
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").rglob("*")}
+    with pytest.raises(ConfigError, match="corrupt .*delete that epoch folder"):
+        _train(clip_dir, tmp_path / "s", resume=True, epochs=4)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "s").rglob("*")} == before
+    import shutil
+
+    shutil.rmtree(ck / "epoch-0003")  # as the message says: the run continues from epoch 2
+    assert _train(clip_dir, tmp_path / "s", resume=True, epochs=3, save_every=2, keep=0).resumed_from == 2
+    _train(clip_dir, tmp_path / "u")
+    assert _same_files(tmp_path / "s", tmp_path / "u", "model.safetensors")

@@ -13,7 +13,9 @@ def setup(p):
     p.add_argument("--encoder", default="tiny", metavar="SPEC", help="frozen encoder spec (default tiny)")
     p.add_argument("--head", required=True, help="mean, seqtransf, xpool, ts2net, prototypes, lean, textweighted; "
                    "ts2net-vit: TS2-Net fine-tuned end to end on an hf: CLIP (not frozen; loads as ts2net:OUT)")
-    p.add_argument("--out", required=True, metavar="DIR", help="where to save config.json + model.safetensors")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="where to save config.json + model.safetensors (ts2net-vit: a new or empty folder, or its run "
+                        "with --resume; epoch checkpoints under DIR/checkpoints)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames sampled per video (default 8; lean: the student's frames, default 4)")
     p.add_argument("--epochs", type=int, default=10)
@@ -187,7 +189,7 @@ def _train_ts2net_vit(args) -> int:
     base = absolute_spec(args.encoder)
     clip_lr = args.clip_lr or args.lr
     provenance = {"dataset": args.dataset, "split": args.split, "base": base, "eval_split": args.eval_split,
-                  "frame_plan": FramePlan.uniform(frames, 224).to_dict()}
+                  "frames": FramePlan.uniform(frames, 224).to_dict()}
     train_kw = dict(finetune=finetune, epochs=args.epochs, lr=clip_lr, head_lr=args.lr, batch_size=args.batch_size,
                     seed=args.seed)
     pairs = [(t, int(v)) for t, v in enumerate(ds.text_to_item)]

@@ -220,8 +220,8 @@ def _checkpoint(out: Path, model, base: str, text_tower, opt, rng, cfg, history:
     from .state import save_epoch
     from .ts2net_vit_state import TRAINER, ModelSaver, system_state
 
-    training = {**cfg.data, "finetune": cfg.finetune, "epochs": cfg.epochs, "epochs_done": epoch, "lr": cfg.lr,
-                "head_lr": cfg.head_lr or cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
+    training = {**cfg.data, "finetune": cfg.finetune, "epochs": cfg.epochs, "epochs_done": epoch,
+                "lr": cfg.head_lr or cfg.lr, "clip_lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
                 "loss_per_epoch": [r["train_loss"] for r in history if "train_loss" in r], "metrics": history[-1]}
     meta = {"trainer": TRAINER, "config": cfg.to_dict(), "step": step, "history": history,
             "numpy_rng": rng.bit_generator.state, "training": training}

@@ -54,7 +54,7 @@ class TS2NetViTTrainConfig:
         CLI too, to check ``--out`` before decoding): ``model_config`` a TS2NetViTConfig, the data's counts,
         the caller's ``provenance`` (JSON values), ``settings`` the trainer's (finetune, epochs, lr, ...)."""
         data = {**(provenance or {}), "videos": int(videos), "captions": int(captions), "pairs": int(pairs),
-                "frames": int(frames)}
+                "frames_per_video": int(frames)}
         return cls(**settings, text_tower=text_tower, model=json.loads(json.dumps(asdict(model_config))),
                    data=json.loads(json.dumps(data)))  # as read back from state.json (tuples -> lists)
 
@@ -130,8 +130,13 @@ def restore(ckpt: Path, model, optimizer, text_tower=None) -> tuple[dict, torch.
 
     label = f"checkpoint {ckpt}"
     load_checkpoint(ckpt, FORMAT, label).load_into(model)
-    meta, system, optim, rng = load_state(ckpt)
-    optimizer.load_state_dict(optim)
+    try:
+        meta, system, optim, rng = load_state(ckpt)
+        optimizer.load_state_dict(optim)
+    except Exception as e:  # safetensors header errors, truncated files, optimiser groups that do not fit
+        detail = " ".join(str(e).split())[:300]
+        raise ConfigError(f"--resume: {label} is corrupt or does not fit this run ({type(e).__name__}: {detail}); "
+                          "delete that epoch folder to resume from the one before, or give a new --out") from None
     if text_tower is not None:
         from ..checkpoint import load_state as load_module
 
