@@ -42,13 +42,32 @@ def _data():
     return px, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, pairs
 
 
-def _train(clip_dir, out, **kw):
+class _BagTower(torch.nn.Module):
+    """A replacement text tower (as the benchmark's GRU): token ids -> 16-d."""
+
+    def __init__(self):
+        super().__init__()
+        self.bag = torch.nn.EmbeddingBag(200, 16)
+        torch.nn.init.normal_(self.bag.weight, generator=torch.Generator().manual_seed(4))
+
+    def forward(self, ids):
+        return self.bag(ids)
+
+
+def _train(clip_dir, out, tower: bool = False, **kw):
+    """3 epochs of 2 steps on 6 random 2-frame clips; ``tower``: the benchmark's path (a replacement text tower,
+    the last block trained, the frozen prefix cached, one shifted block)."""
     from xmr.train.ts2net_vit import train_ts2net_vit
 
     net = TS2NetViT(transformers.CLIPModel.from_pretrained(clip_dir),
-                    TS2NetViTConfig(dim=16, max_frames=4, num_frames=2, perturb_samples=16, seed=1))
+                    TS2NetViTConfig(dim=16, max_frames=4, num_frames=2, perturb_samples=16, seed=1,
+                                    shift_layers=1 if tower else 2))
     px, texts, pairs = _data()
     args = dict(finetune="whole", epochs=3, lr=3e-3, batch_size=3, seed=5, out=out, base=f"hf:{clip_dir}")
+    if tower:
+        args.update(finetune="last:1", cache_frozen=True, text_tower=_BagTower())
+        texts = texts["input_ids"]
+    object.__setattr__(net, "tower", args.get("text_tower"))  # kept for the test, not registered as a submodule
     return train_ts2net_vit(net, px, texts, pairs, **{**args, **kw})
 
 
@@ -57,8 +76,9 @@ def _same_files(a, b, name):
     return set(x) == set(y) and all(torch.equal(x[k], y[k]) for k in x)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(clip_dir, tmp_path):
-    full = _train(clip_dir, tmp_path / "full")
+@pytest.mark.parametrize("tower", [False, True], ids=["clip-text", "text-tower-cached-prefix"])
+def test_killed_run_resumes_to_the_uninterrupted_result(clip_dir, tmp_path, tower):
+    full = _train(clip_dir, tmp_path / "full", tower)
     assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir()) == ["epoch-0002", "epoch-0003"]
 
     def kill(epoch, step):
@@ -66,10 +86,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(clip_dir, tmp_path):
             raise _Killed
 
     with pytest.raises(_Killed):
-        _train(clip_dir, tmp_path / "k", on_step=kill)
+        _train(clip_dir, tmp_path / "k", tower, on_step=kill)
     with pytest.raises(ConfigError, match="pass --resume"):
-        _train(clip_dir, tmp_path / "k")
-    resumed = _train(clip_dir, tmp_path / "k", resume=True)
+        _train(clip_dir, tmp_path / "k", tower)
+    resumed = _train(clip_dir, tmp_path / "k", tower, resume=True)
     assert resumed.resumed_from == 1
     assert _same_files(tmp_path / "full", tmp_path / "k", "model.safetensors")
     for name in ("model.safetensors", "state.safetensors"):  # optimiser moments and torch RNG too
@@ -77,6 +97,12 @@ def test_killed_run_resumes_to_the_uninterrupted_result(clip_dir, tmp_path):
                            "epoch-0003", name)
     strip = [[{k: v for k, v in r.items() if k != "train_s"} for r in m.metrics] for m in (full, resumed)]
     assert strip[0] == strip[1] and full.history == resumed.history and len(full.history) == 3
+    if tower:  # the replacement text tower is restored and trained on as well; not giving it is refused
+        a, b = full.tower.state_dict(), resumed.tower.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        with pytest.raises(ConfigError, match="text_tower, model.shift_layers differ"):
+            _train(clip_dir, tmp_path / "k", False, resume=True, finetune="last:1", cache_frozen=True, epochs=4)
+        return
     # the caller's torch RNG is left as it was: the run draws from its own, seeded one
     torch.manual_seed(123)
     want = torch.rand(3)
