@@ -13,6 +13,7 @@ from _video_clips import frame_index, make_audio_only, make_clip  # noqa: E402
 from conftest import FIXTURES, SHARED_DATA, requires_shared  # noqa: E402
 from xmr.errors import CorruptMediaError, MediaError, NoVideoStreamError, UnreadableMediaError  # noqa: E402
 from xmr.media import video as vmod  # noqa: E402
+from xmr.media import video_reader as vreader  # noqa: E402 - the seek tunables are read there
 from xmr.media.video import iter_frames, probe, sample_frames, sample_timestamps  # noqa: E402
 
 CLIP = FIXTURES / "video" / "video9771.mp4"  # real MSR-VTT clip: h264 320x240 29.97 fps 14 s, no audio
@@ -72,11 +73,11 @@ def test_seeking_and_sequential_pick_the_same_frames_as_full_decode(tmp_path, mo
         return [frame_index(a, n) for _, a in iter_frames(path, targets)]
 
     assert picked() == expected  # default heuristic
-    monkeypatch.setattr(vmod, "SEEK_MIN_GAP_S", 0.0)  # seek whenever a keyframe lies in between
-    monkeypatch.setattr(vmod, "SEEK_NO_INDEX_GAP_S", 0.0)
+    monkeypatch.setattr(vreader, "SEEK_MIN_GAP_S", 0.0)  # seek whenever a keyframe lies in between
+    monkeypatch.setattr(vreader, "SEEK_NO_INDEX_GAP_S", 0.0)
     assert picked() == expected
-    monkeypatch.setattr(vmod, "SEEK_MIN_GAP_S", 1e9)  # never seek: one sequential pass
-    monkeypatch.setattr(vmod, "SEEK_NO_INDEX_GAP_S", 1e9)
+    monkeypatch.setattr(vreader, "SEEK_MIN_GAP_S", 1e9)  # never seek: one sequential pass
+    monkeypatch.setattr(vreader, "SEEK_NO_INDEX_GAP_S", 1e9)
     assert picked() == expected
 
 
@@ -89,6 +90,34 @@ def test_seek_heuristic_seeks_on_long_sparse_and_not_on_short(tmp_path, monkeypa
     long = make_clip(tmp_path / "long.mp4", n_frames=400, fps=10, gop=20)  # 40 s, keyframe every 2 s
     sample_frames(long, 4)  # targets 10 s apart: each one is reached by a seek
     assert len(calls) >= 3
+
+
+def test_seek_tunables_are_read_from_video_reader(tmp_path, monkeypatch):
+    """The seek rule's tunables live in xmr.media.video_reader (where VideoReader reads them): setting them there
+    changes how many seeks a pass makes (guards the patch targets of the tests above)."""
+    calls = []
+    orig = vreader.VideoReader._seek
+    monkeypatch.setattr(vreader.VideoReader, "_seek", lambda self, t: (calls.append(t), orig(self, t))[1])
+    path = make_clip(tmp_path / "gop7.mp4", n_frames=60, fps=10, gop=7)
+    targets = np.linspace(0.5, 5.5, 6)
+    monkeypatch.setattr(vreader, "SEEK_MIN_GAP_S", 1e9)
+    list(iter_frames(path, targets))
+    assert calls == []
+    monkeypatch.setattr(vreader, "SEEK_MIN_GAP_S", 0.0)
+    list(iter_frames(path, targets))
+    assert len(calls) >= 4
+
+
+def test_public_names_stay_importable_from_media_video():
+    """Splitting the module kept every name users import from xmr.media.video (the same objects)."""
+    from xmr.media import video_info
+
+    for name in vmod.__all__:
+        assert getattr(vmod, name) is not None
+    assert vmod.VideoReader is vreader.VideoReader and vmod.VideoInfo is video_info.VideoInfo
+    assert vmod.VIDEO_EXTENSIONS is video_info.VIDEO_EXTENSIONS
+    for name in ("SEEK_MIN_GAP_S", "SEEK_NO_INDEX_GAP_S", "MAX_FRAME_PIXELS", "END_TOLERANCE_S", "PathLike", "Size"):
+        assert getattr(vmod, name) is getattr(vreader, name)
 
 
 def test_variable_frame_rate_is_sampled_by_time(tmp_path):

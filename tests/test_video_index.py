@@ -181,7 +181,7 @@ def test_schema_v1_index_is_upgraded(tmp_path, tiny_encoder, sample_dir):
 
 def test_missing_pyav_reports_but_does_not_remember(folder, tmp_path, tiny_encoder, monkeypatch):
     from xmr.errors import MissingExtraError
-    from xmr.media import video as vmod
+    from xmr.media import video_reader as vmod  # VideoReader looks _av up there
 
     def no_av():
         raise MissingExtraError("av (PyAV) is needed ... pip install 'xmr[video]'")

@@ -1,8 +1,8 @@
 """Which compressed video packets hold pictures no other picture is predicted from (safe to leave undecoded).
 
-Used by :class:`xmr.media.video.VideoReader` to skip, on the way to a target time, packets of pictures that cannot
-be the frame shown at the target and that no later picture needs. Only length-prefixed streams are read (MP4 / MOV /
-MKV: ``avcC`` / ``hvcC`` extradata); Annex-B streams (MPEG-TS, raw) and other codecs are decoded whole.
+Used by :class:`xmr.media.video_reader.VideoReader` to skip, on the way to a target time, packets of pictures that
+cannot be the frame shown at the target and that no later picture needs. Only length-prefixed streams are read
+(MP4 / MOV / MKV: ``avcC`` / ``hvcC`` extradata); Annex-B streams (MPEG-TS, raw) and other codecs are decoded whole.
 
 * H.264 (ITU-T H.264 7.3.1 / 7.4.1): one-byte NAL header ``forbidden_zero(1) nal_ref_idc(2) nal_unit_type(5)``;
   a slice (types 1, 5) with ``nal_ref_idc == 0`` is never used for inter prediction.
