@@ -13,7 +13,9 @@ def setup(p):
     p.add_argument("--encoder", default="tiny", metavar="SPEC", help="frozen encoder spec (default tiny)")
     p.add_argument("--head", required=True, help="mean, seqtransf, xpool, ts2net, prototypes, lean, textweighted; "
                    "ts2net-vit: TS2-Net fine-tuned end to end on an hf: CLIP (not frozen; loads as ts2net:OUT)")
-    p.add_argument("--out", required=True, metavar="DIR", help="where to save config.json + model.safetensors")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="where to save config.json + model.safetensors (ts2net-vit: a new or empty folder, or its run "
+                        "with --resume; epoch checkpoints under DIR/checkpoints)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames sampled per video (default 8; lean: the student's frames, default 4)")
     p.add_argument("--epochs", type=int, default=10)
@@ -37,6 +39,16 @@ def setup(p):
     ts2.add_argument("--clip-lr", type=float, default=None, metavar="LR",
                      help="learning rate of the CLIP weights (default --lr, which the TS2-Net parts use; TS2-Net: "
                           "1e-7 with --lr 1e-4)")
+    ts2.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its newest checkpoint (same settings; only --epochs may "
+                          "grow): ends with the weights of an uninterrupted run")
+    ts2.add_argument("--save-every", type=positive_int, default=1, metavar="N",
+                     help="checkpoint (model + optimizer + RNG states) into --out/checkpoints every N epochs and after "
+                          "the last (default 1)")
+    ts2.add_argument("--keep", type=int, default=2, metavar="N", help="epoch checkpoints kept (default 2; 0: all)")
+    ts2.add_argument("--eval-split", default=None, metavar="SPLIT",
+                     help="evaluate on this split of --dataset before training and after every epoch (R@1/5/10, MdR "
+                          "as xmr eval scores ts2net:DIR; into --out/metrics.csv); default: no evaluation")
     add_device_arg(p)
 
 
@@ -52,9 +64,10 @@ def run(args) -> int:
 
     if args.head == "ts2net-vit":
         return _train_ts2net_vit(args)
-    if args.finetune is not None or args.clip_lr is not None:
-        raise ConfigError("--finetune / --clip-lr only apply to --head ts2net-vit (the other heads train on frozen "
-                          "features)")
+    if (args.finetune is not None or args.clip_lr is not None or args.resume or args.save_every != 1
+            or args.keep != 2 or args.eval_split is not None):
+        raise ConfigError("--finetune / --clip-lr / --resume / --save-every / --keep / --eval-split only apply to "
+                          "--head ts2net-vit (the other heads train on frozen features in one go)")
     _load_all()
     cls = VIDEO_HEADS.get(args.head)
     try:
@@ -133,15 +146,17 @@ def _train_lean(args, ds, enc, overrides: dict, cfg) -> int:
 
 
 def _train_ts2net_vit(args) -> int:
-    """TS2-Net end to end on an hf: CLIP (xmr.train.ts2net_vit); saves a ts2net:DIR folder."""
+    """TS2-Net end to end on an hf: CLIP (xmr.train.ts2net_vit): checkpoints every epoch into --out, which loads as
+    ts2net:OUT; --resume continues a killed run. --out and a resume's settings are checked before any decoding."""
     import json
 
     from ..config import config_from_dict
     from ..data import load_dataset
     from ..encoders import absolute_spec, create_encoder
     from ..errors import ConfigError
-    from ..heads.ts2net_vit import TS2NetViT, TS2NetViTConfig, save_ts2net_vit
-    from ..train.ts2net_vit import text_inputs, train_ts2net_vit, video_pixels
+    from ..heads.ts2net_vit import TS2NetViT, TS2NetViTConfig
+    from ..train.ts2net_vit import evaluator, text_inputs, train_ts2net_vit, video_pixels
+    from ..train.ts2net_vit_state import TS2NetViTTrainConfig, open_run
     from ..video import FramePlan
 
     if not args.encoder.startswith("hf:"):
@@ -150,6 +165,8 @@ def _train_ts2net_vit(args) -> int:
     frames = args.frames or 8
     if frames < 1 or args.epochs < 1:
         raise ConfigError("--frames and --epochs must be >= 1 for --head ts2net-vit")
+    if args.keep < 0:
+        raise ConfigError(f"--keep must be >= 0 (0: keep every checkpoint), got {args.keep}")
     try:
         overrides = json.loads(args.config) if args.config else {}
     except ValueError as e:
@@ -160,27 +177,46 @@ def _train_ts2net_vit(args) -> int:
     from ..train.finetune import parse_how
 
     parse_how(finetune)  # a bad value fails before any decoding
-    ds = load_dataset(args.dataset, split=None if args.split == "all" else args.split, check_media=True)
+    split = None if args.split == "all" else args.split
+    ds = load_dataset(args.dataset, split=split, check_media=True)
     if len(ds) < 2:
         raise ConfigError(f"{args.dataset}: {len(ds)} item(s) in split {args.split!r}; training needs at least 2")
+    ev_ds = load_dataset(args.dataset, split=args.eval_split, check_media=True) if args.eval_split else None
     enc = create_encoder(args.encoder, device=args.device)
     cfg = config_from_dict(TS2NetViTConfig, {"dim": enc.dim, "max_frames": max(frames, 12), "num_frames": frames,
                                              "seed": args.seed, **overrides})
     model = TS2NetViT(enc.model, cfg)  # ConfigError for towers without class-token ViT blocks
+    base = absolute_spec(args.encoder)
+    clip_lr = args.clip_lr or args.lr
+    provenance = {"dataset": args.dataset, "split": args.split, "base": base, "eval_split": args.eval_split,
+                  "frames": FramePlan.uniform(frames, 224).to_dict()}
+    train_kw = dict(finetune=finetune, epochs=args.epochs, lr=clip_lr, head_lr=args.lr, batch_size=args.batch_size,
+                    seed=args.seed)
+    pairs = [(t, int(v)) for t, v in enumerate(ds.text_to_item)]
+    # the run's settings, as train_ts2net_vit will record them: --out / --resume refused before hours of decoding
+    run = TS2NetViTTrainConfig.for_run(cfg, videos=len(ds), captions=len(ds.texts), pairs=len(pairs), frames=frames,
+                                       provenance=provenance, **train_kw)
+    found = open_run(args.out, run, args.resume)
+    if found is not None and found[1]["epoch"] == args.epochs:
+        print(f"{args.out} has already trained {args.epochs} epochs; nothing to do (give a larger --epochs to "
+              f"train on; use --model ts2net:{args.out})")
+        return 0
     pixels = video_pixels(enc, ds.items, frames)
     texts = text_inputs(enc, ds.texts)
-    pairs = [(t, int(v)) for t, v in enumerate(ds.text_to_item)]
-    train_ts2net_vit(model, pixels, texts, pairs, finetune=finetune, epochs=args.epochs,
-                     lr=args.clip_lr or args.lr, head_lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                     label=args.encoder)
-    base = absolute_spec(args.encoder)
-    save_ts2net_vit(model, args.out, base, training={
-        "dataset": args.dataset, "split": args.split, "frames": FramePlan.uniform(frames, 224).to_dict(),
-        "finetune": finetune, "epochs": args.epochs, "lr": args.lr, "clip_lr": args.clip_lr or args.lr,
-        "seed": args.seed, "videos": len(ds), "captions": len(ds.texts), "loss_per_epoch": model.history})
+    evaluate = None
+    if ev_ds is not None:
+        evaluate = evaluator(video_pixels(enc, ev_ds.items, frames), text_inputs(enc, ev_ds.texts), ev_ds.text_to_item,
+                             batch_size=args.batch_size)
+    train_ts2net_vit(model, pixels, texts, pairs, **train_kw, label=args.encoder, out=args.out, base=base,
+                     resume=args.resume, keep=args.keep, save_every=args.save_every, provenance=provenance,
+                     evaluate=evaluate)
+    where = f", resumed after epoch {model.resumed_from}" if model.resumed_from else ""
+    last = model.metrics[-1]
+    scores = f", {args.eval_split} t2v R@1 {last['t2v_R@1']:.1f}" if ev_ds is not None else ""
     print(f"trained ts2net-vit ({finetune} of {args.encoder} + token shift in its last {cfg.shift_layers} ViT "
           f"blocks, selection, text-weighted frames) on {len(ds)} videos / {len(ds.texts)} captions ({frames} "
-          f"frames), final loss {model.history[-1]:.4f}; saved to {args.out} (use --model ts2net:{args.out})")
+          f"frames){where}, final loss {model.history[-1]:.4f}{scores}; saved to {args.out} with checkpoints in "
+          f"{args.out}/checkpoints (use --model ts2net:{args.out})")
     return 0
 
 

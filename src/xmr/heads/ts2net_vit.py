@@ -34,7 +34,8 @@ Per video of T frames (pixels ``(B, T, 3, H, W)``):
 Training (``xmr train-head --head ts2net-vit``, :mod:`xmr.train.ts2net_vit`): symmetric InfoNCE on
 ``exp(logit_scale) * s`` (the released code's ``CrossEn`` both ways), the last ``N`` blocks of each CLIP tower plus
 the final norms / projections (``--finetune last:N``) or all of CLIP (``whole``, the default: TS2-Net's script
-trains all of it, CLIP at lr 1e-7, the new parts at 1e-4), and every TS2-Net part.
+trains all of it, CLIP at lr 1e-7, the new parts at 1e-4), and every TS2-Net part; a checkpoint every epoch and
+``--resume`` (:mod:`xmr.train.ts2net_vit_state`).
 
 Deviations (deliberate): the temporal transformer and its positions start random (CLIP4Clip / TS2-Net copy the
 first CLIP text layers and CLIP's text position embeddings; their width is not the projection width in every
