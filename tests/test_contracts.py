@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import torch
 
+import _clip_model
 import _tiny_models as tiny_models
 from conftest import FIXTURES, SAMPLES
 from xmr import registries
@@ -147,16 +148,6 @@ def _trained_tiny(request, tmp):
     return ("trained", str(tmp / "t"))
 
 
-def _trained_tiny_video(request, tmp):
-    """A whole-clip video model (trained:DIR of mode tiny_video, random weights, 2 frames per clip)."""
-    from xmr.encoders.tiny_video import TinyVideoConfig
-    from xmr.train.video_data import TinyVideoModel
-
-    TinyVideoModel(TinyVideoConfig({"image_size": 16, "patch_size": 8, "width": 16, "layers": 1, "heads": 2,
-                                    "dim": 16, "context_length": 48, "seed": 3}, 2)).save(tmp / "v", {})
-    return ("trained", str(tmp / "v"))
-
-
 def _with_head(kind: str, config: dict, name: str):
     """A trained adapter folder carrying a loss's extra head (random weights): PCME uncertainty or DHD hash."""
     def build(request, tmp):
@@ -193,7 +184,7 @@ ENCODER_BUILDERS = {
     "hf": {"clip": _hf_clip},
     "openclip": {"random": _openclip},
     "video": {"mean": lambda request, tmp: ("video", "tiny+mean"), "xpool": _video_xpool},
-    "trained": {"adapter": _trained_adapter, "tiny": _trained_tiny, "tiny_video": _trained_tiny_video,
+    "trained": {"adapter": _trained_adapter, "tiny": _trained_tiny, "tiny_video": _clip_model.trained_tiny_video,
                 "pcme": _with_head("uncertainty", {"image_in": 64, "text_in": 64, "dim": 32, "a": 5.0, "b": 5.0},
                                    "trained")},
     "hash": {"dhd": _with_head("hash", {"dim": 32, "bits": 16, "text": True}, "hash")},
@@ -224,20 +215,9 @@ def test_encoder_embeddings(encoder_case):
     (name, _), enc = encoder_case
     assert enc.spec.partition(":")[0] == name and enc.dim > 0
     t = enc.encode_text(TEXTS)
-    if not enc.capabilities.images:  # a whole-clip video model: images refused, clips of its frame count embedded
-        assert enc.capabilities.clips
-        with pytest.raises(ConfigError, match="not images"):
-            enc.encode_images(IMAGES)
-        from xmr.media.image import load_image
-
-        a, b = load_image(IMAGES[0]), load_image(IMAGES[1])  # still clips of the sample photos
-        i = enc.encode_clips([[a] * enc.clip_frames, [b] * enc.clip_frames])
-        np.testing.assert_allclose(enc.encode_clips([[a] * enc.clip_frames]), i[:1], atol=1e-5)
-        IMAGES_ = IMAGES[:2]
-    else:
-        i = enc.encode_images(IMAGES)
-        IMAGES_ = IMAGES
-    for x, n in ((t, len(TEXTS)), (i, len(IMAGES_))):
+    caps = enc.capabilities  # a whole-clip video model embeds still clips of the photos instead (_clip_model)
+    i = enc.encode_images(IMAGES) if caps.images else _clip_model.clip_vectors(enc, IMAGES)
+    for x, n in ((t, len(TEXTS)), (i, len(IMAGES))):
         assert x.shape == (n, enc.dim) and x.dtype == np.float32 and np.isfinite(x).all()
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(enc.encode_text(TEXTS[:1]), t[:1], atol=1e-5)  # a text's vector ignores its batch
@@ -281,9 +261,7 @@ def test_encoder_capabilities_match_methods(encoder_case, request):
             np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
     else:
         assert not callable(getattr(enc, "encode_av", None))
-    assert callable(getattr(enc, "encode_clips", None)) == caps.clips
-    if caps.clips:
-        assert isinstance(enc.clip_frames, int) and enc.clip_frames >= 1
+    assert callable(getattr(enc, "encode_clips", None)) == caps.clips  # clip_frames: _clip_model.clip_vectors
     for cap in ("patch_tokens", "text_tokens", "video", "video_rescoring", "sound", "clips"):
         if not getattr(caps, cap):
             with pytest.raises(ConfigError, match="needs"):
