@@ -123,6 +123,11 @@ def test_eval_refuses_images_and_names_a_corrupt_video(videos, run_dir, tmp_path
     enc = create_encoder(f"trained:{run_dir}")
     with pytest.raises(ConfigError, match="embeds whole video clips .* not images"):
         enc.encode_images([Image.new("RGB", (16, 16))])
+    from conftest import FIXTURES
+
+    code, _, err = run_cli(capsys, "eval", "--model", f"trained:{run_dir}", "--dataset",
+                           f"coco:{FIXTURES / 'coco_tiny'}:val2017")
+    assert code == 2 and "embeds whole video clips" in err and "not images" in err
     rows = [json.loads(x) for x in videos.read_text().splitlines()][:3]
     (tmp_path / "videos").mkdir()
     for i, r in enumerate(rows):
@@ -149,6 +154,10 @@ def test_index_search_and_info_with_a_trained_video_model(videos, run_dir, tmp_p
     samples = Path(xmr.__file__).parent / "assets" / "samples"
     shutil.copy(sorted(samples.glob("*.png"))[0], folder / "photo.png")
     idx = tmp_path / "idx"
+    # frame-grid / segment settings it would not use are refused before anything is written
+    code, _, err = run_cli(capsys, "index", str(folder), "--index", str(idx), "--model", f"trained:{run_dir}",
+                           "--segment", "2")
+    assert code == 2 and "without segments: drop" in err and not idx.exists()
     code, out, err = run_cli(capsys, "index", str(folder), "--index", str(idx), "--model", f"trained:{run_dir}",
                              "--json")
     assert code == 0, err
