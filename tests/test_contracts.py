@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import torch
 
+import _clip_model
 import _tiny_models as tiny_models
 from conftest import FIXTURES, SAMPLES
 from xmr import registries
@@ -183,7 +184,7 @@ ENCODER_BUILDERS = {
     "hf": {"clip": _hf_clip},
     "openclip": {"random": _openclip},
     "video": {"mean": lambda request, tmp: ("video", "tiny+mean"), "xpool": _video_xpool},
-    "trained": {"adapter": _trained_adapter, "tiny": _trained_tiny,
+    "trained": {"adapter": _trained_adapter, "tiny": _trained_tiny, "tiny_video": _clip_model.trained_tiny_video,
                 "pcme": _with_head("uncertainty", {"image_in": 64, "text_in": 64, "dim": 32, "a": 5.0, "b": 5.0},
                                    "trained")},
     "hash": {"dhd": _with_head("hash", {"dim": 32, "bits": 16, "text": True}, "hash")},
@@ -214,7 +215,8 @@ def test_encoder_embeddings(encoder_case):
     (name, _), enc = encoder_case
     assert enc.spec.partition(":")[0] == name and enc.dim > 0
     t = enc.encode_text(TEXTS)
-    i = enc.encode_images(IMAGES)
+    caps = enc.capabilities  # a whole-clip video model embeds still clips of the photos instead (_clip_model)
+    i = enc.encode_images(IMAGES) if caps.images else _clip_model.clip_vectors(enc, IMAGES)
     for x, n in ((t, len(TEXTS)), (i, len(IMAGES))):
         assert x.shape == (n, enc.dim) and x.dtype == np.float32 and np.isfinite(x).all()
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
@@ -230,7 +232,7 @@ def test_encoder_capabilities_match_methods(encoder_case, request):
     caps = enc.capabilities
     assert isinstance(caps, Capabilities)
     _json(caps.to_dict())
-    assert caps.text and caps.images  # every encoder here is a dual encoder
+    assert caps.text and (caps.images or caps.clips)  # every encoder here is a dual encoder (of images or clips)
     assert caps.languages and all(isinstance(x, str) for x in caps.languages)
     if caps.patch_tokens:
         tok = enc.encode_image_tokens(IMAGES[:2])
@@ -259,7 +261,8 @@ def test_encoder_capabilities_match_methods(encoder_case, request):
             np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
     else:
         assert not callable(getattr(enc, "encode_av", None))
-    for cap in ("patch_tokens", "text_tokens", "video", "video_rescoring", "sound"):
+    assert callable(getattr(enc, "encode_clips", None)) == caps.clips  # clip_frames: _clip_model.clip_vectors
+    for cap in ("patch_tokens", "text_tokens", "video", "video_rescoring", "sound", "clips"):
         if not getattr(caps, cap):
             with pytest.raises(ConfigError, match="needs"):
                 enc.require(cap, "this test")

@@ -53,7 +53,11 @@ def run(args) -> int:
         v = info["video_settings"]
         fr = v["frames"]
         av = v.get("av")
-        if av:  # an audio-visual model reads frames and sound per window itself
+        if v.get("clips"):  # a whole-clip model: one vector per video from its own frames
+            c = v["clips"]
+            print(f"videos: {c['frames']} uniform frames per video (native size) embedded as one clip by the model; "
+                  "no segments (no --type moment)")
+        elif av:  # an audio-visual model reads frames and sound per window itself
             print(f"videos: {av['model']}: {av['frames']} frames ({av['frame_size']} px) + {av['chunks']} audio chunks "
                   f"({av['sample_rate']} Hz, first {av['max_audio_seconds']:g} s) per span: the whole video and "
                   f"windows of {v['window']:g} s every {v['stride']:g} s")

@@ -72,6 +72,8 @@ class Capabilities:
     # student): an index decodes just those (FramePlan.uniform) instead of its fps grid; None: the index's grid
     sound: bool = False  # a video's frames and sound track embedded together (eao:DIR, eclipse:DIR):
     # encode_av(video tokens (B, k, dv), audio tokens (B, m, da) or None) -> (B, dim); xmr.video.av makes the tokens
+    clips: bool = False  # a whole clip embedded at once from `clip_frames` uniformly spread frames (trained:DIR of a
+    # video run, e.g. MILES): encode_clips([[frame, ...], ...]) -> (N, dim); xmr.video.clips decodes the frames
     languages: tuple[str, ...] = ("en",)  # languages encode_text handles (the tower's own, then acquired ones: concept
     # adds de, fr, cs through MLA acquirers); "*": many (a multilingual tower); encode_text(lang=) must be one of them
 
@@ -100,7 +102,8 @@ class RescoreDefault:
 _CAPABILITY_METHODS = {"text": "encode_text", "images": "encode_images", "patch_tokens": "encode_image_tokens",
                        "text_tokens": "encode_text_tokens", "video": "a temporal head (video:<spec>+<head>)",
                        "video_rescoring": "a head that re-scores (video:<spec>+xpool@DIR, +prototypes@DIR)",
-                       "sound": "an audio-visual model (eao:DIR, eclipse:DIR from xmr train-av)"}
+                       "sound": "an audio-visual model (eao:DIR, eclipse:DIR from xmr train-av)",
+                       "clips": "a whole-clip video model (trained:DIR of xmr train --mode full on videos)"}
 
 
 class Encoder(ABC):

@@ -16,9 +16,9 @@ replaced by a given mask embedding before position embeddings are added (BEiT-st
 
 A trained model is saved inside a ``trained:`` folder (mode ``tiny_video``) and loads as :class:`TinyVideoEncoder`:
 texts through ``encode_text``, videos (paths) through ``encode_videos`` (``frames`` frames spread uniformly over each
-clip). It is not an image encoder and not a frame + temporal-head ``video:`` encoder, so indexes and ``xmr eval``
-(which encode videos frame by frame) do not take it yet; evaluate it with :func:`xmr.train.loop.evaluate_pairs`
-(what ``xmr train`` does every epoch).
+clip), or already decoded clips through ``encode_clips`` (``Capabilities.clips``: how ``xmr eval`` and ``xmr index``
+read videos with it, :mod:`xmr.video.clips`; one vector per clip or moment window). It is not an image encoder and not
+a frame + temporal-head ``video:`` encoder: images are refused.
 """
 from __future__ import annotations
 
@@ -108,15 +108,24 @@ class TinyVideoDualEncoder(nn.Module):
         return self.net.encode_text(ids)
 
 
-def video_pixels(paths: Sequence[str], frames: int, preprocess) -> np.ndarray:
-    """(N, T, 3, S, S) float32: ``frames`` frames at the centres of ``frames`` equal parts of each clip (TSN-style,
-    :func:`xmr.media.video.sample_frames`), each through ``preprocess`` (an ImagePreprocess). Raises MediaError
-    for an unreadable clip (no frame is ever made up)."""
+def clip_pixels(frames: Sequence, preprocess) -> np.ndarray:
+    """(T, 3, S, S) float32: one clip's decoded frames (PIL images or (H, W, 3) uint8 arrays, in time order), each
+    through ``preprocess`` (an ImagePreprocess). The one preprocessing of clips: training (:func:`video_pixels`) and
+    ``encode_clips`` (xmr eval / xmr index) both use it."""
     from PIL import Image
 
-    from ..media.video import sample_frames
+    out = np.zeros((len(frames), 3, preprocess.crop, preprocess.crop), np.float32)
+    for k, f in enumerate(frames):
+        out[k] = preprocess(f if isinstance(f, Image.Image) else Image.fromarray(np.asarray(f)))
+    return out
 
+
+def video_pixels(paths: Sequence[str], frames: int, preprocess) -> np.ndarray:
+    """(N, T, 3, S, S) float32: ``frames`` frames at the centres of ``frames`` equal parts of each clip (TSN-style,
+    :func:`xmr.media.video.sample_frames`, native resolution), each through ``preprocess`` (:func:`clip_pixels`).
+    Raises MediaError for an unreadable clip (no frame is ever made up)."""
     from ..errors import CorruptMediaError
+    from ..media.video import sample_frames
 
     out = np.zeros((len(paths), frames, 3, preprocess.crop, preprocess.crop), np.float32)
     for i, p in enumerate(paths):
@@ -126,8 +135,7 @@ def video_pixels(paths: Sequence[str], frames: int, preprocess) -> np.ndarray:
             raise CorruptMediaError(f"{p}: no frames to sample ({e})") from None
         if arr is None or len(arr) != frames:
             raise CorruptMediaError(f"{p}: decoded {0 if arr is None else len(arr)} of {frames} frames")
-        for k in range(frames):
-            out[i, k] = preprocess(Image.fromarray(arr[k]))
+        out[i] = clip_pixels(arr, preprocess)
     return out
 
 
@@ -135,7 +143,7 @@ class TinyVideoEncoder(Encoder):
     """A trained :class:`TinyVideoDualEncoder` (``trained:DIR`` with mode ``tiny_video``): ``encode_text`` and
     ``encode_videos`` (paths; L2-normalised)."""
 
-    capabilities = Capabilities(images=False)
+    capabilities = Capabilities(images=False, clips=True)
 
     def __init__(self, model: TinyVideoDualEncoder, device=None):
         from ..media.image import ImagePreprocess
@@ -146,14 +154,15 @@ class TinyVideoEncoder(Encoder):
         self.dim = model.net.config.dim
         c = model.net.config
         self.preprocess = ImagePreprocess(size=c.image_size, crop=c.image_size, mean=c.mean, std=c.std)
+        self.clip_frames = int(model.config.frames)  # frames per clip (Capabilities.clips)
 
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         return self.model.encode_text(tokenize(texts, self.model.net.config.context_length).to(self.device))
 
     def _encode_image_batch(self, images):
-        raise ConfigError("this trained:DIR is a tiny space-time video model: it encodes whole clips "
-                          "(TinyVideoEncoder.encode_videos), not frames or images, so xmr index / eval / search do not "
-                          "take it yet; its retrieval scores are in DIR/metrics.csv (xmr train evaluates every epoch)")
+        raise ConfigError("this trained:DIR is a tiny space-time video model: it embeds whole video clips "
+                          f"({self.clip_frames} frames each), not images or single frames; give it videos (xmr eval on a "
+                          "video data set, xmr index on a folder of videos, xmr search --type video)")
 
     def video_pixels(self, paths: Sequence[str]) -> torch.Tensor:
         """(N, T, 3, S, S) float32: ``frames`` frames spread uniformly over each clip, preprocessed."""
@@ -167,8 +176,21 @@ class TinyVideoEncoder(Encoder):
             out.append(F.normalize(self.model.encode_video(x), dim=-1).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
+    @torch.no_grad()
+    def encode_clips(self, clips: Sequence[Sequence], batch_size: int = 16) -> np.ndarray:
+        """(N, dim) L2-normalised vectors of decoded clips: each ``clip_frames`` frames (PIL images or uint8 arrays)
+        in time order, preprocessed as in training (:func:`clip_pixels`)."""
+        for i, c in enumerate(clips):
+            if len(c) != self.clip_frames:
+                raise ConfigError(f"{self.spec}: clip {i} has {len(c)} frames; this model takes {self.clip_frames}")
+        out = []
+        for s in range(0, len(clips), batch_size):
+            x = torch.from_numpy(np.stack([clip_pixels(c, self.preprocess) for c in clips[s: s + batch_size]]))
+            out.append(F.normalize(self.model.encode_video(x.to(self.device)), dim=-1).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
     def describe(self) -> dict:
         return {**super().describe(), "video": asdict(self.model.config)}
 
 
-__all__ = ["TinyVideoConfig", "TinyVideoDualEncoder", "TinyVideoEncoder"]
+__all__ = ["TinyVideoConfig", "TinyVideoDualEncoder", "TinyVideoEncoder", "clip_pixels", "video_pixels"]

@@ -51,6 +51,9 @@ def evaluate_model(dataset, encoder, protocol: str = "standard", *, batch_size: 
     exhaustively (every text against every video). ``frame_snap`` (grid steps, <= 0.5; default 0 = exact frames)
     lets each frame be any frame shown that close to its target (a nearby keyframe: faster decoding). The settings
     are in ``res["fingerprint"]["video"]`` (``frame_snap`` only when set, so exact runs keep their fingerprint).
+    Whole-clip models (``capabilities.clips``: ``trained:DIR`` of a video run) embed each clip or window from their
+    own ``clip_frames`` uniform frames (:mod:`xmr.video.clips`; ``num_frames`` other than that, and ``frame_snap``,
+    are refused); audio-visual models (``capabilities.sound``) read their own frames and sound.
 
     Image galleries are decoded by ``prefetch_workers`` threads (default: one per core, at most 4; 0: in turn with
     the model) while the model encodes; the embeddings are the same either way.
@@ -164,6 +167,13 @@ def video_eval_settings(encoder, num_frames: int | None, frame_snap: float = 0.0
                               "when trained: xmr train-av --frames): drop --frames / --frame-snap")
         return {"av": av_settings(encoder), "sampling": "the whole clip or the item's start/end window",
                 "scoring": "dot product of video embeddings"}
+    if getattr(encoder.capabilities, "clips", False):  # a whole-clip model: its own frame count, one vector per clip
+        from ..video.clips import clip_settings
+
+        if (num_frames and num_frames != encoder.clip_frames) or frame_snap:
+            raise ConfigError(f"{encoder.spec} embeds whole clips of {encoder.clip_frames} frames (set when trained: "
+                              "xmr train --frames): drop --frames / --frame-snap")
+        return {"clips": clip_settings(encoder), "scoring": "dot product of video embeddings"}
     head = encoder.head if encoder.capabilities.video else None
     n = num_frames or (head.config.num_frames if head is not None else DEFAULT_EVAL_FRAMES)
     return {"frames": int(n), "sampling": "uniform over the clip or the item's start/end window",
@@ -186,6 +196,8 @@ def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], sho
 
     if getattr(encoder.capabilities, "sound", False):  # eao:DIR / eclipse:DIR: frames and sound, as the index reads
         return _encode_av_videos(dataset, encoder, bad)
+    if getattr(encoder.capabilities, "clips", False):  # trained:DIR of a video run: whole clips, as it was trained
+        return _encode_clip_videos(dataset, encoder, bad, show_progress)
     plan = FramePlan.uniform(video_eval_settings(encoder, num_frames)["frames"], FRAME_SIZE, snap=frame_snap)
     keep = encoder.capabilities.video_rescoring
     out, cand, grid = [], [], []
@@ -232,6 +244,39 @@ def _encode_av_videos(dataset, encoder, bad: list[str]):
     if bad:
         return None
     return DenseGallery(encode_spans(encoder, toks) if toks else np.zeros((0, encoder.dim), np.float32))
+
+
+def _encode_clip_videos(dataset, encoder, bad: list[str], show_progress):
+    """Each video (or moment window) through a whole-clip model (:mod:`xmr.video.clips`: ``clip_frames`` uniform
+    frames of the span, preprocessed as in training, one vector); bad files and empty windows are added to ``bad``."""
+    from .._progress import progress
+    from ..video.clips import read_clip
+
+    clips, out = [], []  # decoded frames of at most CLIP_BATCH clips are held at a time
+    bar = progress(len(dataset.items), "encode videos", "video", enabled=show_progress)
+    for it in dataset.items:
+        bar.update(1)
+        try:
+            frames = read_clip(it, encoder)
+        except (MediaError, ValueError) as e:
+            where = f" [{it.start}-{it.end} s]" if it.start is not None or it.end is not None else ""
+            bad.append(f"{getattr(e, 'path', it.media)}{where}: {getattr(e, 'reason', e)}")
+            continue
+        if bad:
+            continue  # keep decoding to name every bad file, but stop encoding
+        clips.append(frames)
+        if len(clips) == CLIP_BATCH:
+            out.append(encoder.encode_clips(clips))
+            clips = []
+    bar.close()
+    if bad:
+        return None
+    if clips:
+        out.append(encoder.encode_clips(clips))
+    return DenseGallery(np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.dim), np.float32))
+
+
+CLIP_BATCH = 16  # clips per forward pass of a whole-clip model in xmr eval
 
 
 def _is_video(dataset) -> bool:

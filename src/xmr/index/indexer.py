@@ -48,6 +48,9 @@ MAX_BATCH_PIXELS = 64_000_000
 
 #: index meta key holding the video settings (``VideoIndexConfig.to_dict()``) of the last run that indexed videos
 VIDEO_SETTINGS_KEY = "video_settings"
+#: why an image is skipped by an index whose model embeds whole video clips only
+CLIPS_ONLY_IMAGE = ("not indexed: this index's model embeds whole video clips, not images (index images with an "
+                    "image model in another index)")
 
 
 @dataclass
@@ -88,6 +91,7 @@ class _LazyEncoder:
         self._enc = None if _is_factory(encoder) else encoder
         self._factory = None if self._enc is not None else encoder
         self._store = store
+        self.video: VideoIndexConfig | None = None  # the run's video settings, checked against the model
 
     @property
     def loaded(self) -> bool:
@@ -96,18 +100,22 @@ class _LazyEncoder:
     def get(self) -> Encoder:
         if self._enc is None:
             enc = self._factory()
-            _require_indexable(enc)
+            _require_indexable(enc, self.video)
             self._store.bind_model(enc.spec, enc.dim, enc.describe())  # checks the dim against the index
             self._enc = enc
         return self._enc
 
 
-def _require_indexable(enc) -> None:
-    """Refuse, before the index records the model, an encoder that cannot embed media files (a text-only tower, a
-    whole-clip video model such as ``trained:DIR`` of ``xmr train --loss miles``)."""
+def _require_indexable(enc, video: VideoIndexConfig | None = None) -> None:
+    """Refuse, before the index records the model, an encoder that cannot embed media files (a text-only tower), and
+    video sampling / segment settings a whole-clip video model (``trained:DIR`` of a video run) would not use."""
     caps = enc.capabilities
-    if not (caps.images or caps.sound):
+    if not (caps.images or caps.sound or caps.clips):
         enc.require("images", "xmr index")
+    if caps.clips and video is not None and video != VideoIndexConfig():
+        raise ConfigError(f"{enc.spec} embeds each video as one clip of its own {enc.clip_frames} uniform frames, "
+                          "without segments: drop --video-fps / --video-max-frames / --frame-snap / --segment / "
+                          "--segment-stride")
 
 
 @contextmanager
@@ -179,8 +187,9 @@ def index_folder(
     rep = IndexReport(root=str(root_p))
     with _undo_new_index_on_error(index_path), index_lock(index_path), IndexStore(index_path, create=True) as store:
         lazy = _LazyEncoder(encoder, store)
+        lazy.video = video
         if lazy.loaded:
-            _require_indexable(encoder)
+            _require_indexable(encoder, video)
             store.bind_model(encoder.spec, encoder.dim, encoder.describe())
         elif store.model_spec is None or store.dim is None:
             lazy.get()  # a new index: its dim comes from the model
@@ -274,6 +283,10 @@ def _video_settings(video: VideoIndexConfig, encoder) -> dict:
         from ..video.av import av_settings
 
         d["av"] = av_settings(encoder)
+    if getattr(encoder.capabilities, "clips", False):
+        from ..video.clips import clip_settings
+
+        d["clips"] = clip_settings(encoder)
     return d
 
 
@@ -313,6 +326,11 @@ def _encode_batch(store: IndexStore, encoder: _LazyEncoder, batch, prepared: lis
                 continue
         if f.media_type == "video":
             videos += _encode_video(store, encoder, f, digest, old_id, rep, batch_size, video_cfg)
+            continue
+        if not encoder.get().capabilities.images:  # a whole-clip video model: images are reported, not embedded
+            _skip(store, rep, f, CLIPS_ONLY_IMAGE)
+            if old_id is not None:
+                rep.removed += store.delete([old_id])
             continue
         if prep.media_error is None and prep.model_input is None:  # hashed only: decode here, within the budget
             if images and _pixels(images) + (header_pixels(f.path) or 0) > max_batch_pixels:

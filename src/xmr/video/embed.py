@@ -11,7 +11,9 @@ CLIP4Clip's meanP for a plain image encoder):
   every ``stride`` seconds; the last window ends at the clip's end; a clip shorter than ``window`` is one segment).
 
 An audio-visual encoder (``encoder.capabilities.sound``: ``eao:DIR``, ``eclipse:DIR``) embeds each video and
-window from its frames and sound track together instead (:mod:`xmr.video.av`).
+window from its frames and sound track together instead (:mod:`xmr.video.av`). A whole-clip model
+(``encoder.capabilities.clips``: ``trained:DIR`` of a video run) embeds each video as one clip, without segments
+(:mod:`xmr.video.clips`).
 
 Heads that re-score (``encoder.capabilities.video_rescoring``: X-Pool, prototypes) store their query-independent
 candidate vectors, and the frame times and features are returned too (:attr:`VideoEmbedding.frames`) for the index to
@@ -133,6 +135,10 @@ def embed_video(
         from .av import embed_av_video
 
         return embed_av_video(path, encoder, cfg)
+    if getattr(encoder.capabilities, "clips", False) and pool is None:  # a whole-clip model: one vector, no segments
+        from .clips import embed_clip_video
+
+        return embed_clip_video(path, encoder, cfg)
     if pool is None:
         def pool(feats, times):
             return pool_frames(encoder, feats, times)
