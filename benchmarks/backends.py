@@ -203,7 +203,7 @@ def bench_xmr_index(db, xq, n_x: int, work: Path, log, backend: str = "flat"):
     lat = []
     for _ in range(3):
         t = time.perf_counter()
-        r = subprocess.run(xmr + ["search", "--vector", str(q), "--index", str(idx), "--k", "10", "--json"],
+        subprocess.run(xmr + ["search", "--vector", str(q), "--index", str(idx), "--k", "10", "--json"],
                            check=True, capture_output=True, text=True)
         lat.append(time.perf_counter() - t)
     log(f"[xmr] xmr search --vector (whole process): {[round(x, 2) for x in lat]} s")
