@@ -169,8 +169,10 @@ def build_router(ctx: ServeContext) -> APIRouter:
         else training-free localisation; docs/moments.md)."""
         from ..errors import XmrIndexError
         from ..retrieval.moment_search import check_has_videos, search_moments_embedded
+        from ..video.clips import refuse_moments
 
         try:
+            refuse_moments(ctx.queries.encoder)  # a whole-clip model's index has no segments: the CLI's reason
             reader = live.reader()
             check_has_videos(reader)
             with metrics.stage("encode_query"):
