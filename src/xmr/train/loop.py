@@ -281,7 +281,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
         system.load_state_dict(system_sd)
         opt.load_state_dict(optim_sd)
         torch.set_rng_state(rng)
-        restore_cuda_rng(load_cuda_rng(ckpt))  # a GPU run's device draws continue where they were (a CPU run saved none)
+        restore_cuda_rng(load_cuda_rng(ckpt))  # a GPU run's device draws go on where they were (a CPU run saves none)
         start, step, history = meta["epoch"], meta["step"], meta["history"]
         log.info("resuming %s after epoch %d", out, start)
     system, opt = acc.prepare(system, opt)

@@ -3,9 +3,9 @@
 ``OUT/checkpoints/epoch-NNNN/``: ``config.json`` + ``model.safetensors`` (a ``trained:`` model), ``state.safetensors``
 (every tensor of the model and the loss — momentum encoders, queues, peer networks, clean/noisy split — the
 optimiser's moments, torch's CPU RNG state and, when the process has initialised CUDA, every CUDA device's RNG state
-(``rng.cuda.0``, ``rng.cuda.1``, ...: :func:`rng_tensors`, restored by :func:`restore_cuda_rng`)) and ``state.json`` (epoch, step, the optimiser's scalar state, the metrics
-history, the :class:`~xmr.train.config.TrainConfig`). Written into a temporary folder and renamed, so a kill leaves
-either the whole epoch or none of it. ``OUT/config.json`` + ``OUT/model.safetensors`` are the newest epoch's model.
+(``rng.cuda.0``, ``rng.cuda.1``, ...: :func:`rng_tensors`, restored by :func:`restore_cuda_rng`)) and ``state.json``
+(epoch, step, the optimiser's scalar state, the metrics history, the :class:`~xmr.train.config.TrainConfig`).
+Written into a temporary folder and renamed, so a kill leaves either the whole epoch or none of it. ``OUT/config.json`` + ``OUT/model.safetensors`` are the newest epoch's model.
 """
 from __future__ import annotations
 
@@ -144,5 +144,5 @@ def check_out(out: Path, resume: bool) -> Path | None:
     return None
 
 
-__all__ = ["CKPT_DIR", "check_out", "list_checkpoints", "load_cuda_rng", "load_state", "restore_cuda_rng", "rng_tensors",
-           "save_epoch"]
+__all__ = ["CKPT_DIR", "check_out", "list_checkpoints", "load_cuda_rng", "load_state", "restore_cuda_rng",
+           "rng_tensors", "save_epoch"]
