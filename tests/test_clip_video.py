@@ -213,8 +213,8 @@ def clip_folder(videos, tmp_path):  # noqa: F811
     return folder, [folder / p.name for p in media]
 
 
-def test_index_embeds_each_window_as_a_clip_and_moment_search_ranks_them(videos, run_dir, clip_folder, tmp_path,  # noqa: F811
-                                                                         capsys):
+def test_index_embeds_each_window_as_a_clip_and_moment_search_ranks_them(videos, run_dir, clip_folder,  # noqa: F811
+                                                                         tmp_path, capsys):
     from xmr.encoders import create_encoder
     from xmr.index.store import IndexStore
 

@@ -94,7 +94,9 @@ def check_has_videos(reader) -> None:
     """XmrIndexError saying what to do when the index holds no video segments."""
     if reader.count_segments() == 0:
         raise XmrIndexError("moment search needs videos, and this index holds none (no video segments): index a "
-                            "folder with videos (xmr index DIR), or search images with --type image / all)")
+                            "folder with videos (xmr index DIR), or search images with --type image / all (an index "
+                            "that a whole-clip model, trained:DIR of a video run, built before its windows were "
+                            "embedded has no segments: re-index it)")
 
 
 def search_moments_embedded(reader, emb, k: int, *, model=None, depth: int = DEFAULT_DEPTH,
