@@ -154,10 +154,10 @@ def test_index_search_and_info_with_a_trained_video_model(videos, run_dir, tmp_p
     samples = Path(xmr.__file__).parent / "assets" / "samples"
     shutil.copy(sorted(samples.glob("*.png"))[0], folder / "photo.png")
     idx = tmp_path / "idx"
-    # frame-grid / segment settings it would not use are refused before anything is written
+    # frame-grid settings it would not use are refused before anything is written
     code, _, err = run_cli(capsys, "index", str(folder), "--index", str(idx), "--model", f"trained:{run_dir}",
-                           "--segment", "2")
-    assert code == 2 and "without segments: drop" in err and not idx.exists()
+                           "--video-fps", "2")
+    assert code == 2 and "not on a frame grid: drop" in err and not idx.exists()
     code, out, err = run_cli(capsys, "index", str(folder), "--index", str(idx), "--model", f"trained:{run_dir}",
                              "--json")
     assert code == 0, err
@@ -167,7 +167,8 @@ def test_index_search_and_info_with_a_trained_video_model(videos, run_dir, tmp_p
     assert "embeds whole video clips, not images" in skipped["photo.png"]
     enc = create_encoder(f"trained:{run_dir}")
     with IndexStore(idx, readonly=True) as st:
-        assert st.count() == 4 and st.count_segments() == 0 and st.media_counts() == {"video": 4}
+        # 1 s clips, default 4 s windows: one window per video, the whole clip
+        assert st.count() == 4 and st.count_segments() == 4 and st.media_counts() == {"video": 4}
         items = st.items_under(rep["root"])
         rec = next(r for p, r in items.items() if p.endswith(media[0].name))
         vec = st.item_vectors([rec.id])[0]
@@ -184,13 +185,145 @@ def test_index_search_and_info_with_a_trained_video_model(videos, run_dir, tmp_p
     order = [good[i].split("/")[-1] for i in np.argsort(-want, kind="stable")]
     assert [r["path"].split("/")[-1] for r in res] == order
     assert [r["score"] for r in res] == pytest.approx(sorted(want, reverse=True), abs=1e-4)
-    # no moments: refused with the reason
-    code, _, err = run_cli(capsys, "search", "a circle", "--index", str(idx), "--type", "moment")
-    assert code == 2 and "whole-clip model" in err and "--type video" in err
     code, out, _ = run_cli(capsys, "info", "--index", str(idx))
-    assert code == 0 and "embedded as one clip" in out and "no segments" in out
+    assert code == 0 and "embedded as one clip" in out and "segments 4 s every 2 s, each embedded as a clip" in out
     # a second run re-reads nothing and loses nothing
     code, out, err = run_cli(capsys, "index", str(folder), "--index", str(idx), "--json")
     assert code == 0, err
     again = json.loads(out)
     assert again["unchanged"] == 4 and again["total"] == 4 and len(again["skipped"]) == 2
+
+
+def _window_clips(folder, run_dir, tmp_path, capsys, n=3):
+    """An index of ``n`` synthetic 1 s clips with 0.5 s windows every 0.25 s (3 windows each)."""
+    idx = tmp_path / "widx"
+    code, out, err = run_cli(capsys, "index", str(folder), "--index", str(idx), "--model", f"trained:{run_dir}",
+                             "--segment", "0.5", "--segment-stride", "0.25", "--json")
+    assert code == 0, err
+    return idx, json.loads(out)
+
+
+@pytest.fixture
+def clip_folder(videos, tmp_path):  # noqa: F811
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    media = sorted((videos.parent / "videos").glob("*.mp4"))[:3]
+    for p in media:
+        shutil.copy(p, folder / p.name)
+    return folder, [folder / p.name for p in media]
+
+
+def test_index_embeds_each_window_as_a_clip_and_moment_search_ranks_them(videos, run_dir, clip_folder,  # noqa: F811
+                                                                         tmp_path, capsys):
+    from xmr.encoders import create_encoder
+    from xmr.index.store import IndexStore
+
+    folder, media = clip_folder
+    idx, rep = _window_clips(folder, run_dir, tmp_path, capsys)
+    assert rep["added"] == 3 and not rep["skipped"]
+    enc = create_encoder(f"trained:{run_dir}")
+    direct = {}  # (file name, start, end) -> the window read alone (sample_frames) through the net
+    with IndexStore(idx, readonly=True) as st:
+        assert st.count_segments() == 9
+        for path, rec in st.items_under(rep["root"]).items():
+            segs, vecs = st.segments_of(rec.id)
+            assert [(s.start, s.end) for s in segs] == [(0.0, 0.5), (0.25, 0.75), (0.5, 1.0)]
+            want = _direct(enc, [path] * 3, [(s.start, s.end) for s in segs])
+            np.testing.assert_allclose(vecs, want, atol=1e-5)
+            np.testing.assert_allclose(st.item_vectors([rec.id])[0], _direct(enc, [path])[0], atol=1e-5)
+            for s, w in zip(segs, want):
+                direct[(Path(path).name, s.start, s.end)] = w
+    q = json.loads(videos.read_text().splitlines()[0])["captions"][0]
+    t = enc.encode_text([q])[0]
+    top_score = max(float(v @ t) for v in direct.values())
+    # the best window(s): identical frames give identical windows, so ties are allowed
+    best = {key for key, v in direct.items() if float(v @ t) > top_score - 1e-6}
+    assert len(best) < len(direct)
+    code, out, err = run_cli(capsys, "search", q, "--index", str(idx), "--type", "moment", "--k", "3", "--json")
+    assert code == 0, err
+    top = json.loads(out)["results"][0]
+    # the best window, its boundaries refined by the proposals localiser (as for frame models' segments)
+    assert any(Path(top["path"]).name == n and s <= top["start"] < top["end"] <= e for n, s, e in best), (top, best)
+    assert top["score"] == pytest.approx(top_score, abs=1e-4)
+    # --type video: the whole-video vector stays the item's vector; a video scores max(whole video, best window),
+    # the rule of frame models' indexes (the moments stage), and carries that window
+    code, out, err = run_cli(capsys, "search", q, "--index", str(idx), "--type", "video", "--k", "3", "--json")
+    assert code == 0, err
+    res = json.loads(out)["results"]
+    want = {Path(p).name: max([float(_direct(enc, [p])[0] @ t)]
+                              + [float(v @ t) for (n, _, _), v in direct.items() if n == Path(p).name])
+            for p in media}
+    assert {Path(r["path"]).name: r["score"] for r in res} == pytest.approx(want, abs=1e-4)
+    with IndexStore(idx, readonly=True) as st:  # the item vectors are the whole videos' clips
+        vecs = {Path(p).name: st.item_vectors([r.id])[0] for p, r in st.items_under(rep["root"]).items()}
+    for p in media:
+        np.testing.assert_allclose(vecs[p.name], enc.encode_videos([str(p)])[0], atol=1e-5)
+
+
+def test_window_index_loses_nothing_to_a_bad_video_and_a_rerun_is_unchanged(run_dir, clip_folder, tmp_path,
+                                                                            capsys):
+    from xmr.index.store import IndexStore
+
+    folder, media = clip_folder
+    data = media[2].read_bytes()
+    media[2].write_bytes(data[: len(data) // 3])  # a corrupt clip
+    idx, rep = _window_clips(folder, run_dir, tmp_path, capsys)
+    assert rep["added"] == 2 and [Path(s["path"]).name for s in rep["skipped"]] == [media[2].name]
+
+    def state():
+        with IndexStore(idx, readonly=True) as st:
+            out = {}
+            for path, rec in st.items_under(rep["root"]).items():
+                segs, vecs = st.segments_of(rec.id)
+                out[Path(path).name] = ([(s.id, s.start, s.end) for s in segs], vecs.copy(),
+                                        st.item_vectors([rec.id])[0].copy())
+            return out, st.count_segments()
+
+    before, nseg = state()
+    assert set(before) == {media[0].name, media[1].name} and nseg == 6
+    code, out, err = run_cli(capsys, "index", str(folder), "--index", str(idx), "--segment", "0.5",
+                             "--segment-stride", "0.25", "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["unchanged"] == 2 and again["added"] == 0 and len(again["skipped"]) == 1
+    after, nseg2 = state()
+    assert nseg2 == nseg and set(after) == set(before)
+    for k in before:
+        assert after[k][0] == before[k][0]
+        np.testing.assert_array_equal(after[k][1], before[k][1])
+        np.testing.assert_array_equal(after[k][2], before[k][2])
+
+
+def test_clip_window_times_follow_the_frame_models_window_plan(run_dir):
+    from xmr.encoders import create_encoder
+    from xmr.media.video import sample_timestamps
+    from xmr.video.clips import clip_window_times
+    from xmr.video.embed import VideoIndexConfig, segment_windows
+
+    enc = create_encoder(f"trained:{run_dir}")
+    whole, wins = clip_window_times(10.0, enc, VideoIndexConfig(window=4.0, stride=2.0))
+    assert whole.tolist() == pytest.approx([2.5, 7.5])
+    assert [(s, e) for s, e, _ in wins] == segment_windows(10.0, 4.0, 2.0) == [(0, 4), (2, 6), (4, 8), (6, 10)]
+    assert wins[1][2].tolist() == pytest.approx([3.0, 5.0])  # centres of the window's halves
+    # a long video: windows grow by the fps plan's factor (3600 s at 1 fps, 1800 frames at most: x2)
+    _, wins = clip_window_times(3600.0, enc, VideoIndexConfig())
+    assert (wins[0][0], wins[0][1]) == (0.0, 8.0) and wins[1][0] == 4.0
+    np.testing.assert_allclose(wins[1][2], sample_timestamps(3600.0, 2, start=4.0, end=12.0))
+
+
+def test_moments_refused_on_a_clip_index_without_segments(run_dir):
+    """An index a whole-clip model built before windows were embedded (no segments) says to re-index."""
+    from xmr.encoders import create_encoder
+    from xmr.video.clips import refuse_moments
+
+    class _Reader:
+        def __init__(self, n):
+            self.n = n
+
+        def count_segments(self):
+            return self.n
+
+    enc = create_encoder(f"trained:{run_dir}")
+    with pytest.raises(ConfigError, match="re-index it .* --type video"):
+        refuse_moments(enc, _Reader(0))
+    refuse_moments(enc, _Reader(3))  # windows embedded: searched as any index

@@ -55,8 +55,13 @@ def run(args) -> int:
         av = v.get("av")
         if v.get("clips"):  # a whole-clip model: one vector per video from its own frames
             c = v["clips"]
-            print(f"videos: {c['frames']} uniform frames per video (native size) embedded as one clip by the model; "
-                  "no segments (no --type moment)")
+            if c["segments"].startswith("none"):  # built before windows were embedded
+                print(f"videos: {c['frames']} uniform frames per video (native size) embedded as one clip by the "
+                      "model; no segments (no --type moment: re-index for moments)")
+            else:
+                print(f"videos: {c['frames']} uniform frames per video (native size) embedded as one clip by the "
+                      f"model; segments {v['window']:g} s every {v['stride']:g} s, each embedded as a clip of "
+                      f"{c['frames']} uniform frames inside it")
         elif av:  # an audio-visual model reads frames and sound per window itself
             print(f"videos: {av['model']}: {av['frames']} frames ({av['frame_size']} px) + {av['chunks']} audio chunks "
                   f"({av['sample_rate']} Hz, first {av['max_audio_seconds']:g} s) per span: the whole video and "

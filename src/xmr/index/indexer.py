@@ -108,14 +108,15 @@ class _LazyEncoder:
 
 def _require_indexable(enc, video: VideoIndexConfig | None = None) -> None:
     """Refuse, before the index records the model, an encoder that cannot embed media files (a text-only tower), and
-    video sampling / segment settings a whole-clip video model (``trained:DIR`` of a video run) would not use."""
+    frame-grid settings a whole-clip video model (``trained:DIR`` of a video run) would not use (it reads its own
+    ``clip_frames`` uniform frames per video and per window; ``--segment`` / ``--segment-stride`` apply)."""
     caps = enc.capabilities
     if not (caps.images or caps.sound or caps.clips):
         enc.require("images", "xmr index")
-    if caps.clips and video is not None and video != VideoIndexConfig():
-        raise ConfigError(f"{enc.spec} embeds each video as one clip of its own {enc.clip_frames} uniform frames, "
-                          "without segments: drop --video-fps / --video-max-frames / --frame-snap / --segment / "
-                          "--segment-stride")
+    if caps.clips and video is not None and video != VideoIndexConfig(window=video.window, stride=video.stride):
+        raise ConfigError(f"{enc.spec} embeds each video and each --segment window as one clip of its own "
+                          f"{enc.clip_frames} uniform frames, not on a frame grid: drop --video-fps / "
+                          "--video-max-frames / --frame-snap")
 
 
 @contextmanager
@@ -286,7 +287,7 @@ def _video_settings(video: VideoIndexConfig, encoder) -> dict:
     if getattr(encoder.capabilities, "clips", False):
         from ..video.clips import clip_settings
 
-        d["clips"] = clip_settings(encoder)
+        d["clips"] = clip_settings(encoder, windows=True)
     return d
 
 

@@ -84,7 +84,7 @@ def search_moments(reader, encoder, query: Query, k: int = 10, *, model=None, de
         raise ConfigError(f"index was built with {reader.model_spec!r} but the query encoder is {encoder.spec!r}")
     from ..video.clips import refuse_moments
 
-    refuse_moments(encoder)  # a whole-clip model's index has one vector per video and no segments
+    refuse_moments(encoder, reader)  # a whole-clip model's index from before its windows were embedded
     check_has_videos(reader)
     return search_moments_embedded(reader, encode_query(encoder, query), k, model=model, depth=depth,
                                    per_video=per_video, model_spec=encoder.spec)
@@ -94,9 +94,9 @@ def check_has_videos(reader) -> None:
     """XmrIndexError saying what to do when the index holds no video segments."""
     if reader.count_segments() == 0:
         raise XmrIndexError("moment search needs videos, and this index holds none (no video segments): index a "
-                            "folder with videos (xmr index DIR), or search images with --type image / all (an index built with a "
-                            "whole-clip model, trained:DIR of a video run, has one vector per video and no segments: "
-                            "search its videos with --type video)")
+                            "folder with videos (xmr index DIR), or search images with --type image / all (an index "
+                            "that a whole-clip model, trained:DIR of a video run, built before its windows were "
+                            "embedded has no segments: re-index it)")
 
 
 def search_moments_embedded(reader, emb, k: int, *, model=None, depth: int = DEFAULT_DEPTH,

@@ -172,8 +172,8 @@ def build_router(ctx: ServeContext) -> APIRouter:
         from ..video.clips import refuse_moments
 
         try:
-            refuse_moments(ctx.queries.encoder)  # a whole-clip model's index has no segments: the CLI's reason
             reader = live.reader()
+            refuse_moments(ctx.queries.encoder, reader)  # a whole-clip index without windows: the CLI's reason
             check_has_videos(reader)
             with metrics.stage("encode_query"):
                 emb = encode_query(_Batched(ctx.queries), query)

@@ -12,8 +12,8 @@ CLIP4Clip's meanP for a plain image encoder):
 
 An audio-visual encoder (``encoder.capabilities.sound``: ``eao:DIR``, ``eclipse:DIR``) embeds each video and
 window from its frames and sound track together instead (:mod:`xmr.video.av`). A whole-clip model
-(``encoder.capabilities.clips``: ``trained:DIR`` of a video run) embeds each video as one clip, without segments
-(:mod:`xmr.video.clips`).
+(``encoder.capabilities.clips``: ``trained:DIR`` of a video run) embeds the video and each window as its own clip
+of ``clip_frames`` uniform frames (:mod:`xmr.video.clips`).
 
 Heads that re-score (``encoder.capabilities.video_rescoring``: X-Pool, prototypes) store their query-independent
 candidate vectors, and the frame times and features are returned too (:attr:`VideoEmbedding.frames`) for the index to
@@ -135,7 +135,7 @@ def embed_video(
         from .av import embed_av_video
 
         return embed_av_video(path, encoder, cfg)
-    if getattr(encoder.capabilities, "clips", False) and pool is None:  # a whole-clip model: one vector, no segments
+    if getattr(encoder.capabilities, "clips", False) and pool is None:  # a whole-clip model: video + windows as clips
         from .clips import embed_clip_video
 
         return embed_clip_video(path, encoder, cfg)
