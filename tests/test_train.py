@@ -295,3 +295,77 @@ def test_checkpoint_written_with_the_old_default_frames_resumes():
     assert TrainConfig(dataset="manifest:x").differences(old) == []
     assert TrainConfig(dataset="manifest:x", frames=8).differences(old) == ["frames"]
     assert TrainConfig(dataset="manifest:x").clip_frames == 4
+
+
+class _FakeCuda:
+    """torch.cuda as a GPU run sees it, for the RNG save / restore only (no GPU here: mocks, not a device)."""
+
+    def __init__(self, monkeypatch, devices=2, initialised=True):
+        self.devices, self.calls, self.restored = devices, 0, []
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "is_initialized", lambda: initialised)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: self.devices)
+        monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: None)  # torch.manual_seed asks for it
+        monkeypatch.setattr(torch.cuda, "get_rng_state_all", self.get)
+        monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: self.restored.append(list(states)))
+
+    def get(self):  # a different state at every save: the restored one must be the checkpoint's own
+        self.calls += 1
+        return [torch.tensor([self.calls, d, 7], dtype=torch.uint8) for d in range(self.devices)]
+
+
+def test_gpu_run_saves_the_cuda_rng_and_resume_restores_it(synth, tmp_path, monkeypatch):
+    from xmr.train.state import load_cuda_rng
+
+    cuda = _FakeCuda(monkeypatch)
+    cfg = _cfg(synth, epochs=3)
+    full = train(cfg, tmp_path / "full", device="cpu", show_progress=False)
+
+    def kill(epoch, step):
+        if epoch == 1 and step == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(cfg, tmp_path / "k", device="cpu", on_step=kill, show_progress=False)
+    saved = load_file(str(tmp_path / "k" / "checkpoints" / "epoch-0001" / "state.safetensors"))
+    assert {k for k in saved if k.startswith("rng.")} == {"rng.torch", "rng.cuda.0", "rng.cuda.1"}
+    assert [s.tolist() for s in load_cuda_rng(tmp_path / "k" / "checkpoints" / "epoch-0001")] == \
+        [saved["rng.cuda.0"].tolist(), saved["rng.cuda.1"].tolist()]
+    assert cuda.restored == []
+    resumed = train(cfg, tmp_path / "k", device="cpu", resume=True, show_progress=False)
+    assert resumed.resumed_from == 1
+    assert len(cuda.restored) == 1  # the epoch-1 checkpoint's states, not the newest ones get_rng_state_all gave
+    assert [s.tolist() for s in cuda.restored[0]] == [saved["rng.cuda.0"].tolist(), saved["rng.cuda.1"].tolist()]
+    assert cuda.restored[0][0].tolist()[0] < cuda.calls
+    a, b = _weights(full.out), _weights(resumed.out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cpu_checkpoint_has_no_cuda_rng_and_resumes_where_cuda_is_available(synth, tmp_path, monkeypatch):
+    """A CPU run writes what checkpoints held before CUDA states were saved (rng.torch only); resuming it on a
+    machine with CUDA restores nothing there and ends with the uninterrupted run's weights."""
+    cfg = _cfg(synth, epochs=2)
+    full = train(cfg, tmp_path / "full", device="cpu", show_progress=False)
+    train(_cfg(synth, epochs=1), tmp_path / "r", device="cpu", show_progress=False)
+    saved = load_file(str(tmp_path / "r" / "checkpoints" / "epoch-0001" / "state.safetensors"))
+    assert {k for k in saved if not k.startswith(("system.", "optim."))} == {"rng.torch"}
+    cuda = _FakeCuda(monkeypatch, initialised=False)
+    resumed = train(cfg, tmp_path / "r", device="cpu", resume=True, show_progress=False)
+    assert resumed.resumed_from == 1 and cuda.restored == [] and cuda.calls == 0
+    a, b = _weights(full.out), _weights(resumed.out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_restore_cuda_rng_on_fewer_devices_cpu_only_and_one_device(monkeypatch, caplog):
+    from xmr.train.state import restore_cuda_rng
+
+    states = [torch.tensor([i], dtype=torch.uint8) for i in range(3)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert restore_cuda_rng(states) == 0 and restore_cuda_rng([]) == 0  # resumed on a CPU: nothing to set
+    cuda = _FakeCuda(monkeypatch, devices=2)
+    with caplog.at_level("WARNING", logger="xmr.train.state"):
+        assert restore_cuda_rng(states) == 2
+    assert [s.item() for s in cuda.restored[0]] == [0, 1] and "3 devices, 2 are visible" in caplog.text
+    one = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, i: one.append((s.item(), i)))
+    assert restore_cuda_rng(states, devices=[1]) == 1 and one == [(1, 1)]  # only the device the trainer forked

@@ -248,3 +248,33 @@ def test_save_every_keep_and_a_corrupt_checkpoint(clip_dir, tmp_path):
     assert _train(clip_dir, tmp_path / "s", resume=True, epochs=3, save_every=2, keep=0).resumed_from == 2
     _train(clip_dir, tmp_path / "u")
     assert _same_files(tmp_path / "s", tmp_path / "u", "model.safetensors")
+
+
+def test_restore_returns_the_saved_cuda_rng_and_reads_the_old_key(clip_dir, tmp_path):
+    """A CPU run saves no CUDA RNG; a GPU run's ``rng.cuda.N`` (the shared helper of xmr.train.state) and a run saved
+    before it (one device's ``system.cuda_rng``) come back from restore() for the trainer to set (no GPU here: the
+    tensors are written into the checkpoint by hand)."""
+    from safetensors.torch import save_file
+
+    from xmr.train.state import list_checkpoints
+    from xmr.train.ts2net_vit_state import restore
+
+    model = _train(clip_dir, tmp_path / "r", epochs=1)
+    ckpt = list_checkpoints(tmp_path / "r")[-1][1]
+    saved = load_file(str(ckpt / "state.safetensors"))
+    assert not any(k.startswith("rng.cuda.") or k == "system.cuda_rng" for k in saved)
+
+    def opt():
+        head = [p for n, p in model.named_parameters() if not n.startswith("clip.")]
+        clip = [p for p in model.clip.parameters() if p.requires_grad]  # the groups train_ts2net_vit makes
+        return torch.optim.AdamW([{"params": head}, {"params": clip}], lr=3e-3)
+
+    meta, _ = restore(ckpt, model, opt())
+    assert meta["cuda_rng"] == [] and meta["cuda_rng_legacy"] is None
+    states = [torch.arange(d, d + 4, dtype=torch.uint8) for d in range(2)]
+    save_file({**saved, "rng.cuda.1": states[1], "rng.cuda.0": states[0]}, str(ckpt / "state.safetensors"))
+    meta, _ = restore(ckpt, model, opt())
+    assert [s.tolist() for s in meta["cuda_rng"]] == [s.tolist() for s in states] and meta["cuda_rng_legacy"] is None
+    save_file({**saved, "system.cuda_rng": states[1]}, str(ckpt / "state.safetensors"))
+    meta, _ = restore(ckpt, model, opt())
+    assert meta["cuda_rng"] == [] and meta["cuda_rng_legacy"].tolist() == states[1].tolist()

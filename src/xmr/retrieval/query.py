@@ -218,6 +218,9 @@ def encode_query(encoder, query: Query) -> QueryEmbedding:
             vecs[i] = v
     images = [(i, t.value) for i, t in enumerate(query.terms) if t.kind == "image"]
     if images:
+        from ..video.clips import refuse_image_query
+
+        refuse_image_query(encoder)  # a whole-clip model says why, and what to search with instead
         encoder.require("images", "an image query")
         enc = encoder.encode_images([im for _, im in images], show_progress=False)
         for (i, _), v in zip(images, enc):

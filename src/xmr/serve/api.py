@@ -169,9 +169,11 @@ def build_router(ctx: ServeContext) -> APIRouter:
         else training-free localisation; docs/moments.md)."""
         from ..errors import XmrIndexError
         from ..retrieval.moment_search import check_has_videos, search_moments_embedded
+        from ..video.clips import refuse_moments
 
         try:
             reader = live.reader()
+            refuse_moments(ctx.queries.encoder, reader)  # a whole-clip index without windows: the CLI's reason
             check_has_videos(reader)
             with metrics.stage("encode_query"):
                 emb = encode_query(_Batched(ctx.queries), query)

@@ -26,7 +26,7 @@ from .data import PairData, build_pairs, tiny_inputs
 from .losses import Batch, EpochContext, LossInfo, create_loss
 from .model import AdapterModel, TinyModel
 from .report import TensorBoard, plot_curve, write_csv
-from .state import check_out, load_state, save_epoch
+from .state import check_out, load_cuda_rng, load_state, restore_cuda_rng, save_epoch
 from .teachers import load_teachers, teacher_features
 
 log = logging.getLogger(__name__)
@@ -281,6 +281,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
         system.load_state_dict(system_sd)
         opt.load_state_dict(optim_sd)
         torch.set_rng_state(rng)
+        restore_cuda_rng(load_cuda_rng(ckpt))  # a GPU run's device draws go on where they were (a CPU run saves none)
         start, step, history = meta["epoch"], meta["step"], meta["history"]
         log.info("resuming %s after epoch %d", out, start)
     system, opt = acc.prepare(system, opt)

@@ -2,13 +2,15 @@
 
 ``OUT/checkpoints/epoch-NNNN/``: ``config.json`` + ``model.safetensors`` (a ``trained:`` model), ``state.safetensors``
 (every tensor of the model and the loss — momentum encoders, queues, peer networks, clean/noisy split — the
-optimiser's moments and torch's RNG state) and ``state.json`` (epoch, step, the optimiser's scalar state, the metrics
-history, the :class:`~xmr.train.config.TrainConfig`). Written into a temporary folder and renamed, so a kill leaves
-either the whole epoch or none of it. ``OUT/config.json`` + ``OUT/model.safetensors`` are the newest epoch's model.
+optimiser's moments, torch's CPU RNG state and, when the process has initialised CUDA, every CUDA device's RNG state
+(``rng.cuda.0``, ``rng.cuda.1``, ...: :func:`rng_tensors`, restored by :func:`restore_cuda_rng`)) and ``state.json``
+(epoch, step, the optimiser's scalar state, the metrics history, the :class:`~xmr.train.config.TrainConfig`).
+Written into a temporary folder and renamed, so a kill leaves either the whole epoch or none of it. ``OUT/config.json`` + ``OUT/model.safetensors`` are the newest epoch's model.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -21,6 +23,51 @@ from ..errors import ConfigError
 
 CKPT_DIR = "checkpoints"
 _EPOCH = re.compile(r"^epoch-(\d{4,})$")
+_CUDA_RNG = "rng.cuda."  # + device index
+log = logging.getLogger(__name__)
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    """torch's RNG states as checkpoint tensors: ``rng.torch`` (the CPU generator) and, when this process has
+    initialised CUDA (a GPU run: the model or a tensor went to a GPU), ``rng.cuda.{i}`` for every visible device
+    (``torch.cuda.get_rng_state_all()``). A CPU run writes no ``rng.cuda.*`` (asking CUDA would initialise it)."""
+    out = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out.update({f"{_CUDA_RNG}{i}": s.cpu() for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return out
+
+
+def load_cuda_rng(path: Path) -> list[torch.Tensor]:
+    """The CUDA RNG states (device order) saved in an epoch folder's ``state.safetensors``; ``[]`` for a CPU run's
+    checkpoint or one written before CUDA states were saved."""
+    from safetensors import safe_open
+
+    with safe_open(str(path / "state.safetensors"), framework="pt") as f:
+        keys = sorted((int(k[len(_CUDA_RNG):]), k) for k in f.keys()
+                      if k.startswith(_CUDA_RNG) and k[len(_CUDA_RNG):].isdigit())
+        return [f.get_tensor(k) for _, k in keys]
+
+
+def restore_cuda_rng(states: list[torch.Tensor], devices: list[int] | None = None) -> int:
+    """Set the CUDA generators from ``states`` (:func:`load_cuda_rng`): every saved device that exists here
+    (``torch.cuda.set_rng_state_all``), or only those in ``devices`` (a trainer that forks just its own device's RNG).
+    Nothing without saved states or without CUDA (a GPU run resumed on a CPU: its CUDA draws do not happen here);
+    fewer GPUs than were saved: the first ones, with a warning. Returns how many devices were set."""
+    if not states or not torch.cuda.is_available():
+        if states:
+            log.info("resume: the checkpoint holds CUDA RNG states but CUDA is not available here; not restored")
+        return 0
+    n = min(len(states), torch.cuda.device_count())
+    if n < len(states):
+        log.warning("resume: the checkpoint holds the CUDA RNG states of %d devices, %d are visible; restoring the "
+                    "first %d (a bit-exact resume needs the same devices)", len(states), n, n)
+    if devices is None:
+        torch.cuda.set_rng_state_all(states[:n])
+        return n
+    for i in devices:
+        if i < n:
+            torch.cuda.set_rng_state(states[i], i)
+    return sum(1 for i in devices if i < n)
 
 
 def list_checkpoints(out: Path) -> list[tuple[int, Path]]:
@@ -51,7 +98,7 @@ def save_epoch(out: Path, epoch: int, model, system_state: dict, optimizer, meta
     opt_t, opt_meta = flatten_optimizer(optimizer.state_dict())
     tensors = {f"system.{k}": v.detach().cpu().contiguous() for k, v in system_state.items()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in opt_t.items()})
-    tensors["rng.torch"] = torch.get_rng_state()
+    tensors.update(rng_tensors())
     save_file(tensors, str(tmp / "state.safetensors"))
     (tmp / "state.json").write_text(json.dumps({**meta, "epoch": epoch, "optimizer": opt_meta}, indent=1) + "\n")
     if final.exists():
@@ -97,4 +144,5 @@ def check_out(out: Path, resume: bool) -> Path | None:
     return None
 
 
-__all__ = ["CKPT_DIR", "check_out", "list_checkpoints", "load_state", "save_epoch"]
+__all__ = ["CKPT_DIR", "check_out", "list_checkpoints", "load_cuda_rng", "load_state", "restore_cuda_rng",
+           "rng_tensors", "save_epoch"]

@@ -147,8 +147,12 @@ def train_ts2net_vit(model, pixels: torch.Tensor, texts, pairs, *, finetune: str
 
             meta, cpu_rng = restore(found[0], model, opt, text_tower)
             torch.set_rng_state(cpu_rng)
-            if cuda and meta["cuda_rng"] is not None:
-                torch.cuda.set_rng_state(meta["cuda_rng"], dev)
+            if cuda and meta["cuda_rng"]:  # only this device's: the fork covers no other
+                from .state import restore_cuda_rng
+
+                restore_cuda_rng(meta["cuda_rng"], cuda)
+            elif cuda and meta["cuda_rng_legacy"] is not None:  # a run saved before the shared rng.cuda.* tensors
+                torch.cuda.set_rng_state(meta["cuda_rng_legacy"], dev)
             rng.bit_generator.state = meta["numpy_rng"]
             history, first, step = meta["history"], meta["epoch"], meta["step"]
             log.info("resuming %s after epoch %d", out, first)
@@ -225,7 +229,7 @@ def _checkpoint(out: Path, model, base: str, text_tower, opt, rng, cfg, history:
                 "loss_per_epoch": [r["train_loss"] for r in history if "train_loss" in r], "metrics": history[-1]}
     meta = {"trainer": TRAINER, "config": cfg.to_dict(), "step": step, "history": history,
             "numpy_rng": rng.bit_generator.state, "training": training}
-    save_epoch(out, epoch, ModelSaver(model, base), system_state(model.logit_scale.device, text_tower), opt, meta,
+    save_epoch(out, epoch, ModelSaver(model, base), system_state(text_tower), opt, meta,
                keep=keep)
     write_csv(out / "metrics.csv", history)
 

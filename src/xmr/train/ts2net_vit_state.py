@@ -6,9 +6,10 @@ xmr trainer shares (:mod:`xmr.train.state`).
 * ``config.json`` + ``model.safetensors``: the epoch's model as a ``ts2net:DIR`` folder (:func:`save_ts2net_vit`:
   the whole CLIP under ``clip.*`` plus the TS2-Net parts), also copied to ``OUT/config.json`` /
   ``OUT/model.safetensors``, so ``OUT`` loads as ``ts2net:OUT`` after every checkpoint, in the format it always had;
-* ``state.safetensors``: AdamW's moments, torch's CPU RNG state, a replacement text tower's weights
-  (``system.text_tower.*``) and the CUDA RNG state of a GPU run (``system.cuda_rng``); the model's weights are not
-  stored twice (they are read back from the epoch's ``model.safetensors``);
+* ``state.safetensors``: AdamW's moments, torch's CPU RNG state and a GPU run's CUDA RNG states (``rng.*``, the
+  helpers every trainer shares: :func:`xmr.train.state.rng_tensors`; runs saved before them hold the one device's
+  state as ``system.cuda_rng``, still restored), a replacement text tower's weights (``system.text_tower.*``); the
+  model's weights are not stored twice (they are read back from the epoch's ``model.safetensors``);
 * ``state.json``: the epoch, the step, AdamW's scalar state, the history, numpy's batch-order generator state and the
   :class:`TS2NetViTTrainConfig` (a resumed run must use the same one; only ``epochs`` may grow).
 """
@@ -126,12 +127,13 @@ def restore(ckpt: Path, model, optimizer, text_tower=None) -> tuple[dict, torch.
     (state.json, the saved CPU RNG state) and leaves setting the RNGs to the caller (inside its forked RNG)."""
     from ..checkpoint import load_checkpoint
     from ..heads.ts2net_vit import FORMAT
-    from .state import load_state
+    from .state import load_cuda_rng, load_state
 
     label = f"checkpoint {ckpt}"
     load_checkpoint(ckpt, FORMAT, label).load_into(model)
     try:
         meta, system, optim, rng = load_state(ckpt)
+        cuda_rng = load_cuda_rng(ckpt)
         optimizer.load_state_dict(optim)
     except Exception as e:  # safetensors header errors, truncated files, optimiser groups that do not fit
         detail = " ".join(str(e).split())[:300]
@@ -142,16 +144,14 @@ def restore(ckpt: Path, model, optimizer, text_tower=None) -> tuple[dict, torch.
 
         load_module(text_tower, {k[len("text_tower."):]: v for k, v in system.items()
                                  if k.startswith("text_tower.")}, label)
-    meta["cuda_rng"] = system.get("cuda_rng")
+    meta["cuda_rng"], meta["cuda_rng_legacy"] = cuda_rng, system.get("cuda_rng")
     return meta, rng
 
 
-def system_state(device: torch.device, text_tower=None) -> dict:
-    """The tensors saved beside the optimiser: a replacement text tower's weights, the CUDA RNG state of a GPU run."""
-    state = {f"text_tower.{k}": v for k, v in text_tower.state_dict().items()} if text_tower is not None else {}
-    if device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(device)
-    return state
+def system_state(text_tower=None) -> dict:
+    """The tensors saved beside the optimiser: a replacement text tower's weights (the RNG states are saved by
+    :func:`xmr.train.state.save_epoch` for every trainer)."""
+    return {f"text_tower.{k}": v for k, v in text_tower.state_dict().items()} if text_tower is not None else {}
 
 
 __all__ = ["ModelSaver", "TRAINER", "TS2NetViTTrainConfig", "open_run", "restore", "system_state"]

@@ -121,5 +121,14 @@ def refuse_moments(encoder, reader) -> None:
                           "search whole videos with --type video")
 
 
+def refuse_image_query(encoder) -> None:
+    """ConfigError for an image query to a whole-clip model (it has no image tower: ``capabilities.images`` False)."""
+    caps = getattr(encoder, "capabilities", None)
+    if getattr(caps, "clips", False) and not getattr(caps, "images", False):
+        raise ConfigError(f"an image query needs an image encoder, and {encoder.spec} embeds whole video clips, not "
+                          "images: search its videos with a text query (--type video), or index the images with an "
+                          "image model in another index")
+
+
 __all__ = ["WHY_NO_MOMENTS", "clip_plan", "clip_settings", "clip_window_times", "embed_clip_video", "read_clip",
-           "refuse_moments"]
+           "refuse_image_query", "refuse_moments"]
