@@ -207,8 +207,7 @@ def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], sho
         try:
             times, frames = decode_frames(it, plan)
         except (MediaError, ValueError) as e:
-            where = f" [{it.start}-{it.end} s]" if it.start is not None or it.end is not None else ""
-            bad.append(f"{getattr(e, 'path', it.media)}{where}: {getattr(e, 'reason', e)}")
+            bad.append(_bad_item(it, e))
             continue
         if bad:
             continue  # keep decoding to name every bad file, but stop encoding
@@ -225,6 +224,12 @@ def _encode_videos(dataset, encoder, num_frames: int | None, bad: list[str], sho
     return DenseGallery(np.stack(out).astype(np.float32) if out else np.zeros((0, encoder.dim), np.float32))
 
 
+def _bad_item(it, e: BaseException) -> str:
+    """``path [start-end s]: reason`` of a video (or moment window) that could not be read."""
+    where = f" [{it.start}-{it.end} s]" if it.start is not None or it.end is not None else ""
+    return f"{getattr(e, 'path', it.media)}{where}: {getattr(e, 'reason', e)}"
+
+
 def _encode_av_videos(dataset, encoder, bad: list[str]):
     """Each video (or moment window) through an audio-visual model (:mod:`xmr.video.av`: its frame and audio tokens
     of the span, the same as ``xmr index`` and ``xmr train-av`` read); bad files are added to ``bad``."""
@@ -239,8 +244,7 @@ def _encode_av_videos(dataset, encoder, bad: list[str]):
             toks.append(read_spans(it.media, encoder.config, None if it.start is None and it.end is None
                                    else span)[2][0])
         except (MediaError, ValueError) as e:
-            where = f" [{it.start}-{it.end} s]" if it.start is not None or it.end is not None else ""
-            bad.append(f"{getattr(e, 'path', it.media)}{where}: {getattr(e, 'reason', e)}")
+            bad.append(_bad_item(it, e))
     if bad:
         return None
     return DenseGallery(encode_spans(encoder, toks) if toks else np.zeros((0, encoder.dim), np.float32))
@@ -259,8 +263,7 @@ def _encode_clip_videos(dataset, encoder, bad: list[str], show_progress):
         try:
             frames = read_clip(it, encoder)
         except (MediaError, ValueError) as e:
-            where = f" [{it.start}-{it.end} s]" if it.start is not None or it.end is not None else ""
-            bad.append(f"{getattr(e, 'path', it.media)}{where}: {getattr(e, 'reason', e)}")
+            bad.append(_bad_item(it, e))
             continue
         if bad:
             continue  # keep decoding to name every bad file, but stop encoding
