@@ -14,6 +14,22 @@ from ..paths import default_index_path
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
 
+def json_object(text: str | None, flag: str, example: str | None = '{"margin": 0.2}') -> dict:
+    """A JSON-object option (``--config``, ``--loss-config``, ...): ``{}`` when not given; ConfigError naming the flag
+    when it is not valid JSON or not an object."""
+    from ..errors import ConfigError
+
+    if not text:
+        return {}
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{flag} is not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{flag} must be a JSON object" + (f", e.g. '{example}'" if example else ""))
+    return obj
+
+
 def register_command(name: str, help: str, setup: Callable, run: Callable) -> None:
     """Add a subcommand: ``setup(parser)`` declares its options, ``run(args) -> exit code`` does the work."""
     COMMANDS[name] = (setup, run, help)

@@ -3,23 +3,7 @@ checkpoint every epoch (``--resume`` continues a killed run), evaluate every epo
 The output folder loads as ``--model trained:DIR``."""
 from __future__ import annotations
 
-from ._common import add_device_arg, progress_flag, register_command
-
-
-def _json_object(text: str | None, flag: str) -> dict:
-    import json
-
-    from ..errors import ConfigError
-
-    if not text:
-        return {}
-    try:
-        obj = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(f"{flag} is not valid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise ConfigError(f"{flag} must be a JSON object, e.g. '{{\"margin\": 0.2}}'")
-    return obj
+from ._common import add_device_arg, json_object, progress_flag, register_command
 
 
 def setup(p):
@@ -77,14 +61,14 @@ def run(args) -> int:
 
     cfg = TrainConfig(
         dataset=args.dataset, model=args.model, mode=args.mode, loss=args.loss,
-        loss_config=_json_object(args.loss_config, "--loss-config"),
+        loss_config=json_object(args.loss_config, "--loss-config"),
         split=None if args.split == "all" else args.split, eval_dataset=args.eval_dataset,
         eval_split=None if args.eval_split == "none" else args.eval_split, captions=args.captions,
         protocol=args.protocol, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, precision=args.precision, adapter_hidden=args.adapter_hidden,
         adapter_residual=not args.adapter_projection, adapter_dim=args.adapter_dim,
-        tiny=_json_object(args.tiny_config, "--tiny-config"), finetune=args.finetune,
-        lora=_json_object(args.lora, "--lora"),
+        tiny=json_object(args.tiny_config, "--tiny-config"), finetune=args.finetune,
+        lora=json_object(args.lora, "--lora"),
         teachers=parse_teachers(args.teachers) if args.teachers is not None else (), frames=args.frames)
     res = train(cfg, args.out, resume=args.resume, device=args.device, show_progress=progress_flag(args),
                 keep_checkpoints=args.keep, save_every=args.save_every)

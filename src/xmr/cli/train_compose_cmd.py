@@ -31,12 +31,12 @@ def setup(p):
 
 def run(args) -> int:
     from ..train.compose import ComposeTrainConfig, train_composer
-    from .train_cmd import _json_object
+    from ._common import json_object
 
     cfg = ComposeTrainConfig(dataset=args.dataset, composer=args.composer, model=args.model, split=args.split,
                              eval_split=None if args.eval_split == "none" else args.eval_split, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-                             hidden=args.hidden, composer_config=_json_object(args.config, "--config"))
+                             hidden=args.hidden, composer_config=json_object(args.config, "--config"))
     res = train_composer(cfg, args.out, show_progress=progress_flag(args), device=args.device, resume=args.resume)
     last = res.history[-1]
     shown = ", ".join(f"{k} {last[k]}" for k in ("R@1", "R@10", "R@50", "mean") if k in last)

@@ -29,11 +29,11 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..index.snapshot import open_reader
     from ..train.fusion import FusionTrainConfig, train_from_index
-    from .train_cmd import _json_object
+    from ._common import json_object
 
     if not 0 <= args.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
-    extra = _json_object(args.config, "--config")
+    extra = json_object(args.config, "--config")
     if args.hidden is None:
         store, reader = open_reader(index_path(args))
         try:

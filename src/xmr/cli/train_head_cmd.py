@@ -4,7 +4,7 @@ trains a many-frame teacher that reads associated captions, then distils the few
 its last ViT blocks, :mod:`xmr.train.ts2net_vit`) and saves a folder that loads as ``--model ts2net:DIR``."""
 from __future__ import annotations
 
-from ._common import add_device_arg, positive_int, register_command
+from ._common import add_device_arg, json_object, positive_int, register_command
 
 
 def setup(p):
@@ -53,8 +53,6 @@ def setup(p):
 
 
 def run(args) -> int:
-    import json
-
     from ..data import load_dataset
     from ..encoders import create_encoder
     from ..errors import ConfigError
@@ -70,12 +68,7 @@ def run(args) -> int:
                           "--head ts2net-vit (the other heads train on frozen features in one go)")
     _load_all()
     cls = VIDEO_HEADS.get(args.head)
-    try:
-        overrides = json.loads(args.config) if args.config else {}
-    except ValueError as e:
-        raise ConfigError(f"--config is not valid JSON ({e})") from None
-    if not isinstance(overrides, dict):
-        raise ConfigError("--config must be a JSON object")
+    overrides = json_object(args.config, "--config", example=None)
     is_lean = args.head == "lean"
     if args.frames is None:
         args.frames = 4 if is_lean else 8
@@ -148,8 +141,6 @@ def _train_lean(args, ds, enc, overrides: dict, cfg) -> int:
 def _train_ts2net_vit(args) -> int:
     """TS2-Net end to end on an hf: CLIP (xmr.train.ts2net_vit): checkpoints every epoch into --out, which loads as
     ts2net:OUT; --resume continues a killed run. --out and a resume's settings are checked before any decoding."""
-    import json
-
     from ..config import config_from_dict
     from ..data import load_dataset
     from ..encoders import absolute_spec, create_encoder
@@ -167,12 +158,7 @@ def _train_ts2net_vit(args) -> int:
         raise ConfigError("--frames and --epochs must be >= 1 for --head ts2net-vit")
     if args.keep < 0:
         raise ConfigError(f"--keep must be >= 0 (0: keep every checkpoint), got {args.keep}")
-    try:
-        overrides = json.loads(args.config) if args.config else {}
-    except ValueError as e:
-        raise ConfigError(f"--config is not valid JSON ({e})") from None
-    if not isinstance(overrides, dict):
-        raise ConfigError("--config must be a JSON object")
+    overrides = json_object(args.config, "--config", example=None)
     finetune = args.finetune or "whole"
     from ..train.finetune import parse_how
 

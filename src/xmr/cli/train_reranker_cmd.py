@@ -4,7 +4,7 @@ Hard negatives come from the dual encoder's top-k (``--dual``, default the token
 and ``metrics.csv`` go into ``--out`` (``--resume`` continues a run). The folder loads as ``--rerank NAME:OUT``."""
 from __future__ import annotations
 
-from ._common import add_device_arg, positive_int, register_command
+from ._common import add_device_arg, json_object, positive_int, register_command
 
 
 def setup(p):
@@ -31,8 +31,6 @@ def setup(p):
 
 
 def run(args) -> int:
-    import json
-
     from ..data import load_dataset
     from ..encoders import create_encoder
     from ..errors import ConfigError
@@ -40,12 +38,7 @@ def run(args) -> int:
     from ..rerank.tokens import check_token_encoder
 
     cls = matcher_class(args.matcher)
-    try:
-        overrides = json.loads(args.config) if args.config else {}
-    except ValueError as e:
-        raise ConfigError(f"--config is not valid JSON ({e})") from None
-    if not isinstance(overrides, dict):
-        raise ConfigError("--config must be a JSON object")
+    overrides = json_object(args.config, "--config", example=None)
     tc = MatcherTrainConfig(loss=args.loss, negatives=args.negatives, hard_k=args.hard_k, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     ds = load_dataset(args.dataset, split=None if args.split == "all" else args.split, check_media=True)

@@ -36,6 +36,18 @@ def _group_pairs(pairs, num_texts: int, num_videos: int) -> list[np.ndarray]:
     return [np.asarray(ts) for ts in by_video]
 
 
+def caption_batches(rng: np.random.Generator, videos: np.ndarray, by_video, batch_size: int):
+    """One epoch of contrastive batches: ``videos`` in a random order, cut into batches of ``batch_size`` (a last
+    batch of one is dropped: it has no negative), each video with one of its captions drawn at random. Yields
+    ``(video ids, caption ids)`` as int arrays; every draw comes from ``rng``, in this order."""
+    order = rng.permutation(videos)
+    for s in range(0, len(order), batch_size):
+        vb = order[s: s + batch_size]
+        if len(vb) < 2:
+            continue
+        yield vb, np.asarray([rng.choice(by_video[v]) for v in vb])
+
+
 def train_head(
     frame_feats: torch.Tensor,
     text_emb: torch.Tensor,
@@ -82,13 +94,8 @@ def train_head(
         text_tower.train()
     t0 = time.perf_counter()
     for ep in range(epochs):
-        order = rng.permutation(videos)
         total, steps = 0.0, 0
-        for s in range(0, len(order), batch_size):
-            vb = order[s: s + batch_size]
-            if len(vb) < 2:
-                continue
-            tb = np.asarray([rng.choice(by_video[v]) for v in vb])
+        for vb, tb in caption_batches(rng, videos, by_video, batch_size):
             text = text_emb[torch.as_tensor(tb)]
             if text_tower is not None:
                 text = text_tower(text)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..heads.train import caption_batches
 
 log = logging.getLogger(__name__)
 
@@ -177,13 +178,9 @@ def train_ts2net_vit(model, pixels: torch.Tensor, texts, pairs, *, finetune: str
         t0 = time.perf_counter()
         for ep in range(first, epochs):
             t1 = time.perf_counter()
-            order = rng.permutation(videos)
             total, steps = 0.0, 0
-            for s in range(0, len(order), batch_size):
-                vb = order[s: s + batch_size]
-                if len(vb) < 2:
-                    continue
-                tb = torch.as_tensor(np.asarray([rng.choice(by_video[v]) for v in vb]))
+            for vb, tb in caption_batches(rng, videos, by_video, batch_size):
+                tb = torch.as_tensor(tb)
                 if text_tower is not None:
                     t = F.normalize(text_tower(texts[tb].to(dev)), dim=-1)
                 else:
